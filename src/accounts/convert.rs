@@ -1,0 +1,102 @@
+//! Protobuf ⇄ model conversions for accounts. Requests become commands or every bad field is
+//! reported at once.
+
+use prost_types::Timestamp;
+use secrecy::SecretString;
+
+use super::model::{ChangePassword, Email, Handle, Login, SignUp, User, parse_display_name, parse_password};
+use crate::caller::{Caller, Role};
+use crate::error::{AppError, Violations};
+use crate::grpc::pb;
+use crate::idempotency::RequestId;
+
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+}
+
+pub fn role_to_pb(role: Role) -> pb::Role {
+    match role {
+        Role::User => pb::Role::User,
+        Role::Admin => pb::Role::Admin,
+    }
+}
+
+/// Whether `viewer` may see `user`'s email: the user themself and admins only.
+pub fn sees_email(viewer: Option<&Caller>, user: &User) -> bool {
+    viewer.is_some_and(|c| c.user_id == user.id || c.is_admin())
+}
+
+/// A user for the wire; the email only when `show_email` (see [`sees_email`]).
+pub fn user_to_pb(u: User, show_email: bool) -> pb::User {
+    pb::User {
+        id: u.id.to_string(),
+        handle: u.handle,
+        email: if show_email { u.email } else { String::new() },
+        display_name: u.display_name,
+        role: role_to_pb(u.role) as i32,
+        created_at: Some(timestamp(u.created_at)),
+    }
+}
+
+impl TryFrom<pb::SignUpRequest> for SignUp {
+    type Error = AppError;
+    fn try_from(r: pb::SignUpRequest) -> Result<Self, AppError> {
+        let mut v = Violations::new();
+        let handle = v.check("handle", Handle::parse(&r.handle));
+        let email = v.check("email", Email::parse(&r.email));
+        let password = v.check("password", parse_password(&r.password));
+        let display_name = v.check("display_name", parse_display_name(&r.display_name));
+        let request_id = v.check("request_id", RequestId::parse(&r.request_id));
+        match (handle, email, password, display_name, request_id) {
+            (Some(handle), Some(email), Some(password), Some(display_name), Some(request_id)) if v.is_empty() => {
+                Ok(SignUp { handle, email, password, display_name, request_id })
+            }
+            _ => Err(v.into_error()),
+        }
+    }
+}
+
+impl TryFrom<pb::LoginRequest> for Login {
+    type Error = AppError;
+    fn try_from(r: pb::LoginRequest) -> Result<Self, AppError> {
+        let mut v = Violations::new();
+        if r.login.trim().is_empty() {
+            v.add("login", "is required");
+        }
+        if r.password.is_empty() {
+            v.add("password", "is required");
+        }
+        if r.password.chars().count() > 128 {
+            v.add("password", "must be at most 128 characters");
+        }
+        v.finish()?;
+        Ok(Login { login: r.login, password: SecretString::from(r.password) })
+    }
+}
+
+impl TryFrom<pb::ChangePasswordRequest> for ChangePassword {
+    type Error = AppError;
+    fn try_from(r: pb::ChangePasswordRequest) -> Result<Self, AppError> {
+        let mut v = Violations::new();
+        if r.old_password.is_empty() {
+            v.add("old_password", "is required");
+        }
+        let new = v.check("new_password", parse_password(&r.new_password));
+        if !r.old_password.is_empty() && r.old_password == r.new_password {
+            v.add("new_password", "must differ from the old password");
+        }
+        match new {
+            Some(new) if v.is_empty() => Ok(ChangePassword { old: SecretString::from(r.old_password), new }),
+            _ => Err(v.into_error()),
+        }
+    }
+}
+
+/// A refresh token field: required, bounded.
+pub fn refresh_token(raw: &str) -> Result<&str, AppError> {
+    let t = raw.trim();
+    if t.is_empty() || t.len() > 256 {
+        return Err(AppError::invalid("refresh_token", "is required (at most 256 characters)"));
+    }
+    Ok(t)
+}

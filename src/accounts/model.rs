@@ -1,0 +1,174 @@
+//! Account rules: what a handle, an email, a password and a display name may be.
+//! No SQL, no transport: parsers return the description a field violation carries.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::caller::Role;
+use crate::idempotency::RequestId;
+
+/// A user as every RPC returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub handle: String,
+    pub email: String,
+    pub display_name: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// 3–30 characters of `[a-z0-9._]`, stored lower case; unique case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Handle(String);
+
+impl Handle {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let h = raw.trim().to_lowercase();
+        let len = h.chars().count();
+        if !(3..=30).contains(&len) {
+            return Err("must be 3 to 30 characters".into());
+        }
+        if !h.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_') {
+            return Err("may contain only a-z, 0-9, '.' and '_'".into());
+        }
+        Ok(Self(h))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address as given (trimmed); unique case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let e = raw.trim();
+        if e.is_empty() {
+            return Err("is required".into());
+        }
+        if e.len() > 254 {
+            return Err("must be at most 254 characters".into());
+        }
+        let valid = match e.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+            }
+            None => false,
+        };
+        if !valid {
+            return Err("is not an email address".into());
+        }
+        Ok(Self(e.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// 8–128 characters (the upper bound keeps hashing cost bounded).
+pub fn parse_password(raw: &str) -> Result<SecretString, String> {
+    let n = raw.chars().count();
+    if n < 8 {
+        return Err("must be at least 8 characters".into());
+    }
+    if n > 128 {
+        return Err("must be at most 128 characters".into());
+    }
+    Ok(SecretString::from(raw.to_owned()))
+}
+
+/// 1–50 characters, no control characters, trimmed.
+pub fn parse_display_name(raw: &str) -> Result<String, String> {
+    let d = raw.trim();
+    let n = d.chars().count();
+    if n == 0 {
+        return Err("is required".into());
+    }
+    if n > 50 {
+        return Err("must be at most 50 characters".into());
+    }
+    if d.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(d.to_owned())
+}
+
+#[derive(Debug)]
+pub struct SignUp {
+    pub handle: Handle,
+    pub email: Email,
+    pub password: SecretString,
+    pub display_name: String,
+    pub request_id: Option<RequestId>,
+}
+
+#[derive(Debug)]
+pub struct Login {
+    pub login: String,
+    pub password: SecretString,
+}
+
+#[derive(Debug)]
+pub struct ChangePassword {
+    pub old: SecretString,
+    pub new: SecretString,
+}
+
+/// Tokens handed out by Login and Refresh.
+#[derive(Debug)]
+pub struct Tokens {
+    pub access_token: String,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserFilter {
+    pub query: Option<String>,
+    pub role: Option<Role>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles() {
+        assert_eq!(Handle::parse(" Alice.B_1 ").unwrap().as_str(), "alice.b_1");
+        assert!(Handle::parse("ab").is_err());
+        assert!(Handle::parse(&"a".repeat(31)).is_err());
+        assert!(Handle::parse("bad-dash").is_err());
+        assert!(Handle::parse("한글이름").is_err());
+        assert!(Handle::parse(&"a".repeat(30)).is_ok());
+    }
+
+    #[test]
+    fn emails() {
+        assert!(Email::parse("a@b.co").is_ok());
+        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@.co", "a@b."] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_and_names() {
+        assert!(parse_password("1234567").is_err());
+        assert!(parse_password("12345678").is_ok());
+        assert!(parse_password(&"x".repeat(129)).is_err());
+        assert!(parse_display_name("  ").is_err());
+        assert_eq!(parse_display_name(" 김민수 ").unwrap(), "김민수");
+        assert!(parse_display_name("a\u{7}b").is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! Account use cases. Who may do what:
+//! - anyone: SignUp, Login, Refresh, Logout (holding the refresh token is the authority);
+//! - a caller: ChangePassword, WhoAmI;
+//! - an operator at the CLI: grant and revoke ADMIN.
+
+use chrono::{Duration, Utc};
+use serde::Serialize;
+
+use super::model::{ChangePassword, Login, SignUp, Tokens, User};
+use super::store::{self, NewUser, TokenUse};
+use super::tokens::{hash_refresh_token, new_refresh_token};
+use crate::app::AppState;
+use crate::caller::{Caller, Role};
+use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::idempotency::{self, Claim};
+
+/// Cache key of a user as WhoAmI returns it.
+pub fn user_cache_key(id: uuid::Uuid) -> String {
+    format!("user:{id}")
+}
+
+#[tracing::instrument(name = "accounts.sign_up", skip_all, err(level = "debug"))]
+pub async fn sign_up(state: &AppState, cmd: SignUp) -> AppResult<User> {
+    #[derive(Serialize)]
+    struct Fingerprint<'a> {
+        handle: &'a str,
+        email: &'a str,
+        display_name: &'a str,
+    }
+    let fp = idempotency::fingerprint(&Fingerprint {
+        handle: cmd.handle.as_str(),
+        email: &cmd.email.as_str().to_lowercase(),
+        display_name: &cmd.display_name,
+    });
+    let scope = idempotency::scope("SignUp", None);
+    if let Some(rid) = &cmd.request_id
+        && let Some(user) = idempotency::lookup::<User>(&state.db, &scope, rid, &fp).await?
+    {
+        return Ok(user);
+    }
+    // Cheap refusal before an expensive hash; the unique indexes still decide races.
+    if let Some(reason) = store::taken(&state.db, cmd.handle.as_str(), cmd.email.as_str()).await? {
+        metrics::counter!("maru_unique_conflicts_total", "constraint" => constraint_of(reason)).increment(1);
+        return Err(AppError::already_exists(reason, taken_message(reason)));
+    }
+    let hash = state.passwords.hash(&cmd.password).await?;
+
+    let mut tx = state.db.begin().await?;
+    if let Some(rid) = &cmd.request_id
+        && let Claim::Replay(user) =
+            idempotency::claim::<User>(&mut tx, &scope, rid, &fp, state.settings.idempotency.ttl_s).await?
+    {
+        return Ok(user);
+    }
+    let user = store::insert_user(
+        &mut tx,
+        &NewUser {
+            handle: cmd.handle.as_str(),
+            email: cmd.email.as_str(),
+            password_hash: &hash,
+            display_name: &cmd.display_name,
+        },
+    )
+    .await?;
+    if let Some(rid) = &cmd.request_id {
+        idempotency::complete(&mut tx, &scope, rid, &user).await?;
+    }
+    tx.commit().await?;
+    metrics::counter!("maru_auth_events_total", "event" => "sign_up", "outcome" => "ok").increment(1);
+    tracing::info!(user_id = %user.id, "account created");
+    Ok(user)
+}
+
+fn constraint_of(reason: Reason) -> &'static str {
+    crate::error::UNIQUE_CONSTRAINTS.iter().find(|(_, r)| *r == reason).map_or("other", |(c, _)| c)
+}
+
+fn taken_message(reason: Reason) -> &'static str {
+    if reason == Reason::HandleTaken { "handle is already taken" } else { "email is already registered" }
+}
+
+fn bad_credentials() -> AppError {
+    AppError::unauthenticated(Reason::BadCredentials, "login or password is incorrect")
+}
+
+#[tracing::instrument(name = "accounts.login", skip_all, err(level = "debug"))]
+pub async fn login(state: &AppState, cmd: Login) -> AppResult<(Tokens, User)> {
+    let found = store::find_for_login(&state.db, cmd.login.trim()).await?;
+    let (user, hash) = match found {
+        Some((u, h)) => (Some(u), Some(h)),
+        None => (None, None),
+    };
+    // Verified even when no account matched, so both failures take the same time.
+    let ok = state.passwords.verify(&cmd.password, hash).await?;
+    let user = match user {
+        Some(u) if ok => u,
+        _ => {
+            metrics::counter!("maru_auth_events_total", "event" => "login", "outcome" => "bad_credentials")
+                .increment(1);
+            return Err(bad_credentials());
+        }
+    };
+    let mut tx = state.db.begin().await?;
+    let session_id = store::insert_session(&mut tx, user.id).await?;
+    let tokens = issue_tokens(state, &mut tx, &user, session_id).await?;
+    tx.commit().await?;
+    metrics::counter!("maru_auth_events_total", "event" => "login", "outcome" => "ok").increment(1);
+    Ok((tokens, user))
+}
+
+async fn issue_tokens(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    user: &User,
+    session_id: uuid::Uuid,
+) -> AppResult<Tokens> {
+    let now = Utc::now();
+    let (refresh_token, hash) = new_refresh_token();
+    let refresh_expires_at = now + Duration::seconds(state.settings.auth.refresh_ttl_s as i64);
+    store::insert_refresh_token(conn, &hash, session_id, refresh_expires_at).await?;
+    let (access_token, access_expires_at) = state.tokens.issue(user.id, session_id, user.role, now)?;
+    Ok(Tokens { access_token, access_expires_at, refresh_token, refresh_expires_at })
+}
+
+/// Rotates a refresh token. A token presented twice revokes its whole session: whoever holds
+/// the other copy (the legitimate client or a thief) must log in again.
+#[tracing::instrument(name = "accounts.refresh", skip_all, err(level = "debug"))]
+pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
+    let hash = hash_refresh_token(token);
+    let mut tx = state.db.begin().await?;
+    let outcome = store::use_refresh_token(&mut tx, &hash).await?;
+    let (label, result) = match outcome {
+        TokenUse::Fresh { session_id, user_id } => match store::get_user(&mut *tx, user_id).await? {
+            Some(user) => {
+                store::touch_session(&mut *tx, session_id).await?;
+                let tokens = issue_tokens(state, &mut tx, &user, session_id).await?;
+                ("ok", Ok(tokens))
+            }
+            None => {
+                ("invalid", Err(AppError::unauthenticated(Reason::RefreshTokenInvalid, "account no longer exists")))
+            }
+        },
+        TokenUse::Reused { session_id } => {
+            store::revoke_session(&mut *tx, session_id, "refresh token reuse").await?;
+            tracing::warn!(session_id = %session_id, "refresh token reused: session revoked");
+            (
+                "reused",
+                Err(AppError::unauthenticated(
+                    Reason::RefreshTokenReused,
+                    "refresh token was already used; session revoked",
+                )),
+            )
+        }
+        TokenUse::Revoked => {
+            ("revoked", Err(AppError::unauthenticated(Reason::SessionRevoked, "session was revoked; log in again")))
+        }
+        TokenUse::Expired | TokenUse::Unknown => (
+            "invalid",
+            Err(AppError::unauthenticated(Reason::RefreshTokenInvalid, "refresh token is invalid or expired")),
+        ),
+    };
+    // The revocation of a reused token must persist even though the call fails.
+    tx.commit().await?;
+    metrics::counter!("maru_auth_events_total", "event" => "refresh", "outcome" => label).increment(1);
+    result
+}
+
+/// Revokes the session of `token`. Logging out twice is fine; an unknown token is not.
+#[tracing::instrument(name = "accounts.logout", skip_all, err(level = "debug"))]
+pub async fn logout(state: &AppState, token: &str) -> AppResult<()> {
+    let hash = hash_refresh_token(token);
+    let Some(session_id) = store::session_of_token(&state.db, &hash).await? else {
+        return Err(AppError::unauthenticated(Reason::RefreshTokenInvalid, "refresh token is invalid"));
+    };
+    store::revoke_session(&state.db, session_id, "logout").await?;
+    metrics::counter!("maru_auth_events_total", "event" => "logout", "outcome" => "ok").increment(1);
+    Ok(())
+}
+
+/// Changes the password and revokes every other session of the caller.
+#[tracing::instrument(name = "accounts.change_password", skip_all, err(level = "debug"))]
+pub async fn change_password(state: &AppState, caller: &Caller, cmd: ChangePassword) -> AppResult<()> {
+    let hash = store::password_hash(&state.db, caller.user_id).await?;
+    if hash.is_none() {
+        return Err(AppError::not_found(Reason::UserNotFound, "user"));
+    }
+    if !state.passwords.verify(&cmd.old, hash).await? {
+        metrics::counter!("maru_auth_events_total", "event" => "change_password", "outcome" => "bad_credentials")
+            .increment(1);
+        return Err(Violations::one("old_password", "does not match the current password")
+            .into_error_with(Reason::BadCredentials));
+    }
+    let new_hash = state.passwords.hash(&cmd.new).await?;
+    let mut tx = state.db.begin().await?;
+    store::update_password(&mut *tx, caller.user_id, &new_hash).await?;
+    let revoked = store::revoke_other_sessions(&mut *tx, caller.user_id, caller.session_id, "password changed").await?;
+    tx.commit().await?;
+    metrics::counter!("maru_auth_events_total", "event" => "change_password", "outcome" => "ok").increment(1);
+    tracing::info!(revoked_sessions = revoked, "password changed");
+    Ok(())
+}
+
+#[tracing::instrument(name = "accounts.who_am_i", skip_all, err(level = "debug"))]
+pub async fn who_am_i(state: &AppState, caller: &Caller) -> AppResult<User> {
+    let db = &state.db;
+    let user = state
+        .cache
+        .get_or_load("user", &user_cache_key(caller.user_id), std::time::Duration::from_secs(300), || async {
+            store::get_user(db, caller.user_id).await
+        })
+        .await?;
+    user.ok_or_else(|| AppError::not_found(Reason::UserNotFound, "user"))
+}
+
+/// Grants or revokes the deployment-wide ADMIN role (CLI bootstrap path).
+pub async fn set_role(state: &AppState, handle: &str, role: Role) -> AppResult<User> {
+    let user = store::set_role_by_handle(&state.db, handle.trim(), role)
+        .await?
+        .ok_or_else(|| AppError::not_found(Reason::UserNotFound, "user"))?;
+    state.cache.invalidate(&[user_cache_key(user.id)]).await;
+    tracing::info!(user_id = %user.id, role = role.as_db(), "role changed");
+    Ok(user)
+}

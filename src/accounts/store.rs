@@ -1,0 +1,244 @@
+//! Every SQL statement of accounts and sessions.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::model::{User, UserFilter};
+use crate::caller::Role;
+use crate::error::{AppResult, Reason};
+
+const USER_COLUMNS: &str = "id, handle, email, display_name, role, created_at";
+
+pub struct NewUser<'a> {
+    pub handle: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub display_name: &'a str,
+}
+
+pub async fn insert_user(conn: &mut PgConnection, u: &NewUser<'_>) -> AppResult<User> {
+    let user = sqlx::query_as::<_, User>(
+        "insert into users (id, handle, email, password_hash, display_name)
+         values ($1, $2, $3, $4, $5)
+         returning id, handle, email, display_name, role, created_at",
+    )
+    .bind(Uuid::now_v7())
+    .bind(u.handle)
+    .bind(u.email)
+    .bind(u.password_hash)
+    .bind(u.display_name)
+    .fetch_one(conn)
+    .await?;
+    Ok(user)
+}
+
+/// Which of handle and email is already registered (a fast pre-check; the unique indexes
+/// decide under concurrency).
+pub async fn taken(db: impl PgExecutor<'_>, handle: &str, email: &str) -> AppResult<Option<Reason>> {
+    let row: Option<(bool,)> = sqlx::query_as(
+        "select lower(handle) = lower($1) from users
+         where lower(handle) = lower($1) or lower(email) = lower($2)
+         order by 1 desc limit 1",
+    )
+    .bind(handle)
+    .bind(email)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(h,)| if h { Reason::HandleTaken } else { Reason::EmailTaken }))
+}
+
+pub async fn get_user(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<User>> {
+    let sql = format!("select {USER_COLUMNS} from users where id = $1 and deleted_at is null");
+    Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?)
+}
+
+/// The live account whose handle or email is `login`, with its password hash.
+pub async fn find_for_login(db: impl PgExecutor<'_>, login: &str) -> AppResult<Option<(User, String)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: User,
+        password_hash: String,
+    }
+    let sql = format!(
+        "select {USER_COLUMNS}, password_hash from users
+         where (lower(handle) = lower($1) or lower(email) = lower($1)) and deleted_at is null
+         limit 1"
+    );
+    let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(login).fetch_optional(db).await?;
+    Ok(row.map(|r| (r.user, r.password_hash)))
+}
+
+pub async fn password_hash(db: impl PgExecutor<'_>, user_id: Uuid) -> AppResult<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as("select password_hash from users where id = $1 and deleted_at is null")
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| r.0))
+}
+
+pub async fn update_password(db: impl PgExecutor<'_>, user_id: Uuid, hash: &str) -> AppResult<()> {
+    sqlx::query("update users set password_hash = $2, updated_at = now() where id = $1")
+        .bind(user_id)
+        .bind(hash)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_role_by_handle(db: impl PgExecutor<'_>, handle: &str, role: Role) -> AppResult<Option<User>> {
+    let sql = format!(
+        "update users set role = $2, updated_at = now()
+         where lower(handle) = lower($1) and deleted_at is null
+         returning {USER_COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(sql)).bind(handle).bind(role.as_db()).fetch_optional(db).await?)
+}
+
+/// Users newest first, after the `(created_at, id)` cursor.
+pub async fn list_users(
+    db: impl PgExecutor<'_>,
+    filter: &UserFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<User>> {
+    let sql = format!(
+        "select {USER_COLUMNS} from users
+         where deleted_at is null
+           and ($1::text is null or handle ilike '%' || $1 || '%' or display_name ilike '%' || $1 || '%')
+           and ($2::text is null or role = $2)
+           and ($3::timestamptz is null or (created_at, id) < ($3, $4))
+         order by created_at desc, id desc
+         limit $5"
+    );
+    let query = filter.query.as_deref().map(escape_like);
+    Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(sql))
+        .bind(query)
+        .bind(filter.role.map(Role::as_db))
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(limit)
+        .fetch_all(db)
+        .await?)
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
+pub fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+pub async fn insert_session(conn: &mut PgConnection, user_id: Uuid) -> AppResult<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query("insert into sessions (id, user_id) values ($1, $2)").bind(id).bind(user_id).execute(conn).await?;
+    Ok(id)
+}
+
+pub async fn insert_refresh_token(
+    conn: &mut PgConnection,
+    hash: &[u8],
+    session_id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> AppResult<()> {
+    sqlx::query("insert into refresh_tokens (token_hash, session_id, expires_at) values ($1, $2, $3)")
+        .bind(hash)
+        .bind(session_id)
+        .bind(expires_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug)]
+pub enum TokenUse {
+    /// Unused, unexpired, live session: now marked used.
+    Fresh {
+        session_id: Uuid,
+        user_id: Uuid,
+    },
+    /// Used before: a replay (or a stolen copy).
+    Reused {
+        session_id: Uuid,
+    },
+    Revoked,
+    Expired,
+    Unknown,
+}
+
+/// Marks the token used if it may be used; the row lock makes concurrent presentations of one
+/// token serialise, so only the first is `Fresh`.
+pub async fn use_refresh_token(conn: &mut PgConnection, hash: &[u8]) -> AppResult<TokenUse> {
+    let fresh: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "update refresh_tokens rt set used_at = now()
+         from sessions s
+         where rt.token_hash = $1 and rt.used_at is null and rt.expires_at > now()
+           and s.id = rt.session_id and s.revoked_at is null
+         returning rt.session_id, s.user_id",
+    )
+    .bind(hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((session_id, user_id)) = fresh {
+        return Ok(TokenUse::Fresh { session_id, user_id });
+    }
+    let row: Option<(Uuid, bool, bool, bool)> = sqlx::query_as(
+        "select rt.session_id, rt.used_at is not null, s.revoked_at is not null, rt.expires_at <= now()
+         from refresh_tokens rt join sessions s on s.id = rt.session_id
+         where rt.token_hash = $1",
+    )
+    .bind(hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        None => TokenUse::Unknown,
+        Some((_, _, true, _)) => TokenUse::Revoked,
+        Some((session_id, true, _, _)) => TokenUse::Reused { session_id },
+        Some((_, _, _, true)) => TokenUse::Expired,
+        Some(_) => TokenUse::Unknown,
+    })
+}
+
+pub async fn session_of_token(db: impl PgExecutor<'_>, hash: &[u8]) -> AppResult<Option<Uuid>> {
+    let row: Option<(Uuid,)> = sqlx::query_as("select session_id from refresh_tokens where token_hash = $1")
+        .bind(hash)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| r.0))
+}
+
+pub async fn touch_session(db: impl PgExecutor<'_>, session_id: Uuid) -> AppResult<()> {
+    sqlx::query("update sessions set last_used_at = now() where id = $1").bind(session_id).execute(db).await?;
+    Ok(())
+}
+
+pub async fn revoke_session(db: impl PgExecutor<'_>, session_id: Uuid, reason: &str) -> AppResult<()> {
+    sqlx::query("update sessions set revoked_at = now(), revoked_reason = $2 where id = $1 and revoked_at is null")
+        .bind(session_id)
+        .bind(reason)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Revokes every live session of the user except `keep`; returns how many.
+pub async fn revoke_other_sessions(db: impl PgExecutor<'_>, user_id: Uuid, keep: Uuid, reason: &str) -> AppResult<u64> {
+    Ok(sqlx::query(
+        "update sessions set revoked_at = now(), revoked_reason = $3
+         where user_id = $1 and id <> $2 and revoked_at is null",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .bind(reason)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// Deletes refresh tokens expired for more than a day; returns how many.
+pub async fn delete_expired_refresh_tokens(db: impl PgExecutor<'_>) -> AppResult<u64> {
+    Ok(sqlx::query("delete from refresh_tokens where expires_at < now() - interval '1 day'")
+        .execute(db)
+        .await?
+        .rows_affected())
+}

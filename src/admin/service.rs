@@ -1,0 +1,39 @@
+//! `maru.v1.AdminService`.
+
+use tonic::{Request, Response, Status};
+
+use super::ops;
+use crate::accounts::convert::user_to_pb;
+use crate::accounts::model::UserFilter;
+use crate::app::AppState;
+use crate::caller::Role;
+use crate::error::AppError;
+use crate::grpc::{caller, pb};
+
+pub struct AdminApi {
+    pub state: AppState,
+}
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for AdminApi {
+    async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let role = match pb::Role::try_from(r.role) {
+            Ok(pb::Role::Unspecified) => None,
+            Ok(pb::Role::User) => Some(Role::User),
+            Ok(pb::Role::Admin) => Some(Role::Admin),
+            Err(_) => return Err(AppError::invalid("role", "is not a known role").into()),
+        };
+        let query = Some(r.query.trim().to_owned()).filter(|q| !q.is_empty());
+        if query.as_ref().is_some_and(|q| q.chars().count() > 100) {
+            return Err(AppError::invalid("query", "must be at most 100 characters").into());
+        }
+        let (users, next) =
+            ops::list_users(&self.state, &caller, UserFilter { query, role }, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: users.into_iter().map(|u| user_to_pb(u, true)).collect(),
+            next_page_token: next,
+        }))
+    }
+}

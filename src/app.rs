@@ -1,0 +1,387 @@
+//! The application: shared state, the gRPC server with its layers, the admin HTTP server,
+//! readiness, background jobs and graceful shutdown.
+//!
+//! Start-up: both listeners bind at once; health is NOT_SERVING (and `/readyz` 503) until the
+//! database is reachable, created if missing and migrated. Shutdown (SIGTERM, SIGINT or
+//! [`ShutdownHandle::shutdown`]): health flips to NOT_SERVING first, the listener stays open
+//! for `grpc.shutdown_grace_ms` so balancers notice, then in-flight RPCs get at most
+//! `grpc.drain_timeout_ms` to finish.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use http::{HeaderName, Method};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::accounts::password::Passwords;
+use crate::accounts::service::AuthApi;
+use crate::accounts::tokens::TokenKeys;
+use crate::admin::service::AdminApi;
+use crate::cache::Cache;
+use crate::config::{Environment, Settings};
+use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
+use crate::grpc::{FILE_DESCRIPTOR_SET, maru_services, pb};
+use crate::paging::Pager;
+use crate::{db, jobs, telemetry};
+
+/// Everything an op needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<StateInner>);
+
+pub struct StateInner {
+    pub db: PgPool,
+    pub cache: Cache,
+    pub settings: Arc<Settings>,
+    pub tokens: Arc<TokenKeys>,
+    pub passwords: Passwords,
+    pub pager: Pager,
+}
+
+impl Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// State for the CLI and tests: no servers, same rules.
+    pub fn new(settings: Settings, db: PgPool) -> anyhow::Result<Self> {
+        let secret = jwt_secret(&settings)?;
+        let cache = Cache::new(&settings.redis);
+        Ok(Self(Arc::new(StateInner {
+            db,
+            cache,
+            tokens: Arc::new(TokenKeys::new(&secret, &settings.auth.issuer, settings.auth.access_ttl_s)),
+            passwords: Passwords::new(settings.auth.max_concurrent_hashes),
+            pager: Pager::new(&secret),
+            settings: Arc::new(settings),
+        })))
+    }
+}
+
+/// The configured key, the key file, or — in development only — a random key.
+fn jwt_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = &settings.auth.jwt_key {
+        return Ok(key.expose_secret().as_bytes().to_vec());
+    }
+    if let Some(path) = &settings.auth.jwt_key_file {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(bytes.trim_ascii().to_vec());
+    }
+    anyhow::ensure!(settings.env == Environment::Development, "auth.jwt_key is required in production");
+    tracing::warn!(
+        "!!! auth.jwt_key is not set: using a random key. Tokens will not survive a restart and \
+         replicas will reject each other's tokens. Set MARU__AUTH__JWT_KEY in any shared deployment. !!!"
+    );
+    let mut key = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    Ok(key)
+}
+
+/// Triggers the same graceful shutdown as SIGTERM.
+#[derive(Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+pub struct Application {
+    state: AppState,
+    grpc: TcpListener,
+    admin: TcpListener,
+    ready: Arc<AtomicBool>,
+    /// Create the database and run migrations before declaring readiness.
+    prepare_db: bool,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Binds the listeners; the database is prepared once [`Self::run_until_stopped`] runs.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = db::lazy_pool(&settings.database)?;
+        Self::build_with_pool(settings, pool, true).await
+    }
+
+    /// With an existing pool (tests pass a migrated per-test database).
+    pub async fn build_with_pool(settings: Settings, pool: PgPool, prepare_db: bool) -> anyhow::Result<Self> {
+        let grpc = TcpListener::bind(settings.grpc_addr())
+            .await
+            .with_context(|| format!("binding {}", settings.grpc.listen))?;
+        let admin = TcpListener::bind(settings.admin_addr())
+            .await
+            .with_context(|| format!("binding {}", settings.admin.listen))?;
+        let state = AppState::new(settings, pool)?;
+        let (shutdown_tx, _) = watch::channel(false);
+        Ok(Self { state, grpc, admin, ready: Arc::new(AtomicBool::new(false)), prepare_db, shutdown_tx })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown_tx.clone())
+    }
+
+    /// Serves until SIGTERM/SIGINT or the shutdown handle, then drains.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { state, grpc, admin, ready, prepare_db, shutdown_tx } = self;
+        let settings = state.settings.clone();
+        let metrics = telemetry::metrics_handle();
+
+        // OS signals feed the same shutdown channel as the handle.
+        let signal_tx = shutdown_tx.clone();
+        let signals = tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received");
+            let _ = signal_tx.send(true);
+        });
+
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        set_health(&reporter, ServingStatus::NotServing).await;
+
+        let mut background =
+            vec![signals, state.cache.spawn_monitor(Duration::from_millis(settings.redis.probe_interval_ms))];
+        background.push(tokio::spawn(become_ready(state.clone(), ready.clone(), reporter.clone(), prepare_db)));
+        background.extend(jobs::spawn_all(&state, shutdown_tx.subscribe()));
+
+        // Admin HTTP: metrics and probes.
+        let admin_state =
+            AdminHttp { state: state.clone(), ready: ready.clone(), metrics, stopping: shutdown_tx.subscribe() };
+        let admin_router = axum::Router::new()
+            .route("/metrics", get(metrics_endpoint))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .with_state(Arc::new(admin_state));
+        let admin_addr = admin.local_addr()?;
+        let admin_stop = shutdown_tx.subscribe();
+        let admin_server = tokio::spawn(async move {
+            // Kept up during the drain so the last scrapes see the shutdown.
+            let stop = async move {
+                stopped(admin_stop).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            if let Err(e) = axum::serve(admin, admin_router).with_graceful_shutdown(stop).await {
+                tracing::error!(error = %e, "admin server failed");
+            }
+        });
+
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let max = settings.grpc.max_message_bytes;
+        let auth = pb::auth_service_server::AuthServiceServer::new(AuthApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let admin_api = pb::admin_service_server::AdminServiceServer::new(AdminApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+
+        let rpc_layer = RpcLayer::new(RpcLayerConfig {
+            tokens: state.tokens.clone(),
+            max_timeout: settings.grpc.request_timeout(),
+            access_log: settings.log.access_log,
+            metrics: true,
+            ready: ready.clone(),
+        });
+
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let grace = Duration::from_millis(settings.grpc.shutdown_grace_ms);
+        let stop_rx = shutdown_tx.subscribe();
+        let reporter_stop = reporter.clone();
+        let shutdown_signal = async move {
+            stopped(stop_rx).await;
+            // Health first, so balancers stop sending before the listener closes.
+            set_health(&reporter_stop, ServingStatus::NotServing).await;
+            tracing::info!(grace_ms = grace.as_millis() as u64, "health NOT_SERVING; draining");
+            tokio::time::sleep(grace).await;
+            let _ = drain_tx.send(());
+        };
+
+        tracing::info!(grpc = %grpc.local_addr()?, admin = %admin_addr, "maru listening");
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(cors_layer(&settings.grpc.cors_allowed_origins))
+            .layer(tower::util::MapRequestLayer::new(mark_protocol))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(rpc_layer)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(auth)
+            .add_service(admin_api)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal);
+        tokio::pin!(server);
+
+        let drain_timeout = Duration::from_millis(settings.grpc.drain_timeout_ms);
+        let result = tokio::select! {
+            r = &mut server => r.map_err(anyhow::Error::from),
+            _ = async { let _ = drain_rx.await; tokio::time::sleep(drain_timeout).await; } => {
+                tracing::warn!(drain_ms = drain_timeout.as_millis() as u64, "drain timeout: closing remaining connections");
+                Ok(())
+            }
+        };
+        let _ = shutdown_tx.send(true);
+        let _ = admin_server.await;
+        for task in background {
+            task.abort();
+        }
+        tracing::info!("maru stopped");
+        result
+    }
+}
+
+/// Reflection over maru's protos, health and the error details; both versions list every
+/// service (grpcurl 1.8 speaks only v1alpha).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    let mut b = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let fixed =
+        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+    for name in maru_services().into_iter().chain(fixed) {
+        b = b.with_service_name(name);
+    }
+    b
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for svc in maru_services() {
+        reporter.set_service_status(svc, status).await;
+    }
+}
+
+/// Connects, creates and migrates the database (retrying with backoff), then flips health.
+async fn become_ready(state: AppState, ready: Arc<AtomicBool>, reporter: HealthReporter, prepare_db: bool) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let attempt = async {
+            if prepare_db && state.settings.database.create_if_missing {
+                db::create_if_missing(&state.settings.database).await?;
+            }
+            db::migrate(&state.db).await
+        };
+        match attempt.await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), retry_ms = delay.as_millis() as u64, "database not ready");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    ready.store(true, Ordering::Release);
+    metrics::gauge!("maru_ready").set(1.0);
+    set_health(&reporter, ServingStatus::Serving).await;
+    tracing::info!("database ready: SERVING");
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(Any)
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(24 * 3600))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+struct AdminHttp {
+    state: AppState,
+    ready: Arc<AtomicBool>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    stopping: watch::Receiver<bool>,
+}
+
+async fn metrics_endpoint(State(s): State<Arc<AdminHttp>>) -> String {
+    let pool = &s.state.db;
+    let size = pool.size() as f64;
+    let idle = pool.num_idle() as f64;
+    metrics::gauge!("maru_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("maru_db_pool_connections", "state" => "in_use").set(size - idle);
+    metrics::gauge!("maru_db_pool_connections", "state" => "max").set(f64::from(pool.options().get_max_connections()));
+    process_collector().collect();
+    s.metrics.render()
+}
+
+fn process_collector() -> &'static metrics_process::Collector {
+    static C: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let c = metrics_process::Collector::default();
+        c.describe();
+        c
+    })
+}
+
+async fn readyz(State(s): State<Arc<AdminHttp>>) -> (StatusCode, &'static str) {
+    if *s.stopping.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database not ready")
+    }
+}

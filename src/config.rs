@@ -1,0 +1,415 @@
+//! Typed settings: built-in defaults → optional TOML file → `MARU__SECTION__KEY` environment.
+//!
+//! Every setting has a default that works on a machine with PostgreSQL on 127.0.0.1:5432 and
+//! nothing else. Secrets are [`SecretString`] and never printed; `maru check-config` shows
+//! them masked. [`Settings::validate`] reports every problem at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Deployment environment. `production` refuses to start without a configured JWT key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub env: Environment,
+    pub grpc: GrpcSettings,
+    pub admin: AdminSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+    pub idempotency: IdempotencySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcSettings {
+    /// gRPC (HTTP/2) and gRPC-web (HTTP/1.1) listen address.
+    pub listen: String,
+    /// Largest accepted or sent message, bytes.
+    pub max_message_bytes: usize,
+    /// Upper bound for any RPC; a smaller client `grpc-timeout` wins.
+    pub request_timeout_ms: u64,
+    /// Origins allowed for gRPC-web CORS; `*` allows any.
+    pub cors_allowed_origins: Vec<String>,
+    /// After SIGTERM: time health stays NOT_SERVING before the listener closes.
+    pub shutdown_grace_ms: u64,
+    /// After the listener closes: the longest time in-flight RPCs may take to finish.
+    pub drain_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// HTTP listen address for `/metrics`, `/healthz` and `/readyz`.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    #[serde(serialize_with = "masked_url")]
+    pub url: SecretString,
+    /// Create the database named in `url` when it does not exist.
+    pub create_if_missing: bool,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// Longest wait for a pooled connection before the RPC fails with UNAVAILABLE.
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    #[serde(serialize_with = "masked_url")]
+    pub url: SecretString,
+    pub pool_size: usize,
+    /// Every key maru writes starts with this prefix.
+    pub key_prefix: String,
+    /// Longest time one Redis command may take before the cache is bypassed.
+    pub command_timeout_ms: u64,
+    /// How often an unreachable Redis is probed again.
+    pub probe_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HMAC key for access tokens and page tokens (≥ 32 bytes). Unset in development: random.
+    #[serde(serialize_with = "masked_opt")]
+    pub jwt_key: Option<SecretString>,
+    /// File holding the key, used when `jwt_key` is unset.
+    pub jwt_key_file: Option<PathBuf>,
+    pub issuer: String,
+    pub access_ttl_s: u64,
+    pub refresh_ttl_s: u64,
+    /// Password hashes computed at once; the rest queue, so a sign-up storm cannot starve
+    /// the async runtime. 0 = number of CPUs.
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter directive, e.g. `info,maru=debug`.
+    pub level: String,
+    /// `json` (default) or `pretty`.
+    pub format: String,
+    /// Loki base URL (e.g. `http://127.0.0.1:3100`); unset = stdout only.
+    pub loki_url: Option<String>,
+    /// Value of the `service_name` log label.
+    pub service_name: String,
+    /// One access line per RPC (health checks excluded).
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdempotencySettings {
+    /// How long a `request_id` is remembered.
+    pub ttl_s: u64,
+}
+
+fn masked_url<S: Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url(v.expose_secret()))
+}
+
+fn masked_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("********"),
+        None => s.serialize_none(),
+    }
+}
+
+/// Hides the password of a URL, keeping the rest readable.
+pub fn mask_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("********"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "********".to_owned(),
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            env: Environment::Development,
+            grpc: GrpcSettings::default(),
+            admin: AdminSettings::default(),
+            database: DatabaseSettings::default(),
+            redis: RedisSettings::default(),
+            auth: AuthSettings::default(),
+            log: LogSettings::default(),
+            idempotency: IdempotencySettings::default(),
+        }
+    }
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout_ms: 10_000,
+            cors_allowed_origins: vec!["*".into()],
+            shutdown_grace_ms: 0,
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/maru"),
+            create_if_missing: true,
+            max_connections: 20,
+            min_connections: 0,
+            acquire_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("redis://127.0.0.1:6379"),
+            pool_size: 16,
+            key_prefix: "maru:".into(),
+            command_timeout_ms: 250,
+            probe_interval_ms: 2_000,
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_key: None,
+            jwt_key_file: None,
+            issuer: "maru".into(),
+            access_ttl_s: 15 * 60,
+            refresh_ttl_s: 30 * 24 * 3600,
+            max_concurrent_hashes: 0,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "json".into(),
+            loki_url: None,
+            service_name: "maru".into(),
+            access_log: true,
+        }
+    }
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self { ttl_s: 24 * 3600 }
+    }
+}
+
+/// Every problem found in the settings, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid settings:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl Settings {
+    /// Defaults, then `file` (if given), then `MARU__SECTION__KEY` variables; validated.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigErrors(vec![format!("config file {} does not exist", file.display())]));
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        fig = fig.merge(Env::prefixed("MARU__").split("__"));
+        let settings: Settings =
+            fig.extract().map_err(|e| ConfigErrors(e.into_iter().map(|e| e.to_string()).collect()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every setting and reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
+        for (name, addr) in [("grpc.listen", &self.grpc.listen), ("admin.listen", &self.admin.listen)] {
+            if addr.parse::<SocketAddr>().is_err() {
+                errs.push(format!("{name}: `{addr}` is not an address like 127.0.0.1:50051"));
+            }
+        }
+        if self.grpc.max_message_bytes < 1024 {
+            errs.push("grpc.max_message_bytes: must be at least 1024".into());
+        }
+        if self.grpc.request_timeout_ms == 0 {
+            errs.push("grpc.request_timeout_ms: must be positive".into());
+        }
+        match url::Url::parse(self.database.url.expose_secret()) {
+            Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {
+                if u.path().trim_start_matches('/').is_empty() {
+                    errs.push("database.url: must name a database".into());
+                }
+            }
+            _ => errs.push("database.url: must be a postgres:// URL".into()),
+        }
+        if self.database.max_connections == 0 {
+            errs.push("database.max_connections: must be positive".into());
+        }
+        if self.database.min_connections > self.database.max_connections {
+            errs.push("database.min_connections: must not exceed max_connections".into());
+        }
+        if self.database.acquire_timeout_ms == 0 {
+            errs.push("database.acquire_timeout_ms: must be positive".into());
+        }
+        match url::Url::parse(self.redis.url.expose_secret()) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss") => {}
+            _ => errs.push("redis.url: must be a redis:// URL".into()),
+        }
+        if self.redis.pool_size == 0 {
+            errs.push("redis.pool_size: must be positive".into());
+        }
+        if let Some(key) = &self.auth.jwt_key
+            && key.expose_secret().len() < 32
+        {
+            errs.push("auth.jwt_key: must be at least 32 bytes".into());
+        }
+        if let Some(path) = &self.auth.jwt_key_file {
+            match std::fs::read(path) {
+                Ok(bytes) if bytes.trim_ascii().len() >= 32 => {}
+                Ok(_) => errs.push(format!("auth.jwt_key_file: {} holds fewer than 32 bytes", path.display())),
+                Err(e) => errs.push(format!("auth.jwt_key_file: cannot read {}: {e}", path.display())),
+            }
+        }
+        if self.env == Environment::Production && self.auth.jwt_key.is_none() && self.auth.jwt_key_file.is_none() {
+            errs.push("auth.jwt_key: required in production (MARU__AUTH__JWT_KEY or auth.jwt_key_file)".into());
+        }
+        if self.auth.access_ttl_s < 30 {
+            errs.push("auth.access_ttl_s: must be at least 30".into());
+        }
+        if self.auth.refresh_ttl_s <= self.auth.access_ttl_s {
+            errs.push("auth.refresh_ttl_s: must be longer than access_ttl_s".into());
+        }
+        if !matches!(self.log.format.as_str(), "json" | "pretty") {
+            errs.push(format!("log.format: `{}` is not json or pretty", self.log.format));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            errs.push(format!("log.level: `{}` is not a valid filter", self.log.level));
+        }
+        if let Some(loki) = &self.log.loki_url
+            && url::Url::parse(loki).is_err()
+        {
+            errs.push(format!("log.loki_url: `{loki}` is not a URL"));
+        }
+        if self.idempotency.ttl_s < 60 {
+            errs.push("idempotency.ttl_s: must be at least 60".into());
+        }
+        if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.listen.parse().expect("validated at startup")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.listen.parse().expect("validated at startup")
+    }
+
+    /// The effective settings as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        toml_like(&serde_json::to_value(self).unwrap_or_default())
+    }
+}
+
+impl GrpcSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Renders the masked settings as `section.key = value` lines (readable, grep-able).
+fn toml_like(v: &serde_json::Value) -> String {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&p, v, out);
+                }
+            }
+            other => {
+                let env = format!("MARU__{}", prefix.replace('.', "__").to_uppercase());
+                out.push(format!("{prefix} = {other}    # {env}"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut s = Settings::default();
+        s.grpc.listen = "nope".into();
+        s.database.max_connections = 0;
+        s.auth.jwt_key = Some(SecretString::from("short"));
+        s.log.format = "xml".into();
+        let errs = s.validate().unwrap_err().0;
+        assert_eq!(errs.len(), 4, "{errs:?}");
+    }
+
+    #[test]
+    fn production_requires_a_key() {
+        let mut s = Settings::default();
+        s.env = Environment::Production;
+        let errs = s.validate().unwrap_err().0;
+        assert!(errs.iter().any(|e| e.starts_with("auth.jwt_key")), "{errs:?}");
+    }
+
+    #[test]
+    fn masked_output_hides_secrets() {
+        let mut s = Settings::default();
+        s.database.url = SecretString::from("postgres://u:hunter2secret@db:5432/maru");
+        s.auth.jwt_key = Some(SecretString::from("k".repeat(40)));
+        let out = s.to_masked_toml();
+        assert!(!out.contains("hunter2secret"), "{out}");
+        assert!(!out.contains(&"k".repeat(40)), "{out}");
+        assert!(out.contains("MARU__DATABASE__URL"), "{out}");
+    }
+}

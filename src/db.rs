@@ -1,0 +1,53 @@
+//! PostgreSQL: pool construction, database creation and embedded migrations.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+use crate::config::DatabaseSettings;
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub fn connect_options(s: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
+    let opts: PgConnectOptions = s.url.expose_secret().parse()?;
+    Ok(opts.application_name("maru").log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
+}
+
+/// A pool that connects on first use, so the server can start (NOT_SERVING) before the
+/// database is reachable.
+pub fn lazy_pool(s: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(s.max_connections)
+        .min_connections(s.min_connections)
+        .acquire_timeout(Duration::from_millis(s.acquire_timeout_ms))
+        .connect_lazy_with(connect_options(s)?))
+}
+
+/// Creates the database named in the settings when it does not exist.
+pub async fn create_if_missing(s: &DatabaseSettings) -> anyhow::Result<()> {
+    let opts = connect_options(s)?;
+    let name = opts.get_database().unwrap_or("maru").to_owned();
+    let mut conn = PgConnection::connect_with(&opts.clone().database("postgres")).await?;
+    let exists: Option<(i32,)> =
+        sqlx::query_as("select 1 from pg_database where datname = $1").bind(&name).fetch_optional(&mut conn).await?;
+    if exists.is_none() {
+        let sql = format!("create database \"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {
+            Ok(_) => tracing::info!(database = %name, "database created"),
+            // Another replica created it first.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// Applies pending migrations (serialised across replicas by sqlx's advisory lock).
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! The one error type of the crate and its one mapping to `tonic::Status`.
+//!
+//! Every non-OK status carries `google.rpc.ErrorInfo{reason, domain: "maru"}` and a
+//! `RequestInfo` with the request id. Invalid input carries `BadRequest.field_violations`.
+//! Unique violations map by constraint name ([`UNIQUE_CONSTRAINTS`]) to ALREADY_EXISTS.
+//! Internal errors are logged once here, with their chain; the client sees only
+//! "internal error" and the request id. Every reason is listed in `docs/errors.md`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::grpc::request_id;
+
+pub type AppResult<T> = Result<T, AppError>;
+
+macro_rules! reasons {
+    ($($variant:ident => $text:literal,)*) => {
+        /// Machine-readable error reasons (`ErrorInfo.reason`), catalogued in `docs/errors.md`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason { $($variant,)* }
+
+        impl Reason {
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+            pub fn as_str(self) -> &'static str {
+                match self { $(Reason::$variant => $text,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    InvalidArgument => "INVALID_ARGUMENT",
+    PageTokenInvalid => "PAGE_TOKEN_INVALID",
+    RequestIdReused => "REQUEST_ID_REUSED",
+    HandleTaken => "HANDLE_TAKEN",
+    EmailTaken => "EMAIL_TAKEN",
+    AlreadyExists => "ALREADY_EXISTS",
+    NotFound => "NOT_FOUND",
+    UserNotFound => "USER_NOT_FOUND",
+    TokenMissing => "TOKEN_MISSING",
+    TokenInvalid => "TOKEN_INVALID",
+    TokenExpired => "TOKEN_EXPIRED",
+    BadCredentials => "BAD_CREDENTIALS",
+    RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
+    RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+    SessionRevoked => "SESSION_REVOKED",
+    AdminRequired => "ADMIN_REQUIRED",
+    RequestInProgress => "REQUEST_IN_PROGRESS",
+    DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+    NotReady => "NOT_READY",
+    ShuttingDown => "SHUTTING_DOWN",
+    DeadlineExceeded => "DEADLINE_EXCEEDED",
+    Internal => "INTERNAL",
+}
+
+/// Unique constraints (or unique index names) and the reason their violation reports.
+pub const UNIQUE_CONSTRAINTS: &[(&str, Reason)] =
+    &[("users_handle_key", Reason::HandleTaken), ("users_email_key", Reason::EmailTaken)];
+
+/// An error of any layer. Built by ops and stores; turned into a `Status` in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Input that fails validation; one violation per bad field.
+    #[error("invalid argument: {}", describe(.violations))]
+    Invalid { reason: Reason, violations: Vec<FieldViolation> },
+    /// A documented refusal with its own gRPC code and reason.
+    #[error("{message}")]
+    Refused { code: Code, reason: Reason, message: String, metadata: BTreeMap<String, String> },
+    /// Refused for now; the client may retry after `retry_after`.
+    #[error("{message}")]
+    Retry { code: Code, reason: Reason, message: String, retry_after: Duration, metadata: BTreeMap<String, String> },
+    /// A bug or an unexpected failure of a dependency. Opaque to clients.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+fn describe(v: &[FieldViolation]) -> String {
+    v.iter().map(|f| format!("{}: {}", f.field, f.description)).collect::<Vec<_>>().join("; ")
+}
+
+impl AppError {
+    pub fn refused(code: Code, reason: Reason, message: impl Into<String>) -> Self {
+        AppError::Refused { code, reason, message: message.into(), metadata: BTreeMap::new() }
+    }
+
+    pub fn not_found(reason: Reason, what: &str) -> Self {
+        Self::refused(Code::NotFound, reason, format!("{what} not found"))
+    }
+    pub fn already_exists(reason: Reason, message: impl Into<String>) -> Self {
+        Self::refused(Code::AlreadyExists, reason, message)
+    }
+    pub fn failed_precondition(reason: Reason, message: impl Into<String>) -> Self {
+        Self::refused(Code::FailedPrecondition, reason, message)
+    }
+    pub fn permission_denied(reason: Reason, message: impl Into<String>) -> Self {
+        Self::refused(Code::PermissionDenied, reason, message)
+    }
+    pub fn unauthenticated(reason: Reason, message: impl Into<String>) -> Self {
+        Self::refused(Code::Unauthenticated, reason, message)
+    }
+    /// One invalid field.
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        Violations::one(field, description).into_error()
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        AppError::Internal(anyhow::anyhow!(message.into()))
+    }
+
+    /// Adds `ErrorInfo.metadata` (a no-op for invalid-argument and internal errors).
+    pub fn with_meta(mut self, key: &str, value: impl ToString) -> Self {
+        if let AppError::Refused { metadata, .. } | AppError::Retry { metadata, .. } = &mut self {
+            metadata.insert(key.to_owned(), value.to_string());
+        }
+        self
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            AppError::Invalid { .. } => Code::InvalidArgument,
+            AppError::Refused { code, .. } | AppError::Retry { code, .. } => *code,
+            AppError::Internal(_) => Code::Internal,
+        }
+    }
+
+    pub fn reason(&self) -> Reason {
+        match self {
+            AppError::Invalid { reason, .. } | AppError::Refused { reason, .. } | AppError::Retry { reason, .. } => {
+                *reason
+            }
+            AppError::Internal(_) => Reason::Internal,
+        }
+    }
+}
+
+/// Collects field violations so a request reports every bad field at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn one(field: &str, description: impl Into<String>) -> Self {
+        let mut v = Self::new();
+        v.add(field, description);
+        v
+    }
+    pub fn add(&mut self, field: &str, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+    /// Records the error of a field parser, keeping the parsed value when it succeeds.
+    pub fn check<T>(&mut self, field: &str, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.add(field, e);
+                None
+            }
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn into_error(self) -> AppError {
+        self.into_error_with(Reason::InvalidArgument)
+    }
+    /// INVALID_ARGUMENT with a more specific reason than `INVALID_ARGUMENT`.
+    pub fn into_error_with(self, reason: Reason) -> AppError {
+        AppError::Invalid { reason, violations: self.0 }
+    }
+    /// `Ok(())` when nothing was recorded.
+    pub fn finish(self) -> AppResult<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(self.into_error()) }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                let name = db.constraint().unwrap_or("");
+                let (label, reason) = UNIQUE_CONSTRAINTS
+                    .iter()
+                    .find(|(c, _)| *c == name)
+                    .map(|(c, r)| (*c, *r))
+                    .unwrap_or(("other", Reason::AlreadyExists));
+                metrics::counter!("maru_unique_conflicts_total", "constraint" => label).increment(1);
+                AppError::already_exists(reason, reason_message(reason))
+            }
+            sqlx::Error::PoolTimedOut => {
+                metrics::counter!("maru_db_pool_acquire_timeouts_total").increment(1);
+                AppError::Retry {
+                    code: Code::Unavailable,
+                    reason: Reason::DatabaseUnavailable,
+                    message: "database is busy; retry shortly".into(),
+                    retry_after: Duration::from_millis(500),
+                    metadata: BTreeMap::new(),
+                }
+            }
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed => AppError::Retry {
+                code: Code::Unavailable,
+                reason: Reason::DatabaseUnavailable,
+                message: "database is unreachable; retry shortly".into(),
+                retry_after: Duration::from_secs(1),
+                metadata: BTreeMap::new(),
+            },
+            _ => AppError::Internal(anyhow::Error::new(err)),
+        }
+    }
+}
+
+fn reason_message(reason: Reason) -> &'static str {
+    match reason {
+        Reason::HandleTaken => "handle is already taken",
+        Reason::EmailTaken => "email is already registered",
+        _ => "already exists",
+    }
+}
+
+impl From<AppError> for Status {
+    fn from(err: AppError) -> Self {
+        let request_id = request_id::current();
+        let mut details = ErrorDetails::new();
+        if let Some(id) = &request_id {
+            details.set_request_info(id.clone(), "");
+        }
+        let (code, message) = match err {
+            AppError::Invalid { reason, violations } => {
+                let message = format!("invalid argument: {}", describe(&violations));
+                details.set_error_info(reason.as_str(), "maru", std::collections::HashMap::new());
+                details.set_bad_request(violations);
+                (Code::InvalidArgument, message)
+            }
+            AppError::Refused { code, reason, message, metadata } => {
+                details.set_error_info(
+                    reason.as_str(),
+                    "maru",
+                    metadata.into_iter().collect::<std::collections::HashMap<_, _>>(),
+                );
+                (code, message)
+            }
+            AppError::Retry { code, reason, message, retry_after, metadata } => {
+                details.set_error_info(
+                    reason.as_str(),
+                    "maru",
+                    metadata.into_iter().collect::<std::collections::HashMap<_, _>>(),
+                );
+                details.set_retry_info(Some(retry_after));
+                (code, message)
+            }
+            AppError::Internal(e) => {
+                // Logged once, here, with the whole chain; the client learns nothing of it.
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                details.set_error_info(Reason::Internal.as_str(), "maru", std::collections::HashMap::new());
+                let message = match &request_id {
+                    Some(id) => format!("internal error (request id {id})"),
+                    None => "internal error".to_owned(),
+                };
+                (Code::Internal, message)
+            }
+        };
+        Status::with_error_details(code, message, details)
+    }
+}
+
+/// A `Status` for a request refused by a layer before it reached a service.
+pub fn layer_status(err: AppError) -> Status {
+    err.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_unique_and_upper_snake() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(r.as_str()), "duplicate {}", r.as_str());
+            assert!(r.as_str().chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{}", r.as_str());
+        }
+    }
+
+    #[test]
+    fn invalid_argument_carries_every_violation() {
+        let mut v = Violations::new();
+        v.add("handle", "too short");
+        v.add("email", "not an email");
+        let status: Status = v.into_error().into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let fields: Vec<_> = details.bad_request().unwrap().field_violations.iter().map(|f| f.field.clone()).collect();
+        assert_eq!(fields, ["handle", "email"]);
+        assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
+        assert_eq!(details.error_info().unwrap().domain, "maru");
+    }
+
+    #[test]
+    fn internal_errors_are_opaque() {
+        let status: Status = AppError::Internal(anyhow::anyhow!("relation \"secret_table\" does not exist")).into();
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret_table"));
+    }
+}

@@ -1,0 +1,374 @@
+//! The per-RPC tower layer, inside tonic-web so that its refusals reach browsers as proper
+//! gRPC-web errors. For every request it: assigns the request id and the `rpc` span, refuses
+//! calls before the database is ready, authenticates the bearer token, enforces the server
+//! deadline (DEADLINE_EXCEEDED), and records the gRPC metrics and one access line when the
+//! response ends — exactly once, whether the body completes or the client goes away.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderValue, Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tonic::Code;
+use tonic::body::Body;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use super::{Auth, GrpcType, MethodInfo, methods, request_id};
+use crate::accounts::tokens::TokenKeys;
+use crate::error::{AppError, Reason, layer_status};
+
+/// Which wire protocol the client spoke; set by [`mark_protocol`] before tonic-web translates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    GrpcWeb,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::GrpcWeb => "grpc_web",
+        }
+    }
+}
+
+/// Marks gRPC-web requests (by content type) so metrics can tell them apart after translation.
+pub fn mark_protocol<B>(mut req: Request<B>) -> Request<B> {
+    let web = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc-web"));
+    req.extensions_mut().insert(if web { Protocol::GrpcWeb } else { Protocol::Grpc });
+    req
+}
+
+/// Settings and shared state of the layer.
+pub struct RpcLayerConfig {
+    pub tokens: Arc<TokenKeys>,
+    pub max_timeout: Duration,
+    pub access_log: bool,
+    pub metrics: bool,
+    /// False until the database is reachable and migrated.
+    pub ready: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+pub struct RpcLayer {
+    cfg: Arc<RpcLayerConfig>,
+}
+
+impl RpcLayer {
+    pub fn new(cfg: RpcLayerConfig) -> Self {
+        Self { cfg: Arc::new(cfg) }
+    }
+}
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcService { inner, cfg: self.cfg.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcService<S> {
+    inner: S,
+    cfg: Arc<RpcLayerConfig>,
+}
+
+static UNKNOWN: MethodInfo = MethodInfo { service: "unknown", method: "unknown", grpc_type: GrpcType::Unary };
+
+impl<S> Service<Request<Body>> for RpcService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // The clone that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let cfg = self.cfg.clone();
+        let start = Instant::now();
+
+        let info: Arc<MethodInfo> =
+            methods().get(req.uri().path()).cloned().unwrap_or_else(|| Arc::new(UNKNOWN.clone()));
+        let protocol = req.extensions().get::<Protocol>().copied().unwrap_or(Protocol::Grpc);
+        let request_id = request_id::from_headers(req.headers());
+        let exempt = info.service == "grpc.health.v1.Health" || info.service.starts_with("grpc.reflection.");
+        let auth = cfg.tokens.authenticate(req.headers());
+        req.extensions_mut().insert(auth);
+        let user_id = match auth {
+            Auth::Caller(c) => c.user_id.to_string(),
+            _ => String::new(),
+        };
+        let span = tracing::info_span!(
+            "rpc",
+            request_id = %request_id,
+            rpc = %format_args!("{}/{}", info.service, info.method),
+            user_id = %user_id,
+        );
+        let timeout = client_timeout(req.headers()).map_or(cfg.max_timeout, |t| t.min(cfg.max_timeout));
+
+        if cfg.metrics {
+            metrics::counter!("grpc_server_started_total",
+                "grpc_type" => info.grpc_type.as_str(), "grpc_service" => info.service,
+                "grpc_method" => info.method, "protocol" => protocol.as_str())
+            .increment(1);
+            if matches!(info.grpc_type, GrpcType::Unary | GrpcType::ServerStream) {
+                metrics::counter!("grpc_server_msg_received_total",
+                    "grpc_type" => info.grpc_type.as_str(), "grpc_service" => info.service,
+                    "grpc_method" => info.method, "protocol" => protocol.as_str())
+                .increment(1);
+            }
+        }
+        let completion = Completion {
+            info: info.clone(),
+            protocol,
+            start,
+            end: None,
+            code: None,
+            request_id: request_id.clone(),
+            user_id,
+            span: span.clone(),
+            log: cfg.access_log && info.service != "grpc.health.v1.Health",
+            metrics: cfg.metrics,
+        };
+
+        Box::pin(async move {
+            let early = if !exempt && !cfg.ready.load(Ordering::Acquire) {
+                Some(AppError::Retry {
+                    code: Code::Unavailable,
+                    reason: Reason::NotReady,
+                    message: "server is starting; the database is not ready yet".into(),
+                    retry_after: Duration::from_secs(1),
+                    metadata: Default::default(),
+                })
+            } else {
+                None
+            };
+            let response = match early {
+                Some(err) => Ok(error_response(&request_id, err)),
+                None => {
+                    let call = request_id::scope(request_id.clone(), inner.call(req)).instrument(span);
+                    if info.grpc_type == GrpcType::Unary {
+                        match tokio::time::timeout(timeout, call).await {
+                            Ok(r) => r,
+                            Err(_) => Ok(error_response(
+                                &request_id,
+                                AppError::refused(
+                                    Code::DeadlineExceeded,
+                                    Reason::DeadlineExceeded,
+                                    format!("deadline of {} ms exceeded", timeout.as_millis()),
+                                ),
+                            )),
+                        }
+                    } else {
+                        call.await
+                    }
+                }
+            };
+            response.map(|resp| finish_response(resp, &request_id, completion))
+        })
+    }
+}
+
+fn error_response(request_id: &str, err: AppError) -> Response<Body> {
+    let status = request_id::scope_sync(request_id, || layer_status(err));
+    status.into_http()
+}
+
+fn finish_response(resp: Response<Body>, request_id: &str, mut completion: Completion) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        parts.headers.insert(request_id::HEADER, v);
+    }
+    // A trailers-only response carries its status in the headers.
+    if let Some(code) = parts.headers.get("grpc-status").and_then(parse_code) {
+        completion.code = Some(code);
+    }
+    Response::from_parts(parts, Body::new(MeteredBody { inner: body, completion }))
+}
+
+fn parse_code(v: &HeaderValue) -> Option<Code> {
+    v.to_str().ok()?.parse::<i32>().ok().map(Code::from_i32)
+}
+
+/// Parses the gRPC `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
+pub fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (num, unit) = v.split_at(v.len() - 1);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The gRPC code names used by community dashboards (grpc-go's `codes.Code.String()`).
+pub fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// Bookkeeping of one RPC, recorded once when dropped (body finished or abandoned).
+struct Completion {
+    info: Arc<MethodInfo>,
+    protocol: Protocol,
+    start: Instant,
+    end: Option<Instant>,
+    code: Option<Code>,
+    request_id: String,
+    user_id: String,
+    span: tracing::Span,
+    log: bool,
+    metrics: bool,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // No status seen: the client went away before the response ended.
+        let code = self.code.unwrap_or(Code::Cancelled);
+        let elapsed = self.end.unwrap_or_else(Instant::now).duration_since(self.start);
+        let info = &self.info;
+        if self.metrics {
+            let labels = [
+                ("grpc_type", info.grpc_type.as_str()),
+                ("grpc_service", info.service),
+                ("grpc_method", info.method),
+                ("protocol", self.protocol.as_str()),
+            ];
+            metrics::histogram!("grpc_server_handling_seconds", &labels).record(elapsed.as_secs_f64());
+            let mut handled = labels.to_vec();
+            handled.push(("grpc_code", code_label(code)));
+            metrics::counter!("grpc_server_handled_total", &handled).increment(1);
+        }
+        if self.log {
+            let _enter = self.span.enter();
+            tracing::info!(
+                target: "maru::access",
+                request_id = %self.request_id,
+                rpc = %format_args!("{}/{}", info.service, info.method),
+                grpc_code = code_label(code),
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                protocol = self.protocol.as_str(),
+                user_id = %self.user_id,
+                "rpc finished"
+            );
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Passes the response body through, counting messages and reading the final status.
+    struct MeteredBody {
+        #[pin]
+        inner: Body,
+        completion: Completion,
+    }
+}
+
+impl HttpBody for MeteredBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    if let Some(code) = trailers.get("grpc-status").and_then(parse_code) {
+                        this.completion.code = Some(code);
+                    }
+                    this.completion.end = Some(Instant::now());
+                } else if frame.is_data() && this.completion.metrics {
+                    let c = &this.completion;
+                    metrics::counter!("grpc_server_msg_sent_total",
+                        "grpc_type" => c.info.grpc_type.as_str(), "grpc_service" => c.info.service,
+                        "grpc_method" => c.info.method, "protocol" => c.protocol.as_str())
+                    .increment(1);
+                }
+            }
+            Poll::Ready(None) => {
+                this.completion.end.get_or_insert_with(Instant::now);
+                // Trailers-only responses set the code from headers; a body that ends without
+                // any status is a protocol error on our side.
+                this.completion.code.get_or_insert(Code::Unknown);
+            }
+            Poll::Ready(Some(Err(status))) => {
+                this.completion.code = Some(status.code());
+                this.completion.end = Some(Instant::now());
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_grpc_timeout() {
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(client_timeout(&h), Some(Duration::from_millis(250)));
+        h.insert("grpc-timeout", "3S".parse().unwrap());
+        assert_eq!(client_timeout(&h), Some(Duration::from_secs(3)));
+        h.insert("grpc-timeout", "3x".parse().unwrap());
+        assert_eq!(client_timeout(&h), None);
+        h.insert("grpc-timeout", "1234567890S".parse().unwrap());
+        assert_eq!(client_timeout(&h), None);
+    }
+}

@@ -1,0 +1,39 @@
+//! Background work. Each job runs on every replica; jobs here are idempotent deletes, so
+//! replicas racing each other do no harm.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::accounts::store as accounts_store;
+use crate::app::AppState;
+use crate::idempotency;
+
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    vec![tokio::spawn(sweep_expired(state.clone(), stop))]
+}
+
+/// Deletes expired idempotency keys and long-expired refresh tokens.
+async fn sweep_expired(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|v| *v) => return,
+        }
+        match idempotency::sweep(&state.db).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "expired idempotency keys swept"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
+        }
+        match accounts_store::delete_expired_refresh_tokens(&state.db).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "expired refresh tokens swept"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "refresh token sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! maru: community software over typed gRPC, observability-first.
+//!
+//! Layout: `grpc` (transport plumbing), `error` (the one error type), `config`, `app`
+//! (server wiring), `cache`, `db`, `telemetry`, shared API primitives (`paging`,
+//! `idempotency`), and one folder per domain (`accounts`, `admin`, …).
+
+pub mod accounts;
+pub mod admin;
+pub mod app;
+pub mod cache;
+pub mod caller;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod grpc;
+pub mod idempotency;
+pub mod jobs;
+pub mod paging;
+pub mod telemetry;

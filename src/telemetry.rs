@@ -1,0 +1,101 @@
+//! Logs (JSON to stdout, plus Loki when configured) and the Prometheus recorder.
+//!
+//! Loki labels are only `service_name`, `env` and `level`; request id, rpc, code, latency and
+//! user id travel in the JSON body. Loki delivery runs in a background task with a bounded
+//! queue: when Loki is down, lines keep going to stdout and the Loki copies are dropped once
+//! the queue is full; the server never blocks on it.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{Environment, Settings};
+
+/// Latency buckets, 1 ms … 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .with_recommended_naming(true)
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| b.upkeep_timeout(Duration::from_secs(5)).install_recorder())
+                .expect("the metrics recorder is installed once, at startup");
+            describe();
+            metrics::gauge!("maru_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawning the metrics upkeep thread at startup");
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!("grpc_server_started_total", "RPCs started on the server.");
+    describe_counter!("grpc_server_handled_total", "RPCs completed on the server, by gRPC code.");
+    describe_histogram!("grpc_server_handling_seconds", Unit::Seconds, "RPC latency until the status is sent.");
+    describe_counter!("grpc_server_msg_received_total", "Request messages received.");
+    describe_counter!("grpc_server_msg_sent_total", "Response messages sent.");
+    describe_gauge!("maru_redis_up", "1 when Redis is reachable and in use, 0 when the cache is bypassed.");
+    describe_histogram!("maru_redis_command_seconds", Unit::Seconds, "Redis command latency.");
+    describe_counter!("maru_redis_errors_total", "Redis commands that failed or timed out.");
+    describe_counter!("maru_cache_requests_total", "Cache lookups by cache and result (hit, miss, bypass).");
+    describe_counter!("maru_unique_conflicts_total", "Unique-constraint conflicts by constraint.");
+    describe_counter!("maru_auth_events_total", "Authentication events by outcome.");
+    describe_counter!("maru_auth_token_checks_total", "Bearer tokens checked by outcome.");
+    describe_histogram!("maru_password_hash_seconds", Unit::Seconds, "Argon2 hash/verify time.");
+    describe_histogram!("maru_password_hash_wait_seconds", Unit::Seconds, "Time queued for a hashing slot.");
+    describe_counter!("maru_idempotent_replays_total", "Creates answered from a stored request_id result.");
+    describe_gauge!("maru_db_pool_connections", "Database pool connections by state (idle, in_use, max).");
+    describe_counter!("maru_db_pool_acquire_timeouts_total", "RPCs refused because no pooled connection came in time.");
+    describe_gauge!("maru_ready", "1 once the database is reachable and migrated.");
+    describe_gauge!("maru_build_info", "Build information.");
+}
+
+/// Installs the global subscriber. Returns the Loki task to spawn, if Loki is configured.
+pub fn init_logging(settings: &Settings) -> anyhow::Result<Option<tracing_loki::BackgroundTask>> {
+    let filter = EnvFilter::try_new(&settings.log.level)?;
+    let stdout = if settings.log.format == "pretty" {
+        tracing_subscriber::fmt::layer().with_target(true).boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
+    };
+    let (loki, task) = match &settings.log.loki_url {
+        Some(url) => {
+            let env = match settings.env {
+                Environment::Development => "development",
+                Environment::Production => "production",
+            };
+            let (layer, task) = tracing_loki::builder()
+                .label("service_name", &settings.log.service_name)?
+                .label("env", env)?
+                .build_url(url::Url::parse(url)?)?;
+            (Some(layer), Some(task))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(filter).with(stdout).with(loki).try_init()?;
+    Ok(task)
+}
