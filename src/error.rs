@@ -51,7 +51,6 @@ reasons! {
     RequestInProgress => "REQUEST_IN_PROGRESS",
     DatabaseUnavailable => "DATABASE_UNAVAILABLE",
     NotReady => "NOT_READY",
-    ShuttingDown => "SHUTTING_DOWN",
     DeadlineExceeded => "DEADLINE_EXCEEDED",
     Internal => "INTERNAL",
 }
@@ -274,6 +273,19 @@ pub fn layer_status(err: AppError) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/errors.md lists exactly the reasons the code can produce.
+    #[test]
+    fn error_catalogue_matches_code() {
+        let doc = include_str!("../docs/errors.md");
+        let documented: std::collections::BTreeSet<&str> =
+            doc.lines().filter_map(|l| l.strip_prefix("| `")).filter_map(|l| l.split('`').next()).collect();
+        let in_code: std::collections::BTreeSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        let missing: Vec<_> = in_code.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&in_code).collect();
+        assert!(missing.is_empty(), "reasons used in code but missing from docs/errors.md: {missing:?}");
+        assert!(stale.is_empty(), "reasons in docs/errors.md that the code no longer has: {stale:?}");
+    }
 
     #[test]
     fn reasons_are_unique_and_upper_snake() {

@@ -1,1 +1,7 @@
+//! One integration-test binary: the real server on 127.0.0.1:0 against a fresh database per
+//! test (`#[sqlx::test]`), called with generated tonic clients.
 
+mod helpers;
+
+mod auth;
+mod server;

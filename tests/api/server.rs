@@ -1,0 +1,1 @@
+//! Server-wide behaviour: health, reflection, gRPC-web, request ids, error catalogue.
