@@ -52,6 +52,10 @@ reasons! {
     DatabaseUnavailable => "DATABASE_UNAVAILABLE",
     NotReady => "NOT_READY",
     DeadlineExceeded => "DEADLINE_EXCEEDED",
+    MalformedMessage => "MALFORMED_MESSAGE",
+    MessageTooLarge => "MESSAGE_TOO_LARGE",
+    Unimplemented => "UNIMPLEMENTED",
+    Cancelled => "CANCELLED",
     Internal => "INTERNAL",
 }
 
