@@ -62,7 +62,7 @@ impl Deref for AppState {
 impl AppState {
     /// State for the CLI and tests: no servers, same rules.
     pub fn new(settings: Settings, db: PgPool) -> anyhow::Result<Self> {
-        let secret = jwt_secret(&settings)?;
+        let (secret, _) = jwt_secret(&settings)?;
         let cache = Cache::new(&settings.redis);
         Ok(Self(Arc::new(StateInner {
             db,
@@ -75,23 +75,19 @@ impl AppState {
     }
 }
 
-/// The configured key, the key file, or — in development only — a random key.
-fn jwt_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+/// The configured key, the key file, or — in development only — a random key (`true`).
+fn jwt_secret(settings: &Settings) -> anyhow::Result<(Vec<u8>, bool)> {
     if let Some(key) = &settings.auth.jwt_key {
-        return Ok(key.expose_secret().as_bytes().to_vec());
+        return Ok((key.expose_secret().as_bytes().to_vec(), false));
     }
     if let Some(path) = &settings.auth.jwt_key_file {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok(bytes.trim_ascii().to_vec());
+        return Ok((bytes.trim_ascii().to_vec(), false));
     }
     anyhow::ensure!(settings.env == Environment::Development, "auth.jwt_key is required in production");
-    tracing::warn!(
-        "!!! auth.jwt_key is not set: using a random key. Tokens will not survive a restart and \
-         replicas will reject each other's tokens. Set MARU__AUTH__JWT_KEY in any shared deployment. !!!"
-    );
     let mut key = vec![0u8; 32];
     rand::rng().fill_bytes(&mut key);
-    Ok(key)
+    Ok((key, true))
 }
 
 /// Triggers the same graceful shutdown as SIGTERM.
@@ -133,6 +129,12 @@ impl Application {
         let admin = TcpListener::bind(settings.admin_addr())
             .await
             .with_context(|| format!("binding {}", settings.admin.listen))?;
+        if settings.auth.jwt_key.is_none() && settings.auth.jwt_key_file.is_none() {
+            tracing::warn!(
+                "!!! auth.jwt_key is not set: using a random key. Tokens will not survive a restart and \
+                 replicas will reject each other's tokens. Set MARU__AUTH__JWT_KEY in any shared deployment. !!!"
+            );
+        }
         let state = AppState::new(settings, pool)?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Self { state, grpc, admin, ready: Arc::new(AtomicBool::new(false)), prepare_db, shutdown_tx })

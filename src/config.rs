@@ -220,7 +220,7 @@ impl Default for AuthSettings {
 impl Default for LogSettings {
     fn default() -> Self {
         Self {
-            level: "info".into(),
+            level: "info,sqlx::postgres::notice=warn".into(),
             format: "json".into(),
             loki_url: None,
             service_name: "maru".into(),
@@ -396,8 +396,7 @@ mod tests {
 
     #[test]
     fn production_requires_a_key() {
-        let mut s = Settings::default();
-        s.env = Environment::Production;
+        let s = Settings { env: Environment::Production, ..Default::default() };
         let errs = s.validate().unwrap_err().0;
         assert!(errs.iter().any(|e| e.starts_with("auth.jwt_key")), "{errs:?}");
     }
