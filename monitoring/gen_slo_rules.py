@@ -98,7 +98,9 @@ def rate(selector, window):
 def error_rate(slo, window):
     sli = slo["sli"]
     if "errors" in sli:
-        return rate(sli["errors"], window)
+        # Error series only exist after the first error: fall back to 0 x total so the SLI is
+        # 0 (not absent) while everything succeeds.
+        return f"(\n  {rate(sli['errors'], window)}\n  or\n  0 * {rate(sli['total'], window)}\n)"
     return f"(\n  {rate(sli['total'], window)}\n  -\n  {rate(sli['good'], window)}\n)"
 
 

@@ -123,6 +123,8 @@ impl Application {
 
     /// With an existing pool (tests pass a migrated per-test database).
     pub async fn build_with_pool(settings: Settings, pool: PgPool, prepare_db: bool) -> anyhow::Result<Self> {
+        // Before anything records a metric.
+        telemetry::metrics_handle();
         let grpc = TcpListener::bind(settings.grpc_addr())
             .await
             .with_context(|| format!("binding {}", settings.grpc.listen))?;
