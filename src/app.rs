@@ -34,6 +34,7 @@ use crate::accounts::tokens::TokenKeys;
 use crate::admin::service::AdminApi;
 use crate::cache::Cache;
 use crate::config::{Environment, Settings};
+use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{FILE_DESCRIPTOR_SET, maru_services, pb};
 use crate::paging::Pager;
@@ -220,6 +221,9 @@ impl Application {
             ready: ready.clone(),
         });
 
+        let admission = Admission::new(&settings.rate_limit);
+        background.push(admission.spawn_cleanup(Duration::from_secs(settings.rate_limit.cleanup_interval_s.max(1))));
+
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let grace = Duration::from_millis(settings.grpc.shutdown_grace_ms);
         let stop_rx = shutdown_tx.subscribe();
@@ -240,6 +244,7 @@ impl Application {
             .layer(tower::util::MapRequestLayer::new(mark_protocol))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(rpc_layer)
+            .layer(AdmissionLayer::new(admission))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

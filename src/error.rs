@@ -51,6 +51,8 @@ reasons! {
     RequestInProgress => "REQUEST_IN_PROGRESS",
     DatabaseUnavailable => "DATABASE_UNAVAILABLE",
     NotReady => "NOT_READY",
+    RateLimited => "RATE_LIMITED",
+    Overloaded => "OVERLOADED",
     DeadlineExceeded => "DEADLINE_EXCEEDED",
     MalformedMessage => "MALFORMED_MESSAGE",
     MessageTooLarge => "MESSAGE_TOO_LARGE",

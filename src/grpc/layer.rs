@@ -114,6 +114,7 @@ where
         let exempt = info.service == "grpc.health.v1.Health" || info.service.starts_with("grpc.reflection.");
         let auth = cfg.tokens.authenticate(req.headers());
         req.extensions_mut().insert(auth);
+        req.extensions_mut().insert(info.clone());
         let user_id = match auth {
             Auth::Caller(c) => c.user_id.to_string(),
             _ => String::new(),

@@ -2,6 +2,8 @@
 //! test (`#[sqlx::test]`), called with generated tonic clients.
 
 mod helpers;
+mod logs;
 
 mod auth;
+mod ops;
 mod server;
