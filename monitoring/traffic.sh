@@ -16,8 +16,9 @@
 #   DeadlineExceeded SignUp with a 1 ms grpc-timeout (raw HTTP/2 via curl)
 #   Unimplemented    an unknown method (raw HTTP/2 via curl; counted as grpc_service="unknown")
 #   gRPC-web         WhoAmI over HTTP/1.1 with and without a token (curl)
-# RESOURCE_EXHAUSTED appears on its own once the auth rate-limit bucket is exceeded; the
-# script does not fail on it. Needs grpcurl and curl (curl with HTTP/2 for the raw calls).
+#   ResourceExhausted a burst of 14 failed Logins in the first round exceeds the auth
+#                    rate-limit bucket (TRAFFIC_BURST=0 turns it off); later rounds may be
+#                    limited too, the script never fails on it. Needs grpcurl and curl (curl with HTTP/2 for the raw calls).
 # Exit status: non-zero only if maru is unreachable or no call succeeded at all.
 set -uo pipefail
 
@@ -128,6 +129,20 @@ while :; do
   fi
   raw_grpc "SignUp with a 1 ms deadline" /maru.v1.AuthService/SignUp "$tmp/signup.frame" -H 'grpc-timeout: 1m'
   raw_grpc "unknown method" /maru.v1.AuthService/NoSuchMethod "$tmp/empty.frame"
+  if (( round == 1 )) && [[ "${TRAFFIC_BURST:-1}" == 1 ]]; then
+    # Credential-stuffing shape: more Logins than the auth bucket's burst (default 10),
+    # so the rate limiter rejects some with RESOURCE_EXHAUSTED. Only in the first round.
+    declare -A burst=()
+    for _ in $(seq 1 14); do
+      grpcurl -plaintext -max-time 10 -d "{\"login\":\"$handle\",\"password\":\"wrong password\"}" \
+        "$addr" maru.v1.AuthService/Login >/dev/null 2>&1
+      rc=$?
+      if (( rc == 0 )); then c=OK; elif (( rc >= 64 && rc < 81 )); then c="${codes[rc - 64]}"; else c="rc=$rc"; fi
+      burst[$c]=$(( ${burst[$c]:-0} + 1 )); seen[$c]=1
+    done
+    summary=""; for c in "${!burst[@]}"; do summary+="$c x${burst[$c]} "; done
+    printf '  %-44s %s\n' "Login burst x14 (auth bucket)" "$summary"
+  fi
 
   if [[ "$rounds" != 0 && "$round" -ge "$rounds" ]]; then break; fi
   sleep "$pause"
