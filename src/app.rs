@@ -217,7 +217,7 @@ impl Application {
             tokens: state.tokens.clone(),
             max_timeout: settings.grpc.request_timeout(),
             access_log: settings.log.access_log,
-            metrics: true,
+            metrics: settings.grpc.rpc_metrics,
             ready: ready.clone(),
         });
 

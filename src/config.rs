@@ -50,6 +50,8 @@ pub struct GrpcSettings {
     pub shutdown_grace_ms: u64,
     /// After the listener closes: the longest time in-flight RPCs may take to finish.
     pub drain_timeout_ms: u64,
+    /// Record the per-RPC `grpc_server_*` metrics (off only to measure their cost).
+    pub rpc_metrics: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -244,6 +246,7 @@ impl Default for GrpcSettings {
             cors_allowed_origins: vec!["*".into()],
             shutdown_grace_ms: 0,
             drain_timeout_ms: 10_000,
+            rpc_metrics: true,
         }
     }
 }
