@@ -9,16 +9,6 @@ use tonic::Code;
 
 use crate::helpers::*;
 
-fn sign_up_req(handle: &str, email: &str) -> pb::SignUpRequest {
-    pb::SignUpRequest {
-        handle: handle.into(),
-        email: email.into(),
-        password: PASSWORD.into(),
-        display_name: "Someone".into(),
-        request_id: String::new(),
-    }
-}
-
 #[sqlx::test]
 async fn sign_up_login_who_am_i(pool: PgPool) {
     let app = TestApp::spawn(pool).await;

@@ -109,11 +109,8 @@ impl TestApp {
     pub async fn sign_up(&self, handle: &str) -> pb::User {
         self.auth()
             .sign_up(pb::SignUpRequest {
-                handle: handle.into(),
-                email: format!("{handle}@example.com"),
-                password: PASSWORD.into(),
                 display_name: format!("User {handle}"),
-                request_id: String::new(),
+                ..sign_up_req(handle, &format!("{handle}@example.com"))
             })
             .await
             .expect("sign up")
@@ -170,6 +167,17 @@ pub fn bearer<T>(token: &str, msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     r
+}
+
+/// A valid SignUp request for `handle` with `email`.
+pub fn sign_up_req(handle: &str, email: &str) -> pb::SignUpRequest {
+    pb::SignUpRequest {
+        handle: handle.into(),
+        email: email.into(),
+        password: PASSWORD.into(),
+        display_name: "Someone".into(),
+        request_id: String::new(),
+    }
 }
 
 /// `ErrorInfo.reason` of a status (empty when absent).

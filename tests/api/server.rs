@@ -95,13 +95,7 @@ async fn not_serving_until_the_database_is_ready_and_created_when_missing(pool: 
     }
     assert!(serving, "server became SERVING after creating the database");
     pb::auth_service_client::AuthServiceClient::new(channel)
-        .sign_up(pb::SignUpRequest {
-            handle: "fresh".into(),
-            email: "fresh@example.com".into(),
-            password: PASSWORD.into(),
-            display_name: "Fresh".into(),
-            request_id: String::new(),
-        })
+        .sign_up(pb::SignUpRequest { display_name: "Fresh".into(), ..sign_up_req("fresh", "fresh@example.com") })
         .await
         .unwrap();
     stop.shutdown();
@@ -199,6 +193,16 @@ fn grpc_web_parse(body: &[u8]) -> (Vec<Vec<u8>>, HashMap<String, String>) {
     (messages, trailers)
 }
 
+/// The `grpc-status` of a gRPC-web response (headers for trailers-only answers, else the
+/// trailer frame) and whether it carries `grpc-status-details-bin`.
+async fn grpc_web_status(resp: reqwest::Response) -> (Option<String>, bool) {
+    let headers = resp.headers().clone();
+    let (_, trailers) = grpc_web_parse(&resp.bytes().await.unwrap());
+    let status =
+        headers.get("grpc-status").map(|v| v.to_str().unwrap().to_owned()).or(trailers.get("grpc-status").cloned());
+    (status, headers.contains_key("grpc-status-details-bin") || trailers.contains_key("grpc-status-details-bin"))
+}
+
 #[sqlx::test]
 async fn grpc_web_over_http1_with_cors(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
@@ -217,13 +221,7 @@ async fn grpc_web_over_http1_with_cors(pool: PgPool) {
     assert!(pre.status().is_success(), "{}", pre.status());
     assert!(pre.headers().get("access-control-allow-origin").is_some());
 
-    let req = pb::SignUpRequest {
-        handle: "webby".into(),
-        email: "webby@example.com".into(),
-        password: PASSWORD.into(),
-        display_name: "Web".into(),
-        request_id: String::new(),
-    };
+    let req = pb::SignUpRequest { display_name: "Web".into(), ..sign_up_req("webby", "webby@example.com") };
     let resp = http
         .post(url("SignUp"))
         .header("content-type", "application/grpc-web+proto")
@@ -288,13 +286,7 @@ async fn slow_calls_hit_the_server_deadline(pool: PgPool) {
     let app = TestApp::spawn_with(pool, |s| s.grpc.request_timeout_ms = 1).await;
     let r = app
         .auth()
-        .sign_up(pb::SignUpRequest {
-            handle: "slowpoke".into(),
-            email: "slow@example.com".into(),
-            password: PASSWORD.into(),
-            display_name: "Slow".into(),
-            request_id: String::new(),
-        })
+        .sign_up(pb::SignUpRequest { display_name: "Slow".into(), ..sign_up_req("slowpoke", "slow@example.com") })
         .await;
     assert_err(r, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
 }
@@ -304,13 +296,7 @@ async fn oversized_malformed_and_unknown_calls_get_designed_errors(pool: PgPool)
     let app = TestApp::spawn_with(pool, |s| s.grpc.max_message_bytes = 1024).await;
     let r = app
         .auth()
-        .sign_up(pb::SignUpRequest {
-            handle: "big".into(),
-            email: "big@example.com".into(),
-            password: PASSWORD.into(),
-            display_name: "x".repeat(4096),
-            request_id: String::new(),
-        })
+        .sign_up(pb::SignUpRequest { display_name: "x".repeat(4096), ..sign_up_req("big", "big@example.com") })
         .await;
     assert_err(r, Code::ResourceExhausted, "MESSAGE_TOO_LARGE");
 
