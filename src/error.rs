@@ -52,6 +52,9 @@ reasons! {
     DatabaseUnavailable => "DATABASE_UNAVAILABLE",
     NotReady => "NOT_READY",
     DeadlineExceeded => "DEADLINE_EXCEEDED",
+    TrialNotFound => "TRIAL_NOT_FOUND",
+    IngestInProgress => "INGEST_IN_PROGRESS",
+    IngestNotConfigured => "INGEST_NOT_CONFIGURED",
     Internal => "INTERNAL",
 }
 
