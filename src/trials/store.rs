@@ -185,7 +185,12 @@ pub async fn ensure_lookup(conn: &mut PgConnection, lookup: Lookup, names: &[Str
         return Ok(HashMap::new());
     }
     let table = lookup.table();
-    let insert = format!("insert into {table} (name) select unnest($1::text[]) on conflict (name) do nothing");
+    // Only the missing names, so the identity sequence is not spent on every run.
+    let insert = format!(
+        "insert into {table} (name)
+         select n from unnest($1::text[]) as n where not exists (select 1 from {table} where name = n)
+         on conflict (name) do nothing"
+    );
     sqlx::query(sqlx::AssertSqlSafe(insert)).bind(names).execute(&mut *conn).await?;
     let select = format!("select name, id from {table} where name = any($1)");
     let rows: Vec<(String, i64)> =
