@@ -31,7 +31,9 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = PrometheusBuilder::new()
                 .with_recommended_naming(true)
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("maru_ingest_run_duration_seconds".into()), INGEST_BUCKETS))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("maru_ingest_run_duration_seconds".into()), INGEST_BUCKETS)
+                })
                 .and_then(|b| b.upkeep_timeout(Duration::from_secs(5)).install_recorder())
                 .expect("the metrics recorder is installed once, at startup");
             describe();
@@ -72,7 +74,10 @@ fn describe() {
     describe_gauge!("maru_ready", "1 once the database is reachable and migrated.");
     describe_gauge!("maru_build_info", "Build information.");
     describe_counter!("maru_ingest_runs_total", "Ingest runs by source and result (succeeded, failed, skipped).");
-    describe_counter!("maru_ingest_rows_total", "Rows of successful ingest runs by outcome (created, updated, unchanged, failed).");
+    describe_counter!(
+        "maru_ingest_rows_total",
+        "Rows of successful ingest runs by outcome (created, updated, unchanged, failed)."
+    );
     describe_gauge!(
         "maru_ingest_last_success_timestamp_seconds",
         Unit::Seconds,

@@ -16,7 +16,10 @@ use crate::idempotency;
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    vec![tokio::spawn(sweep_expired(state.clone(), stop.clone())), tokio::spawn(trials_ingest::run(state.clone(), stop))]
+    vec![
+        tokio::spawn(sweep_expired(state.clone(), stop.clone())),
+        tokio::spawn(trials_ingest::run(state.clone(), stop)),
+    ]
 }
 
 /// Deletes expired idempotency keys and long-expired refresh tokens.

@@ -170,8 +170,8 @@ mod tests {
         let q = ListTrials::try_from(pb::ListTrialsRequest::default()).unwrap();
         assert_eq!(q.filter.updated_within_days, Some(7));
         assert_eq!(q.window, Window::Offset { offset: 0, limit: 5 });
-        let q = ListTrials::try_from(pb::ListTrialsRequest { updated_within_days: Some(0), ..Default::default() })
-            .unwrap();
+        let q =
+            ListTrials::try_from(pb::ListTrialsRequest { updated_within_days: Some(0), ..Default::default() }).unwrap();
         assert_eq!(q.filter.updated_within_days, None);
     }
 

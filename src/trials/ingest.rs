@@ -150,12 +150,9 @@ fn record_metrics(run: &IngestRun, started: Instant) {
     metrics::counter!("maru_ingest_runs_total", "source" => SOURCE, "result" => run.result.label()).increment(1);
     metrics::histogram!("maru_ingest_run_duration_seconds", "source" => SOURCE).record(started.elapsed().as_secs_f64());
     if run.result == RunResult::Succeeded {
-        for (outcome, n) in [
-            ("created", run.created),
-            ("updated", run.updated),
-            ("unchanged", run.unchanged),
-            ("failed", run.failed),
-        ] {
+        for (outcome, n) in
+            [("created", run.created), ("updated", run.updated), ("unchanged", run.unchanged), ("failed", run.failed)]
+        {
             metrics::counter!("maru_ingest_rows_total", "source" => SOURCE, "outcome" => outcome)
                 .increment(u64::try_from(n).unwrap_or(0));
         }
@@ -193,8 +190,13 @@ async fn write(
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
     let mut ids: HashMap<Lookup, HashMap<String, i64>> = HashMap::new();
     for lookup in Lookup::ALL {
-        let names: Vec<String> =
-            trials.iter().filter_map(|t| lookup.of(t)).map(str::to_owned).collect::<BTreeSet<_>>().into_iter().collect();
+        let names: Vec<String> = trials
+            .iter()
+            .filter_map(|t| lookup.of(t))
+            .map(str::to_owned)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         ids.insert(lookup, store::ensure_lookup(&mut tx, lookup, &names).await?);
     }
     let row = |t| TrialRow {

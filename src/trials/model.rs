@@ -404,7 +404,10 @@ mod tests {
         let (trials, errors) = normalise(&[row(sample()), row(second)]);
         assert_eq!(trials.len(), 1);
         assert_eq!(trials[0].title, "CRCRA Registry");
-        assert_eq!(errors, [RowError { row: 2, trial_id: Some("C100003".into()), reason: "repeats the trial id of row 1".into() }]);
+        assert_eq!(
+            errors,
+            [RowError { row: 2, trial_id: Some("C100003".into()), reason: "repeats the trial id of row 1".into() }]
+        );
     }
 
     #[test]
@@ -418,7 +421,11 @@ mod tests {
             new.changes_from(&old),
             [
                 FieldChange { field: "target_enrollment".into(), old: Some("1200".into()), new: None },
-                FieldChange { field: "department".into(), old: Some("Rheumatology".into()), new: Some("Cardiology".into()) },
+                FieldChange {
+                    field: "department".into(),
+                    old: Some("Rheumatology".into()),
+                    new: Some("Cardiology".into())
+                },
             ]
         );
     }

@@ -14,7 +14,10 @@ pub struct TrialApi {
 
 #[tonic::async_trait]
 impl pb::trial_service_server::TrialService for TrialApi {
-    async fn list_trials(&self, req: Request<pb::ListTrialsRequest>) -> Result<Response<pb::ListTrialsResponse>, Status> {
+    async fn list_trials(
+        &self,
+        req: Request<pb::ListTrialsRequest>,
+    ) -> Result<Response<pb::ListTrialsResponse>, Status> {
         maybe_caller(&req)?;
         let query = ListTrials::try_from(req.into_inner())?;
         let (trials, total, next) = ops::list_trials(&self.state, query).await?;

@@ -58,6 +58,8 @@ impl Gateway {
             .timeout(s.request_timeout())
             .connect_timeout(s.request_timeout())
             .user_agent(concat!("maru/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry the key in its query string to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SourceError(format!("cannot build the HTTP client: {}", chain(e))))?;
         Ok(Some(Self {
@@ -136,11 +138,8 @@ impl Gateway {
     async fn try_page(&self, page: u32) -> Result<Envelope, Attempt> {
         let transport = |e: reqwest::Error| {
             let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode();
-            let error = if e.is_timeout() {
-                format!("timed out after {} ms", self.timeout.as_millis())
-            } else {
-                chain(e)
-            };
+            let error =
+                if e.is_timeout() { format!("timed out after {} ms", self.timeout.as_millis()) } else { chain(e) };
             Attempt { error, retryable }
         };
         let mut resp = self
@@ -159,7 +158,10 @@ impl Gateway {
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(Attempt { error: format!("response larger than {MAX_BODY_BYTES} bytes"), retryable: false });
+                return Err(Attempt {
+                    error: format!("response larger than {MAX_BODY_BYTES} bytes"),
+                    retryable: false,
+                });
             }
             body.extend_from_slice(&chunk);
         }
@@ -276,7 +278,9 @@ mod tests {
         assert!(parse_envelope(b"{\"page\":1,").unwrap_err().starts_with("malformed JSON"));
         let e = parse_envelope("{\"code\":-4,\"msg\":\"등록되지 않은 인증키 입니다.\"}".as_bytes()).unwrap_err();
         assert!(e.contains("-4") && e.contains("인증키"), "{e}");
-        assert!(parse_envelope(b"{\"totalCount\":1,\"data\":[1]}").unwrap_err().starts_with("unexpected response shape"));
+        assert!(
+            parse_envelope(b"{\"totalCount\":1,\"data\":[1]}").unwrap_err().starts_with("unexpected response shape")
+        );
         let env = parse_envelope(b"{\"page\":1,\"perPage\":2,\"totalCount\":1,\"data\":[{\"a\":\"b\"}]}").unwrap();
         assert_eq!((env.page, env.total_count, env.data.len()), (Some(1), 1, 1));
     }

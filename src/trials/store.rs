@@ -109,7 +109,12 @@ pub async fn fail_run(db: impl PgExecutor<'_>, id: Uuid, fetched: i32, error: &s
          where id = $1
          returning {RUN_COLUMNS}"
     );
-    Ok(sqlx::query_as::<_, IngestRun>(sqlx::AssertSqlSafe(sql)).bind(id).bind(fetched).bind(error).fetch_one(db).await?)
+    Ok(sqlx::query_as::<_, IngestRun>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(fetched)
+        .bind(error)
+        .fetch_one(db)
+        .await?)
 }
 
 /// Runs newest first, after the `(started_at, id)` cursor.
@@ -180,7 +185,11 @@ impl Lookup {
 }
 
 /// Ids of `names` in the lookup table, inserting the missing ones.
-pub async fn ensure_lookup(conn: &mut PgConnection, lookup: Lookup, names: &[String]) -> AppResult<HashMap<String, i64>> {
+pub async fn ensure_lookup(
+    conn: &mut PgConnection,
+    lookup: Lookup,
+    names: &[String],
+) -> AppResult<HashMap<String, i64>> {
     if names.is_empty() {
         return Ok(HashMap::new());
     }
@@ -337,10 +346,8 @@ pub async fn get_trial(db: impl PgExecutor<'_>, trial_id: &str) -> AppResult<Opt
 }
 
 pub async fn trial_exists(db: impl PgExecutor<'_>, trial_id: &str) -> AppResult<bool> {
-    let (exists,): (bool,) = sqlx::query_as("select exists (select 1 from trials where trial_id = $1)")
-        .bind(trial_id)
-        .fetch_one(db)
-        .await?;
+    let (exists,): (bool,) =
+        sqlx::query_as("select exists (select 1 from trials where trial_id = $1)").bind(trial_id).fetch_one(db).await?;
     Ok(exists)
 }
 

@@ -162,7 +162,9 @@ async fn serve(State(s): State<Arc<GatewayState>>, uri: Uri) -> Response {
         Some(FaultKind::Status(code)) => {
             return json_response(StatusCode::from_u16(code).unwrap(), "{\"error\":\"boom\"}".into());
         }
-        Some(FaultKind::Malformed) => return json_response(StatusCode::OK, "{\"page\":2,\"data\":[{\"과제번호\"".into()),
+        Some(FaultKind::Malformed) => {
+            return json_response(StatusCode::OK, "{\"page\":2,\"data\":[{\"과제번호\"".into());
+        }
         Some(FaultKind::Slow(d)) => tokio::time::sleep(d).await,
         None => {}
     }
@@ -280,10 +282,12 @@ async fn next_day_only_changed_rows_are_updated_with_revisions(pool: PgPool) {
     let admin = app.admin_user("boss").await;
     assert_eq!(counts(&run_ingest(&app, &admin).await), (145, 145, 0, 0, 0));
     // It is now ten days later.
-    sqlx::query("update trials set created_at = created_at - interval '10 days', updated_at = updated_at - interval '10 days'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "update trials set created_at = created_at - interval '10 days', updated_at = updated_at - interval '10 days'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     assert_eq!(list(&app, pb::ListTrialsRequest::default()).await.total_size, 0);
     let before = snapshot(&pool).await;
 
@@ -337,7 +341,9 @@ async fn next_day_only_changed_rows_are_updated_with_revisions(pool: PgPool) {
     assert_eq!(
         r4[0].changes,
         [
-            pb::FieldChange { field: "title".into(), old_value: Some(old_title), new_value: Some("새 과제명".into()) },
+            pb::FieldChange {
+                field: "title".into(), old_value: Some(old_title), new_value: Some("새 과제명".into())
+            },
             pb::FieldChange { field: "phase".into(), old_value: Some(old_phase), new_value: None },
         ]
     );
@@ -346,7 +352,10 @@ async fn next_day_only_changed_rows_are_updated_with_revisions(pool: PgPool) {
     assert_eq!(r1[0].changes[0].field, "department");
     assert_eq!(r1[0].changes[0].new_value.as_deref(), Some("Neurology"));
     let r3 = revisions("C100003").await;
-    assert_eq!(r3[0].changes, [pb::FieldChange { field: "target_enrollment".into(), old_value: None, new_value: Some("250".into()) }]);
+    assert_eq!(
+        r3[0].changes,
+        [pb::FieldChange { field: "target_enrollment".into(), old_value: None, new_value: Some("250".into()) }]
+    );
     assert!(revisions("C100005").await.is_empty());
     assert!(revisions("C999999").await.is_empty(), "creation is not a revision");
     assert_eq!(count(&pool, "select count(*) from trial_revisions").await, 4);
@@ -367,7 +376,10 @@ async fn empty_source_values_are_stored_as_absent(pool: PgPool) {
     let rows = fixture_rows();
     let empty = |key: &str| rows.iter().filter(|r| field(r, key).is_empty()).count() as i64;
     assert_eq!(count(&pool, "select count(*) from trials where period is null").await, empty("연구기간"));
-    assert_eq!(count(&pool, "select count(*) from trials where phase_id is null").await, empty("임상시험단계(연구모형)"));
+    assert_eq!(
+        count(&pool, "select count(*) from trials where phase_id is null").await,
+        empty("임상시험단계(연구모형)")
+    );
     assert_eq!(
         count(&pool, "select count(*) from trials where target_enrollment is null").await,
         empty("전체목표연구대상자수")
@@ -495,7 +507,12 @@ async fn concurrent_runs_one_runs_the_others_are_told(pool: PgPool) {
     let _entered = tokio::time::timeout(Duration::from_secs(10), gw.state.entered.acquire()).await.unwrap().unwrap();
     assert_eq!(gw.state.requests.lock().len(), 1);
     // A CLI run is refused the same way.
-    let cli = IngestRequest { source: Source::File(FIXTURE.into()), trigger: Trigger::Cli, triggered_by: None, scheduled_for: None };
+    let cli = IngestRequest {
+        source: Source::File(FIXTURE.into()),
+        trigger: Trigger::Cli,
+        triggered_by: None,
+        scheduled_for: None,
+    };
     let err = ingest(&app.state, cli, &|_| {}).await.unwrap_err();
     assert_eq!(err.reason().as_str(), "INGEST_IN_PROGRESS");
 
@@ -536,7 +553,8 @@ async fn file_ingest_and_invalid_rows(pool: PgPool) {
     let dir = std::env::temp_dir().join(format!("maru-trials-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("rows.json");
-    let doc = json!({"page": 1, "perPage": 4, "totalCount": 5, "data": [changed, no_id, bad_number, repeated, rows[3]]});
+    let doc =
+        json!({"page": 1, "perPage": 4, "totalCount": 5, "data": [changed, no_id, bad_number, repeated, rows[3]]});
     std::fs::write(&path, doc.to_string()).unwrap();
     let run = ingest(&app.state, file(path.clone()), &|_| {}).await.unwrap();
     assert_eq!(run.result, RunResult::Succeeded, "{run:?}");
@@ -561,13 +579,20 @@ async fn file_ingest_and_invalid_rows(pool: PgPool) {
 async fn a_schedule_slot_runs_once_and_abandoned_runs_are_closed(pool: PgPool) {
     let (app, _gw) = spawn_with_gateway(pool.clone()).await;
     // A run a crashed process left RUNNING.
-    sqlx::query("insert into ingest_runs (id, source, origin, trigger) values ($1, 'clinical_trials', 'GATEWAY', 'CLI')")
-        .bind(uuid::Uuid::now_v7())
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "insert into ingest_runs (id, source, origin, trigger) values ($1, 'clinical_trials', 'GATEWAY', 'CLI')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .execute(&pool)
+    .await
+    .unwrap();
     let slot: DateTime<Utc> = "2026-11-22T15:00:00Z".parse().unwrap();
-    let req = || IngestRequest { source: Source::Gateway, trigger: Trigger::Schedule, triggered_by: None, scheduled_for: Some(slot) };
+    let req = || IngestRequest {
+        source: Source::Gateway,
+        trigger: Trigger::Schedule,
+        triggered_by: None,
+        scheduled_for: Some(slot),
+    };
     let run = ingest(&app.state, req(), &|_| {}).await.unwrap();
     assert_eq!((run.result, run.created, run.scheduled_for), (RunResult::Succeeded, 145, Some(slot)));
     let err = ingest(&app.state, req(), &|_| {}).await.unwrap_err();
@@ -593,7 +618,8 @@ async fn the_scheduler_runs_on_its_cron(pool: PgPool) {
     .await;
     let mut done = 0;
     for _ in 0..100 {
-        done = count(&pool, "select count(*) from ingest_runs where trigger = 'SCHEDULE' and result = 'SUCCEEDED'").await;
+        done =
+            count(&pool, "select count(*) from ingest_runs where trigger = 'SCHEDULE' and result = 'SUCCEEDED'").await;
         if done > 0 {
             break;
         }
@@ -797,7 +823,11 @@ async fn invalid_requests_name_their_fields(pool: PgPool) {
         "INVALID_ARGUMENT",
     );
     assert_eq!(violations(&s), ["updated_within_days", "offset", "limit"]);
-    let s = assert_err(bad(pb::ListTrialsRequest { limit: 101, ..Default::default() }).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let s = assert_err(
+        bad(pb::ListTrialsRequest { limit: 101, ..Default::default() }).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
     assert_eq!(violations(&s), ["limit"]);
     let s = assert_err(
         bad(pb::ListTrialsRequest { page_size: -1, title: "t".repeat(101), ..Default::default() }).await,
@@ -868,7 +898,11 @@ async fn authorization_of_every_rpc(pool: PgPool) {
         t.list_trial_revisions(caller.req(revs())).await.unwrap();
     }
     // A presented token must be valid, even on public reads.
-    assert_err(t.list_trials(bearer("not-a-token", pb::ListTrialsRequest::default())).await, Code::Unauthenticated, "TOKEN_INVALID");
+    assert_err(
+        t.list_trials(bearer("not-a-token", pb::ListTrialsRequest::default())).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
     assert_err(t.get_trial(bearer("not-a-token", get())).await, Code::Unauthenticated, "TOKEN_INVALID");
 
     // Runs are for admins.
@@ -891,10 +925,13 @@ async fn ingest_runs_are_paged(pool: PgPool) {
     }
     ids.reverse();
     let mut t = app.trials();
-    let first = t.list_ingest_runs(admin.req(pb::ListIngestRunsRequest { page_size: 2, page_token: String::new() })).await;
+    let first =
+        t.list_ingest_runs(admin.req(pb::ListIngestRunsRequest { page_size: 2, page_token: String::new() })).await;
     let first = first.unwrap().into_inner();
     let second = t
-        .list_ingest_runs(admin.req(pb::ListIngestRunsRequest { page_size: 2, page_token: first.next_page_token.clone() }))
+        .list_ingest_runs(
+            admin.req(pb::ListIngestRunsRequest { page_size: 2, page_token: first.next_page_token.clone() }),
+        )
         .await
         .unwrap()
         .into_inner();
