@@ -34,6 +34,7 @@ use crate::accounts::tokens::TokenKeys;
 use crate::admin::service::AdminApi;
 use crate::cache::Cache;
 use crate::config::{Environment, Settings};
+use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{FILE_DESCRIPTOR_SET, maru_services, pb};
 use crate::paging::Pager;
@@ -63,7 +64,7 @@ impl Deref for AppState {
 impl AppState {
     /// State for the CLI and tests: no servers, same rules.
     pub fn new(settings: Settings, db: PgPool) -> anyhow::Result<Self> {
-        let secret = jwt_secret(&settings)?;
+        let (secret, _) = jwt_secret(&settings)?;
         let cache = Cache::new(&settings.redis);
         Ok(Self(Arc::new(StateInner {
             db,
@@ -76,23 +77,19 @@ impl AppState {
     }
 }
 
-/// The configured key, the key file, or — in development only — a random key.
-fn jwt_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+/// The configured key, the key file, or — in development only — a random key (`true`).
+fn jwt_secret(settings: &Settings) -> anyhow::Result<(Vec<u8>, bool)> {
     if let Some(key) = &settings.auth.jwt_key {
-        return Ok(key.expose_secret().as_bytes().to_vec());
+        return Ok((key.expose_secret().as_bytes().to_vec(), false));
     }
     if let Some(path) = &settings.auth.jwt_key_file {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok(bytes.trim_ascii().to_vec());
+        return Ok((bytes.trim_ascii().to_vec(), false));
     }
     anyhow::ensure!(settings.env == Environment::Development, "auth.jwt_key is required in production");
-    tracing::warn!(
-        "!!! auth.jwt_key is not set: using a random key. Tokens will not survive a restart and \
-         replicas will reject each other's tokens. Set MARU__AUTH__JWT_KEY in any shared deployment. !!!"
-    );
     let mut key = vec![0u8; 32];
     rand::rng().fill_bytes(&mut key);
-    Ok(key)
+    Ok((key, true))
 }
 
 /// Triggers the same graceful shutdown as SIGTERM.
@@ -128,12 +125,20 @@ impl Application {
 
     /// With an existing pool (tests pass a migrated per-test database).
     pub async fn build_with_pool(settings: Settings, pool: PgPool, prepare_db: bool) -> anyhow::Result<Self> {
+        // Before anything records a metric.
+        telemetry::metrics_handle();
         let grpc = TcpListener::bind(settings.grpc_addr())
             .await
             .with_context(|| format!("binding {}", settings.grpc.listen))?;
         let admin = TcpListener::bind(settings.admin_addr())
             .await
             .with_context(|| format!("binding {}", settings.admin.listen))?;
+        if settings.auth.jwt_key.is_none() && settings.auth.jwt_key_file.is_none() {
+            tracing::warn!(
+                "!!! auth.jwt_key is not set: using a random key. Tokens will not survive a restart and \
+                 replicas will reject each other's tokens. Set MARU__AUTH__JWT_KEY in any shared deployment. !!!"
+            );
+        }
         let state = AppState::new(settings, pool)?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Self { state, grpc, admin, ready: Arc::new(AtomicBool::new(false)), prepare_db, shutdown_tx })
@@ -220,6 +225,9 @@ impl Application {
             ready: ready.clone(),
         });
 
+        let admission = Admission::new(&settings.rate_limit);
+        background.push(admission.spawn_cleanup(Duration::from_secs(settings.rate_limit.cleanup_interval_s.max(1))));
+
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let grace = Duration::from_millis(settings.grpc.shutdown_grace_ms);
         let stop_rx = shutdown_tx.subscribe();
@@ -240,6 +248,7 @@ impl Application {
             .layer(tower::util::MapRequestLayer::new(mark_protocol))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(rpc_layer)
+            .layer(AdmissionLayer::new(admission))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

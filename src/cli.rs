@@ -73,7 +73,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Err(e) => Err(e.into()),
         };
     }
-    let settings = Settings::load(cli.config.as_deref())?;
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if !matches!(cli.command, Command::Serve) && std::env::var_os("MARU__LOG__LEVEL").is_none() {
+        // One-shot commands talk to a person: only problems are logged.
+        settings.log.level = "warn".into();
+        settings.log.format = "pretty".into();
+    }
     let loki = telemetry::init_logging(&settings)?;
     if let Some(task) = loki {
         tokio::spawn(task);

@@ -32,6 +32,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub log: LogSettings,
     pub idempotency: IdempotencySettings,
+    pub rate_limit: RateLimitSettings,
     pub trials: TrialsSettings,
 }
 
@@ -124,6 +125,78 @@ pub struct IdempotencySettings {
     pub ttl_s: u64,
 }
 
+/// One token bucket: a sustained rate and a burst.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSettings {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BucketClasses {
+    /// SignUp, Login, Refresh.
+    pub auth: BucketSettings,
+    /// ChangePassword, DeleteAccount, admin-triggered jobs.
+    pub sensitive: BucketSettings,
+    /// Every other mutating RPC.
+    pub write: BucketSettings,
+    /// Get*, List*, Search*, WhoAmI.
+    pub read: BucketSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// RPCs served at once; beyond that UNAVAILABLE `OVERLOADED` (load shedding).
+    pub max_in_flight: usize,
+    /// Peers whose `x-forwarded-for` / `x-real-ip` are believed (CIDRs).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How often idle keys are dropped from the buckets.
+    pub cleanup_interval_s: u64,
+    pub buckets: BucketClasses,
+    /// Per-method buckets, keyed by `package.Service/Method`.
+    pub methods: std::collections::BTreeMap<String, BucketSettings>,
+}
+
+impl RateLimitSettings {
+    pub fn bucket(&self, class: crate::grpc::admission::RpcClass) -> &BucketSettings {
+        use crate::grpc::admission::RpcClass;
+        match class {
+            RpcClass::Auth => &self.buckets.auth,
+            RpcClass::Sensitive => &self.buckets.sensitive,
+            RpcClass::Write => &self.buckets.write,
+            RpcClass::Read => &self.buckets.read,
+        }
+    }
+}
+
+impl Default for BucketClasses {
+    fn default() -> Self {
+        Self {
+            auth: BucketSettings { per_minute: 30, burst: 10 },
+            sensitive: BucketSettings { per_minute: 6, burst: 3 },
+            write: BucketSettings { per_minute: 600, burst: 60 },
+            read: BucketSettings { per_minute: 3000, burst: 300 },
+        }
+    }
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_in_flight: 1024,
+            trusted_proxies: Vec::new(),
+            cleanup_interval_s: 60,
+            buckets: BucketClasses::default(),
+            methods: Default::default(),
+        }
+    }
+}
+
 /// Clinical-trial open data: the odcloud gateway and the ingest schedule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -187,6 +260,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             log: LogSettings::default(),
             idempotency: IdempotencySettings::default(),
+            rate_limit: RateLimitSettings::default(),
             trials: TrialsSettings::default(),
         }
     }
@@ -251,7 +325,7 @@ impl Default for AuthSettings {
 impl Default for LogSettings {
     fn default() -> Self {
         Self {
-            level: "info".into(),
+            level: "info,sqlx::postgres::notice=warn".into(),
             format: "json".into(),
             loki_url: None,
             service_name: "maru".into(),
@@ -376,6 +450,25 @@ impl Settings {
         {
             errs.push(format!("log.loki_url: `{loki}` is not a URL"));
         }
+        if self.rate_limit.max_in_flight == 0 {
+            errs.push("rate_limit.max_in_flight: must be positive".into());
+        }
+        let b = &self.rate_limit.buckets;
+        for (name, bucket) in [("auth", &b.auth), ("sensitive", &b.sensitive), ("write", &b.write), ("read", &b.read)]
+            .into_iter()
+            .chain(self.rate_limit.methods.iter().map(|(k, v)| (k.as_str(), v)))
+        {
+            if bucket.per_minute == 0 || bucket.burst == 0 {
+                errs.push(format!("rate_limit bucket {name}: per_minute and burst must be positive"));
+            }
+        }
+        for method in self.rate_limit.methods.keys() {
+            if !crate::grpc::methods().contains_key(&format!("/{method}")) {
+                errs.push(format!(
+                    "rate_limit.methods: `{method}` is not a method of this server (package.Service/Method)"
+                ));
+            }
+        }
         if self.idempotency.ttl_s < 60 {
             errs.push("idempotency.ttl_s: must be at least 60".into());
         }
@@ -494,8 +587,7 @@ mod tests {
 
     #[test]
     fn production_requires_a_key() {
-        let mut s = Settings::default();
-        s.env = Environment::Production;
+        let s = Settings { env: Environment::Production, ..Default::default() };
         let errs = s.validate().unwrap_err().0;
         assert!(errs.iter().any(|e| e.starts_with("auth.jwt_key")), "{errs:?}");
     }

@@ -20,6 +20,8 @@ pub fn connect_options(s: &DatabaseSettings) -> anyhow::Result<PgConnectOptions>
 /// database is reachable.
 pub fn lazy_pool(s: &DatabaseSettings) -> anyhow::Result<PgPool> {
     Ok(PgPoolOptions::new()
+        // Every acquire emits a TRACE event that telemetry turns into the acquire histogram.
+        .acquire_time_level(tracing::log::LevelFilter::Trace)
         .max_connections(s.max_connections)
         .min_connections(s.min_connections)
         .acquire_timeout(Duration::from_millis(s.acquire_timeout_ms))

@@ -71,6 +71,12 @@ fn describe() {
     describe_counter!("maru_idempotent_replays_total", "Creates answered from a stored request_id result.");
     describe_gauge!("maru_db_pool_connections", "Database pool connections by state (idle, in_use, max).");
     describe_counter!("maru_db_pool_acquire_timeouts_total", "RPCs refused because no pooled connection came in time.");
+    describe_histogram!("maru_db_pool_acquire_seconds", Unit::Seconds, "Time to get a pooled database connection.");
+    describe_counter!("maru_db_slow_queries_total", "Statements slower than 500 ms.");
+    describe_counter!("maru_rate_limit_decisions_total", "Rate-limit decisions by bucket (allowed, rejected).");
+    describe_gauge!("maru_rate_limit_keys", "Keys (users or client IPs) tracked by the rate limiter.");
+    describe_gauge!("maru_inflight_requests", "RPCs in flight (health and reflection excluded).");
+    describe_counter!("maru_load_shed_total", "RPCs refused with UNAVAILABLE because the in-flight limit was reached.");
     describe_gauge!("maru_ready", "1 once the database is reachable and migrated.");
     describe_gauge!("maru_build_info", "Build information.");
     describe_counter!("maru_ingest_runs_total", "Ingest runs by source and result (succeeded, failed, skipped).");
@@ -86,33 +92,97 @@ fn describe() {
     describe_histogram!("maru_ingest_run_duration_seconds", Unit::Seconds, "Ingest run duration, fetch and write.");
 }
 
+/// Turns sqlx's own events into metrics: every pool acquire (`sqlx::pool::acquire`, emitted at
+/// TRACE with `acquired_after_secs`) feeds `maru_db_pool_acquire_seconds`, and every slow
+/// statement (`sqlx::query` at WARN, over 500 ms) counts in `maru_db_slow_queries_total`.
+/// It has its own filter, so it works whatever the log level.
+pub fn sqlx_metrics_layer<S>() -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::filter::Targets;
+    SqlxMetrics.with_filter(
+        Targets::new()
+            .with_target("sqlx::pool::acquire", tracing::Level::TRACE)
+            .with_target("sqlx::query", tracing::Level::WARN),
+    )
+}
+
+struct SqlxMetrics;
+
+impl<S: tracing::Subscriber> Layer<S> for SqlxMetrics {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        struct Secs(Option<f64>);
+        impl tracing::field::Visit for Secs {
+            fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+                if field.name() == "acquired_after_secs" {
+                    self.0 = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let meta = event.metadata();
+        if meta.target() == "sqlx::pool::acquire" {
+            let mut secs = Secs(None);
+            event.record(&mut secs);
+            if let Some(v) = secs.0 {
+                metrics::histogram!("maru_db_pool_acquire_seconds").record(v);
+            }
+        } else if meta.target() == "sqlx::query" && *meta.level() <= tracing::Level::WARN {
+            metrics::counter!("maru_db_slow_queries_total").increment(1);
+        }
+    }
+}
+
+/// The JSON log layer (one object per line, span fields included) writing to `writer`.
+pub fn json_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(writer)
+}
+
+/// The Loki layer: labels `service_name` and `env` (tracing-loki adds `level`), nothing else;
+/// everything per-request travels in the line. Returns the task that ships the batches.
+pub fn loki_layer(
+    settings: &Settings,
+    url: &str,
+) -> anyhow::Result<(tracing_loki::Layer, tracing_loki::BackgroundTask)> {
+    let env = match settings.env {
+        Environment::Development => "development",
+        Environment::Production => "production",
+    };
+    Ok(tracing_loki::builder()
+        .label("service_name", &settings.log.service_name)?
+        .label("env", env)?
+        .build_url(url::Url::parse(url)?)?)
+}
+
 /// Installs the global subscriber. Returns the Loki task to spawn, if Loki is configured.
 pub fn init_logging(settings: &Settings) -> anyhow::Result<Option<tracing_loki::BackgroundTask>> {
     let filter = EnvFilter::try_new(&settings.log.level)?;
     let stdout = if settings.log.format == "pretty" {
         tracing_subscriber::fmt::layer().with_target(true).boxed()
     } else {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed()
+        json_layer(std::io::stdout).boxed()
     };
     let (loki, task) = match &settings.log.loki_url {
         Some(url) => {
-            let env = match settings.env {
-                Environment::Development => "development",
-                Environment::Production => "production",
-            };
-            let (layer, task) = tracing_loki::builder()
-                .label("service_name", &settings.log.service_name)?
-                .label("env", env)?
-                .build_url(url::Url::parse(url)?)?;
+            let (layer, task) = loki_layer(settings, url)?;
             (Some(layer), Some(task))
         }
         None => (None, None),
     };
-    tracing_subscriber::registry().with(filter).with(stdout).with(loki).try_init()?;
+    tracing_subscriber::registry()
+        .with(stdout.with_filter(filter.clone()))
+        .with(loki.map(|l| l.with_filter(filter)))
+        .with(sqlx_metrics_layer())
+        .try_init()?;
     Ok(task)
 }

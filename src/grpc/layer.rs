@@ -114,6 +114,7 @@ where
         let exempt = info.service == "grpc.health.v1.Health" || info.service.starts_with("grpc.reflection.");
         let auth = cfg.tokens.authenticate(req.headers());
         req.extensions_mut().insert(auth);
+        req.extensions_mut().insert(info.clone());
         let user_id = match auth {
             Auth::Caller(c) => c.user_id.to_string(),
             _ => String::new(),
@@ -200,14 +201,39 @@ fn finish_response(resp: Response<Body>, request_id: &str, mut completion: Compl
         parts.headers.insert(request_id::HEADER, v);
     }
     // A trailers-only response carries its status in the headers.
-    if let Some(code) = parts.headers.get("grpc-status").and_then(parse_code) {
+    if let Some(code) = normalize_status(&mut parts.headers, request_id) {
         completion.code = Some(code);
     }
     Response::from_parts(parts, Body::new(MeteredBody { inner: body, completion }))
 }
 
-fn parse_code(v: &HeaderValue) -> Option<Code> {
-    v.to_str().ok()?.parse::<i32>().ok().map(Code::from_i32)
+/// Makes every non-OK status follow the error design, including those tonic builds itself
+/// (unknown method, undecodable or oversized message): `ErrorInfo` + `RequestInfo` are added
+/// when missing, a malformed request becomes INVALID_ARGUMENT instead of INTERNAL, and an
+/// oversized one RESOURCE_EXHAUSTED. Returns the final code.
+fn normalize_status(headers: &mut http::HeaderMap, request_id: &str) -> Option<Code> {
+    let status = tonic::Status::from_header_map(headers)?;
+    let code = status.code();
+    if code == Code::Ok || headers.contains_key("grpc-status-details-bin") {
+        return Some(code);
+    }
+    let msg = status.message();
+    let (code, reason) = match code {
+        Code::Internal if msg.starts_with("failed to decode Protobuf message") => {
+            (Code::InvalidArgument, Reason::MalformedMessage)
+        }
+        Code::OutOfRange if msg.contains("message length too large") => {
+            (Code::ResourceExhausted, Reason::MessageTooLarge)
+        }
+        Code::Unimplemented => (Code::Unimplemented, Reason::Unimplemented),
+        Code::Cancelled => (Code::Cancelled, Reason::Cancelled),
+        other => (other, Reason::Internal),
+    };
+    let err = AppError::refused(code, reason, msg.to_owned());
+    let rebuilt = request_id::scope_sync(request_id, || layer_status(err));
+    // Only fails for header values that cannot be encoded; the original status then stands.
+    let _ = rebuilt.add_header(headers);
+    Some(code)
 }
 
 /// Parses the gRPC `grpc-timeout` header (`<digits><H|M|S|m|u|n>`).
@@ -315,35 +341,42 @@ impl HttpBody for MeteredBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
+        let c = this.completion;
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
+                let mut trailers = match frame.into_trailers() {
+                    Ok(t) => t,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                };
+                if let Some(code) = normalize_status(&mut trailers, &c.request_id) {
+                    c.code = Some(code);
+                }
+                c.end = Some(Instant::now());
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    if let Some(code) = trailers.get("grpc-status").and_then(parse_code) {
-                        this.completion.code = Some(code);
-                    }
-                    this.completion.end = Some(Instant::now());
-                } else if frame.is_data() && this.completion.metrics {
-                    let c = &this.completion;
+                if frame.is_data() && c.metrics {
                     metrics::counter!("grpc_server_msg_sent_total",
                         "grpc_type" => c.info.grpc_type.as_str(), "grpc_service" => c.info.service,
                         "grpc_method" => c.info.method, "protocol" => c.protocol.as_str())
                     .increment(1);
                 }
+                Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
-                this.completion.end.get_or_insert_with(Instant::now);
+                c.end.get_or_insert_with(Instant::now);
                 // Trailers-only responses set the code from headers; a body that ends without
                 // any status is a protocol error on our side.
-                this.completion.code.get_or_insert(Code::Unknown);
+                c.code.get_or_insert(Code::Unknown);
+                Poll::Ready(None)
             }
             Poll::Ready(Some(Err(status))) => {
-                this.completion.code = Some(status.code());
-                this.completion.end = Some(Instant::now());
+                c.code = Some(status.code());
+                c.end = Some(Instant::now());
+                Poll::Ready(Some(Err(status)))
             }
-            Poll::Pending => {}
+            Poll::Pending => Poll::Pending,
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -1,6 +1,7 @@
 //! Transport plumbing shared by every service: generated code, the method registry (closed
 //! label sets for metrics), the per-RPC layer, and the caller helpers handlers use.
 
+pub mod admission;
 pub mod layer;
 pub mod request_id;
 

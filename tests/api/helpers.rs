@@ -40,6 +40,8 @@ pub fn test_settings() -> Settings {
     s.redis.key_prefix = format!("maru-test:{}:", uuid::Uuid::new_v4().simple());
     s.redis.probe_interval_ms = 200;
     s.log.access_log = false;
+    // Every test client comes from 127.0.0.1; rate limiting has its own tests.
+    s.rate_limit.enabled = false;
     s
 }
 

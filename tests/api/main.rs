@@ -2,7 +2,9 @@
 //! test (`#[sqlx::test]`), called with generated tonic clients.
 
 mod helpers;
+mod logs;
 
 mod auth;
+mod ops;
 mod server;
 mod trials;

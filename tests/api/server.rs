@@ -1,1 +1,421 @@
-//! Server-wide behaviour: health, reflection, gRPC-web, request ids, error catalogue.
+//! Server-wide behaviour: health and shutdown, readiness, reflection, gRPC-web with CORS,
+//! request ids, deadlines, message limits, statuses tonic builds itself, Redis outage, CLI.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use maru::app::Application;
+use maru::grpc::pb;
+use prost::Message;
+use sqlx::PgPool;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_types::StatusExt;
+
+use crate::helpers::*;
+
+#[sqlx::test]
+async fn health_flips_to_not_serving_before_the_drain(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| {
+        s.grpc.shutdown_grace_ms = 400;
+        s.grpc.drain_timeout_ms = 1000;
+    })
+    .await;
+    let mut health = app.health();
+    for service in ["", "maru.v1.AuthService", "maru.v1.AdminService"] {
+        let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "{service}");
+    }
+    let r = health.check(HealthCheckRequest { service: "maru.v1.Nope".into() }).await;
+    assert_eq!(r.unwrap_err().code(), Code::NotFound);
+
+    let mut watch = health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(watch.next().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+
+    app.shutdown.shutdown();
+    let next =
+        tokio::time::timeout(Duration::from_secs(2), watch.next()).await.expect("a status update").unwrap().unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    // During the grace period the server still answers, but reports not ready.
+    let ready = reqwest::get(format!("http://{}/readyz", app.admin_addr)).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    app.auth().login(pb::LoginRequest { login: "nobody".into(), password: PASSWORD.into() }).await.unwrap_err();
+    // The drain is bounded even with the Watch stream still open.
+    tokio::time::timeout(Duration::from_secs(15), app.task).await.expect("server stops").unwrap().unwrap();
+}
+
+#[sqlx::test]
+async fn not_serving_until_the_database_is_ready_and_created_when_missing(pool: PgPool) {
+    let name = format!("maru_create_{}", uuid::Uuid::new_v4().simple());
+    let base = pool.connect_options();
+    let url = format!("postgres://{}@{}:{}/{}", base.get_username(), base.get_host(), base.get_port(), name);
+
+    // Without permission to create it, the server waits: NOT_SERVING, calls refused with retry info.
+    let mut s = test_settings();
+    s.database.url = url.clone().into();
+    s.database.create_if_missing = false;
+    let app = Application::build(s).await.unwrap();
+    let (addr, admin) = (app.grpc_addr(), app.admin_addr());
+    let stop = app.shutdown_handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(r.status, ServingStatus::NotServing as i32);
+    let r = pb::auth_service_client::AuthServiceClient::new(channel)
+        .login(pb::LoginRequest { login: "x".into(), password: PASSWORD.into() })
+        .await;
+    let status = assert_err(r, Code::Unavailable, "NOT_READY");
+    assert!(status.get_details_retry_info().is_some());
+    assert_eq!(reqwest::get(format!("http://{admin}/readyz")).await.unwrap().status(), 503);
+    stop.shutdown();
+    task.await.unwrap().unwrap();
+
+    // With it, the database is created and migrated, then SERVING.
+    let mut s = test_settings();
+    s.database.url = url.into();
+    let app = Application::build(s).await.unwrap();
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr())).unwrap().connect().await.unwrap();
+    let stop = app.shutdown_handle();
+    let state = app.state();
+    let task = tokio::spawn(app.run_until_stopped());
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let mut serving = false;
+    for _ in 0..100 {
+        let r = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+        if r.status == ServingStatus::Serving as i32 {
+            serving = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(serving, "server became SERVING after creating the database");
+    pb::auth_service_client::AuthServiceClient::new(channel)
+        .sign_up(pb::SignUpRequest {
+            handle: "fresh".into(),
+            email: "fresh@example.com".into(),
+            password: PASSWORD.into(),
+            display_name: "Fresh".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    stop.shutdown();
+    task.await.unwrap().unwrap();
+    state.db.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("drop database \"{name}\" with (force)"))).execute(&pool).await.unwrap();
+}
+
+#[sqlx::test]
+async fn reflection_v1_and_v1alpha_list_every_service(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let expected = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "maru.v1.AdminService",
+        "maru.v1.AuthService",
+    ];
+    {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let mut c = ServerReflectionClient::new(app.channel.clone());
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = c.server_reflection_info(tokio_stream::once(req)).await.unwrap().into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) = stream.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("expected a service list");
+        };
+        let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, expected);
+    }
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut c = ServerReflectionClient::new(app.channel.clone());
+        let reqs = vec![
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            },
+            // Error details resolve, so grpcurl can print them.
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol("google.rpc.ErrorInfo".into())),
+            },
+        ];
+        let mut stream = c.server_reflection_info(tokio_stream::iter(reqs)).await.unwrap().into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) = stream.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("expected a service list");
+        };
+        let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, expected);
+        let found = stream.next().await.unwrap().unwrap().message_response;
+        assert!(matches!(found, Some(MessageResponse::FileDescriptorResponse(_))), "{found:?}");
+    }
+}
+
+/// A gRPC-web frame around `msg`.
+fn grpc_web_body(msg: &impl Message) -> Vec<u8> {
+    let bytes = msg.encode_to_vec();
+    let mut out = vec![0u8];
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(&bytes);
+    out
+}
+
+/// Splits a gRPC-web response body into its message payloads and its trailers.
+fn grpc_web_parse(body: &[u8]) -> (Vec<Vec<u8>>, HashMap<String, String>) {
+    let (mut messages, mut trailers) = (Vec::new(), HashMap::new());
+    let mut rest = body;
+    while rest.len() >= 5 {
+        let flag = rest[0];
+        let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+        let payload = &rest[5..5 + len];
+        if flag & 0x80 != 0 {
+            for line in String::from_utf8_lossy(payload).split("\r\n").filter(|l| !l.is_empty()) {
+                let (k, v) = line.split_once(':').unwrap();
+                trailers.insert(k.trim().to_lowercase(), v.trim().to_owned());
+            }
+        } else {
+            messages.push(payload.to_vec());
+        }
+        rest = &rest[5 + len..];
+    }
+    (messages, trailers)
+}
+
+#[sqlx::test]
+async fn grpc_web_over_http1_with_cors(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let http = reqwest::Client::builder().http1_only().build().unwrap();
+    let url = |m: &str| format!("http://{}/maru.v1.AuthService/{m}", app.grpc_addr);
+
+    // CORS preflight from a browser.
+    let pre = http
+        .request(reqwest::Method::OPTIONS, url("SignUp"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type,x-grpc-web,authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(pre.status().is_success(), "{}", pre.status());
+    assert!(pre.headers().get("access-control-allow-origin").is_some());
+
+    let req = pb::SignUpRequest {
+        handle: "webby".into(),
+        email: "webby@example.com".into(),
+        password: PASSWORD.into(),
+        display_name: "Web".into(),
+        request_id: String::new(),
+    };
+    let resp = http
+        .post(url("SignUp"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("origin", "https://app.example")
+        .header("x-request-id", "web-req-1")
+        .body(grpc_web_body(&req))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    let expose = resp.headers().get("access-control-expose-headers").unwrap().to_str().unwrap().to_lowercase();
+    for h in ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"] {
+        assert!(expose.contains(h), "{expose}");
+    }
+    assert_eq!(resp.headers().get("x-request-id").unwrap(), "web-req-1");
+    let (messages, trailers) = grpc_web_parse(&resp.bytes().await.unwrap());
+    assert_eq!(trailers.get("grpc-status").map(String::as_str), Some("0"));
+    let user = pb::SignUpResponse::decode(messages[0].as_slice()).unwrap().user.unwrap();
+    assert_eq!(user.handle, "webby");
+
+    // An error reaches the browser with its status and details.
+    let resp = http
+        .post(url("WhoAmI"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("origin", "https://app.example")
+        .body(grpc_web_body(&pb::WhoAmIRequest {}))
+        .send()
+        .await
+        .unwrap();
+    let headers = resp.headers().clone();
+    let (_, trailers) = grpc_web_parse(&resp.bytes().await.unwrap());
+    let status =
+        headers.get("grpc-status").map(|v| v.to_str().unwrap().to_owned()).or(trailers.get("grpc-status").cloned());
+    assert_eq!(status.as_deref(), Some("16"));
+    assert!(headers.contains_key("grpc-status-details-bin") || trailers.contains_key("grpc-status-details-bin"));
+
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"grpc_server_handled_total{grpc_type="unary",grpc_service="maru.v1.AuthService",grpc_method="SignUp",protocol="grpc_web",grpc_code="OK"}"#),
+        "{metrics}"
+    );
+}
+
+#[sqlx::test]
+async fn request_ids_are_echoed_and_in_error_details(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut r = tonic::Request::new(pb::WhoAmIRequest {});
+    r.metadata_mut().insert("x-request-id", "trace-me-42".parse().unwrap());
+    let status = app.auth().who_am_i(r).await.unwrap_err();
+    assert_eq!(status.metadata().get("x-request-id").unwrap(), "trace-me-42");
+    assert_eq!(status.get_details_request_info().unwrap().request_id, "trace-me-42");
+
+    let ok = app.auth().login(pb::LoginRequest { login: "x".into(), password: PASSWORD.into() }).await.unwrap_err();
+    let generated = ok.metadata().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 32, "generated ids are UUIDv7 hex");
+}
+
+#[sqlx::test]
+async fn slow_calls_hit_the_server_deadline(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| s.grpc.request_timeout_ms = 1).await;
+    let r = app
+        .auth()
+        .sign_up(pb::SignUpRequest {
+            handle: "slowpoke".into(),
+            email: "slow@example.com".into(),
+            password: PASSWORD.into(),
+            display_name: "Slow".into(),
+            request_id: String::new(),
+        })
+        .await;
+    assert_err(r, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
+}
+
+#[sqlx::test]
+async fn oversized_malformed_and_unknown_calls_get_designed_errors(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| s.grpc.max_message_bytes = 1024).await;
+    let r = app
+        .auth()
+        .sign_up(pb::SignUpRequest {
+            handle: "big".into(),
+            email: "big@example.com".into(),
+            password: PASSWORD.into(),
+            display_name: "x".repeat(4096),
+            request_id: String::new(),
+        })
+        .await;
+    assert_err(r, Code::ResourceExhausted, "MESSAGE_TOO_LARGE");
+
+    // Bytes that are not a SignUpRequest: INVALID_ARGUMENT, never INTERNAL.
+    let http = reqwest::Client::builder().http1_only().build().unwrap();
+    let garbage = [0u8, 0, 0, 0, 3, 0xff, 0xff, 0xff];
+    let resp = http
+        .post(format!("http://{}/maru.v1.AuthService/SignUp", app.grpc_addr))
+        .header("content-type", "application/grpc-web+proto")
+        .body(garbage.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let headers = resp.headers().clone();
+    let (_, trailers) = grpc_web_parse(&resp.bytes().await.unwrap());
+    let status =
+        headers.get("grpc-status").map(|v| v.to_str().unwrap().to_owned()).or(trailers.get("grpc-status").cloned());
+    assert_eq!(status.as_deref(), Some("3"), "{headers:?} {trailers:?}");
+
+    // An unknown method: UNIMPLEMENTED with ErrorInfo.
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<pb::WhoAmIRequest, pb::WhoAmIResponse>::default();
+    let path = http::uri::PathAndQuery::from_static("/maru.v1.AuthService/NoSuchMethod");
+    let r = grpc.unary(tonic::Request::new(pb::WhoAmIRequest {}), path, codec).await;
+    assert_err(r, Code::Unimplemented, "UNIMPLEMENTED");
+}
+
+#[sqlx::test]
+async fn serves_without_redis(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| s.redis.url = "redis://127.0.0.1:1".to_owned().into()).await;
+    assert!(!app.state.cache.is_up());
+    let u = app.user("offline").await;
+    for _ in 0..2 {
+        let me = app.auth().who_am_i(u.req(pb::WhoAmIRequest {})).await.unwrap().into_inner();
+        assert_eq!(me.user.unwrap().handle, "offline");
+    }
+    assert!(!app.state.cache.is_up(), "still bypassing");
+    // The gauge is process-wide (other test servers share it), so only its presence is checked.
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("maru_redis_up "), "{metrics}");
+    assert!(metrics.contains(r#"maru_cache_requests_total{cache="user",result="bypass"}"#));
+}
+
+#[sqlx::test]
+async fn role_change_is_visible_at_once_through_the_cache(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let u = app.user("promoted").await;
+    let role = |app: &TestApp, u: &TestUser| {
+        let mut c = app.auth();
+        let r = u.req(pb::WhoAmIRequest {});
+        async move { c.who_am_i(r).await.unwrap().into_inner().user.unwrap().role }
+    };
+    assert_eq!(role(&app, &u).await, pb::Role::User as i32);
+    assert_eq!(role(&app, &u).await, pb::Role::User as i32); // cached now
+    maru::accounts::ops::set_role(&app.state, "promoted", maru::caller::Role::Admin).await.unwrap();
+    assert_eq!(role(&app, &u).await, pb::Role::Admin as i32);
+}
+
+fn maru_cli(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let o = pool.connect_options();
+    let url =
+        format!("postgres://{}@{}:{}/{}", o.get_username(), o.get_host(), o.get_port(), o.get_database().unwrap());
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_maru"));
+    cmd.args(args)
+        .env("MARU__DATABASE__URL", url)
+        .env("MARU__REDIS__URL", "redis://127.0.0.1:1")
+        .env("MARU__LOG__LEVEL", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[sqlx::test]
+async fn cli_grants_and_revokes_admin(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    app.sign_up("firstadmin").await;
+    let out = maru_cli(&pool, &["admin", "grant", "firstadmin"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let login = app.login("firstadmin").await;
+    assert_eq!(login.user.unwrap().role, pb::Role::Admin as i32);
+    let out = maru_cli(&pool, &["admin", "revoke", "firstadmin"], &[]);
+    assert!(out.status.success());
+    assert_eq!(app.login("firstadmin").await.user.unwrap().role, pb::Role::User as i32);
+    let out = maru_cli(&pool, &["admin", "grant", "nobody"], &[]);
+    assert!(!out.status.success());
+}
+
+#[sqlx::test]
+async fn check_config_masks_secrets_and_reports_every_problem(pool: PgPool) {
+    let out = maru_cli(&pool, &["check-config"], &[("MARU__AUTH__JWT_KEY", "super-secret-key-value-0123456789abcdef")]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("super-secret-key-value"), "{text}");
+    assert!(text.contains("grpc.listen = \"127.0.0.1:50051\""), "{text}");
+
+    let out = maru_cli(
+        &pool,
+        &["check-config"],
+        &[("MARU__GRPC__LISTEN", "nowhere"), ("MARU__DATABASE__MAX_CONNECTIONS", "0"), ("MARU__ENV", "production")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in ["grpc.listen", "database.max_connections", "auth.jwt_key"] {
+        assert!(err.contains(field), "{err}");
+    }
+}

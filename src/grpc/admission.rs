@@ -1,0 +1,362 @@
+//! Admission control, a tower layer inside tonic-web (so browsers get proper gRPC-web errors)
+//! and after the auth step of [`super::layer`] (so it knows the caller):
+//!
+//! - **Rate limits** (governor, GCRA): one bucket per RPC class — `auth` (SignUp, Login,
+//!   Refresh), `sensitive` (password changes, account deletion, admin triggers), `write`,
+//!   `read` — keyed by the authenticated user, else by client IP (IPv6 grouped by /64).
+//!   `x-forwarded-for` / `x-real-ip` are honoured only when the TCP peer is a configured
+//!   trusted proxy. Per-method overrides get their own bucket. A refusal is
+//!   RESOURCE_EXHAUSTED with `RetryInfo` (the exact wait) and `ErrorInfo{RATE_LIMITED, bucket,
+//!   limit}`. Health and reflection are exempt. Keys idle long enough to be full again are
+//!   dropped periodically, so the key store stays bounded.
+//! - **Load shedding**: at most `max_in_flight` RPCs at once; beyond that UNAVAILABLE
+//!   `OVERLOADED` with `RetryInfo`, before any work is done.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::{Request, Response};
+use ipnet::IpNet;
+use tonic::Code;
+use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
+use tower::{Layer, Service};
+use uuid::Uuid;
+
+use super::{Auth, MethodInfo};
+use crate::config::{BucketSettings, RateLimitSettings};
+use crate::error::{AppError, Reason};
+
+/// The RPC classes, each with its own bucket (the closed set of the `bucket` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RpcClass {
+    Auth,
+    Sensitive,
+    Write,
+    Read,
+}
+
+impl RpcClass {
+    pub const ALL: [RpcClass; 4] = [RpcClass::Auth, RpcClass::Sensitive, RpcClass::Write, RpcClass::Read];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RpcClass::Auth => "auth",
+            RpcClass::Sensitive => "sensitive",
+            RpcClass::Write => "write",
+            RpcClass::Read => "read",
+        }
+    }
+
+    /// The class of a method, by name.
+    pub fn of(method: &str) -> RpcClass {
+        const AUTH: &[&str] = &["SignUp", "Login", "Refresh"];
+        const SENSITIVE: &[&str] = &["ChangePassword", "DeleteAccount", "RunIngest", "ResetPassword"];
+        const READ_PREFIXES: &[&str] = &["Get", "List", "Search", "Check", "Watch"];
+        if AUTH.contains(&method) {
+            RpcClass::Auth
+        } else if SENSITIVE.contains(&method) {
+            RpcClass::Sensitive
+        } else if method == "WhoAmI" || READ_PREFIXES.iter().any(|p| method.starts_with(p)) {
+            RpcClass::Read
+        } else {
+            RpcClass::Write
+        }
+    }
+}
+
+/// Who a bucket is counted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    User(Uuid),
+    Ip(IpAddr),
+}
+
+struct Bucket {
+    class: RpcClass,
+    limiter: DefaultKeyedRateLimiter<ClientKey>,
+    /// For `ErrorInfo.metadata.limit`, e.g. `60/min burst 20`.
+    limit: String,
+}
+
+impl Bucket {
+    fn new(class: RpcClass, s: &BucketSettings) -> Self {
+        let per_minute = s.per_minute.max(1);
+        let period = Duration::from_secs(60) / per_minute;
+        let burst = NonZeroU32::new(s.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(burst);
+        Self { class, limiter: RateLimiter::keyed(quota), limit: format!("{per_minute}/min burst {}", burst) }
+    }
+}
+
+/// Shared state of the admission layer.
+pub struct Admission {
+    enabled: bool,
+    classes: HashMap<RpcClass, Bucket>,
+    /// Per-method overrides, keyed by `package.Service/Method`.
+    methods: HashMap<String, Bucket>,
+    trusted: Vec<IpNet>,
+    max_in_flight: usize,
+    in_flight: AtomicUsize,
+    clock: DefaultClock,
+}
+
+impl Admission {
+    pub fn new(s: &RateLimitSettings) -> Arc<Self> {
+        let classes = RpcClass::ALL.iter().map(|c| (*c, Bucket::new(*c, s.bucket(*c)))).collect();
+        let methods = s
+            .methods
+            .iter()
+            .map(|(m, b)| {
+                let class = RpcClass::of(m.rsplit('/').next().unwrap_or(m));
+                (m.clone(), Bucket::new(class, b))
+            })
+            .collect();
+        Arc::new(Self {
+            enabled: s.enabled,
+            classes,
+            methods,
+            trusted: s.trusted_proxies.clone(),
+            max_in_flight: s.max_in_flight,
+            in_flight: AtomicUsize::new(0),
+            clock: DefaultClock::default(),
+        })
+    }
+
+    /// Drops keys whose buckets are full again; reports how many remain.
+    pub fn cleanup(&self) -> usize {
+        let mut total = 0;
+        for b in self.classes.values().chain(self.methods.values()) {
+            b.limiter.retain_recent();
+            b.limiter.shrink_to_fit();
+            total += b.limiter.len();
+        }
+        metrics::gauge!("maru_rate_limit_keys").set(total as f64);
+        total
+    }
+
+    /// Runs [`Self::cleanup`] every `every` until the process ends.
+    pub fn spawn_cleanup(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                this.cleanup();
+            }
+        })
+    }
+
+    fn check(&self, info: &MethodInfo, key: ClientKey) -> Result<(), AppError> {
+        let path = format!("{}/{}", info.service, info.method);
+        let bucket = match self.methods.get(&path) {
+            Some(b) => b,
+            None => match self.classes.get(&RpcClass::of(info.method)) {
+                Some(b) => b,
+                None => return Ok(()),
+            },
+        };
+        let label = bucket.class.as_str();
+        match bucket.limiter.check_key(&key) {
+            Ok(()) => {
+                metrics::counter!("maru_rate_limit_decisions_total", "bucket" => label, "decision" => "allowed")
+                    .increment(1);
+                Ok(())
+            }
+            Err(not_until) => {
+                metrics::counter!("maru_rate_limit_decisions_total", "bucket" => label, "decision" => "rejected")
+                    .increment(1);
+                let wait = not_until.wait_time_from(self.clock.now());
+                // Round up to whole milliseconds so a client sleeping exactly this long succeeds.
+                let wait = Duration::from_millis(wait.as_millis() as u64 + 1);
+                Err(AppError::Retry {
+                    code: Code::ResourceExhausted,
+                    reason: Reason::RateLimited,
+                    message: format!("rate limit of the {label} bucket exceeded; retry in {} ms", wait.as_millis()),
+                    retry_after: wait,
+                    metadata: Default::default(),
+                }
+                .with_meta("bucket", label)
+                .with_meta("limit", &bucket.limit))
+            }
+        }
+    }
+
+    /// The rate-limit key of a request: the caller, else the client IP.
+    pub fn client_key<B>(&self, req: &Request<B>) -> Option<ClientKey> {
+        if let Some(Auth::Caller(c)) = req.extensions().get::<Auth>() {
+            return Some(ClientKey::User(c.user_id));
+        }
+        let peer =
+            req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr()).map(|a: SocketAddr| a.ip())?;
+        Some(ClientKey::Ip(group(self.client_ip(peer, req.headers()))))
+    }
+
+    /// The peer, or — when the peer is a trusted proxy — the client it forwarded for.
+    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.trusted.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        // Right to left: the first address not added by a trusted proxy is the client.
+        let forwarded: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        if let Some(ip) = forwarded.iter().rev().find(|ip| !trusted(ip)) {
+            return *ip;
+        }
+        headers.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(peer)
+    }
+}
+
+/// IPv6 clients are grouped by /64 (one subscriber usually owns a whole /64).
+fn group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+#[derive(Clone)]
+pub struct AdmissionLayer {
+    admission: Arc<Admission>,
+}
+
+impl AdmissionLayer {
+    pub fn new(admission: Arc<Admission>) -> Self {
+        Self { admission }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = AdmissionService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AdmissionService { inner, admission: self.admission.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct AdmissionService<S> {
+    inner: S,
+    admission: Arc<Admission>,
+}
+
+/// Decrements the in-flight count when the RPC's future is done or dropped.
+struct InFlight(Arc<Admission>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = self.0.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!("maru_inflight_requests").set(now as f64);
+    }
+}
+
+impl<S> Service<Request<Body>> for AdmissionService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let adm = self.admission.clone();
+        let info = req.extensions().get::<Arc<MethodInfo>>().cloned();
+        let exempt = info
+            .as_ref()
+            .is_none_or(|i| i.service == "grpc.health.v1.Health" || i.service.starts_with("grpc.reflection."));
+        if exempt {
+            return Box::pin(inner.call(req));
+        }
+
+        let now = adm.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        let guard = InFlight(adm.clone());
+        metrics::gauge!("maru_inflight_requests").set(now as f64);
+        if now > adm.max_in_flight {
+            metrics::counter!("maru_load_shed_total").increment(1);
+            let err = AppError::Retry {
+                code: Code::Unavailable,
+                reason: Reason::Overloaded,
+                message: "server is overloaded; retry shortly".into(),
+                retry_after: Duration::from_millis(250),
+                metadata: Default::default(),
+            };
+            drop(guard);
+            return Box::pin(async move { Ok(tonic::Status::from(err).into_http()) });
+        }
+        if adm.enabled
+            && let (Some(info), Some(key)) = (info, adm.client_key(&req))
+            && let Err(err) = adm.check(&info, key)
+        {
+            drop(guard);
+            return Box::pin(async move { Ok(tonic::Status::from(err).into_http()) });
+        }
+        Box::pin(async move {
+            let _guard = guard;
+            inner.call(req).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert_eq!(RpcClass::of("Login"), RpcClass::Auth);
+        assert_eq!(RpcClass::of("ChangePassword"), RpcClass::Sensitive);
+        assert_eq!(RpcClass::of("ListUsers"), RpcClass::Read);
+        assert_eq!(RpcClass::of("WhoAmI"), RpcClass::Read);
+        assert_eq!(RpcClass::of("CastVote"), RpcClass::Write);
+    }
+
+    #[test]
+    fn ipv6_is_grouped_by_64_and_mapped_v4_unwrapped() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(group(a), group(b));
+        assert_ne!(group(a), group("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(group("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.3".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let s = RateLimitSettings { trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()], ..Default::default() };
+        let adm = Admission::new(&s);
+        let mut h = http::HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.7, 10.0.0.2".parse().unwrap());
+        let untrusted: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(adm.client_ip(untrusted, &h), untrusted);
+        assert_eq!(adm.client_ip("10.0.0.1".parse().unwrap(), &h), "203.0.113.7".parse::<IpAddr>().unwrap());
+        let mut h = http::HeaderMap::new();
+        h.insert("x-real-ip", "203.0.113.9".parse().unwrap());
+        assert_eq!(adm.client_ip("10.0.0.1".parse().unwrap(), &h), "203.0.113.9".parse::<IpAddr>().unwrap());
+    }
+}
