@@ -5,6 +5,7 @@
 //! - the scheduler and an operator at the CLI: ingest (see [`super::ingest`]).
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::ingest::{IngestRequest, Source, ingest};
@@ -65,7 +66,8 @@ pub async fn run_ingest(state: &AppState, caller: &Caller) -> AppResult<IngestRu
         triggered_by: Some(caller.user_id),
         scheduled_for: None,
     };
-    tokio::spawn(async move { ingest(&state, req, &|_| {}).await })
+    // The run's logs keep the request id of the call that started it.
+    tokio::spawn(async move { ingest(&state, req, &|_| {}).await }.instrument(tracing::Span::current()))
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("ingest task failed: {e}")))?
 }
