@@ -38,6 +38,7 @@ use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{FILE_DESCRIPTOR_SET, maru_services, pb};
 use crate::paging::Pager;
+use crate::trials::service::TrialApi;
 use crate::{db, jobs, telemetry};
 
 /// Everything an op needs; cheap to clone.
@@ -212,6 +213,9 @@ impl Application {
         let admin_api = pb::admin_service_server::AdminServiceServer::new(AdminApi { state: state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let trials = pb::trial_service_server::TrialServiceServer::new(TrialApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
 
         let rpc_layer = RpcLayer::new(RpcLayerConfig {
             tokens: state.tokens.clone(),
@@ -250,6 +254,7 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(auth)
             .add_service(admin_api)
+            .add_service(trials)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal);
         tokio::pin!(server);
 

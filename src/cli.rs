@@ -2,12 +2,17 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::{AppState, Application};
 use crate::caller::Role;
 use crate::config::Settings;
-use crate::{accounts, db, telemetry};
+use crate::trials::ingest::{IngestRequest, Source};
+use crate::trials::model::{IngestRun, Progress, RunResult, Trigger};
+use crate::{accounts, db, telemetry, trials};
 
 #[derive(Debug, Parser)]
 #[command(name = "maru", version, about = "Community software over typed gRPC")]
@@ -31,6 +36,21 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Import open data now (the same run as the scheduled one, recorded in ingest_runs).
+    Ingest {
+        #[command(subcommand)]
+        command: IngestCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IngestCommand {
+    /// Clinical trials (dataset 3074271) from the configured gateway, or from a JSON file.
+    Trials {
+        /// A JSON file holding an array of rows or the gateway envelope, instead of the gateway.
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
     },
 }
 
@@ -82,8 +102,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{} is now {}", user.handle, role.as_db());
             Ok(())
         }
+        Command::Ingest { command: IngestCommand::Trials { from_file } } => {
+            let state = prepared_state(settings).await?;
+            let run = ingest_trials(&state, from_file).await;
+            state.db.close().await;
+            let run = run?;
+            anyhow::ensure!(run.result == RunResult::Succeeded, "ingest run {} failed", run.id);
+            Ok(())
+        }
         Command::CheckConfig => unreachable!("handled above"),
     }
+}
+
+/// Runs a trials ingest with a progress bar on stderr and prints a summary.
+async fn ingest_trials(state: &AppState, from_file: Option<PathBuf>) -> anyhow::Result<IngestRun> {
+    let source = match from_file {
+        Some(path) => Source::File(path),
+        None => Source::Gateway,
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} rows")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message("fetching");
+    let progress = {
+        let bar = bar.clone();
+        move |p: Progress| match p {
+            Progress::Fetched { rows, total } => {
+                bar.set_length(total as u64);
+                bar.set_position(rows as u64);
+            }
+            Progress::Writing { rows } => {
+                bar.set_message("writing");
+                bar.set_length(rows as u64);
+                bar.set_position(rows as u64);
+            }
+        }
+    };
+    let req = IngestRequest { source, trigger: Trigger::Cli, triggered_by: None, scheduled_for: None };
+    let run = trials::ingest::ingest(state, req, &progress).await;
+    bar.finish_and_clear();
+    let run = run.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let took = run.finished_at.map(|f| (f - run.started_at).num_milliseconds() as f64 / 1000.0).unwrap_or_default();
+    println!("ingest run {} ({}): {}", run.id, run.origin.label(), run.result.as_db());
+    println!(
+        "  fetched {}  created {}  updated {}  unchanged {}  failed {}  in {took:.1} s",
+        run.fetched, run.created, run.updated, run.unchanged, run.failed
+    );
+    for e in &run.row_errors {
+        println!("  row {} {}: {}", e.row, e.trial_id.as_deref().unwrap_or("-"), e.reason);
+    }
+    if let Some(error) = &run.error {
+        println!("  error: {error}");
+    }
+    Ok(run)
 }
 
 async fn prepared_state(settings: Settings) -> anyhow::Result<AppState> {

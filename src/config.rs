@@ -33,6 +33,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub idempotency: IdempotencySettings,
     pub rate_limit: RateLimitSettings,
+    pub trials: TrialsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +199,35 @@ impl Default for RateLimitSettings {
     }
 }
 
+/// Clinical-trial open data: the odcloud gateway and the ingest schedule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrialsSettings {
+    /// Gateway base URL, e.g. `https://api.odcloud.kr/api`.
+    pub base_url: String,
+    /// Dataset path under the base URL.
+    pub dataset_path: String,
+    /// The gateway's service key (the "Decoding" key; it is URL-encoded when sent). Secret:
+    /// set `MARU__TRIALS__SERVICE_KEY`; never in a file in the repository.
+    #[serde(serialize_with = "masked_opt")]
+    pub service_key: Option<SecretString>,
+    /// Rows requested per page.
+    pub per_page: u32,
+    /// Longest time one page request may take, connection included.
+    pub request_timeout_ms: u64,
+    /// Retries of a page after a time-out, a connection error, 429 or 5xx (not after 4xx).
+    pub retries: u32,
+    /// First retry delay; doubles with each retry up to `max_backoff_ms`.
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Cron expression (5 fields, or 6 with seconds first) of the scheduled ingest.
+    pub schedule: String,
+    /// IANA time zone the schedule is read in.
+    pub time_zone: String,
+    /// Run the scheduled ingest (it also needs `service_key`).
+    pub enabled: bool,
+}
+
 fn masked_url<S: Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&mask_url(v.expose_secret()))
 }
@@ -233,6 +263,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             idempotency: IdempotencySettings::default(),
             rate_limit: RateLimitSettings::default(),
+            trials: TrialsSettings::default(),
         }
     }
 }
@@ -309,6 +340,24 @@ impl Default for LogSettings {
 impl Default for IdempotencySettings {
     fn default() -> Self {
         Self { ttl_s: 24 * 3600 }
+    }
+}
+
+impl Default for TrialsSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.odcloud.kr/api".into(),
+            dataset_path: "/3074271/v1/uddi:cfc19dda-6f75-4c57-86a8-bb9c8b103887".into(),
+            service_key: None,
+            per_page: 100,
+            request_timeout_ms: 10_000,
+            retries: 3,
+            backoff_ms: 500,
+            max_backoff_ms: 10_000,
+            schedule: "0 0 * * *".into(),
+            time_zone: "Asia/Seoul".into(),
+            enabled: true,
+        }
     }
 }
 
@@ -426,6 +475,7 @@ impl Settings {
         if self.idempotency.ttl_s < 60 {
             errs.push("idempotency.ttl_s: must be at least 60".into());
         }
+        self.trials.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 
@@ -444,6 +494,42 @@ impl Settings {
 }
 
 impl GrpcSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+impl TrialsSettings {
+    fn validate(&self, errs: &mut Vec<String>) {
+        match url::Url::parse(&self.base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
+            _ => errs.push(format!("trials.base_url: `{}` is not an http(s) URL without a query", self.base_url)),
+        }
+        if !self.dataset_path.starts_with('/') || self.dataset_path.contains(['?', '#']) {
+            errs.push("trials.dataset_path: must start with `/` and hold no query".into());
+        }
+        if let Some(key) = &self.service_key
+            && key.expose_secret().trim().is_empty()
+        {
+            errs.push("trials.service_key: must not be empty when set".into());
+        }
+        if !(1..=1000).contains(&self.per_page) {
+            errs.push("trials.per_page: must be 1 to 1000".into());
+        }
+        if self.request_timeout_ms == 0 {
+            errs.push("trials.request_timeout_ms: must be positive".into());
+        }
+        if self.retries > 10 {
+            errs.push("trials.retries: must be at most 10".into());
+        }
+        if self.backoff_ms > self.max_backoff_ms {
+            errs.push("trials.backoff_ms: must not exceed max_backoff_ms".into());
+        }
+        if let Err(e) = crate::trials::schedule::Schedule::parse(&self.schedule, &self.time_zone) {
+            errs.extend(e);
+        }
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
@@ -491,6 +577,18 @@ mod tests {
     }
 
     #[test]
+    fn trials_settings_are_checked() {
+        let mut s = Settings::default();
+        s.trials.schedule = "61 * * * *".into();
+        s.trials.time_zone = "Mars/Olympus".into();
+        s.trials.per_page = 0;
+        s.trials.base_url = "ftp://x".into();
+        let errs = s.validate().unwrap_err().0;
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs.iter().all(|e| e.starts_with("trials.")), "{errs:?}");
+    }
+
+    #[test]
     fn production_requires_a_key() {
         let s = Settings { env: Environment::Production, ..Default::default() };
         let errs = s.validate().unwrap_err().0;
@@ -502,7 +600,10 @@ mod tests {
         let mut s = Settings::default();
         s.database.url = SecretString::from("postgres://u:hunter2secret@db:5432/maru");
         s.auth.jwt_key = Some(SecretString::from("k".repeat(40)));
+        s.trials.service_key = Some(SecretString::from("odcloud-service-key-secret"));
         let out = s.to_masked_toml();
+        assert!(!out.contains("odcloud-service-key-secret"), "{out}");
+        assert!(out.contains("MARU__TRIALS__SERVICE_KEY"), "{out}");
         assert!(!out.contains("hunter2secret"), "{out}");
         assert!(!out.contains(&"k".repeat(40)), "{out}");
         assert!(out.contains("MARU__DATABASE__URL"), "{out}");

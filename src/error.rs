@@ -58,6 +58,9 @@ reasons! {
     MessageTooLarge => "MESSAGE_TOO_LARGE",
     Unimplemented => "UNIMPLEMENTED",
     Cancelled => "CANCELLED",
+    TrialNotFound => "TRIAL_NOT_FOUND",
+    IngestInProgress => "INGEST_IN_PROGRESS",
+    IngestNotConfigured => "INGEST_NOT_CONFIGURED",
     Internal => "INTERNAL",
 }
 

@@ -18,3 +18,4 @@ pub mod idempotency;
 pub mod jobs;
 pub mod paging;
 pub mod telemetry;
+pub mod trials;

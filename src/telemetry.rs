@@ -19,6 +19,9 @@ use crate::config::{Environment, Settings};
 /// Latency buckets, 1 ms … 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Ingest run buckets, 100 ms … 30 min (a run pages through a remote API with retries).
+pub const INGEST_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once and returns its handle.
@@ -28,6 +31,9 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = PrometheusBuilder::new()
                 .with_recommended_naming(true)
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("maru_ingest_run_duration_seconds".into()), INGEST_BUCKETS)
+                })
                 .and_then(|b| b.upkeep_timeout(Duration::from_secs(5)).install_recorder())
                 .expect("the metrics recorder is installed once, at startup");
             describe();
@@ -73,6 +79,17 @@ fn describe() {
     describe_counter!("maru_load_shed_total", "RPCs refused with UNAVAILABLE because the in-flight limit was reached.");
     describe_gauge!("maru_ready", "1 once the database is reachable and migrated.");
     describe_gauge!("maru_build_info", "Build information.");
+    describe_counter!("maru_ingest_runs_total", "Ingest runs by source and result (succeeded, failed, skipped).");
+    describe_counter!(
+        "maru_ingest_rows_total",
+        "Rows of successful ingest runs by outcome (created, updated, unchanged, failed)."
+    );
+    describe_gauge!(
+        "maru_ingest_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time the last successful ingest run of the source finished (from the database, on every replica)."
+    );
+    describe_histogram!("maru_ingest_run_duration_seconds", Unit::Seconds, "Ingest run duration, fetch and write.");
 }
 
 /// Turns sqlx's own events into metrics: every pool acquire (`sqlx::pool::acquire`, emitted at

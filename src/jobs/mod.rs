@@ -1,5 +1,8 @@
 //! Background work. Each job runs on every replica; jobs here are idempotent deletes, so
-//! replicas racing each other do no harm.
+//! replicas racing each other do no harm. The trials ingest serialises itself (see
+//! [`trials_ingest`]).
+
+mod trials_ingest;
 
 use std::time::Duration;
 
@@ -13,7 +16,10 @@ use crate::idempotency;
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    vec![tokio::spawn(sweep_expired(state.clone(), stop))]
+    vec![
+        tokio::spawn(sweep_expired(state.clone(), stop.clone())),
+        tokio::spawn(trials_ingest::run(state.clone(), stop)),
+    ]
 }
 
 /// Deletes expired idempotency keys and long-expired refresh tokens.

@@ -10,6 +10,7 @@ use maru::config::Settings;
 use maru::grpc::pb;
 use maru::grpc::pb::admin_service_client::AdminServiceClient;
 use maru::grpc::pb::auth_service_client::AuthServiceClient;
+use maru::grpc::pb::trial_service_client::TrialServiceClient;
 use secrecy::SecretString;
 use sqlx::PgPool;
 use tonic::transport::Channel;
@@ -95,6 +96,10 @@ impl TestApp {
 
     pub fn admin(&self) -> AdminServiceClient<Channel> {
         AdminServiceClient::new(self.channel.clone())
+    }
+
+    pub fn trials(&self) -> TrialServiceClient<Channel> {
+        TrialServiceClient::new(self.channel.clone())
     }
 
     pub fn health(&self) -> HealthClient<Channel> {

@@ -7,3 +7,4 @@ mod logs;
 mod auth;
 mod ops;
 mod server;
+mod trials;
