@@ -187,22 +187,15 @@ def render(spec):
     for slo in spec["slos"]:
         record, meta, alerts = rules_for(spec, slo)
         name = slo["name"]
-        out.append(f"  - name: slo-{name}-sli")
+        # One group per SLO: rules in a group run in order, so the alerts always see this
+        # evaluation's recordings (separate groups run independently and could lag by one).
+        out.append(f"  - name: slo-{name}")
         out.append("    rules:")
-        for rec, expr in record:
+        for rec, expr in record + meta:
             out.append(f"      - record: {rec}")
             out.append(f"        expr: {block(expr, 10)}")
             out.append("        labels:")
             out.append(f"          slo: {q(name)}")
-        out.append(f"  - name: slo-{name}-budget")
-        out.append("    rules:")
-        for rec, expr in meta:
-            out.append(f"      - record: {rec}")
-            out.append(f"        expr: {block(expr, 10)}")
-            out.append("        labels:")
-            out.append(f"          slo: {q(name)}")
-        out.append(f"  - name: slo-{name}-alerts")
-        out.append("    rules:")
         for a in alerts:
             out.append(f"      - alert: {a['alert']}")
             out.append(f"        expr: {block(a['expr'], 10)}")

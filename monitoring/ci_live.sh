@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# CI entry point for the live ops checks: starts a built maru binary on free loopback ports
+# (its own database and Redis key prefix), waits until it is ready, runs
+# `monitoring/check.sh --live` (scripted traffic, every dashboard/rule PromQL expression
+# against a real Prometheus, balancer smoke test) and always stops maru again.
+#
+#   monitoring/ci_live.sh target/debug/maru
+#
+# Needs PostgreSQL on 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:6379, like the
+# Rust tests; override with MARU__DATABASE__URL / MARU__REDIS__URL.
+set -euo pipefail
+
+bin="${1:?usage: monitoring/ci_live.sh PATH_TO_MARU_BINARY}"
+cd "$(dirname "$0")/.."
+[[ -x "$bin" ]] || { echo "ci_live.sh: $bin is not an executable maru binary (cargo build first)" >&2; exit 2; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+grpc="127.0.0.1:$(free_port)"
+admin="127.0.0.1:$(free_port)"
+log="$(mktemp)"
+
+export MARU__GRPC__LISTEN="$grpc" MARU__ADMIN__LISTEN="$admin"
+export MARU__DATABASE__URL="${MARU__DATABASE__URL:-postgres://postgres@127.0.0.1:5432/maru_ops_ci}"
+export MARU__REDIS__KEY_PREFIX="${MARU__REDIS__KEY_PREFIX:-maru-ops-ci:}"
+"$bin" serve >"$log" 2>&1 &
+pid=$!
+cleanup() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -f "$log"
+}
+trap cleanup EXIT
+
+for _ in $(seq 1 120); do
+  if curl -fsS "http://$admin/readyz" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "ci_live.sh: maru exited during start-up:" >&2; tail -n 30 "$log" >&2; exit 1
+  fi
+  sleep 0.5
+done
+curl -fsS "http://$admin/readyz" >/dev/null || { echo "ci_live.sh: maru not ready after 60 s" >&2; tail -n 30 "$log" >&2; exit 1; }
+echo "maru ready: gRPC $grpc, admin $admin"
+
+monitoring/check.sh --live "$grpc" "$admin"
