@@ -232,7 +232,8 @@ def query_var(name, label, query, ds=PROM, all_value=".*", multi=True):
         "type": "query",
         "datasource": ds,
         "definition": query,
-        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        # The plain-string form: every Grafana version since 7 reads and migrates it.
+        "query": query,
         "refresh": 2,
         "includeAll": True,
         "multi": multi,
