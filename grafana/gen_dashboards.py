@@ -42,6 +42,7 @@ ACCESS = LOKI_SEL + ' |= "rpc finished" | json | _target="maru::access"'
 
 
 def load_slo_spec():
+    sys.dont_write_bytecode = True  # no __pycache__ next to the generator
     path = os.path.join(ROOT, "monitoring", "gen_slo_rules.py")
     spec = importlib.util.spec_from_file_location("gen_slo_rules", path)
     mod = importlib.util.module_from_spec(spec)
