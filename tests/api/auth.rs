@@ -88,7 +88,9 @@ async fn race(app: &TestApp, n: usize, req: impl Fn(usize) -> pb::SignUpRequest)
 
 #[sqlx::test]
 async fn two_hundred_concurrent_sign_ups_with_one_handle_make_one_account(pool: PgPool) {
-    let app = TestApp::spawn(pool.clone()).await;
+    // 200 argon2 hashes queue behind a bounded hasher; on a loaded CI machine that can take
+    // longer than the default 10 s deadline, and this test is about the race, not latency.
+    let app = TestApp::spawn_with(pool.clone(), |s| s.grpc.request_timeout_ms = 120_000).await;
     let counts = race(&app, 200, |i| sign_up_req("racer", &format!("racer{i}@example.com"))).await;
     assert_eq!(counts, HashMap::from([(Code::Ok, 1), (Code::AlreadyExists, 199)]));
     let rows: i64 =
