@@ -1,0 +1,155 @@
+//! `rate-limit-abuse`: one client far over its buckets while the others behave. The abuser
+//! hammers `WhoAmI` (read bucket, keyed by its user) and `Login` (auth bucket, keyed by its
+//! address) with no think time; polite users do the same at a human pace. Every client claims
+//! its own address with `x-forwarded-for`, so the server must trust the loopback proxy:
+//!
+//! ```sh
+//! MARU__RATE_LIMIT__TRUSTED_PROXIES='["127.0.0.1/32"]' target/release/maru serve
+//! ```
+//!
+//! Checks: the abuser is mostly refused with RESOURCE_EXHAUSTED `RATE_LIMITED` carrying
+//! `RetryInfo`; the polite users get only OK; nothing is INTERNAL.
+
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use goose::goose::{GooseUser, Scenario, TransactionResult};
+use maru::grpc::pb;
+use maru::grpc::pb::auth_service_client::AuthServiceClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use super::whoami::custom;
+use super::{Ctx, Entry, LoadScenario, Shape, Think, session, tx, with_think};
+use crate::report::{Check, Summary};
+use crate::rpc::{GRPC, fire, request};
+use crate::seed::{self, Account, Seeding};
+
+pub const ENTRY: Entry = Entry {
+    name: "rate-limit-abuse",
+    about: "one client far over its buckets → RESOURCE_EXHAUSTED with RetryInfo; the others unaffected",
+    full: Shape::new(20, 30, Think::ms(1000, 2000)),
+    smoke: Shape::new(5, 5, Think::ms(500, 1000)),
+    build: |ctx| Box::new(Arc::new(Abuse { ctx, accounts: OnceLock::new() })),
+};
+
+/// Name prefix of the abuser's requests in the report.
+const ABUSER: &str = "abuser:";
+
+struct Abuse {
+    ctx: Arc<Ctx>,
+    accounts: OnceLock<Vec<Account>>,
+}
+
+#[derive(Clone)]
+struct Session {
+    client: AuthServiceClient<Channel>,
+    account: Account,
+}
+
+impl Abuse {
+    async fn start(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
+        let i = user.weighted_users_index;
+        let accounts = self.accounts.get().map(Vec::as_slice).unwrap_or_default();
+        let account = accounts.get(i % accounts.len().max(1)).ok_or_else(|| custom("no seeded accounts".into()))?;
+        let channel = self.ctx.channel(i).map_err(|e| custom(format!("{e:#}")))?;
+        user.set_session_data(Session { client: AuthServiceClient::new(channel), account: account.clone() });
+        Ok(())
+    }
+
+    async fn who_am_i(&self, user: &mut GooseUser, name: &str) -> TransactionResult {
+        let Session { mut client, account } = session::<Session>(user)?;
+        let req = request(pb::WhoAmIRequest {}, Some(&account.bearer), account.forwarded_for.as_ref());
+        fire(user, &self.ctx.budget, GRPC, name, client.who_am_i(req)).await?;
+        Ok(())
+    }
+
+    async fn login(&self, user: &mut GooseUser, name: &str) -> TransactionResult {
+        let Session { mut client, account } = session::<Session>(user)?;
+        let msg = pb::LoginRequest { login: account.handle.clone(), password: account.password.clone() };
+        let req = request(msg, None, account.forwarded_for.as_ref());
+        fire(user, &self.ctx.budget, GRPC, name, client.login(req)).await?;
+        Ok(())
+    }
+
+    async fn abuse_who_am_i(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
+        self.who_am_i(user, "abuser:WhoAmI").await
+    }
+
+    async fn abuse_login(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
+        self.login(user, "abuser:Login").await
+    }
+
+    async fn polite_who_am_i(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
+        self.who_am_i(user, "WhoAmI").await
+    }
+
+    async fn polite_login(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
+        self.login(user, "Login").await
+    }
+}
+
+fn weighted(t: goose::goose::Transaction, weight: usize) -> anyhow::Result<goose::goose::Transaction> {
+    t.set_weight(weight).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+#[async_trait]
+impl LoadScenario for Arc<Abuse> {
+    async fn prepare(&self) -> anyhow::Result<Vec<Scenario>> {
+        anyhow::ensure!(self.ctx.users >= 2, "rate-limit-abuse needs at least 2 users (1 abuser + polite ones)");
+        let prefix = format!("rl{}.", self.ctx.tag);
+        let how = Seeding { prefix: &prefix, count: self.ctx.users, forwarded: true, fail_on_rate_limit: true };
+        let accounts = seed::accounts(&self.ctx, &how).await.context(
+            "seeding was rate limited: the server must trust this client's x-forwarded-for \
+             (MARU__RATE_LIMIT__TRUSTED_PROXIES='[\"127.0.0.1/32\"]')",
+        )?;
+        let _ = self.accounts.set(accounts);
+        let abuser = Scenario::new("abuser")
+            .set_weight(1)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .register_transaction(tx!(self, "start", start).set_on_start())
+            .register_transaction(weighted(tx!(self, "WhoAmI", abuse_who_am_i), 4)?)
+            .register_transaction(tx!(self, "Login", abuse_login));
+        let polite = Scenario::new("polite")
+            .set_weight(self.ctx.users - 1)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .register_transaction(tx!(self, "start", start).set_on_start())
+            .register_transaction(weighted(tx!(self, "WhoAmI", polite_who_am_i), 9)?)
+            .register_transaction(tx!(self, "Login", polite_login));
+        Ok(vec![abuser, with_think(polite, self.ctx.think)?])
+    }
+
+    async fn verify(&self, s: &Summary) -> anyhow::Result<Vec<Check>> {
+        let is_abuser = |rpc: &str| rpc.contains(ABUSER);
+        let abuser_total: u64 = s.rpcs.iter().filter(|(k, _)| is_abuser(k)).map(|(_, r)| r.requests).sum();
+        let refused = s.count(is_abuser, Code::ResourceExhausted);
+        let refused_each: Vec<(String, u64)> = s
+            .rpcs
+            .iter()
+            .filter(|(k, _)| is_abuser(k))
+            .map(|(k, r)| (k.clone(), r.codes.get("RESOURCE_EXHAUSTED").copied().unwrap_or(0)))
+            .collect();
+        let polite_total: u64 = s.rpcs.iter().filter(|(k, _)| !is_abuser(k)).map(|(_, r)| r.requests).sum();
+        let exhausted = s.errors_matching("RESOURCE_EXHAUSTED");
+        Ok(vec![
+            Check::no_internal(s),
+            Check::new(
+                "the abuser is refused on every bucket it floods, most of the time",
+                refused_each.len() == 2 && refused_each.iter().all(|(_, n)| *n > 0) && refused * 2 >= abuser_total,
+                format!("{refused} of {abuser_total} refused: {refused_each:?} (rate limits on?)"),
+            ),
+            Check::new(
+                "every RESOURCE_EXHAUSTED is RATE_LIMITED with RetryInfo",
+                exhausted == s.errors_matching("RESOURCE_EXHAUSTED RATE_LIMITED")
+                    && s.errors_matching("no-retry-info") == 0,
+                format!("{exhausted} RESOURCE_EXHAUSTED, {} without RetryInfo", s.errors_matching("no-retry-info")),
+            ),
+            Check::only_codes("the abuser gets only OK or RESOURCE_EXHAUSTED", s, |rpc, code| {
+                !is_abuser(rpc) || code == "OK" || code == "RESOURCE_EXHAUSTED"
+            }),
+            Check::only_codes("polite users get only OK", s, |rpc, code| is_abuser(rpc) || code == "OK"),
+            Check::new("polite users made calls", polite_total > 0, format!("{polite_total} calls")),
+        ])
+    }
+}
