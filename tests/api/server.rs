@@ -254,12 +254,9 @@ async fn grpc_web_over_http1_with_cors(pool: PgPool) {
         .send()
         .await
         .unwrap();
-    let headers = resp.headers().clone();
-    let (_, trailers) = grpc_web_parse(&resp.bytes().await.unwrap());
-    let status =
-        headers.get("grpc-status").map(|v| v.to_str().unwrap().to_owned()).or(trailers.get("grpc-status").cloned());
+    let (status, has_details) = grpc_web_status(resp).await;
     assert_eq!(status.as_deref(), Some("16"));
-    assert!(headers.contains_key("grpc-status-details-bin") || trailers.contains_key("grpc-status-details-bin"));
+    assert!(has_details);
 
     let metrics = app.metrics().await;
     assert!(
@@ -311,11 +308,9 @@ async fn oversized_malformed_and_unknown_calls_get_designed_errors(pool: PgPool)
         .send()
         .await
         .unwrap();
-    let headers = resp.headers().clone();
-    let (_, trailers) = grpc_web_parse(&resp.bytes().await.unwrap());
-    let status =
-        headers.get("grpc-status").map(|v| v.to_str().unwrap().to_owned()).or(trailers.get("grpc-status").cloned());
-    assert_eq!(status.as_deref(), Some("3"), "{headers:?} {trailers:?}");
+    let (status, has_details) = grpc_web_status(resp).await;
+    assert_eq!(status.as_deref(), Some("3"));
+    assert!(has_details);
 
     // An unknown method: UNIMPLEMENTED with ErrorInfo.
     let mut grpc = tonic::client::Grpc::new(app.channel.clone());
