@@ -219,7 +219,10 @@ fn normalize_status(headers: &mut http::HeaderMap, request_id: &str) -> Option<C
     }
     let msg = status.message();
     let (code, reason) = match code {
-        Code::Internal if msg.starts_with("failed to decode Protobuf message") => {
+        // The request body was not a (complete) message of the method's type.
+        Code::Internal
+            if msg.starts_with("failed to decode Protobuf message") || msg.starts_with("Unexpected EOF decoding") =>
+        {
             (Code::InvalidArgument, Reason::MalformedMessage)
         }
         Code::OutOfRange if msg.contains("message length too large") => {

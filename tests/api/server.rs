@@ -311,6 +311,18 @@ async fn oversized_malformed_and_unknown_calls_get_designed_errors(pool: PgPool)
     let (status, has_details) = grpc_web_status(resp).await;
     assert_eq!(status.as_deref(), Some("3"));
     assert!(has_details);
+    // A frame announcing 16 bytes but carrying 2: still the client's fault.
+    let truncated = [0u8, 0, 0, 0, 16, 0x0a, 0x03];
+    let resp = http
+        .post(format!("http://{}/maru.v1.AuthService/SignUp", app.grpc_addr))
+        .header("content-type", "application/grpc-web+proto")
+        .body(truncated.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let (status, has_details) = grpc_web_status(resp).await;
+    assert_eq!(status.as_deref(), Some("3"));
+    assert!(has_details);
 
     // An unknown method: UNIMPLEMENTED with ErrorInfo.
     let mut grpc = tonic::client::Grpc::new(app.channel.clone());
