@@ -4,7 +4,7 @@
 //! error table stays small whatever the server says.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use goose::goose::{GooseUser, TransactionError};
@@ -29,6 +29,8 @@ pub struct Failed {
     pub retry_after: Option<Duration>,
     /// The call was skipped: the run's request budget is spent.
     pub skipped: bool,
+    /// The status message, for diagnostics outside the metrics (unbounded text).
+    pub message: String,
 }
 
 impl Failed {
@@ -39,11 +41,17 @@ impl Failed {
             .map(|i| i.reason)
             .unwrap_or_else(|| "NO_ERROR_INFO".to_owned());
         let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
-        Failed { code: status.code(), reason, retry_after, skipped: false }
+        Failed { code: status.code(), reason, retry_after, skipped: false, message: status.message().to_owned() }
     }
 
     fn skipped() -> Self {
-        Failed { code: Code::Cancelled, reason: "BUDGET_SPENT".into(), retry_after: None, skipped: true }
+        Failed {
+            code: Code::Cancelled,
+            reason: "BUDGET_SPENT".into(),
+            retry_after: None,
+            skipped: true,
+            message: "request budget spent".into(),
+        }
     }
 
     /// The label goose aggregates errors under.
@@ -56,20 +64,44 @@ impl Failed {
     }
 }
 
-/// Caps the number of RPCs of one run, whatever the duration: once spent, calls are skipped.
-pub struct Budget(AtomicI64);
+/// Caps the number of RPCs of one run, whatever the duration (once spent, calls are
+/// skipped), and notes when the first call started and the last one ended: throughput is
+/// counted over that window, not over goose's start-up and shutdown.
+pub struct Budget {
+    left: AtomicI64,
+    base: Instant,
+    first_start_us: AtomicU64,
+    last_end_us: AtomicU64,
+}
 
 impl Budget {
     pub fn new(max_requests: u64) -> Self {
-        Budget(AtomicI64::new(i64::try_from(max_requests).unwrap_or(i64::MAX)))
+        Budget {
+            left: AtomicI64::new(i64::try_from(max_requests).unwrap_or(i64::MAX)),
+            base: Instant::now(),
+            first_start_us: AtomicU64::new(u64::MAX),
+            last_end_us: AtomicU64::new(0),
+        }
     }
 
     fn take(&self) -> bool {
-        self.0.fetch_sub(1, Ordering::Relaxed) > 0
+        self.left.fetch_sub(1, Ordering::Relaxed) > 0
     }
 
     pub fn spent(&self) -> bool {
-        self.0.load(Ordering::Relaxed) <= 0
+        self.left.load(Ordering::Relaxed) <= 0
+    }
+
+    fn mark(&self, start: Instant, end: Instant) {
+        let us = |t: Instant| u64::try_from(t.saturating_duration_since(self.base).as_micros()).unwrap_or(u64::MAX);
+        self.first_start_us.fetch_min(us(start), Ordering::Relaxed);
+        self.last_end_us.fetch_max(us(end), Ordering::Relaxed);
+    }
+
+    /// From the first call's start to the last call's end; `None` before any call.
+    pub fn active(&self) -> Option<Duration> {
+        let (first, last) = (self.first_start_us.load(Ordering::Relaxed), self.last_end_us.load(Ordering::Relaxed));
+        (first < last).then(|| Duration::from_micros(last - first))
     }
 }
 
@@ -92,7 +124,9 @@ where
     }
     let started = Instant::now();
     let result = call.await;
-    let elapsed = started.elapsed();
+    let ended = Instant::now();
+    let elapsed = ended - started;
+    budget.mark(started, ended);
     match result {
         Ok(v) => {
             user.record_custom_request_duration(method, name, elapsed, true, Some(0), None).await?;
@@ -197,6 +231,11 @@ mod tests {
         assert!(b.take() && b.take());
         assert!(!b.take());
         assert!(b.spent());
+        assert_eq!(b.active(), None);
+        let t = Instant::now();
+        b.mark(t, t + Duration::from_millis(5));
+        b.mark(t + Duration::from_millis(1), t + Duration::from_millis(9));
+        assert_eq!(b.active(), Some(Duration::from_millis(9)));
     }
 
     #[test]

@@ -63,7 +63,7 @@ async fn account(channel: Channel, how: &Seeding<'_>, i: usize) -> anyhow::Resul
         // Seeded by an earlier run with the same seed: log in below.
         Ok(_) => {}
         Err(f) if f.code == Code::AlreadyExists => {}
-        Err(f) => anyhow::bail!("seeding {handle}: SignUp {}", f.label()),
+        Err(f) => anyhow::bail!("seeding {handle}: SignUp {}: {}", f.label(), f.message),
     }
     let login = retrying(how.fail_on_rate_limit, || {
         let msg = pb::LoginRequest { login: handle.clone(), password: password.clone() };
@@ -71,7 +71,7 @@ async fn account(channel: Channel, how: &Seeding<'_>, i: usize) -> anyhow::Resul
         async move { c.login(request(msg, None, xff)).await }
     })
     .await
-    .map_err(|f| anyhow::anyhow!("seeding {handle}: Login {}", f.label()))?
+    .map_err(|f| anyhow::anyhow!("seeding {handle}: Login {}: {}", f.label(), f.message))?
     .into_inner();
     Ok(Account { handle, password, bearer: bearer(&login.access_token)?, forwarded_for })
 }
