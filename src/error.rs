@@ -61,6 +61,9 @@ reasons! {
     TrialNotFound => "TRIAL_NOT_FOUND",
     IngestInProgress => "INGEST_IN_PROGRESS",
     IngestNotConfigured => "INGEST_NOT_CONFIGURED",
+    CommunityNotFound => "COMMUNITY_NOT_FOUND",
+    MembershipRequired => "MEMBERSHIP_REQUIRED",
+    ManagerRequired => "MANAGER_REQUIRED",
     Internal => "INTERNAL",
 }
 

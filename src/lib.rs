@@ -10,6 +10,7 @@ pub mod app;
 pub mod cache;
 pub mod caller;
 pub mod cli;
+pub mod communities;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -206,3 +206,37 @@ pub fn assert_err<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, expected
     assert_eq!(reason(&status), expected_reason, "unexpected reason: {status:?}");
     status
 }
+
+/// Community fixtures written straight to the database, for tests of the content services
+/// (the CommunityService RPCs have their own tests).
+impl TestApp {
+    /// A community of `kind` (`APARTMENT`, `CLUB`, `SPORTS_CLUB`) named `name`.
+    pub async fn community(&self, kind: &str, name: &str) -> String {
+        let id = uuid::Uuid::new_v4();
+        sqlx::query("insert into communities (id, kind, name, address) values ($1, $2, $3, '경기도 용인시')")
+            .bind(id)
+            .bind(kind)
+            .bind(name)
+            .execute(&self.state.db)
+            .await
+            .expect("insert community");
+        id.to_string()
+    }
+
+    /// Makes `user` a member of `community` with `status` (`PENDING`, `APPROVED`) and `role`
+    /// (`MEMBER`, `MANAGER`).
+    pub async fn add_member(&self, community: &str, user: &TestUser, status: &str, role: &str) {
+        sqlx::query(
+            "insert into community_memberships (id, community_id, user_id, status, role)
+             values ($1, $2, $3, $4, $5)",
+        )
+        .bind(uuid::Uuid::new_v4())
+        .bind(uuid::Uuid::parse_str(community).unwrap())
+        .bind(uuid::Uuid::parse_str(&user.id).unwrap())
+        .bind(status)
+        .bind(role)
+        .execute(&self.state.db)
+        .await
+        .expect("insert membership");
+    }
+}

@@ -1,0 +1,121 @@
+//! Who may act in a community. Every community RPC goes through these helpers, so the answer
+//! to "may this caller do that here?" is decided in one place:
+//!
+//! | caller | `member` | `manager` | `resident` |
+//! |---|---|---|---|
+//! | not signed in | UNAUTHENTICATED (by `grpc::caller`) | same | same |
+//! | unknown community | NOT_FOUND `COMMUNITY_NOT_FOUND` | same | same |
+//! | no membership, or PENDING/REJECTED | PERMISSION_DENIED `MEMBERSHIP_REQUIRED` | same | same |
+//! | APPROVED MEMBER | ok | PERMISSION_DENIED `MANAGER_REQUIRED` | ok |
+//! | APPROVED MANAGER | ok | ok | ok |
+//! | deployment ADMIN without membership | ok (moderator) | ok | PERMISSION_DENIED `MEMBERSHIP_REQUIRED` |
+//!
+//! `resident` is for acts a person does in their own name (file a complaint, vote): an admin
+//! must really be a member for those.
+
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::caller::Caller;
+use crate::error::{AppError, AppResult, Reason};
+
+/// A member's role inside one community.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MemberRole {
+    Member,
+    Manager,
+}
+
+impl MemberRole {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            MemberRole::Member => "MEMBER",
+            MemberRole::Manager => "MANAGER",
+        }
+    }
+    pub fn from_db(s: &str) -> Option<Self> {
+        match s {
+            "MEMBER" => Some(MemberRole::Member),
+            "MANAGER" => Some(MemberRole::Manager),
+            _ => None,
+        }
+    }
+}
+
+/// What the caller is in a community, once allowed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub community_id: Uuid,
+    pub user_id: Uuid,
+    /// The caller's APPROVED membership role; `None` for an admin without membership.
+    pub role: Option<MemberRole>,
+    pub is_admin: bool,
+}
+
+impl Access {
+    /// Managers of this community and deployment admins.
+    pub fn can_manage(&self) -> bool {
+        self.is_admin || self.role == Some(MemberRole::Manager)
+    }
+    /// APPROVED members (managers included), not admins as such.
+    pub fn is_member(&self) -> bool {
+        self.role.is_some()
+    }
+}
+
+/// The caller's standing in `community_id`: NOT_FOUND for an unknown community, otherwise
+/// their APPROVED role (if any). Does not refuse anything by itself.
+pub async fn standing<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id: Uuid) -> AppResult<Access> {
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "select m.role
+           from communities c
+           left join community_memberships m
+             on m.community_id = c.id and m.user_id = $2 and m.status = 'APPROVED'
+          where c.id = $1",
+    )
+    .bind(community_id)
+    .bind(caller.user_id)
+    .fetch_optional(db)
+    .await?;
+    let Some((role,)) = row else {
+        return Err(AppError::not_found(Reason::CommunityNotFound, "community"));
+    };
+    Ok(Access {
+        community_id,
+        user_id: caller.user_id,
+        role: role.as_deref().and_then(MemberRole::from_db),
+        is_admin: caller.is_admin(),
+    })
+}
+
+/// APPROVED members of the community, and admins (as moderators).
+pub async fn member<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id: Uuid) -> AppResult<Access> {
+    let access = standing(db, caller, community_id).await?;
+    if access.is_member() || access.is_admin {
+        Ok(access)
+    } else {
+        Err(membership_required())
+    }
+}
+
+/// Managers of the community, and admins.
+pub async fn manager<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id: Uuid) -> AppResult<Access> {
+    let access = standing(db, caller, community_id).await?;
+    if access.can_manage() {
+        Ok(access)
+    } else if access.is_member() || access.is_admin {
+        Err(AppError::permission_denied(Reason::ManagerRequired, "community manager role required"))
+    } else {
+        Err(membership_required())
+    }
+}
+
+/// APPROVED members acting in their own name (admins too only if they are members).
+pub async fn resident<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id: Uuid) -> AppResult<Access> {
+    let access = standing(db, caller, community_id).await?;
+    if access.is_member() { Ok(access) } else { Err(membership_required()) }
+}
+
+fn membership_required() -> AppError {
+    AppError::permission_denied(Reason::MembershipRequired, "an approved membership of this community is required")
+}
