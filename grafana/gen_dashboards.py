@@ -569,8 +569,29 @@ def dependencies():
                      targets((f"histogram_quantile(0.95, sum by (le) (rate(maru_password_hash_wait_seconds_bucket{{{M}}}[{RI}])))",
                               "p95 wait")), "s"), 12, 7)
 
+    d.row("Ingest (clinical trials)", "The scheduled copy of the KDCA clinical-trial dataset from the odcloud "
+          "gateway (trials.schedule, daily 00:00 Asia/Seoul). A run is all or nothing; a failed run leaves the "
+          "previous data in place. Alerts: MaruIngestStale (no success for 26 h), MaruIngestFailing.")
+    d.add(stat("Time since last successful ingest", "Age of the newest successful run, per source. Above 26 h "
+               "opens MaruIngestStale. Every replica refreshes this from ingest_runs every 5 minutes.",
+               targets((f"time() - max by (source) (maru_ingest_last_success_timestamp_seconds{{{M}}})", "{{source}}")),
+               "s", thresholds(("green", None), ("orange", 86400), ("red", 93600)), graph=False), 6, 8)
+    d.add(timeseries("Runs by result", "Ingest runs per hour by result: succeeded, failed, skipped (another "
+                     "replica held the run lock). Counted by the replica that ran them.",
+                     targets((f"sum by (source, result) (increase(maru_ingest_runs_total{{{M}}}[1h]))",
+                              "{{source}} {{result}}")), "short", stack=True), 6, 8)
+    d.add(timeseries("Rows per run by outcome", "Rows created, updated (some value really changed, with a "
+                     "revision), unchanged and failed in the runs of the last hour. A jump in `updated` after "
+                     "a quiet period means the source rewrote many rows: check ListTrialRevisions.",
+                     targets((f"sum by (outcome) (increase(maru_ingest_rows_total{{{M}}}[1h]))", "{{outcome}}")),
+                     "short", stack=True), 6, 8)
+    d.add(timeseries("Run duration p95", "Wall time of a whole run (paging through the gateway with retries, "
+                     "then one transaction). Growing runs mean a slow gateway or more rows.",
+                     targets((f"histogram_quantile(0.95, sum by (le, source) (rate(maru_ingest_run_duration_seconds_bucket{{{M}}}[6h])))",
+                              "{{source}}")), "s"), 6, 8)
+
     return dashboard("maru-dependencies", "maru / Dependencies",
-                     "PostgreSQL pool and server, Redis and caches, password hashing.", d, [INSTANCE_VAR],
+                     "PostgreSQL pool and server, Redis and caches, password hashing, the open-data ingest.", d, [INSTANCE_VAR],
                      [RESTART_ANNOTATION])
 
 

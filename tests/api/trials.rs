@@ -25,7 +25,7 @@ use tonic::Code;
 
 use crate::helpers::*;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/clinical-trials-3074271.json");
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/clinical-trials-3074271.json");
 const DATASET_PATH: &str = "/api/3074271/v1/uddi:cfc19dda-6f75-4c57-86a8-bb9c8b103887";
 /// Has characters that must be URL-encoded, as real keys do.
 const KEY: &str = "test+Service/Key==secret";
