@@ -17,7 +17,7 @@
 #   Unimplemented    an unknown method (raw HTTP/2 via curl; counted as grpc_service="unknown";
 #                    first round only)
 #   gRPC-web         WhoAmI over HTTP/1.1 with and without a token (curl)
-#   ResourceExhausted a burst of 14 failed Logins in the first round exceeds the auth
+#   ResourceExhausted a burst of 20 failed Logins at once in the first round exceeds the auth
 #                    rate-limit bucket (TRAFFIC_BURST=0 turns it off); later rounds may be
 #                    limited too, the script never fails on it. Needs grpcurl and curl (curl with HTTP/2 for the raw calls).
 # Exit status: non-zero only if maru is unreachable or no call succeeded at all.
@@ -137,16 +137,21 @@ while :; do
   if (( round == 1 )) && [[ "${TRAFFIC_BURST:-1}" == 1 ]]; then
     # Credential-stuffing shape: more Logins than the auth bucket's burst (default 10),
     # so the rate limiter rejects some with RESOURCE_EXHAUSTED. Only in the first round.
+    # All at once, so that even a slow machine sends them faster than the bucket refills.
     declare -A burst=()
-    for _ in $(seq 1 14); do
-      grpcurl -plaintext -max-time 10 -d "{\"login\":\"$handle\",\"password\":\"wrong password\"}" \
-        "$addr" maru.v1.AuthService/Login >/dev/null 2>&1
-      rc=$?
+    for i in $(seq 1 20); do
+      ( grpcurl -plaintext -max-time 10 -d "{\"login\":\"$handle\",\"password\":\"wrong password\"}" \
+          "$addr" maru.v1.AuthService/Login >/dev/null 2>&1
+        echo $? >"$tmp/burst.$i" ) &
+    done
+    wait
+    for i in $(seq 1 20); do
+      rc=$(cat "$tmp/burst.$i")
       if (( rc == 0 )); then c=OK; elif (( rc >= 64 && rc < 81 )); then c="${codes[rc - 64]}"; else c="rc=$rc"; fi
       burst[$c]=$(( ${burst[$c]:-0} + 1 )); seen[$c]=1
     done
     summary=""; for c in "${!burst[@]}"; do summary+="$c x${burst[$c]} "; done
-    printf '  %-44s %s\n' "Login burst x14 (auth bucket)" "$summary"
+    printf '  %-44s %s\n' "Login burst x20 at once (auth bucket)" "$summary"
   fi
 
   if [[ "$rounds" != 0 && "$round" -ge "$rounds" ]]; then break; fi
