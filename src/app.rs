@@ -221,9 +221,10 @@ impl Application {
         let notices = pb::notice_service_server::NoticeServiceServer::new(NoticeApi { state: state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let complaints = pb::complaint_service_server::ComplaintServiceServer::new(ComplaintApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+        let complaints =
+            pb::complaint_service_server::ComplaintServiceServer::new(ComplaintApi { state: state.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max);
         let contacts = pb::contact_service_server::ContactServiceServer::new(ContactApi { state: state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);

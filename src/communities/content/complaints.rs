@@ -262,7 +262,11 @@ pub async fn get_complaint(state: &AppState, caller: &Caller, complaint_id: Uuid
 
 /// Members: their own complaints; managers and admins: all. Newest first.
 #[tracing::instrument(name = "complaints.list_complaints", skip_all, err(level = "debug"))]
-pub async fn list_complaints(state: &AppState, caller: &Caller, q: ListComplaints) -> AppResult<(Vec<Complaint>, String)> {
+pub async fn list_complaints(
+    state: &AppState,
+    caller: &Caller,
+    q: ListComplaints,
+) -> AppResult<(Vec<Complaint>, String)> {
     let access = access::member(&state.db, caller, q.community_id).await?;
     let filer = if access.can_manage() { None } else { Some(caller.user_id) };
     let query = ("complaints", q.community_id, q.status.map(Status::as_db), filer);

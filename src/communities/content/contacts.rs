@@ -35,7 +35,10 @@ pub struct Contact {
 // Hand-written so a stray `{:?}` can never print a phone number.
 impl std::fmt::Debug for Contact {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Contact").field("id", &self.id).field("community_id", &self.community_id).finish_non_exhaustive()
+        f.debug_struct("Contact")
+            .field("id", &self.id)
+            .field("community_id", &self.community_id)
+            .finish_non_exhaustive()
     }
 }
 

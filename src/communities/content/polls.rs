@@ -157,7 +157,8 @@ impl TryFrom<pb::CastVoteRequest> for CastVote {
     type Error = AppError;
     fn try_from(r: pb::CastVoteRequest) -> Result<Self, AppError> {
         let mut v = Violations::new();
-        let cmd = CastVote { poll_id: id(&mut v, "poll_id", &r.poll_id), option_id: id(&mut v, "option_id", &r.option_id) };
+        let cmd =
+            CastVote { poll_id: id(&mut v, "poll_id", &r.poll_id), option_id: id(&mut v, "option_id", &r.option_id) };
         v.finish()?;
         Ok(cmd)
     }
@@ -273,9 +274,12 @@ pub async fn cast_vote(state: &AppState, caller: &Caller, cmd: CastVote) -> AppR
 
     let mut tx = state.db.begin().await?;
     // Share lock: ClosePoll (an UPDATE) waits for votes in flight and vice versa.
-    let (poll, now) = store::lock_poll_shared(&mut tx, cmd.poll_id).await?.ok_or_else(|| not_found(Reason::PollNotFound))?;
+    let (poll, now) =
+        store::lock_poll_shared(&mut tx, cmd.poll_id).await?.ok_or_else(|| not_found(Reason::PollNotFound))?;
     if !store::option_of_poll(&mut tx, cmd.poll_id, cmd.option_id).await? {
-        return Err(Violations::one("option_id", "is not an option of this poll").into_error_with(Reason::PollOptionNotFound));
+        return Err(
+            Violations::one("option_id", "is not an option of this poll").into_error_with(Reason::PollOptionNotFound)
+        );
     }
     if !poll.is_open(now) {
         return Err(AppError::failed_precondition(Reason::PollClosed, "the poll is closed"));
@@ -349,13 +353,11 @@ pub mod store {
     }
 
     pub async fn option_of_poll(conn: &mut PgConnection, poll_id: Uuid, option_id: Uuid) -> AppResult<bool> {
-        Ok(sqlx::query_scalar(
-            "select exists (select 1 from community_poll_options where id = $2 and poll_id = $1)",
-        )
-        .bind(poll_id)
-        .bind(option_id)
-        .fetch_one(conn)
-        .await?)
+        Ok(sqlx::query_scalar("select exists (select 1 from community_poll_options where id = $2 and poll_id = $1)")
+            .bind(poll_id)
+            .bind(option_id)
+            .fetch_one(conn)
+            .await?)
     }
 
     pub async fn list_polls(
@@ -406,19 +408,23 @@ pub mod store {
 
     /// (poll id, option id) of `user`'s votes among `poll_ids`.
     pub async fn votes_of(db: impl PgExecutor<'_>, poll_ids: &[Uuid], user: Uuid) -> AppResult<Vec<(Uuid, Uuid)>> {
-        Ok(sqlx::query_as("select poll_id, option_id from community_poll_votes where poll_id = any($1) and user_id = $2")
-            .bind(poll_ids)
-            .bind(user)
-            .fetch_all(db)
-            .await?)
+        Ok(sqlx::query_as(
+            "select poll_id, option_id from community_poll_votes where poll_id = any($1) and user_id = $2",
+        )
+        .bind(poll_ids)
+        .bind(user)
+        .fetch_all(db)
+        .await?)
     }
 
     /// Closes an open poll (no-op on a closed one).
     pub async fn close_poll(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<()> {
-        sqlx::query("update community_polls set closed_at = now(), updated_at = now() where id = $1 and closed_at is null")
-            .bind(id)
-            .execute(db)
-            .await?;
+        sqlx::query(
+            "update community_polls set closed_at = now(), updated_at = now() where id = $1 and closed_at is null",
+        )
+        .bind(id)
+        .execute(db)
+        .await?;
         Ok(())
     }
 

@@ -237,7 +237,8 @@ pub async fn update_schedule(state: &AppState, caller: &Caller, cmd: UpdateSched
     access::manager(&state.db, caller, found.community_id).await?;
     // Lock, merge, check, write: a concurrent update of the other end cannot break the range.
     let mut tx = state.db.begin().await?;
-    let old = store::lock_schedule(&mut tx, cmd.schedule_id).await?.ok_or_else(|| not_found(Reason::ScheduleNotFound))?;
+    let old =
+        store::lock_schedule(&mut tx, cmd.schedule_id).await?.ok_or_else(|| not_found(Reason::ScheduleNotFound))?;
     let data = cmd.patch.apply(&old)?;
     let updated = store::update_schedule(&mut tx, cmd.schedule_id, &data).await?;
     tx.commit().await?;
@@ -246,10 +247,15 @@ pub async fn update_schedule(state: &AppState, caller: &Caller, cmd: UpdateSched
 
 #[tracing::instrument(name = "schedules.delete_schedule", skip_all, err(level = "debug"))]
 pub async fn delete_schedule(state: &AppState, caller: &Caller, schedule_id: Uuid) -> AppResult<()> {
-    let found = store::get_schedule(&state.db, schedule_id).await?.ok_or_else(|| not_found(Reason::ScheduleNotFound))?;
+    let found =
+        store::get_schedule(&state.db, schedule_id).await?.ok_or_else(|| not_found(Reason::ScheduleNotFound))?;
     visible(state, caller, found.community_id, Reason::ScheduleNotFound).await?;
     access::manager(&state.db, caller, found.community_id).await?;
-    if store::delete_schedule(&state.db, schedule_id).await? { Ok(()) } else { Err(not_found(Reason::ScheduleNotFound)) }
+    if store::delete_schedule(&state.db, schedule_id).await? {
+        Ok(())
+    } else {
+        Err(not_found(Reason::ScheduleNotFound))
+    }
 }
 
 /// Every SQL statement of schedules.
@@ -351,6 +357,7 @@ pub mod store {
     }
 
     pub async fn delete_schedule(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<bool> {
-        Ok(sqlx::query("delete from community_schedules where id = $1").bind(id).execute(db).await?.rows_affected() == 1)
+        Ok(sqlx::query("delete from community_schedules where id = $1").bind(id).execute(db).await?.rows_affected()
+            == 1)
     }
 }

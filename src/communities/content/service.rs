@@ -242,7 +242,10 @@ pub struct PollApi {
 
 #[tonic::async_trait]
 impl pb::poll_service_server::PollService for PollApi {
-    async fn create_poll(&self, req: Request<pb::CreatePollRequest>) -> Result<Response<pb::CreatePollResponse>, Status> {
+    async fn create_poll(
+        &self,
+        req: Request<pb::CreatePollRequest>,
+    ) -> Result<Response<pb::CreatePollResponse>, Status> {
         let caller = caller(&req)?;
         let cmd = polls::CreatePoll::try_from(req.into_inner())?;
         let p = polls::create_poll(&self.state, &caller, cmd).await?;
