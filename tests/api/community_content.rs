@@ -377,7 +377,7 @@ async fn complaints_are_private_to_the_filer_and_the_office(pool: PgPool) {
             c.list_complaints(req).await.unwrap().into_inner().complaints.into_iter().map(|c| c.id).collect::<Vec<_>>()
         }
     };
-    assert_eq!(list(&fx.member, pb::ComplaintStatus::Unspecified).await, [mine.id.clone()]);
+    assert_eq!(list(&fx.member, pb::ComplaintStatus::Unspecified).await, [mine.id.as_str()]);
     assert_eq!(
         list(&fx.manager, pb::ComplaintStatus::Unspecified).await,
         [managers.id.clone(), theirs.id.clone(), mine.id.clone()]
@@ -401,7 +401,7 @@ async fn complaints_are_private_to_the_filer_and_the_office(pool: PgPool) {
         .complaint
         .unwrap();
     assert_eq!((got.status, got.reply.as_str()), (pb::ComplaintStatus::InProgress as i32, "확인 중입니다"));
-    assert_eq!(list(&fx.manager, pb::ComplaintStatus::InProgress).await, [mine.id.clone()]);
+    assert_eq!(list(&fx.manager, pb::ComplaintStatus::InProgress).await, [mine.id.as_str()]);
     assert_eq!(list(&fx.manager, pb::ComplaintStatus::Received).await.len(), 2);
     assert!(list(&fx.member, pb::ComplaintStatus::Received).await.is_empty());
 
@@ -917,7 +917,7 @@ async fn polls_count_votes_show_my_vote_and_close(pool: PgPool) {
         async move { c.list_polls(req).await.unwrap().into_inner().polls.into_iter().map(|p| p.id).collect::<Vec<_>>() }
     };
     assert_eq!(list(pb::PollState::Unspecified).await, [r.id.clone(), q.id.clone(), p.id.clone()]);
-    assert_eq!(list(pb::PollState::Open).await, [p.id.clone()]);
+    assert_eq!(list(pb::PollState::Open).await, [p.id.as_str()]);
     assert_eq!(list(pb::PollState::Closed).await, [r.id.clone(), q.id.clone()]);
     let mut msg = pb::ListPollsRequest { community_id: fx.community.clone(), page_size: 1, ..Default::default() };
     let first = fx.polls().list_polls(fx.member.req(msg.clone())).await.unwrap().into_inner();
