@@ -1330,3 +1330,227 @@ async fn content_of_an_unknown_community_or_id_is_not_found(pool: PgPool) {
     let r = fx.notices().get_notice(fx.other_manager.req(pb::GetNoticeRequest { notice_id: n.id })).await;
     assert_err(r, Code::NotFound, "NOTICE_NOT_FOUND");
 }
+
+#[sqlx::test]
+async fn malformed_ids_are_invalid_argument_naming_the_field_for_every_rpc(pool: PgPool) {
+    let fx = Fx::new(pool).await;
+    let bad = || "not-a-uuid".to_string();
+    let now = Utc::now();
+    let range = (Some(ts(now)), Some(ts(now + Duration::days(1))));
+    let results: Vec<(&str, Result<(), Status>)> = vec![
+        (
+            "community_id",
+            fx.notices()
+                .create_notice(
+                    fx.manager.req(pb::CreateNoticeRequest { community_id: bad(), ..fx.notice_req("t", false) }),
+                )
+                .await
+                .map(drop),
+        ),
+        (
+            "notice_id",
+            fx.notices().get_notice(fx.manager.req(pb::GetNoticeRequest { notice_id: bad() })).await.map(drop),
+        ),
+        (
+            "community_id",
+            fx.notices()
+                .list_notices(fx.manager.req(pb::ListNoticesRequest { community_id: bad(), ..Default::default() }))
+                .await
+                .map(drop),
+        ),
+        (
+            "notice_id",
+            fx.notices()
+                .update_notice(fx.manager.req(pb::UpdateNoticeRequest {
+                    notice_id: bad(),
+                    update_mask: mask(&["pinned"]),
+                    ..Default::default()
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "notice_id",
+            fx.notices().delete_notice(fx.manager.req(pb::DeleteNoticeRequest { notice_id: bad() })).await.map(drop),
+        ),
+        (
+            "community_id",
+            fx.complaints()
+                .file_complaint(
+                    fx.member.req(pb::FileComplaintRequest { community_id: bad(), ..fx.complaint_req("t") }),
+                )
+                .await
+                .map(drop),
+        ),
+        (
+            "complaint_id",
+            fx.complaints()
+                .get_complaint(fx.manager.req(pb::GetComplaintRequest { complaint_id: bad() }))
+                .await
+                .map(drop),
+        ),
+        (
+            "community_id",
+            fx.complaints()
+                .list_complaints(
+                    fx.manager.req(pb::ListComplaintsRequest { community_id: bad(), ..Default::default() }),
+                )
+                .await
+                .map(drop),
+        ),
+        (
+            "status",
+            fx.complaints()
+                .list_complaints(fx.manager.req(pb::ListComplaintsRequest {
+                    community_id: fx.community.clone(),
+                    status: 99,
+                    ..Default::default()
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "complaint_id",
+            fx.complaints()
+                .update_complaint_status(fx.manager.req(pb::UpdateComplaintStatusRequest {
+                    complaint_id: bad(),
+                    status: 2,
+                    reply: String::new(),
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "complaint_id",
+            fx.complaints()
+                .withdraw_complaint(fx.member.req(pb::WithdrawComplaintRequest { complaint_id: bad() }))
+                .await
+                .map(drop),
+        ),
+        (
+            "community_id",
+            fx.contacts()
+                .create_contact(
+                    fx.manager.req(pb::CreateContactRequest { community_id: bad(), ..fx.contact_req("n", "k") }),
+                )
+                .await
+                .map(drop),
+        ),
+        (
+            "community_id",
+            fx.contacts()
+                .list_contacts(fx.manager.req(pb::ListContactsRequest { community_id: bad(), ..Default::default() }))
+                .await
+                .map(drop),
+        ),
+        (
+            "page_size",
+            fx.contacts()
+                .list_contacts(fx.manager.req(pb::ListContactsRequest {
+                    community_id: fx.community.clone(),
+                    page_size: -1,
+                    ..Default::default()
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "page_token",
+            fx.contacts()
+                .list_contacts(fx.manager.req(pb::ListContactsRequest {
+                    community_id: fx.community.clone(),
+                    page_token: "forged.token".into(),
+                    ..Default::default()
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "contact_id",
+            fx.contacts()
+                .update_contact(fx.manager.req(pb::UpdateContactRequest {
+                    contact_id: bad(),
+                    update_mask: mask(&["category"]),
+                    ..Default::default()
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "contact_id",
+            fx.contacts()
+                .delete_contact(fx.manager.req(pb::DeleteContactRequest { contact_id: bad() }))
+                .await
+                .map(drop),
+        ),
+        (
+            "community_id",
+            fx.schedules()
+                .create_schedule(
+                    fx.manager.req(pb::CreateScheduleRequest { community_id: bad(), ..fx.schedule_req("t", now, now) }),
+                )
+                .await
+                .map(drop),
+        ),
+        (
+            "community_id",
+            fx.schedules()
+                .list_schedules(fx.manager.req(pb::ListSchedulesRequest {
+                    community_id: bad(),
+                    from: range.0,
+                    to: range.1,
+                    ..Default::default()
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "schedule_id",
+            fx.schedules()
+                .update_schedule(fx.manager.req(pb::UpdateScheduleRequest {
+                    schedule_id: bad(),
+                    update_mask: mask(&["location"]),
+                    ..Default::default()
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "schedule_id",
+            fx.schedules()
+                .delete_schedule(fx.manager.req(pb::DeleteScheduleRequest { schedule_id: bad() }))
+                .await
+                .map(drop),
+        ),
+        (
+            "community_id",
+            fx.polls()
+                .create_poll(
+                    fx.manager.req(pb::CreatePollRequest { community_id: bad(), ..fx.poll_req("q", &["a", "b"]) }),
+                )
+                .await
+                .map(drop),
+        ),
+        ("poll_id", fx.polls().get_poll(fx.manager.req(pb::GetPollRequest { poll_id: bad() })).await.map(drop)),
+        (
+            "community_id",
+            fx.polls()
+                .list_polls(fx.manager.req(pb::ListPollsRequest { community_id: bad(), ..Default::default() }))
+                .await
+                .map(drop),
+        ),
+        ("poll_id", fx.polls().close_poll(fx.manager.req(pb::ClosePollRequest { poll_id: bad() })).await.map(drop)),
+        (
+            "poll_id",
+            fx.polls()
+                .cast_vote(fx.member.req(pb::CastVoteRequest { poll_id: bad(), option_id: Uuid::new_v4().to_string() }))
+                .await
+                .map(drop),
+        ),
+    ];
+    for (i, (field, r)) in results.into_iter().enumerate() {
+        let s = r.expect_err(&format!("case {i} ({field}) must fail"));
+        assert_eq!(s.code(), Code::InvalidArgument, "case {i}: {s:?}");
+        assert_eq!(violations(&s), [field], "case {i}");
+    }
+}
