@@ -33,6 +33,7 @@ use crate::accounts::service::AuthApi;
 use crate::accounts::tokens::TokenKeys;
 use crate::admin::service::AdminApi;
 use crate::cache::Cache;
+use crate::communities::content::service::{ComplaintApi, ContactApi, NoticeApi, PollApi, ScheduleApi};
 use crate::config::{Environment, Settings};
 use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
@@ -216,6 +217,23 @@ impl Application {
         let trials = pb::trial_service_server::TrialServiceServer::new(TrialApi { state: state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        // Community content.
+        let notices = pb::notice_service_server::NoticeServiceServer::new(NoticeApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let complaints =
+            pb::complaint_service_server::ComplaintServiceServer::new(ComplaintApi { state: state.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max);
+        let contacts = pb::contact_service_server::ContactServiceServer::new(ContactApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let schedules = pb::schedule_service_server::ScheduleServiceServer::new(ScheduleApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let polls = pb::poll_service_server::PollServiceServer::new(PollApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
 
         let rpc_layer = RpcLayer::new(RpcLayerConfig {
             tokens: state.tokens.clone(),
@@ -255,6 +273,11 @@ impl Application {
             .add_service(auth)
             .add_service(admin_api)
             .add_service(trials)
+            .add_service(notices)
+            .add_service(complaints)
+            .add_service(contacts)
+            .add_service(schedules)
+            .add_service(polls)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal);
         tokio::pin!(server);
 

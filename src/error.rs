@@ -64,12 +64,27 @@ reasons! {
     CommunityNotFound => "COMMUNITY_NOT_FOUND",
     MembershipRequired => "MEMBERSHIP_REQUIRED",
     ManagerRequired => "MANAGER_REQUIRED",
+    // Community content (notices, complaints, contacts, schedules, polls).
+    NoticeNotFound => "NOTICE_NOT_FOUND",
+    ComplaintNotFound => "COMPLAINT_NOT_FOUND",
+    ContactNotFound => "CONTACT_NOT_FOUND",
+    ScheduleNotFound => "SCHEDULE_NOT_FOUND",
+    PollNotFound => "POLL_NOT_FOUND",
+    InvalidStatusTransition => "INVALID_STATUS_TRANSITION",
+    ComplaintNotWithdrawable => "COMPLAINT_NOT_WITHDRAWABLE",
+    ComplaintFilerRequired => "COMPLAINT_FILER_REQUIRED",
+    PollOptionNotFound => "POLL_OPTION_NOT_FOUND",
+    PollClosed => "POLL_CLOSED",
+    AlreadyVoted => "ALREADY_VOTED",
     Internal => "INTERNAL",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.
-pub const UNIQUE_CONSTRAINTS: &[(&str, Reason)] =
-    &[("users_handle_key", Reason::HandleTaken), ("users_email_key", Reason::EmailTaken)];
+pub const UNIQUE_CONSTRAINTS: &[(&str, Reason)] = &[
+    ("users_handle_key", Reason::HandleTaken),
+    ("users_email_key", Reason::EmailTaken),
+    ("community_poll_votes_poll_id_user_id_key", Reason::AlreadyVoted),
+];
 
 /// An error of any layer. Built by ops and stores; turned into a `Status` in one place.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +242,7 @@ fn reason_message(reason: Reason) -> &'static str {
     match reason {
         Reason::HandleTaken => "handle is already taken",
         Reason::EmailTaken => "email is already registered",
+        Reason::AlreadyVoted => "you have already voted in this poll",
         _ => "already exists",
     }
 }

@@ -9,3 +9,4 @@
 //! complaints in someone's name.
 
 pub mod access;
+pub mod content;

@@ -202,6 +202,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("bucket", set(&["auth", "sensitive", "write", "read"])),
         ("decision", set(&["allowed", "rejected"])),
         ("version", set(&[env!("CARGO_PKG_VERSION")])),
+        // complaint transitions (community content)
+        ("to", set(&["received", "in_progress", "resolved", "rejected", "withdrawn"])),
     ])
 }
 

@@ -113,6 +113,11 @@ async fn reflection_v1_and_v1alpha_list_every_service(pool: PgPool) {
         "grpc.reflection.v1alpha.ServerReflection",
         "maru.v1.AdminService",
         "maru.v1.AuthService",
+        "maru.v1.ComplaintService",
+        "maru.v1.ContactService",
+        "maru.v1.NoticeService",
+        "maru.v1.PollService",
+        "maru.v1.ScheduleService",
         "maru.v1.TrialService",
     ];
     {
