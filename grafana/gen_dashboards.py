@@ -788,12 +788,80 @@ def slo_dashboard():
                      time_from="now-7d")
 
 
+
+# ------------------------------------------------------------------ communities
+
+
+COMMUNITY_SERVICES = "maru[.]v1[.](Community|Notice|Complaint|Contact|Schedule|Poll)Service"
+
+
+def communities():
+    d = Dash()
+    C = M + f',grpc_service=~"{COMMUNITY_SERVICES}"'
+    d.row("Memberships", "Residents asking to join their complex and managers deciding. Counts come from the "
+          "database (every replica refreshes them every 30 s, so take the max, not the sum).")
+    d.add(stat("Pending membership requests", "Requests waiting for a manager's decision across all communities. "
+               "A growing number means managers are not deciding: residents cannot read notices or vote meanwhile.",
+               targets((f'max(maru_community_memberships{{{M},status="PENDING"}})', "pending")), "short",
+               thresholds(("green", None), ("orange", 100), ("red", 1000)), graph=False), 6, 7)
+    d.add(timeseries("Memberships by status", "APPROVED, PENDING and REJECTED memberships (all communities). "
+                     "Leaving and removal delete the row, so APPROVED can fall.",
+                     targets((f"max by (status) (maru_community_memberships{{{M}}})", "{{status}}")), "short"), 9, 7)
+    d.add(timeseries("Membership decisions/h", "Manager decisions per hour: approved or rejected. A burst of "
+                     "rejections right after an import or a move-in season is worth a look at the requests.",
+                     targets((f"sum by (decision) (increase(maru_membership_decisions_total{{{M}}}[1h]))",
+                              "{{decision}}")), "short", stack=True), 9, 7)
+
+    d.row("Complaints and polls", "Complaints follow RECEIVED → IN_PROGRESS → RESOLVED | REJECTED (or WITHDRAWN by "
+          "the filer while RECEIVED); polls take one vote per member.")
+    d.add(timeseries("Complaints by status", "Complaints in each status across all communities, from the "
+                     "database. RECEIVED growing without IN_PROGRESS following means nobody is handling them.",
+                     targets((f"max by (status) (maru_complaints{{{M}}})", "{{status}}")), "short"), 8, 8)
+    d.add(timeseries("Complaint transitions/h", "Status changes per hour by target status (filing counts as "
+                     "`received`). A wave of `rejected` may deserve a manager's explanation in a notice.",
+                     targets((f"sum by (to) (increase(maru_complaint_transitions_total{{{M}}}[1h]))", "{{to}}")),
+                     "short", stack=True), 8, 8)
+    d.add(timeseries("Votes/min", "Votes counted per minute. Spikes follow a new poll; duplicates are refused "
+                     "by the unique constraint (ALREADY_EXISTS `ALREADY_VOTED`) and not counted here.",
+                     targets((f"sum(rate(maru_poll_votes_total{{{M}}}[{RI}])) * 60", "votes/min")), "short"), 8, 8)
+
+    d.row("Community RPCs", "CommunityService and the content services (notices, complaints, contacts, "
+          "schedules, polls).")
+    d.add(timeseries("Requests/s by method", "Community RPCs per second. The home screen (ListMyCommunities) "
+                     "and ListNotices dominate normal traffic.",
+                     targets((f"sum by (grpc_service, grpc_method) (rate(grpc_server_handled_total{{{C}}}[{RI}]))",
+                              "{{grpc_method}}")), "ops"), 8, 8)
+    d.add(timeseries("p99 latency by method", "99th percentile server time per method. SearchCommunities above "
+                     "100 ms: check that the trigram/bigram indexes exist (docs/communities.md).",
+                     targets((f"histogram_quantile(0.99, sum by (le, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{C}}}[{RI}])))",
+                              "{{grpc_method}}")), "s"), 8, 8)
+    d.add(timeseries("Refusals/s by code", "Non-OK answers of community RPCs by code. PermissionDenied is a "
+                     "client without membership or role; AlreadyExists mostly ALREADY_VOTED or ALREADY_MEMBER; "
+                     "server-side codes count against the SLO.",
+                     targets((f'sum by (grpc_code) (rate(grpc_server_handled_total{{{C},grpc_code!="OK"}}[{RI}]))',
+                              "{{grpc_code}}")), "ops", stack=True), 8, 8)
+    d.add(timeseries("Home screen cache hit ratio", "Share of ListMyCommunities answered from Redis. Every "
+                     "membership change invalidates the member's entry, so a low ratio with few changes means "
+                     "Redis is bypassed (MaruRedisDown).",
+                     targets((f'sum(rate(maru_cache_requests_total{{{M},cache="my_communities",result="hit"}}[{RI}])) / '
+                              f'sum(rate(maru_cache_requests_total{{{M},cache="my_communities"}}[{RI}]))', "hit ratio")),
+                     "percentunit", maximum=1), 12, 7)
+    d.add(timeseries("Unique-constraint conflicts/s", "Races decided by the database: a second vote, a second "
+                     "active membership request. Expected in small numbers; a surge is a client retrying blindly.",
+                     targets((f"sum by (constraint) (rate(maru_unique_conflicts_total{{{M}}}[{RI}]))", "{{constraint}}")),
+                     "ops"), 12, 7)
+    return dashboard("maru-communities", "maru / Communities",
+                     "Apartment communities: memberships, complaints, polls and the community RPCs.", d,
+                     [INSTANCE_VAR], [RESTART_ANNOTATION])
+
+
 DASHBOARDS = {
     "maru-overview.json": overview,
     "maru-dependencies.json": dependencies,
     "maru-ratelimit.json": ratelimit,
     "maru-logs.json": logs_dashboard,
     "maru-slo.json": slo_dashboard,
+    "maru-communities.json": communities,
 }
 
 
