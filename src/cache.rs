@@ -41,6 +41,8 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     up: AtomicBool,
+    /// Set by the first probe or command result; until then Redis is neither up nor reported down.
+    checked: AtomicBool,
     pending: Mutex<Pending>,
     fill: Script,
     invalidate: Script,
@@ -78,6 +80,7 @@ impl Cache {
                 prefix: settings.key_prefix.clone(),
                 timeout: Duration::from_millis(settings.command_timeout_ms),
                 up: AtomicBool::new(false),
+                checked: AtomicBool::new(false),
                 pending: Mutex::new(Pending::default()),
                 fill: Script::new(
                     r"if redis.call('GET', KEYS[2]) == (ARGV[1] ~= '' and ARGV[1] or false) then
@@ -231,7 +234,10 @@ impl Cache {
     }
 
     fn mark_down(&self, why: &str) {
-        if self.inner.up.swap(false, Ordering::AcqRel) {
+        let was_up = self.inner.up.swap(false, Ordering::AcqRel);
+        let first = !self.inner.checked.swap(true, Ordering::AcqRel);
+        // One warning per outage, including an outage that was there at start-up.
+        if was_up || first {
             tracing::warn!(error = why, "redis unreachable: cache bypassed until it returns");
             metrics::gauge!("maru_redis_up").set(0.0);
         }
@@ -274,6 +280,7 @@ impl Cache {
                 return false;
             }
             self.inner.up.store(true, Ordering::Release);
+            self.inner.checked.store(true, Ordering::Release);
             metrics::gauge!("maru_redis_up").set(1.0);
             tracing::info!("redis reachable: cache in use");
         }
