@@ -33,6 +33,7 @@ use crate::accounts::service::AuthApi;
 use crate::accounts::tokens::TokenKeys;
 use crate::admin::service::AdminApi;
 use crate::cache::Cache;
+use crate::communities::service::CommunityApi;
 use crate::config::{Environment, Settings};
 use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
@@ -216,6 +217,10 @@ impl Application {
         let trials = pb::trial_service_server::TrialServiceServer::new(TrialApi { state: state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let communities =
+            pb::community_service_server::CommunityServiceServer::new(CommunityApi { state: state.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max);
 
         let rpc_layer = RpcLayer::new(RpcLayerConfig {
             tokens: state.tokens.clone(),
@@ -255,6 +260,7 @@ impl Application {
             .add_service(auth)
             .add_service(admin_api)
             .add_service(trials)
+            .add_service(communities)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal);
         tokio::pin!(server);
 

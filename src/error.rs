@@ -64,12 +64,23 @@ reasons! {
     CommunityNotFound => "COMMUNITY_NOT_FOUND",
     MembershipRequired => "MEMBERSHIP_REQUIRED",
     ManagerRequired => "MANAGER_REQUIRED",
+    CommunityExists => "COMMUNITY_EXISTS",
+    AlreadyMember => "ALREADY_MEMBER",
+    MembershipNotFound => "MEMBERSHIP_NOT_FOUND",
+    MemberNotFound => "MEMBER_NOT_FOUND",
+    MembershipAlreadyDecided => "MEMBERSHIP_ALREADY_DECIDED",
+    LastManager => "LAST_MANAGER",
+    VerificationCodeMismatch => "VERIFICATION_CODE_MISMATCH",
     Internal => "INTERNAL",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.
-pub const UNIQUE_CONSTRAINTS: &[(&str, Reason)] =
-    &[("users_handle_key", Reason::HandleTaken), ("users_email_key", Reason::EmailTaken)];
+pub const UNIQUE_CONSTRAINTS: &[(&str, Reason)] = &[
+    ("users_handle_key", Reason::HandleTaken),
+    ("users_email_key", Reason::EmailTaken),
+    ("community_memberships_active_key", Reason::AlreadyMember),
+    ("communities_external_code_key", Reason::CommunityExists),
+];
 
 /// An error of any layer. Built by ops and stores; turned into a `Status` in one place.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +238,8 @@ fn reason_message(reason: Reason) -> &'static str {
     match reason {
         Reason::HandleTaken => "handle is already taken",
         Reason::EmailTaken => "email is already registered",
+        Reason::AlreadyMember => "you already have a pending or approved membership of this community",
+        Reason::CommunityExists => "a community with this registry code already exists",
         _ => "already exists",
     }
 }
