@@ -9,10 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::{AppState, Application};
 use crate::caller::Role;
+use crate::communities::registry;
 use crate::config::Settings;
 use crate::trials::ingest::{IngestRequest, Source};
 use crate::trials::model::{IngestRun, Progress, RunResult, Trigger};
-use crate::communities::registry;
 use crate::{accounts, db, telemetry, trials};
 
 #[derive(Debug, Parser)]

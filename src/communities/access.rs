@@ -91,11 +91,7 @@ pub async fn standing<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id
 /// APPROVED members of the community, and admins (as moderators).
 pub async fn member<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id: Uuid) -> AppResult<Access> {
     let access = standing(db, caller, community_id).await?;
-    if access.is_member() || access.is_admin {
-        Ok(access)
-    } else {
-        Err(membership_required())
-    }
+    if access.is_member() || access.is_admin { Ok(access) } else { Err(membership_required()) }
 }
 
 /// Managers of the community, and admins.

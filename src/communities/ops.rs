@@ -261,9 +261,8 @@ pub async fn leave_community(state: &AppState, caller: &Caller, community_id: Uu
     if !store::lock_community(&mut tx, community_id).await? {
         return Err(community_not_found());
     }
-    let mine = store::active_membership(&mut *tx, community_id, caller.user_id)
-        .await?
-        .ok_or_else(membership_not_found)?;
+    let mine =
+        store::active_membership(&mut *tx, community_id, caller.user_id).await?.ok_or_else(membership_not_found)?;
     end_membership(&mut tx, &mine).await?;
     tx.commit().await?;
     state.cache.invalidate(&[my_communities_key(caller.user_id)]).await;

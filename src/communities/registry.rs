@@ -346,7 +346,10 @@ impl Api {
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(Attempt { error: format!("response larger than {MAX_BODY_BYTES} bytes"), retryable: false });
+                return Err(Attempt {
+                    error: format!("response larger than {MAX_BODY_BYTES} bytes"),
+                    retryable: false,
+                });
             }
             body.extend_from_slice(&chunk);
         }
@@ -419,8 +422,10 @@ mod tests {
         assert_eq!(p.items.len(), 1);
         let p = parse_page(json!({"response": {"body": {"items": "", "totalCount": 0}}})).unwrap();
         assert!(p.items.is_empty());
-        let e = parse_page(json!({"response": {"header": {"resultCode": "30", "resultMsg": "SERVICE KEY IS NOT REGISTERED ERROR."}}}))
-            .unwrap_err();
+        let e = parse_page(
+            json!({"response": {"header": {"resultCode": "30", "resultMsg": "SERVICE KEY IS NOT REGISTERED ERROR."}}}),
+        )
+        .unwrap_err();
         assert!(e.contains("30"), "{e}");
     }
 }

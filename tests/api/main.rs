@@ -5,6 +5,7 @@ mod helpers;
 mod logs;
 
 mod auth;
+mod communities;
 mod ops;
 mod server;
 mod trials;
