@@ -545,6 +545,10 @@ async fn requests_are_listed_decided_once_and_counted(pool: PgPool) {
     let metrics = app.metrics().await;
     assert!(metrics.contains(r#"maru_membership_decisions_total{decision="approved"}"#), "{metrics}");
     assert!(metrics.contains(r#"maru_membership_decisions_total{decision="rejected"}"#));
+    // Refreshed from the database by a job on every replica (its first run is at start-up).
+    for status in ["PENDING", "APPROVED", "REJECTED"] {
+        assert!(metrics.contains(&format!(r#"maru_community_memberships{{status="{status}"}}"#)), "{metrics}");
+    }
 }
 
 #[sqlx::test]
