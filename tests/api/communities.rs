@@ -692,6 +692,30 @@ async fn roles_members_leaving_and_the_last_manager(pool: PgPool) {
     // Bob may come back.
     request(&app, &bob, &apt).await;
 
+    // Invalid input is reported per field, never INTERNAL.
+    let r = client(&app).leave_community(bob.req(pb::LeaveCommunityRequest { community_id: " ".into() })).await;
+    assert_eq!(violations(&assert_err(r, Code::InvalidArgument, "INVALID_ARGUMENT")), ["community_id"]);
+    let r = client(&app)
+        .leave_community(bob.req(pb::LeaveCommunityRequest { community_id: uuid::Uuid::new_v4().to_string() }))
+        .await;
+    assert_err(r, Code::NotFound, "COMMUNITY_NOT_FOUND");
+    let r = client(&app)
+        .remove_member(alice.req(pb::RemoveMemberRequest { community_id: "x".into(), user_id: "y".into() }))
+        .await;
+    assert_eq!(violations(&assert_err(r, Code::InvalidArgument, "INVALID_ARGUMENT")), ["community_id", "user_id"]);
+    let r = client(&app)
+        .list_membership_requests(alice.req(pb::ListMembershipRequestsRequest {
+            community_id: apt.clone(),
+            page_size: 5,
+            page_token: "forged.token".into(),
+        }))
+        .await;
+    assert_err(r, Code::InvalidArgument, "PAGE_TOKEN_INVALID");
+    let r = client(&app)
+        .list_members(alice.req(pb::ListMembersRequest { community_id: "".into(), ..Default::default() }))
+        .await;
+    assert_eq!(violations(&assert_err(r, Code::InvalidArgument, "INVALID_ARGUMENT")), ["community_id"]);
+
     // A community without managers is run by admins; promoting is allowed, of course.
     let club = app.community("CLUB", "독서회").await;
     app.add_member(&club, &bob, "APPROVED", "MEMBER").await;
