@@ -1,7 +1,8 @@
 //! SearchCommunities at scale: fills a separate database with synthetic apartment complexes
 //! (names and addresses derived from the Gyeonggi registry fixture), then measures the search
-//! use case (page of 20 + total count, as the RPC runs it) with and without the trigram
-//! indexes in the same run, and prints `EXPLAIN (ANALYZE, BUFFERS)` of both.
+//! use case (page of 20 + total count, as the RPC runs it) with and without the search indexes
+//! (trigram GIN for 3+ characters, bigram GIN for 2) in the same run, and prints
+//! `EXPLAIN (ANALYZE, BUFFERS)` of both.
 //!
 //! ```sh
 //! cargo run --release --example community_search_bench            # 500,000 complexes
@@ -9,7 +10,7 @@
 //! ```
 //! Database: `MARU_BENCH_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/maru_search_bench`; created and migrated if missing,
-//! never the application's database). The trigram indexes are recreated at the end.
+//! never the application's database). The search indexes are recreated at the end.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/a
 const QUERIES: &[&str] =
     &["파장", "래미안", "수원", "현대", "정자동", "푸르지오", "센트럴", "주공", "분당구", "삼익", "힐스테이트", "성남"];
 const ROUNDS: usize = 10;
-const TRGM_INDEXES: &[(&str, &str)] = &[
+const SEARCH_INDEXES: &[(&str, &str)] = &[
     (
         "communities_name_trgm_idx",
         "create index communities_name_trgm_idx on communities using gin (name gin_trgm_ops)",
@@ -51,11 +52,11 @@ async fn main() -> anyhow::Result<()> {
     fill(&pool, rows).await?;
     let state = AppState::new(settings, pool.clone())?;
 
-    println!("\n## With the trigram indexes");
+    println!("\n## With the search indexes (trigram GIN for 3+ characters, bigram GIN for 2)");
     let with = measure(&state).await?;
     explain(&pool).await?;
 
-    for (name, _) in TRGM_INDEXES {
+    for (name, _) in SEARCH_INDEXES {
         sqlx::query(sqlx::AssertSqlSafe(format!("drop index if exists {name}"))).execute(&pool).await?;
     }
     sqlx::query("analyze communities").execute(&pool).await?;
@@ -67,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\n## Summary ({rows} complexes, {} queries × {ROUNDS} rounds)", QUERIES.len());
     println!("| indexes | p50 | p99 | max |");
     println!("|---|---|---|---|");
-    for (label, l) in [("trigram GIN", &with), ("none (seq scan)", &without)] {
+    for (label, l) in [("trigram + bigram GIN", &with), ("none (seq scan)", &without)] {
         println!("| {label} | {:.2} ms | {:.2} ms | {:.2} ms |", pct(l, 0.50), pct(l, 0.99), pct(l, 1.0));
     }
     Ok(())
@@ -98,7 +99,7 @@ async fn fill(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
     sqlx::query("truncate communities cascade").execute(&mut *tx).await?;
-    for (name, _) in TRGM_INDEXES {
+    for (name, _) in SEARCH_INDEXES {
         sqlx::query(sqlx::AssertSqlSafe(format!("drop index if exists {name}"))).execute(&mut *tx).await?;
     }
     // Each fixture complex is repeated with brand prefixes and phase suffixes ("2차" …).
@@ -132,12 +133,12 @@ async fn fill(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
 
 async fn recreate_indexes(pool: &PgPool) -> anyhow::Result<()> {
     let started = Instant::now();
-    for (name, sql) in TRGM_INDEXES {
+    for (name, sql) in SEARCH_INDEXES {
         sqlx::query(sqlx::AssertSqlSafe(format!("drop index if exists {name}"))).execute(pool).await?;
         sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(pool).await?;
     }
     sqlx::query("analyze communities").execute(pool).await?;
-    println!("trigram indexes built in {:.1} s", started.elapsed().as_secs_f64());
+    println!("search indexes built in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -176,24 +177,30 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn explain(pool: &PgPool) -> anyhow::Result<()> {
-    let pattern = "%래미안%";
-    for (label, sql) in [
-        (
-            "page",
-            "explain (analyze, buffers) select id, name from communities c
-              where (c.name ilike $1 or c.address ilike $1) order by c.name, c.id limit 21",
-        ),
-        (
-            "count",
-            "explain (analyze, buffers) select count(*) from communities c where (c.name ilike $1 or c.address ilike $1)",
-        ),
-    ] {
-        let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(pattern).fetch_all(pool).await?;
-        println!("\nEXPLAIN ({label}, '{pattern}'):\n```");
-        for (line,) in plan {
-            println!("{line}");
+    use maru::communities::store::{contains_pattern, is_two_chars, search_predicate};
+    for text in ["래미안", "현대"] {
+        let q = SearchQuery { text: text.into(), kind: None };
+        let pred = search_predicate(&q, 2);
+        for (label, sql) in [
+            (
+                "page",
+                format!(
+                    "explain (analyze, buffers) select c.id, c.name from communities c where {pred} order by c.name, c.id limit 21"
+                ),
+            ),
+            ("count", format!("explain (analyze, buffers) select count(*) from communities c where {pred}")),
+        ] {
+            let mut query = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql)).bind(contains_pattern(text));
+            if is_two_chars(&q) {
+                query = query.bind(text);
+            }
+            let plan = query.fetch_all(pool).await?;
+            println!("\nEXPLAIN ANALYZE ({label}, query '{text}'):\n```");
+            for (line,) in plan {
+                println!("{line}");
+            }
+            println!("```");
         }
-        println!("```");
     }
     Ok(())
 }

@@ -73,8 +73,26 @@ pub fn contains_pattern(text: &str) -> String {
     format!("%{}%", escape_like(text))
 }
 
+/// Whether a query is too short for trigrams (served by the bigram indexes instead).
+pub fn is_two_chars(q: &SearchQuery) -> bool {
+    q.text.chars().count() < 3
+}
+
+/// The search predicate over `c`: `$1` is the ILIKE pattern and, for two-character queries,
+/// `$raw` the query text. Trigram GIN indexes serve three characters and more; two-character
+/// queries (which have no trigram) are served by the bigram GIN indexes, ILIKE rechecking.
+pub fn search_predicate(q: &SearchQuery, raw: usize) -> String {
+    if is_two_chars(q) {
+        format!(
+            "((c.name ilike $1 and community_bigrams(c.name) @> community_bigrams(${raw}))
+              or (c.address ilike $1 and community_bigrams(c.address) @> community_bigrams(${raw})))"
+        )
+    } else {
+        "(c.name ilike $1 or c.address ilike $1)".to_owned()
+    }
+}
+
 /// Communities whose name or address contains the query, by `(name, id)` after the cursor.
-/// Served by the trigram GIN indexes on name and address (a BitmapOr of both).
 pub async fn search_communities(
     db: impl PgExecutor<'_>,
     q: &SearchQuery,
@@ -83,34 +101,39 @@ pub async fn search_communities(
 ) -> AppResult<Vec<Community>> {
     let sql = format!(
         "select {COMMUNITY_COLUMNS} from communities c
-         where (c.name ilike $1 or c.address ilike $1)
+         where {}
            and ($2::text is null or c.kind = $2)
            and ($3::text is null or (c.name, c.id) > ($3, $4))
          order by c.name, c.id
-         limit $5"
+         limit $5",
+        search_predicate(q, 6)
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(contains_pattern(&q.text))
         .bind(q.kind.map(Kind::as_db))
         .bind(after.map(|a| a.0.as_str()))
         .bind(after.map(|a| a.1))
-        .bind(limit)
-        .fetch_all(db)
-        .await?;
+        .bind(limit);
+    if is_two_chars(q) {
+        query = query.bind(q.text.as_str());
+    }
+    let rows = query.fetch_all(db).await?;
     communities_from(&rows)
 }
 
 /// How many communities match the query (same predicate, same indexes).
 pub async fn count_communities(db: impl PgExecutor<'_>, q: &SearchQuery) -> AppResult<i64> {
-    let (n,): (i64,) = sqlx::query_as(
-        "select count(*) from communities c
-         where (c.name ilike $1 or c.address ilike $1) and ($2::text is null or c.kind = $2)",
-    )
-    .bind(contains_pattern(&q.text))
-    .bind(q.kind.map(Kind::as_db))
-    .fetch_one(db)
-    .await?;
-    Ok(n)
+    let sql = format!(
+        "select count(*) from communities c where {} and ($2::text is null or c.kind = $2)",
+        search_predicate(q, 3)
+    );
+    let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql))
+        .bind(contains_pattern(&q.text))
+        .bind(q.kind.map(Kind::as_db));
+    if is_two_chars(q) {
+        query = query.bind(q.text.as_str());
+    }
+    Ok(query.fetch_one(db).await?.0)
 }
 
 /// One community with its APPROVED member count.

@@ -203,6 +203,14 @@ async fn search_matches_name_or_address_with_paging_and_kind(pool: PgPool) {
     let r = search("i-park", pb::CommunityKind::Unspecified, 0, String::new()).await.unwrap().into_inner();
     assert_eq!(names(&r), ["북수원I-PARK"]);
 
+    // Two characters (served by the bigram indexes): case-insensitive too, wildcards literal.
+    let r = search("i-", pb::CommunityKind::Unspecified, 0, String::new()).await.unwrap().into_inner();
+    assert_eq!(names(&r), ["북수원I-PARK"]);
+    let r = search("0%", pb::CommunityKind::Unspecified, 0, String::new()).await.unwrap().into_inner();
+    assert_eq!((names(&r), r.total_size), (vec!["100%_행복".to_owned()], 1));
+    let r = search("정자", pb::CommunityKind::Unspecified, 0, String::new()).await.unwrap().into_inner();
+    assert_eq!(names(&r), ["정자아너스빌"]);
+
     // % and _ are literal.
     let r = search("0%_", pb::CommunityKind::Unspecified, 0, String::new()).await.unwrap().into_inner();
     assert_eq!(names(&r), ["100%_행복"]);
