@@ -26,6 +26,7 @@ const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/a
 const QUERIES: &[&str] =
     &["파장", "래미안", "수원", "현대", "정자동", "푸르지오", "센트럴", "주공", "분당구", "삼익", "힐스테이트", "성남"];
 const ROUNDS: usize = 10;
+/// The search indexes of the schema: trigrams (3+ characters) and character pairs (2).
 const SEARCH_INDEXES: &[(&str, &str)] = &[
     (
         "communities_name_trgm_idx",
@@ -34,6 +35,11 @@ const SEARCH_INDEXES: &[(&str, &str)] = &[
     (
         "communities_address_trgm_idx",
         "create index communities_address_trgm_idx on communities using gin (address gin_trgm_ops)",
+    ),
+    ("communities_name_bigram_idx", "create index communities_name_bigram_idx on communities using gin (name_bigrams)"),
+    (
+        "communities_address_bigram_idx",
+        "create index communities_address_bigram_idx on communities using gin (address_bigrams)",
     ),
 ];
 

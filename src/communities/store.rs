@@ -80,12 +80,15 @@ pub fn is_two_chars(q: &SearchQuery) -> bool {
 
 /// The search predicate over `c`: `$1` is the ILIKE pattern and, for two-character queries,
 /// `$raw` the query text. Trigram GIN indexes serve three characters and more; two-character
-/// queries (which have no trigram) are served by the bigram GIN indexes, ILIKE rechecking.
+/// queries (which have no trigram) are served by the GIN indexes on the stored character-pair
+/// columns (`name_bigrams`, `address_bigrams`), ILIKE rechecking.
 pub fn search_predicate(q: &SearchQuery, raw: usize) -> String {
     if is_two_chars(q) {
+        // The query's pair is computed once per statement (an InitPlan), by the same function
+        // as the stored columns.
         format!(
-            "((c.name ilike $1 and community_bigrams(c.name) @> community_bigrams(${raw}))
-              or (c.address ilike $1 and community_bigrams(c.address) @> community_bigrams(${raw})))"
+            "((c.name ilike $1 and c.name_bigrams @> (select community_bigrams(${raw}::text)))
+              or (c.address ilike $1 and c.address_bigrams @> (select community_bigrams(${raw}::text))))"
         )
     } else {
         "(c.name ilike $1 or c.address ilike $1)".to_owned()
