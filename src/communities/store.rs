@@ -85,10 +85,13 @@ pub fn is_two_chars(q: &SearchQuery) -> bool {
 pub fn search_predicate(q: &SearchQuery, raw: usize) -> String {
     if is_two_chars(q) {
         // The query's pair is computed once per statement (an InitPlan), by the same function
-        // as the stored columns.
+        // as the stored columns. The recheck is `lower(x) like lower(pattern)` — what ILIKE does
+        // for UTF-8 — written so the trigram index cannot take it: in a generic plan the planner
+        // would otherwise AND in a trigram scan that, for a pattern without trigrams, reads the
+        // whole index.
         format!(
-            "((c.name ilike $1 and c.name_bigrams @> (select community_bigrams(${raw}::text)))
-              or (c.address ilike $1 and c.address_bigrams @> (select community_bigrams(${raw}::text))))"
+            "((c.name_bigrams @> (select community_bigrams(${raw}::text)) and lower(c.name) like lower($1))
+              or (c.address_bigrams @> (select community_bigrams(${raw}::text)) and lower(c.address) like lower($1)))"
         )
     } else {
         "(c.name ilike $1 or c.address ilike $1)".to_owned()
