@@ -34,6 +34,7 @@ use crate::accounts::tokens::TokenKeys;
 use crate::admin::service::AdminApi;
 use crate::cache::Cache;
 use crate::communities::content::service::{ComplaintApi, ContactApi, NoticeApi, PollApi, ScheduleApi};
+use crate::communities::service::CommunityApi;
 use crate::config::{Environment, Settings};
 use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
@@ -234,6 +235,10 @@ impl Application {
         let polls = pb::poll_service_server::PollServiceServer::new(PollApi { state: state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let communities =
+            pb::community_service_server::CommunityServiceServer::new(CommunityApi { state: state.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max);
 
         let rpc_layer = RpcLayer::new(RpcLayerConfig {
             tokens: state.tokens.clone(),
@@ -278,6 +283,7 @@ impl Application {
             .add_service(contacts)
             .add_service(schedules)
             .add_service(polls)
+            .add_service(communities)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal);
         tokio::pin!(server);
 

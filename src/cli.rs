@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::{AppState, Application};
 use crate::caller::Role;
+use crate::communities::registry;
 use crate::config::Settings;
 use crate::trials::ingest::{IngestRequest, Source};
 use crate::trials::model::{IngestRun, Progress, RunResult, Trigger};
@@ -41,6 +42,24 @@ pub enum Command {
     Ingest {
         #[command(subcommand)]
         command: IngestCommand,
+    },
+    /// Import registry data (idempotent upserts; prints created / updated / unchanged).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Apartment complexes (kaptCode, kaptName, as1..as4, bjdCode) into communities (APARTMENT).
+    Apartments {
+        /// A JSON file: an array of rows or the AptListService envelope.
+        #[arg(long, value_name = "FILE", required_unless_present = "from_api", conflicts_with = "from_api")]
+        file: Option<PathBuf>,
+        /// Page through the AptListService API configured in `[registry]` instead.
+        #[arg(long)]
+        from_api: bool,
     },
 }
 
@@ -110,6 +129,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(run.result == RunResult::Succeeded, "ingest run {} failed", run.id);
             Ok(())
         }
+        Command::Import { command: ImportCommand::Apartments { file, from_api } } => {
+            let state = prepared_state(settings).await?;
+            state.cache.probe().await;
+            let source = match file {
+                Some(path) if !from_api => registry::Source::File(path),
+                _ => registry::Source::Api,
+            };
+            let summary = import_apartments(&state, source).await;
+            state.db.close().await;
+            summary.map(|_| ())
+        }
         Command::CheckConfig => unreachable!("handled above"),
     }
 }
@@ -159,6 +189,49 @@ async fn ingest_trials(state: &AppState, from_file: Option<PathBuf>) -> anyhow::
         println!("  error: {error}");
     }
     Ok(run)
+}
+
+/// Imports the apartment registry with a progress bar on stderr and prints a summary.
+pub async fn import_apartments(state: &AppState, source: registry::Source) -> anyhow::Result<registry::Summary> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} rows")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message("fetching");
+    let progress = {
+        let bar = bar.clone();
+        move |p: registry::Progress| match p {
+            registry::Progress::Fetched { rows, total } => {
+                bar.set_length(total as u64);
+                bar.set_position(rows as u64);
+            }
+            registry::Progress::Written { rows, total } => {
+                bar.set_message("writing");
+                bar.set_length(total as u64);
+                bar.set_position(rows as u64);
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let summary = registry::import(state, source, &progress).await;
+    bar.finish_and_clear();
+    let s = summary?;
+    println!("apartment registry import: fetched {}", s.fetched);
+    println!(
+        "  created {}  updated {}  unchanged {}  failed {}  in {:.1} s",
+        s.created,
+        s.updated,
+        s.unchanged,
+        s.failed,
+        started.elapsed().as_secs_f64()
+    );
+    for (row, reason) in &s.problems {
+        println!("  row {row}: {reason}");
+    }
+    Ok(s)
 }
 
 async fn prepared_state(settings: Settings) -> anyhow::Result<AppState> {

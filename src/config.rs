@@ -34,6 +34,7 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     pub rate_limit: RateLimitSettings,
     pub trials: TrialsSettings,
+    pub registry: RegistrySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,6 +229,68 @@ pub struct TrialsSettings {
     pub enabled: bool,
 }
 
+/// The public apartment registry (AptListService) for `maru import apartments --from-api`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// API base URL, e.g. `https://apis.data.go.kr/1613000/AptListService3`.
+    pub base_url: String,
+    /// Path of the list operation under the base URL.
+    pub list_path: String,
+    /// The portal's service key (the "Decoding" key; it is URL-encoded when sent). Secret:
+    /// set `MARU__REGISTRY__SERVICE_KEY`; never in a file in the repository.
+    #[serde(serialize_with = "masked_opt")]
+    pub service_key: Option<SecretString>,
+    /// Rows requested per page (`numOfRows`).
+    pub rows_per_page: u32,
+    /// Longest time one page request may take, connection included.
+    pub request_timeout_ms: u64,
+    /// Retries of a page after a time-out, a connection error, 429 or 5xx.
+    pub retries: u32,
+    /// First retry delay; doubles with each retry (at most 30 s).
+    pub backoff_ms: u64,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            base_url: "https://apis.data.go.kr/1613000/AptListService3".into(),
+            list_path: "/getTotalAptList3".into(),
+            service_key: None,
+            rows_per_page: 1000,
+            request_timeout_ms: 10_000,
+            retries: 3,
+            backoff_ms: 500,
+        }
+    }
+}
+
+impl RegistrySettings {
+    fn validate(&self, errs: &mut Vec<String>) {
+        match url::Url::parse(&self.base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
+            _ => errs.push(format!("registry.base_url: `{}` is not an http(s) URL without a query", self.base_url)),
+        }
+        if !self.list_path.starts_with('/') || self.list_path.contains(['?', '#']) {
+            errs.push("registry.list_path: must start with `/` and hold no query".into());
+        }
+        if let Some(key) = &self.service_key
+            && key.expose_secret().trim().is_empty()
+        {
+            errs.push("registry.service_key: must not be empty when set".into());
+        }
+        if !(1..=10_000).contains(&self.rows_per_page) {
+            errs.push("registry.rows_per_page: must be 1 to 10000".into());
+        }
+        if self.request_timeout_ms == 0 {
+            errs.push("registry.request_timeout_ms: must be positive".into());
+        }
+        if self.retries > 10 {
+            errs.push("registry.retries: must be at most 10".into());
+        }
+    }
+}
+
 fn masked_url<S: Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&mask_url(v.expose_secret()))
 }
@@ -264,6 +327,7 @@ impl Default for Settings {
             idempotency: IdempotencySettings::default(),
             rate_limit: RateLimitSettings::default(),
             trials: TrialsSettings::default(),
+            registry: RegistrySettings::default(),
         }
     }
 }
@@ -476,6 +540,7 @@ impl Settings {
             errs.push("idempotency.ttl_s: must be at least 60".into());
         }
         self.trials.validate(&mut errs);
+        self.registry.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 
@@ -601,9 +666,12 @@ mod tests {
         s.database.url = SecretString::from("postgres://u:hunter2secret@db:5432/maru");
         s.auth.jwt_key = Some(SecretString::from("k".repeat(40)));
         s.trials.service_key = Some(SecretString::from("odcloud-service-key-secret"));
+        s.registry.service_key = Some(SecretString::from("registry-service-key-secret"));
         let out = s.to_masked_toml();
         assert!(!out.contains("odcloud-service-key-secret"), "{out}");
         assert!(out.contains("MARU__TRIALS__SERVICE_KEY"), "{out}");
+        assert!(!out.contains("registry-service-key-secret"), "{out}");
+        assert!(out.contains("MARU__REGISTRY__SERVICE_KEY"), "{out}");
         assert!(!out.contains("hunter2secret"), "{out}");
         assert!(!out.contains(&"k".repeat(40)), "{out}");
         assert!(out.contains("MARU__DATABASE__URL"), "{out}");

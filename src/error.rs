@@ -76,6 +76,13 @@ reasons! {
     PollOptionNotFound => "POLL_OPTION_NOT_FOUND",
     PollClosed => "POLL_CLOSED",
     AlreadyVoted => "ALREADY_VOTED",
+    CommunityExists => "COMMUNITY_EXISTS",
+    AlreadyMember => "ALREADY_MEMBER",
+    MembershipNotFound => "MEMBERSHIP_NOT_FOUND",
+    MemberNotFound => "MEMBER_NOT_FOUND",
+    MembershipAlreadyDecided => "MEMBERSHIP_ALREADY_DECIDED",
+    LastManager => "LAST_MANAGER",
+    VerificationCodeMismatch => "VERIFICATION_CODE_MISMATCH",
     Internal => "INTERNAL",
 }
 
@@ -84,6 +91,8 @@ pub const UNIQUE_CONSTRAINTS: &[(&str, Reason)] = &[
     ("users_handle_key", Reason::HandleTaken),
     ("users_email_key", Reason::EmailTaken),
     ("community_poll_votes_poll_id_user_id_key", Reason::AlreadyVoted),
+    ("community_memberships_active_key", Reason::AlreadyMember),
+    ("communities_external_code_key", Reason::CommunityExists),
 ];
 
 /// An error of any layer. Built by ops and stores; turned into a `Status` in one place.
@@ -243,6 +252,8 @@ fn reason_message(reason: Reason) -> &'static str {
         Reason::HandleTaken => "handle is already taken",
         Reason::EmailTaken => "email is already registered",
         Reason::AlreadyVoted => "you have already voted in this poll",
+        Reason::AlreadyMember => "you already have a pending or approved membership of this community",
+        Reason::CommunityExists => "a community with this registry code already exists",
         _ => "already exists",
     }
 }

@@ -2,6 +2,7 @@
 //! replicas racing each other do no harm. The trials ingest serialises itself (see
 //! [`trials_ingest`]).
 
+mod community_gauges;
 mod trials_ingest;
 
 use std::time::Duration;
@@ -18,7 +19,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(sweep_expired(state.clone(), stop.clone())),
-        tokio::spawn(trials_ingest::run(state.clone(), stop)),
+        tokio::spawn(trials_ingest::run(state.clone(), stop.clone())),
+        tokio::spawn(community_gauges::run(state.clone(), stop)),
     ]
 }
 

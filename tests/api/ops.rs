@@ -200,7 +200,9 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ),
         ("state", set(&["idle", "in_use", "max"])),
         ("bucket", set(&["auth", "sensitive", "write", "read"])),
-        ("decision", set(&["allowed", "rejected"])),
+        // rate limiting; membership decisions
+        ("decision", set(&["allowed", "rejected", "approved"])),
+        ("status", set(&["PENDING", "APPROVED", "REJECTED"])),
         ("version", set(&[env!("CARGO_PKG_VERSION")])),
         // complaint transitions (community content)
         ("to", set(&["received", "in_progress", "resolved", "rejected", "withdrawn"])),

@@ -113,6 +113,7 @@ async fn reflection_v1_and_v1alpha_list_every_service(pool: PgPool) {
         "grpc.reflection.v1alpha.ServerReflection",
         "maru.v1.AdminService",
         "maru.v1.AuthService",
+        "maru.v1.CommunityService",
         "maru.v1.ComplaintService",
         "maru.v1.ContactService",
         "maru.v1.NoticeService",
