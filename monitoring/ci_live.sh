@@ -20,17 +20,31 @@ admin="127.0.0.1:$(free_port)"
 log="$(mktemp)"
 
 export MARU__GRPC__LISTEN="$grpc" MARU__ADMIN__LISTEN="$admin"
-export MARU__DATABASE__URL="${MARU__DATABASE__URL:-postgres://postgres@127.0.0.1:5432/maru_ops_ci}"
-export MARU__REDIS__KEY_PREFIX="${MARU__REDIS__KEY_PREFIX:-maru-ops-ci:}"
+# A database of its own per run (created by maru, dropped on exit), so every run starts from the
+# same state: the seeded demo complex with one pending membership request, no earlier traffic.
+own_db=""
+if [[ -z "${MARU__DATABASE__URL:-}" ]]; then
+  own_db="maru_ops_ci_$$"
+  export MARU__DATABASE__URL="postgres://postgres@127.0.0.1:5432/$own_db"
+fi
+export MARU__REDIS__KEY_PREFIX="${MARU__REDIS__KEY_PREFIX:-maru-ops-ci-$$:}"
 # One successful ingest in the database first: every replica reads the last-success gauge
 # from ingest_runs at start-up, so the Ingest panels and MaruIngestStale have data.
 "$bin" ingest trials --from-file tests/fixtures/clinical-trials-3074271.json >/dev/null
+# The demo complex, so that traffic.sh exercises the community RPCs (Communities dashboard).
+"$bin" seed demo >/dev/null
+# Room in the auth bucket for the community journey's two logins per round; the Login burst of
+# 20 at once in traffic.sh still overflows it.
+export MARU__RATE_LIMIT__BUCKETS__AUTH__BURST="${MARU__RATE_LIMIT__BUCKETS__AUTH__BURST:-16}"
 "$bin" serve >"$log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   rm -f "$log"
+  if [[ -n "$own_db" ]]; then
+    psql -h 127.0.0.1 -U postgres -d postgres -qAtc "drop database if exists $own_db with (force)" >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 

@@ -17,6 +17,10 @@
 #   Unimplemented    an unknown method (raw HTTP/2 via curl; counted as grpc_service="unknown";
 #                    first round only)
 #   gRPC-web         WhoAmI over HTTP/1.1 with and without a token (curl)
+#   Communities      with the demo complex (`maru seed demo`): search, home screen, notices,
+#                    a membership decision (while one is pending), a new poll and a vote (the
+#                    second vote AlreadyExists), a complaint moved to IN_PROGRESS (and an
+#                    invalid transition, FailedPrecondition); skipped without the demo accounts
 #   ResourceExhausted a burst of 20 failed Logins at once in the first round exceeds the auth
 #                    rate-limit bucket (TRAFFIC_BURST=0 turns it off); later rounds may be
 #                    limited too, the script never fails on it. Needs grpcurl and curl (curl with HTTP/2 for the raw calls).
@@ -70,6 +74,14 @@ grpc_web() { # label, extra curl args...  (HTTP/1.1)
   local name="${codes[${st:-99}]:-no-status}"
   seen[$name]=1
   printf '  %-44s %s\n' "$label" "$name"
+}
+
+json_field() { # the first "<name>": "<value>" of the last response
+  sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$tmp/out" | head -n1
+}
+demo_token() { # access token of a `maru seed demo` account, empty when it does not exist
+  grpcurl -plaintext -max-time 10 -d "{\"login\":\"$1\",\"password\":\"maru-demo-1234\"}" \
+    "$addr" maru.v1.AuthService/Login 2>/dev/null | sed -n 's/.*"accessToken": *"\([^"]*\)".*/\1/p' | head -n1
 }
 
 # Length-prefixed gRPC frames for the raw calls.
@@ -127,6 +139,41 @@ while :; do
     refresh2="$(sed -n 's/.*"refreshToken": *"\([^"]*\)".*/\1/p' "$tmp/out" | head -n1)"
     call "Refresh with the used token" -d "{\"refresh_token\":\"$refresh\"}" "$addr" maru.v1.AuthService/Refresh
     [[ -n "$refresh2" ]] && call "Logout" -d "{\"refresh_token\":\"$refresh2\"}" "$addr" maru.v1.AuthService/Logout
+  fi
+  # Apartment communities, when the demo complex exists (`maru seed demo`; ci_live.sh seeds it):
+  # a decision, a vote, a complaint and its transition per round, so the Communities
+  # dashboard has data. Skipped quietly without the demo accounts.
+  manager="$(demo_token demo.manager)"; kim="$(demo_token demo.kim)"
+  if [[ -n "$manager" && -n "$kim" ]]; then
+    call "SearchCommunities (anonymous)" -d '{"query":"신갈푸르지오"}' "$addr" maru.v1.CommunityService/SearchCommunities
+    c="$(json_field id)"
+    call "ListMyCommunities (cache miss)" -H "authorization: Bearer $kim" "$addr" maru.v1.CommunityService/ListMyCommunities
+    call "ListMyCommunities (cache hit)" -H "authorization: Bearer $kim" "$addr" maru.v1.CommunityService/ListMyCommunities
+    call "ListNotices" -H "authorization: Bearer $kim" -d "{\"community_id\":\"$c\"}" "$addr" maru.v1.NoticeService/ListNotices
+    call "ListMembershipRequests (manager)" -H "authorization: Bearer $manager" -d "{\"community_id\":\"$c\"}" \
+      "$addr" maru.v1.CommunityService/ListMembershipRequests
+    pending="$(json_field id)"
+    if [[ -n "$pending" ]]; then
+      call "DecideMembership" -H "authorization: Bearer $manager" -d "{\"membership_id\":\"$pending\",\"approve\":true}" \
+        "$addr" maru.v1.CommunityService/DecideMembership
+    fi
+    call "CreatePoll (manager)" -H "authorization: Bearer $manager" \
+      -d "{\"community_id\":\"$c\",\"question\":\"poll $suffix\",\"options\":[\"yes\",\"no\"]}" \
+      "$addr" maru.v1.PollService/CreatePoll
+    poll="$(json_field id)"; option="$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' "$tmp/out" | sed -n 2p)"
+    call "CastVote" -H "authorization: Bearer $kim" -d "{\"poll_id\":\"$poll\",\"option_id\":\"$option\"}" \
+      "$addr" maru.v1.PollService/CastVote
+    call "CastVote again" -H "authorization: Bearer $kim" -d "{\"poll_id\":\"$poll\",\"option_id\":\"$option\"}" \
+      "$addr" maru.v1.PollService/CastVote
+    call "FileComplaint" -H "authorization: Bearer $kim" -d "{\"community_id\":\"$c\",\"title\":\"traffic $suffix\",\"body\":\"lights\"}" \
+      "$addr" maru.v1.ComplaintService/FileComplaint
+    complaint="$(json_field id)"
+    call "UpdateComplaintStatus IN_PROGRESS" -H "authorization: Bearer $manager" \
+      -d "{\"complaint_id\":\"$complaint\",\"status\":\"COMPLAINT_STATUS_IN_PROGRESS\",\"reply\":\"on it\"}" \
+      "$addr" maru.v1.ComplaintService/UpdateComplaintStatus
+    call "UpdateComplaintStatus back to RECEIVED" -H "authorization: Bearer $manager" \
+      -d "{\"complaint_id\":\"$complaint\",\"status\":\"COMPLAINT_STATUS_RECEIVED\"}" \
+      "$addr" maru.v1.ComplaintService/UpdateComplaintStatus
   fi
   # Server-side failures and the rate-limit burst only in the first round: a looping
   # generator (compose `load`) should not keep burning the error budget and paging.

@@ -48,6 +48,23 @@ pub enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Load demonstration data.
+    Seed {
+        #[command(subcommand)]
+        command: SeedCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeedCommand {
+    /// The apartment registry plus a lived-in demo complex, 용인신갈푸르지오: accounts demo.admin,
+    /// demo.manager, demo.kim, demo.lee, demo.park (password maru-demo-1234), notices, contacts,
+    /// schedules, a complaint and an open poll. Running it again changes nothing.
+    Demo {
+        /// The registry file to import first (AptListService rows).
+        #[arg(long, value_name = "FILE", default_value = "tests/fixtures/apartments-gyeonggi.json")]
+        registry: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +156,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let summary = import_apartments(&state, source).await;
             state.db.close().await;
             summary.map(|_| ())
+        }
+        Command::Seed { command: SeedCommand::Demo { registry } } => {
+            let state = prepared_state(settings).await?;
+            state.cache.probe().await;
+            let demo = crate::seed::demo(&state, registry).await;
+            state.db.close().await;
+            let demo = demo?;
+            let what = if demo.created { "created" } else { "already there, unchanged" };
+            println!("demo complex 용인신갈푸르지오 ({}): {what}", crate::seed::DEMO_KAPT_CODE);
+            println!("  community_id {}", demo.community_id);
+            println!(
+                "  accounts demo.admin (ADMIN), demo.manager (MANAGER), demo.kim, demo.lee (members), \
+                 demo.park (pending); password {}",
+                crate::seed::DEMO_PASSWORD
+            );
+            Ok(())
         }
         Command::CheckConfig => unreachable!("handled above"),
     }

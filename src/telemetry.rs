@@ -90,6 +90,23 @@ fn describe() {
         "Unix time the last successful ingest run of the source finished (from the database, on every replica)."
     );
     describe_histogram!("maru_ingest_run_duration_seconds", Unit::Seconds, "Ingest run duration, fetch and write.");
+    describe_gauge!(
+        "maru_community_memberships",
+        "Community memberships by status, all communities (from the database every 30 s, on every replica)."
+    );
+    describe_counter!(
+        "maru_membership_decisions_total",
+        "Membership requests decided by managers (approved, rejected)."
+    );
+    describe_gauge!(
+        "maru_complaints",
+        "Community complaints by status, all communities (from the database every 30 s, on every replica)."
+    );
+    describe_counter!(
+        "maru_complaint_transitions_total",
+        "Complaint status changes by target status (filing = received)."
+    );
+    describe_counter!("maru_poll_votes_total", "Poll votes counted.");
 }
 
 /// Turns sqlx's own events into metrics: every pool acquire (`sqlx::pool::acquire`, emitted at

@@ -229,6 +229,11 @@ fn normalize_status(headers: &mut http::HeaderMap, request_id: &str) -> Option<C
             (Code::ResourceExhausted, Reason::MessageTooLarge)
         }
         Code::Unimplemented => (Code::Unimplemented, Reason::Unimplemented),
+        // tonic's own `grpc-timeout` handling races ours and answers CANCELLED "Timeout
+        // expired"; the gRPC spec (and our catalogue) says DEADLINE_EXCEEDED.
+        Code::Cancelled if msg == tonic::TimeoutExpired(()).to_string() => {
+            (Code::DeadlineExceeded, Reason::DeadlineExceeded)
+        }
         Code::Cancelled => (Code::Cancelled, Reason::Cancelled),
         other => (other, Reason::Internal),
     };
@@ -394,6 +399,18 @@ impl HttpBody for MeteredBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tonic_timeouts_become_deadline_exceeded() {
+        let mut h = http::HeaderMap::new();
+        tonic::Status::cancelled("Timeout expired").add_header(&mut h).unwrap();
+        assert_eq!(normalize_status(&mut h, "rid"), Some(Code::DeadlineExceeded));
+        let status = tonic::Status::from_header_map(&h).unwrap();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        let mut h = http::HeaderMap::new();
+        tonic::Status::cancelled("client went away").add_header(&mut h).unwrap();
+        assert_eq!(normalize_status(&mut h, "rid"), Some(Code::Cancelled));
+    }
 
     #[test]
     fn parses_grpc_timeout() {

@@ -1,11 +1,12 @@
-//! Sets `maru_community_memberships{status}` from a count in the database every 30 s on every
-//! replica, so every replica reports the same (true) numbers whichever one served the writes.
+//! Sets `maru_community_memberships{status}` and `maru_complaints{status}` from counts in the
+//! database every 30 s on every replica, so every replica reports the same (true) numbers whichever one served the writes.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::app::AppState;
+use crate::communities::content::complaints::refresh_complaint_gauge;
 use crate::communities::ops::refresh_membership_gauge;
 
 const EVERY: Duration = Duration::from_secs(30);
@@ -21,6 +22,9 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         // Before migrations ran the table may not exist yet: tried again at the next tick.
         if let Err(e) = refresh_membership_gauge(&state).await {
             tracing::debug!(error = %e, "membership gauge not refreshed");
+        }
+        if let Err(e) = refresh_complaint_gauge(&state).await {
+            tracing::debug!(error = %e, "complaint gauge not refreshed");
         }
     }
 }

@@ -8,5 +8,6 @@ mod auth;
 mod communities;
 mod community_content;
 mod ops;
+mod seed;
 mod server;
 mod trials;

@@ -202,7 +202,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("bucket", set(&["auth", "sensitive", "write", "read"])),
         // rate limiting; membership decisions
         ("decision", set(&["allowed", "rejected", "approved"])),
-        ("status", set(&["PENDING", "APPROVED", "REJECTED"])),
+        // memberships; complaints
+        ("status", set(&["PENDING", "APPROVED", "REJECTED", "RECEIVED", "IN_PROGRESS", "RESOLVED", "WITHDRAWN"])),
         ("version", set(&[env!("CARGO_PKG_VERSION")])),
         // complaint transitions (community content)
         ("to", set(&["received", "in_progress", "resolved", "rejected", "withdrawn"])),

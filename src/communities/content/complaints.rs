@@ -337,6 +337,17 @@ pub async fn withdraw_complaint(state: &AppState, caller: &Caller, complaint_id:
 }
 
 /// Every SQL statement of complaints.
+/// Sets `maru_complaints{status}` from the database (every replica agrees), like the
+/// membership gauge; refreshed by `jobs::community_gauges`.
+pub async fn refresh_complaint_gauge(state: &AppState) -> AppResult<()> {
+    let counts = store::status_counts(&state.db).await?;
+    for status in Status::ALL {
+        let n = counts.iter().find(|(s, _)| s == status.as_db()).map_or(0, |(_, n)| *n);
+        metrics::gauge!("maru_complaints", "status" => status.as_db()).set(n as f64);
+    }
+    Ok(())
+}
+
 pub mod store {
     use chrono::{DateTime, Utc};
     use sqlx::{PgConnection, PgExecutor};
@@ -364,6 +375,11 @@ pub mod store {
         .bind(&c.category)
         .fetch_one(conn)
         .await?)
+    }
+
+    /// Complaints per status, all communities.
+    pub async fn status_counts(db: impl PgExecutor<'_>) -> AppResult<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("select status, count(*) from community_complaints group by status").fetch_all(db).await?)
     }
 
     pub async fn get_complaint(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<Complaint>> {

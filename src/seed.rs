@@ -1,0 +1,186 @@
+//! `maru seed demo`: the apartment registry plus one lived-in demo complex, 용인신갈푸르지오
+//! (kaptCode A44658807), built through the same use cases the RPCs call — so the demo data
+//! obeys every rule the API enforces (memberships decided by a manager, one vote per member, …).
+//!
+//! Accounts (password [`DEMO_PASSWORD`], documented in the README; a demo, never for production):
+//! `demo.admin` (deployment ADMIN), `demo.manager` (MANAGER of the complex), residents `demo.kim`
+//! and `demo.lee` (APPROVED), `demo.park` (PENDING, for the walk-through's DecideMembership).
+//! Content: two notices (one pinned), three contacts, two schedules, a complaint by demo.kim and
+//! an open poll with demo.lee's vote. Running it again changes nothing (it reports that the demo
+//! exists); the registry import is idempotent anyway.
+
+use std::path::PathBuf;
+
+use chrono::{Duration, Utc};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::accounts::model::{Email, Handle, SignUp};
+use crate::app::AppState;
+use crate::caller::{Caller, Role};
+use crate::communities::access::MemberRole;
+use crate::communities::content::complaints::{self, FileComplaint};
+use crate::communities::content::contacts::{self, CreateContact};
+use crate::communities::content::notices::{self, CreateNotice};
+use crate::communities::content::polls::{self, CastVote, CreatePoll};
+use crate::communities::content::schedules::{self, CreateSchedule, ScheduleData};
+use crate::communities::model::{Decision, JoinRequest};
+use crate::communities::{ops as communities, registry};
+
+/// Registry code of the demo complex.
+pub const DEMO_KAPT_CODE: &str = "A44658807";
+/// Password of every demo account.
+pub const DEMO_PASSWORD: &str = "maru-demo-1234";
+
+/// What `seed demo` made (or found).
+#[derive(Debug)]
+pub struct Demo {
+    pub community_id: Uuid,
+    pub created: bool,
+    pub registry: Option<registry::Summary>,
+}
+
+/// Imports the registry from `registry_file` and builds the demo complex once.
+pub async fn demo(state: &AppState, registry_file: PathBuf) -> anyhow::Result<Demo> {
+    let summary = crate::cli::import_apartments(state, registry::Source::File(registry_file)).await?;
+    let community_id: Uuid = sqlx::query_scalar("select id from communities where external_code = $1")
+        .bind(DEMO_KAPT_CODE)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the registry has no complex {DEMO_KAPT_CODE} (용인신갈푸르지오)"))?;
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from users where lower(handle) = 'demo.manager')")
+        .fetch_one(&state.db)
+        .await?;
+    if exists {
+        return Ok(Demo { community_id, created: false, registry: Some(summary) });
+    }
+    build(state, community_id).await.map_err(|e| anyhow::anyhow!("seeding the demo complex failed: {e}"))?;
+    Ok(Demo { community_id, created: true, registry: Some(summary) })
+}
+
+async fn account(state: &AppState, handle: &str, name: &str) -> crate::error::AppResult<Caller> {
+    let cmd = SignUp {
+        handle: Handle::parse(handle).map_err(|e| crate::error::AppError::invalid("handle", e))?,
+        email: Email::parse(&format!("{handle}@demo.maru.example"))
+            .map_err(|e| crate::error::AppError::invalid("email", e))?,
+        password: SecretString::from(DEMO_PASSWORD),
+        display_name: name.to_owned(),
+        request_id: None,
+    };
+    let user = crate::accounts::ops::sign_up(state, cmd).await?;
+    // The seed acts as each user; use cases only read the id and the role.
+    Ok(Caller { user_id: user.id, session_id: Uuid::nil(), role: user.role })
+}
+
+async fn join(
+    state: &AppState,
+    who: &Caller,
+    community_id: Uuid,
+    building: &str,
+    unit: &str,
+) -> crate::error::AppResult<Uuid> {
+    let req =
+        JoinRequest { community_id, building: building.into(), unit: unit.into(), verification_code: String::new() };
+    Ok(communities::request_membership(state, who, req).await?.id)
+}
+
+async fn approve(state: &AppState, manager: &Caller, membership_id: Uuid) -> crate::error::AppResult<()> {
+    let d = Decision { membership_id, approve: true, note: Some("입주민 확인".into()) };
+    communities::decide_membership(state, manager, d).await.map(|_| ())
+}
+
+async fn build(state: &AppState, c: Uuid) -> crate::error::AppResult<()> {
+    let mut admin = account(state, "demo.admin", "maru 운영자").await?;
+    crate::accounts::ops::set_role(state, "demo.admin", Role::Admin).await?;
+    admin.role = Role::Admin;
+    let manager = account(state, "demo.manager", "관리사무소").await?;
+    let kim = account(state, "demo.kim", "김민수").await?;
+    let lee = account(state, "demo.lee", "이서연").await?;
+    let park = account(state, "demo.park", "박지훈").await?;
+
+    // The first manager: an admin approves the request and promotes them.
+    let m = join(state, &manager, c, "관리동", "101").await?;
+    approve(state, &admin, m).await?;
+    communities::set_member_role(state, &admin, c, manager.user_id, MemberRole::Manager).await?;
+    for (who, building, unit) in [(&kim, "101", "1203"), (&lee, "103", "502")] {
+        let id = join(state, who, c, building, unit).await?;
+        approve(state, &manager, id).await?;
+    }
+    join(state, &park, c, "105", "1701").await?; // stays PENDING
+
+    let notice = |title: &str, body: &str, pinned| CreateNotice {
+        community_id: c,
+        title: title.into(),
+        body: body.into(),
+        pinned,
+        request_id: None,
+    };
+    notices::create_notice(
+        state,
+        &manager,
+        notice(
+            "관리비 납부 안내",
+            "이번 달 관리비는 25일까지 납부해 주세요. 자동이체 신청은 관리사무소에서 받습니다.",
+            true,
+        ),
+    )
+    .await?;
+    notices::create_notice(
+        state,
+        &manager,
+        notice("승강기 정기 점검", "103동 승강기 정기 점검이 있습니다. 점검 시간에는 계단을 이용해 주세요.", false),
+    )
+    .await?;
+
+    for (name, phone, category, description) in [
+        ("관리사무소", "031-000-0001", "관리", "평일 09:00–18:00"),
+        ("경비실 (정문)", "031-000-0002", "경비", "24시간"),
+        ("승강기 유지보수", "031-000-0003", "시설", "고장 신고"),
+    ] {
+        let cmd = CreateContact {
+            community_id: c,
+            name: name.into(),
+            phone: phone.into(),
+            category: category.into(),
+            description: description.into(),
+            request_id: None,
+        };
+        contacts::create_contact(state, &manager, cmd).await?;
+    }
+
+    let day = Utc::now() + Duration::days(7);
+    for (title, hours, location) in
+        [("재활용품 분리수거", 3, "지하 주차장 입구"), ("입주자대표회의", 2, "관리동 회의실")]
+    {
+        let data = ScheduleData {
+            title: title.into(),
+            starts_at: day,
+            ends_at: day + Duration::hours(hours),
+            location: location.into(),
+            description: String::new(),
+        };
+        schedules::create_schedule(state, &manager, CreateSchedule { community_id: c, data, request_id: None }).await?;
+    }
+
+    let complaint = FileComplaint {
+        community_id: c,
+        title: "101동 지하주차장 조명 고장".into(),
+        body: "B1 출입구 쪽 조명 두 개가 며칠째 꺼져 있습니다.".into(),
+        category: "시설".into(),
+        request_id: None,
+    };
+    complaints::file_complaint(state, &kim, complaint).await?;
+
+    let poll = CreatePoll {
+        community_id: c,
+        question: "놀이터 리모델링 시공사 선정".into(),
+        options: vec!["A사 (친환경 소재)".into(), "B사 (최저가)".into(), "보류".into()],
+        closes_at: Some(Utc::now() + Duration::days(14)),
+        request_id: None,
+    };
+    let poll = polls::create_poll(state, &manager, poll).await?;
+    let option_id =
+        poll.options.first().map(|o| o.id).ok_or_else(|| crate::error::AppError::internal("poll without options"))?;
+    polls::cast_vote(state, &lee, CastVote { poll_id: poll.poll.id, option_id }).await?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! `maru seed demo`: the demo complex the README walk-through uses, checked through the API.
+
+use std::path::PathBuf;
+
+use maru::grpc::pb;
+use maru::grpc::pb::community_service_client::CommunityServiceClient;
+use maru::grpc::pb::complaint_service_client::ComplaintServiceClient;
+use maru::grpc::pb::notice_service_client::NoticeServiceClient;
+use maru::grpc::pb::poll_service_client::PollServiceClient;
+use maru::seed::{DEMO_KAPT_CODE, DEMO_PASSWORD};
+use sqlx::PgPool;
+use tonic::Code;
+
+use crate::helpers::{TestApp, assert_err, bearer};
+
+const REGISTRY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/apartments-gyeonggi.json");
+
+async fn token(app: &TestApp, handle: &str) -> String {
+    let login = pb::LoginRequest { login: handle.into(), password: DEMO_PASSWORD.into() };
+    app.auth().login(login).await.expect("demo account logs in").into_inner().access_token
+}
+
+#[sqlx::test]
+async fn seed_demo_builds_the_walk_through_complex_once(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let first = maru::seed::demo(&app.state, PathBuf::from(REGISTRY)).await.unwrap();
+    assert!(first.created);
+    assert_eq!(first.registry.as_ref().map(|s| s.created), Some(5067));
+    let again = maru::seed::demo(&app.state, PathBuf::from(REGISTRY)).await.unwrap();
+    assert!(!again.created, "a second run changes nothing");
+    assert_eq!(again.community_id, first.community_id);
+    assert_eq!(again.registry.as_ref().map(|s| s.unchanged), Some(5067));
+    let c = first.community_id.to_string();
+
+    let mut communities = CommunityServiceClient::new(app.channel.clone());
+    let found = communities
+        .search_communities(pb::SearchCommunitiesRequest { query: "신갈푸르지오".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.communities.len(), 1);
+    assert_eq!(found.communities[0].external_code, DEMO_KAPT_CODE);
+    assert_eq!(found.communities[0].id, c);
+
+    let (kim, manager, park) =
+        (token(&app, "demo.kim").await, token(&app, "demo.manager").await, token(&app, "demo.park").await);
+    let home = communities.list_my_communities(bearer(&kim, pb::ListMyCommunitiesRequest::default())).await.unwrap();
+    let home = home.into_inner().communities;
+    assert_eq!(home.len(), 1);
+    let m = home[0].membership.as_ref().unwrap();
+    assert_eq!(m.status(), pb::MembershipStatus::Approved);
+
+    // Notices: pinned first.
+    let mut notices = NoticeServiceClient::new(app.channel.clone());
+    let list = notices
+        .list_notices(bearer(&kim, pb::ListNoticesRequest { community_id: c.clone(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .notices;
+    assert_eq!(list.len(), 2);
+    assert!(list[0].pinned && !list[1].pinned);
+
+    // demo.park is pending: no access until the manager decides.
+    let r = notices
+        .list_notices(bearer(&park, pb::ListNoticesRequest { community_id: c.clone(), ..Default::default() }))
+        .await;
+    assert_err(r, Code::PermissionDenied, "MEMBERSHIP_REQUIRED");
+    let pending = communities
+        .list_membership_requests(bearer(
+            &manager,
+            pb::ListMembershipRequestsRequest { community_id: c.clone(), ..Default::default() },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships;
+    assert_eq!(pending.iter().map(|m| m.user_handle.as_str()).collect::<Vec<_>>(), ["demo.park"]);
+
+    // One open poll with demo.lee's vote; demo.kim's complaint is visible to the manager.
+    let polls = PollServiceClient::new(app.channel.clone())
+        .list_polls(bearer(&kim, pb::ListPollsRequest { community_id: c.clone(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .polls;
+    assert_eq!(polls.len(), 1);
+    assert_eq!(polls[0].total_votes, 1);
+    assert_eq!(polls[0].state(), pb::PollState::Open);
+    let complaints = ComplaintServiceClient::new(app.channel.clone())
+        .list_complaints(bearer(&manager, pb::ListComplaintsRequest { community_id: c, ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .complaints;
+    assert_eq!(complaints.len(), 1);
+    assert_eq!(complaints[0].status(), pb::ComplaintStatus::Received);
+}
