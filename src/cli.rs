@@ -183,14 +183,7 @@ async fn ingest_trials(state: &AppState, from_file: Option<PathBuf>) -> anyhow::
         Some(path) => Source::File(path),
         None => Source::Gateway,
     };
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} rows")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar.set_message("fetching");
+    let bar = row_progress_bar();
     let progress = {
         let bar = bar.clone();
         move |p: Progress| match p {
@@ -226,14 +219,7 @@ async fn ingest_trials(state: &AppState, from_file: Option<PathBuf>) -> anyhow::
 
 /// Imports the apartment registry with a progress bar on stderr and prints a summary.
 pub async fn import_apartments(state: &AppState, source: registry::Source) -> anyhow::Result<registry::Summary> {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} rows")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar.set_message("fetching");
+    let bar = row_progress_bar();
     let progress = {
         let bar = bar.clone();
         move |p: registry::Progress| match p {
@@ -265,6 +251,19 @@ pub async fn import_apartments(state: &AppState, source: registry::Source) -> an
         println!("  row {row}: {reason}");
     }
     Ok(s)
+}
+
+/// A spinner-and-bar on stderr counting rows, starting at "fetching".
+fn row_progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} rows")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message("fetching");
+    bar
 }
 
 async fn prepared_state(settings: Settings) -> anyhow::Result<AppState> {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod grpc;
 pub mod idempotency;
 pub mod jobs;
+pub mod opendata;
 pub mod paging;
 pub mod seed;
 pub mod telemetry;

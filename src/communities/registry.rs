@@ -10,11 +10,9 @@
 //! The service key is a secret: it never reaches a log line or an error text.
 
 use std::collections::HashSet;
-use std::error::Error as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::model::MAX_NAME_CHARS;
@@ -22,12 +20,10 @@ use super::ops::anonymous_sample_key;
 use super::store::{self, ApartmentRow, UpsertCounts};
 use crate::app::AppState;
 use crate::config::RegistrySettings;
-use crate::trials::source::redact;
+use crate::opendata::{KeyedClient, MAX_BODY_BYTES, Retry};
 
 /// Rows per upsert statement.
 pub const BATCH_ROWS: usize = 1000;
-/// Largest response body (or file) accepted.
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where rows come from.
 #[derive(Debug, Clone)]
@@ -230,42 +226,24 @@ fn parse_page(value: Value) -> Result<ApiPage, String> {
 
 /// A client of the AptListService API, configured from `registry.*`.
 pub struct Api {
-    client: reqwest::Client,
-    url: String,
-    key: SecretString,
+    http: KeyedClient,
     rows_per_page: u32,
-    retries: u32,
-    backoff: Duration,
-    timeout: Duration,
-}
-
-struct Attempt {
-    error: String,
-    retryable: bool,
 }
 
 impl Api {
     /// `None` without a service key.
     pub fn new(s: &RegistrySettings) -> Result<Option<Self>, SourceError> {
         let Some(key) = s.service_key.clone() else { return Ok(None) };
-        let timeout = Duration::from_millis(s.request_timeout_ms);
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("maru/", env!("CARGO_PKG_VERSION")))
-            // A redirect would carry the key in its query string to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| SourceError(format!("cannot build the HTTP client: {}", chain(e))))?;
-        Ok(Some(Self {
-            client,
-            url: format!("{}{}", s.base_url.trim_end_matches('/'), s.list_path),
-            key,
-            rows_per_page: s.rows_per_page,
+        let retry = Retry {
             retries: s.retries,
             backoff: Duration::from_millis(s.backoff_ms),
-            timeout,
-        }))
+            max_backoff: Duration::from_secs(30),
+        };
+        let url = format!("{}{}", s.base_url.trim_end_matches('/'), s.list_path);
+        let timeout = Duration::from_millis(s.request_timeout_ms);
+        let http =
+            KeyedClient::new("registry API", "registry.service_key", url, key, timeout, retry).map_err(SourceError)?;
+        Ok(Some(Self { http, rows_per_page: s.rows_per_page }))
     }
 
     /// Every row, page by page, or the first error (after retries).
@@ -301,85 +279,17 @@ impl Api {
         }
     }
 
+    /// One page (retried by the client when the failure may be transient).
     async fn fetch_page(&self, page_no: u32) -> Result<ApiPage, SourceError> {
-        let mut attempt = 0;
-        loop {
-            match self.try_page(page_no).await {
-                Ok(p) => return Ok(p),
-                Err(a) if a.retryable && attempt < self.retries => {
-                    let delay = self.backoff.saturating_mul(2u32.saturating_pow(attempt)).min(Duration::from_secs(30));
-                    tracing::warn!(
-                        page = page_no,
-                        attempt = attempt + 1,
-                        retry_ms = delay.as_millis() as u64,
-                        error = %redact(&a.error, self.key.expose_secret()),
-                        "registry API request failed; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(a) => return Err(self.error(format!("page {page_no}: {}", a.error))),
-            }
-        }
-    }
-
-    async fn try_page(&self, page_no: u32) -> Result<ApiPage, Attempt> {
-        let transport = |e: reqwest::Error| {
-            let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode();
-            let error =
-                if e.is_timeout() { format!("timed out after {} ms", self.timeout.as_millis()) } else { chain(e) };
-            Attempt { error, retryable }
-        };
-        let mut resp = self
-            .client
-            .get(&self.url)
-            .query(&[
-                ("serviceKey", self.key.expose_secret()),
-                ("pageNo", &page_no.to_string()),
-                ("numOfRows", &self.rows_per_page.to_string()),
-                ("_type", "json"),
-            ])
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = resp.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(Attempt {
-                    error: format!("response larger than {MAX_BODY_BYTES} bytes"),
-                    retryable: false,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        if !status.is_success() {
-            let retryable = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-            let hint = if matches!(status.as_u16(), 401 | 403) { " (check registry.service_key)" } else { "" };
-            let excerpt: String = String::from_utf8_lossy(&body).trim().chars().take(200).collect();
-            return Err(Attempt { error: format!("HTTP {status}{hint}: {excerpt}"), retryable });
-        }
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| Attempt { error: format!("malformed JSON: {e}"), retryable: false })?;
-        parse_page(value).map_err(|error| Attempt { error, retryable: false })
+        let query =
+            [("pageNo", page_no.to_string()), ("numOfRows", self.rows_per_page.to_string()), ("_type", "json".into())];
+        let value = self.http.get_json(&format!("page {page_no}"), &query).await.map_err(SourceError)?;
+        parse_page(value).map_err(|e| self.error(format!("page {page_no}: {e}")))
     }
 
     fn error(&self, text: String) -> SourceError {
-        SourceError(redact(&text, self.key.expose_secret()))
+        SourceError(self.http.redact(&text))
     }
-}
-
-/// An error and its causes on one line, without the request URL (it holds the key).
-fn chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
