@@ -66,15 +66,15 @@ start_maru() {
 }
 
 FAILED=()
-# scenario NAME [maru-load flags]
+# [LABEL=report-name] scenario NAME [maru-load flags]
 scenario() {
-  local name=$1 rc=0
+  local name=$1 rc=0 label=${LABEL:-$1}
   shift
   echo
-  echo "== $name (smoke)"
+  echo "== $label (smoke)"
   "$LOAD_BIN" --scenario "$name" --smoke --target "http://127.0.0.1:$GRPC_PORT" --database-url "$DB_URL" \
-    --report "$OUT/$name.json" "$@" || rc=$?
-  [ "$rc" = 0 ] || FAILED+=("$name (exit $rc)")
+    --report "$OUT/$label.json" "$@" || rc=$?
+  [ "$rc" = 0 ] || FAILED+=("$label (exit $rc)")
 }
 
 echo "== maru on 127.0.0.1:$GRPC_PORT, database $DB, rate limits off"
@@ -83,6 +83,7 @@ start_maru MARU__RATE_LIMIT__ENABLED=false
 scenario whoami
 scenario signup-storm --no-limits
 scenario contention --no-limits
+LABEL=contention-vote scenario contention --no-limits --race vote
 scenario grpc-web --no-limits
 stop_maru
 

@@ -3,8 +3,9 @@
 //! together. Afterwards the database must hold exactly one row per raced key, the replies
 //! must say the same (one winner where the operation is exclusive), and none may be INTERNAL.
 //!
-//! Races today: `signup` (one handle per round). Vote, like, follow and check-in join as
-//! further [`Race`] implementations when their RPCs land.
+//! Races today: `signup` (one handle per round) and `vote` (one member casting the round's poll
+//! vote from every client at once). Like, follow and check-in join as further [`Race`]
+//! implementations when their RPCs land.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,18 +15,21 @@ use async_trait::async_trait;
 use goose::goose::{GooseUser, Scenario, TransactionResult};
 use maru::grpc::pb;
 use maru::grpc::pb::auth_service_client::AuthServiceClient;
+use maru::grpc::pb::poll_service_client::PollServiceClient;
 use tokio::time::Instant;
 use tonic::Code;
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 
 use super::whoami::custom;
 use super::{Ctx, Entry, LoadScenario, Shape, Think, session, tx};
 use crate::report::{Check, Summary};
 use crate::rpc::{GRPC, TxResult, record, request};
+use crate::seed::{self, Seeding};
 
 pub const ENTRY: Entry = Entry {
     name: "contention",
-    about: "all users race one unique key per round (--race signup); exact counts read back",
+    about: "all users race one unique key per round (--race signup|vote); exact counts read back",
     full: Shape::new(100, 30, Think::NONE),
     smoke: Shape::new(10, 5, Think::NONE),
     build: |ctx| Box::new(Arc::new(Contention::new(ctx))),
@@ -35,6 +39,9 @@ pub const ENTRY: Entry = Entry {
 pub enum RaceKind {
     /// SignUp with the round's handle: one account, one OK, the rest ALREADY_EXISTS.
     Signup,
+    /// One member's CastVote in the round's poll from every client: one vote row, one OK, the
+    /// rest ALREADY_EXISTS `ALREADY_VOTED`.
+    Vote,
 }
 
 /// What one claim got.
@@ -50,6 +57,10 @@ pub enum Claim {
 /// One kind of unique key that users race for.
 #[async_trait]
 pub trait Race: Send + Sync {
+    /// Seeds what the race needs for `rounds` rounds (before the users start).
+    async fn prepare(&self, _ctx: &Ctx, _rounds: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// The recorded RPC (`GRPC SignUp`).
     fn rpc(&self) -> &'static str;
     /// The code a loser gets (an idempotent operation would answer OK to everyone).
@@ -111,6 +122,115 @@ impl Race for SignUpRace {
     }
 }
 
+/// The voter, their community's poll per round, and who made them.
+struct VoteRace {
+    prefix: String,
+    voter: OnceLock<AsciiMetadataValue>,
+    /// (poll id, first option id) per round.
+    polls: OnceLock<Vec<(String, String)>>,
+}
+
+#[async_trait]
+impl Race for VoteRace {
+    /// Seeds a manager and a voter through the API, makes them members of a fresh community
+    /// (the membership rows directly: granting the first manager needs an admin, which a load
+    /// run does not have), then lets the manager open one poll per round through the API.
+    async fn prepare(&self, ctx: &Ctx, rounds: u64) -> anyhow::Result<()> {
+        let how = Seeding { prefix: &self.prefix, count: 2, forwarded: false, fail_on_rate_limit: false };
+        let accounts = seed::accounts(ctx, &how).await?;
+        let (manager, voter) = (&accounts[0], &accounts[1]);
+        let mut db = ctx.db().await?;
+        let community: String = sqlx::query_scalar(
+            "insert into communities (id, kind, name, address)
+             values (gen_random_uuid(), 'CLUB', $1, 'load test') returning id::text",
+        )
+        .bind(format!("contention {}", self.prefix))
+        .fetch_one(&mut db)
+        .await?;
+        for (handle, role) in [(&manager.handle, "MANAGER"), (&voter.handle, "MEMBER")] {
+            sqlx::query(
+                "insert into community_memberships (id, community_id, user_id, status, role)
+                 select gen_random_uuid(), $1::uuid, id, 'APPROVED', $3 from users where lower(handle) = lower($2)
+                 on conflict do nothing",
+            )
+            .bind(&community)
+            .bind(handle)
+            .bind(role)
+            .execute(&mut db)
+            .await?;
+        }
+        let mut client = PollServiceClient::new(ctx.channel(0)?);
+        let mut polls = Vec::new();
+        for round in 0..rounds {
+            let msg = pb::CreatePollRequest {
+                community_id: community.clone(),
+                question: format!("{} round {round}", self.prefix),
+                options: vec!["yes".into(), "no".into()],
+                ..Default::default()
+            };
+            let poll = client
+                .create_poll(request(msg, Some(&manager.bearer), None))
+                .await
+                .map_err(|s| anyhow::anyhow!("seeding the round {round} poll: {s}"))?
+                .into_inner()
+                .poll
+                .ok_or_else(|| anyhow::anyhow!("CreatePoll returned no poll"))?;
+            let option = poll.options.first().map(|o| o.id.clone()).unwrap_or_default();
+            polls.push((poll.id, option));
+        }
+        let _ = self.voter.set(voter.bearer.clone());
+        let _ = self.polls.set(polls);
+        Ok(())
+    }
+
+    fn rpc(&self) -> &'static str {
+        "GRPC CastVote"
+    }
+
+    fn loser_code(&self) -> &'static str {
+        "ALREADY_EXISTS"
+    }
+
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    async fn claim(&self, ctx: &Ctx, user: &mut GooseUser, channel: Channel, _i: usize, round: u64) -> TxResult<Claim> {
+        let (Some(voter), Some((poll_id, option_id))) =
+            (self.voter.get(), self.polls.get().and_then(|p| p.get(round as usize)))
+        else {
+            return Ok(Claim::Other);
+        };
+        let msg = pb::CastVoteRequest { poll_id: poll_id.clone(), option_id: option_id.clone() };
+        let mut client = PollServiceClient::new(channel);
+        let call = client.cast_vote(request(msg, Some(voter), None));
+        Ok(match record(user, &ctx.budget, GRPC, "CastVote", call).await? {
+            Ok(_) => Claim::Won,
+            Err(f) if f.skipped => Claim::Skipped,
+            Err(f) if f.code == Code::AlreadyExists => Claim::Lost,
+            Err(_) => Claim::Other,
+        })
+    }
+
+    async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>> {
+        let ids: Vec<String> =
+            self.polls.get().map(|p| p.iter().map(|(id, _)| id.clone()).collect()).unwrap_or_default();
+        let mut db = ctx.db().await?;
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "select poll_id::text, count(*) from community_poll_votes
+              where poll_id = any($1::text[]::uuid[]) group by poll_id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut db)
+        .await?;
+        Ok(ids
+            .iter()
+            .enumerate()
+            .filter_map(|(round, id)| counts.iter().find(|(p, _)| p == id).map(|(_, n)| (round as u64, *n)))
+            .collect())
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Tally {
     claims: u64,
@@ -139,6 +259,9 @@ impl Contention {
     fn new(ctx: Arc<Ctx>) -> Self {
         let race: Box<dyn Race> = match ctx.options.race {
             RaceKind::Signup => Box::new(SignUpRace { prefix: format!("ct{}", ctx.tag) }),
+            RaceKind::Vote => {
+                Box::new(VoteRace { prefix: format!("cv{}", ctx.tag), voter: OnceLock::new(), polls: OnceLock::new() })
+            }
         };
         // A round must leave time for every claim: a SignUp race hashes once per claimant.
         let period = if ctx.smoke { Duration::from_secs(1) } else { Duration::from_secs(3) };
@@ -189,6 +312,7 @@ const START_DELAY: Duration = Duration::from_millis(1500);
 #[async_trait]
 impl LoadScenario for Arc<Contention> {
     async fn prepare(&self) -> anyhow::Result<Vec<Scenario>> {
+        self.race.prepare(&self.ctx, self.rounds).await?;
         Ok(vec![
             Scenario::new("racers")
                 .register_transaction(tx!(self, "start", start).set_on_start())

@@ -4,7 +4,7 @@
 //!
 //! Later, with their RPCs: `feed` (the apartment journey), `detail-cache` (profile and post
 //! detail with the cache on and off) and `search` (500,000 complexes with and without the
-//! index); the `contention` scenario gains vote, like, follow and check-in races.
+//! index); the `contention` scenario gains like, follow and check-in races.
 
 pub mod contention;
 pub mod grpc_web;
