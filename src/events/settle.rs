@@ -8,11 +8,12 @@
 //! replica ran is settled by the first one to start.
 
 use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::model::PenaltyReason;
 use crate::app::AppState;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 /// One settled event.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,32 +23,72 @@ pub struct Settled {
     pub lag_s: f64,
 }
 
-/// Settles every event that has ended by the clock's now; returns what this call settled.
+/// Settles every event that has ended by the clock's now; returns what this call settled. An
+/// event whose settlement fails is rolled back, skipped for the rest of this call (so it does
+/// not hold up the others) and retried at the next call; the first error is returned.
 pub async fn settle_due(state: &AppState) -> AppResult<Vec<Settled>> {
     let mut done = Vec::new();
-    while let Some(s) = settle_one(state).await? {
-        done.push(s);
+    let mut failed: Vec<Uuid> = Vec::new();
+    let mut first_error = None;
+    loop {
+        match settle_one(state, &failed).await {
+            Ok(Some(s)) => done.push(s),
+            Ok(None) => break,
+            Err((Some(id), e)) => {
+                tracing::warn!(event_id = %id, error = %e, "event settlement failed; retried later");
+                failed.push(id);
+                first_error.get_or_insert(e);
+            }
+            Err((None, e)) => return Err(e),
+        }
     }
-    Ok(done)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
 }
 
-/// Settles one ended event, if any is left that no other replica holds.
-#[tracing::instrument(name = "events.settle", skip_all, err(level = "warn"))]
-pub async fn settle_one(state: &AppState) -> AppResult<Option<Settled>> {
+/// Settles one ended event, if any is left that no other replica holds (and not in `skip`).
+/// The error names the event when one was taken.
+async fn settle_one(state: &AppState, skip: &[Uuid]) -> Result<Option<Settled>, (Option<Uuid>, AppError)> {
     let now = state.clock.now();
-    let cfg = &state.settings.events;
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.begin().await.map_err(|e| (None, e.into()))?;
     let row: Option<(Uuid, Uuid, DateTime<Utc>, i64)> = sqlx::query_as(
         "select id, community_id, ends_at, fee from events
-          where settled_at is null and ends_at <= $1
+          where settled_at is null and ends_at <= $1 and id <> all($2)
           order by ends_at, id
           limit 1
           for update skip locked",
     )
     .bind(now)
+    .bind(skip)
     .fetch_optional(&mut *tx)
-    .await?;
+    .await
+    .map_err(|e| (None, e.into()))?;
     let Some((event_id, community_id, ends_at, fee)) = row else { return Ok(None) };
+    let penalties = apply(state, &mut tx, event_id, community_id, fee, now).await.map_err(|e| (Some(event_id), e))?;
+    tx.commit().await.map_err(|e| (Some(event_id), e.into()))?;
+
+    let lag_s = (now - ends_at).num_milliseconds().max(0) as f64 / 1000.0;
+    metrics::counter!("maru_event_settlements_total").increment(1);
+    metrics::histogram!("maru_event_settlement_lag_seconds").record(lag_s);
+    for p in &penalties {
+        metrics::counter!("maru_event_penalties_total", "reason" => p.label()).increment(1);
+    }
+    tracing::info!(event_id = %event_id, penalties = penalties.len(), lag_s, "event settled");
+    Ok(Some(Settled { event_id, penalties, lag_s }))
+}
+
+/// Inserts the penalty rows and marks the event settled, in the caller's transaction.
+async fn apply(
+    state: &AppState,
+    tx: &mut PgConnection,
+    event_id: Uuid,
+    community_id: Uuid,
+    fee: i64,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<PenaltyReason>> {
+    let cfg = &state.settings.events;
     let reasons: Vec<String> = sqlx::query_scalar(
         "insert into event_penalties (id, community_id, event_id, user_id, reason, points)
          select gen_random_uuid(), $2, p.event_id, p.user_id, r.reason, r.points
@@ -73,18 +114,7 @@ pub async fn settle_one(state: &AppState) -> AppResult<Option<Settled>> {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
-
-    let penalties: Vec<PenaltyReason> = reasons.iter().filter_map(|r| PenaltyReason::from_db(r)).collect();
-    let lag_s = (now - ends_at).num_milliseconds().max(0) as f64 / 1000.0;
-    metrics::counter!("maru_event_settlements_total").increment(1);
-    metrics::histogram!("maru_event_settlement_lag_seconds").record(lag_s);
-    metrics::gauge!("maru_event_last_settlement_lag_seconds").set(lag_s);
-    for p in &penalties {
-        metrics::counter!("maru_event_penalties_total", "reason" => p.label()).increment(1);
-    }
-    tracing::info!(event_id = %event_id, penalties = penalties.len(), lag_s, "event settled");
-    Ok(Some(Settled { event_id, penalties, lag_s }))
+    Ok(reasons.iter().filter_map(|r| PenaltyReason::from_db(r)).collect())
 }
 
 /// Seconds the oldest ended, unsettled event has waited (0 when none), for the lag alert.

@@ -775,6 +775,8 @@ async fn two_replicas_settle_each_event_exactly_once(pool: PgPool) {
 async fn a_failing_settlement_leaves_nothing_then_completes(pool: PgPool) {
     let c = Club::new(pool.clone()).await;
     let (e, [absent, ..]) = scenario(&c).await;
+    // Another event ending at the same time, whose settlement does not fail.
+    let other = c.event(&[&absent]).await;
     // Make the insert of the member's LATE row fail halfway through the settlement.
     sqlx::raw_sql(
         "create function fail_penalty() returns trigger language plpgsql as $$
@@ -793,6 +795,9 @@ async fn a_failing_settlement_leaves_nothing_then_completes(pool: PgPool) {
     tokio::time::sleep(StdDuration::from_millis(200)).await; // the job tries too
     assert!(!c.settled(&e).await);
     assert!(c.penalties(&e).await.is_empty(), "no partial settlement");
+    // The failing event does not hold up the others.
+    c.wait_settled(&other).await;
+    assert_eq!(c.penalties(&other).await.len(), 1);
 
     sqlx::raw_sql("drop trigger fail_penalty on event_penalties").execute(&pool).await.unwrap();
     c.wait_settled(&e).await;
