@@ -879,6 +879,13 @@ def events():
                              (f"sum by (reason) (increase(maru_event_penalties_total{{{M}}}[1h]))", "{{reason}}")),
                      "short"), 9, 7)
 
+    d.add(timeseries("Webhook outbox", "Settlement notices not delivered yet (maru_event_outbox_backlog, from "
+                     "the database; given-up ones included) and delivery attempts per hour by result. A growing "
+                     "backlog with failures: check events.webhook_url and the webhook's status page.",
+                     targets((f"max(maru_event_outbox_backlog{{{M}}})", "backlog"),
+                             (f"sum by (result) (increase(maru_event_webhook_deliveries_total{{{M}}}[1h]))", "{{result}}/h")),
+                     "short"), 24, 6)
+
     d.row("Check-ins and fees", "Check-ins by result (refusals have their own reasons) and fee transitions.")
     d.add(timeseries("Check-ins/h by result", "attend / late are accepted; too_far, not_open_yet, event_ended "
                      "and already_checked_in are refusals; forced is a manager's ForceAttend. Many too_far "

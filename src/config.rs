@@ -258,6 +258,15 @@ pub struct EventsSettings {
     pub geocoder_retries: u32,
     /// How long a geocoding result is cached in Redis.
     pub geocode_cache_ttl_s: u64,
+    /// Slack/Discord-compatible incoming webhook notified of each settlement. Secret (the URL
+    /// is the credential): set `MARU__EVENTS__WEBHOOK_URL`.
+    #[serde(serialize_with = "masked_opt")]
+    pub webhook_url: Option<SecretString>,
+    pub webhook_timeout_ms: u64,
+    /// Delivery attempts before a notice is given up (kept in the outbox with its last error).
+    pub webhook_max_attempts: i32,
+    /// First retry delay; doubles with each attempt, at most one hour.
+    pub webhook_backoff_ms: u64,
 }
 
 impl Default for EventsSettings {
@@ -276,6 +285,10 @@ impl Default for EventsSettings {
             geocoder_timeout_ms: 5_000,
             geocoder_retries: 2,
             geocode_cache_ttl_s: 7 * 24 * 3600,
+            webhook_url: None,
+            webhook_timeout_ms: 5_000,
+            webhook_max_attempts: 10,
+            webhook_backoff_ms: 1_000,
         }
     }
 }
@@ -309,6 +322,14 @@ impl EventsSettings {
         }
         if self.geocoder_retries > 10 {
             errs.push("events.geocoder_retries: must be at most 10".into());
+        }
+        if let Some(url) = &self.webhook_url
+            && !url::Url::parse(url.expose_secret()).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            errs.push("events.webhook_url: must be an http(s) URL".into());
+        }
+        if self.webhook_timeout_ms == 0 || self.webhook_max_attempts < 1 {
+            errs.push("events.webhook_timeout_ms, events.webhook_max_attempts: must be positive".into());
         }
     }
 }
@@ -754,8 +775,10 @@ mod tests {
         s.trials.service_key = Some(SecretString::from("odcloud-service-key-secret"));
         s.registry.service_key = Some(SecretString::from("registry-service-key-secret"));
         s.events.geocoder_key = Some(SecretString::from("naver-geocoder-key-secret"));
+        s.events.webhook_url = Some(SecretString::from("https://hooks.slack.com/services/T0/B0/webhook-secret"));
         let out = s.to_masked_toml();
         assert!(!out.contains("naver-geocoder-key-secret"), "{out}");
+        assert!(!out.contains("webhook-secret"), "{out}");
         assert!(out.contains("MARU__EVENTS__GEOCODER_KEY"), "{out}");
         assert!(!out.contains("odcloud-service-key-secret"), "{out}");
         assert!(out.contains("MARU__TRIALS__SERVICE_KEY"), "{out}");

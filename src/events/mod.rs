@@ -22,6 +22,7 @@ pub mod convert;
 pub mod geocode;
 pub mod model;
 pub mod ops;
+pub mod outbox;
 pub mod service;
 pub mod settle;
 pub mod store;

@@ -5,7 +5,8 @@
 //! unsettled). Points (settings `events.*_points`): ABSENT +3; LATE +1; NOT_PAID +1 for a
 //! participant who came (ATTEND or LATE) to an event with a fee, added to LATE. PENDING fees
 //! are not penalised. The state lives in PostgreSQL only, so an event that ended while no
-//! replica ran is settled by the first one to start.
+//! replica ran is settled by the first one to start. With `events.webhook_url` set, the
+//! settlement's notice is written to the outbox in the same transaction ([`super::outbox`]).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -53,8 +54,8 @@ pub async fn settle_due(state: &AppState) -> AppResult<Vec<Settled>> {
 async fn settle_one(state: &AppState, skip: &[Uuid]) -> Result<Option<Settled>, (Option<Uuid>, AppError)> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await.map_err(|e| (None, e.into()))?;
-    let row: Option<(Uuid, Uuid, DateTime<Utc>, i64)> = sqlx::query_as(
-        "select id, community_id, ends_at, fee from events
+    let row: Option<(Uuid, Uuid, DateTime<Utc>, i64, String)> = sqlx::query_as(
+        "select id, community_id, ends_at, fee, title from events
           where settled_at is null and ends_at <= $1 and id <> all($2)
           order by ends_at, id
           limit 1
@@ -65,8 +66,13 @@ async fn settle_one(state: &AppState, skip: &[Uuid]) -> Result<Option<Settled>, 
     .fetch_optional(&mut *tx)
     .await
     .map_err(|e| (None, e.into()))?;
-    let Some((event_id, community_id, ends_at, fee)) = row else { return Ok(None) };
+    let Some((event_id, community_id, ends_at, fee, title)) = row else { return Ok(None) };
     let penalties = apply(state, &mut tx, event_id, community_id, fee, now).await.map_err(|e| (Some(event_id), e))?;
+    if state.settings.events.webhook_url.is_some() {
+        super::outbox::enqueue(&mut tx, event_id, community_id, &title, &penalties)
+            .await
+            .map_err(|e| (Some(event_id), e))?;
+    }
     tx.commit().await.map_err(|e| (Some(event_id), e.into()))?;
 
     let lag_s = (now - ends_at).num_milliseconds().max(0) as f64 / 1000.0;

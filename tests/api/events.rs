@@ -1117,3 +1117,64 @@ async fn authorization_matrix(pool: PgPool) {
         }
     }
 }
+
+// ---- webhook outbox
+
+#[sqlx::test]
+async fn settlement_notices_reach_the_webhook_once_with_retries(pool: PgPool) {
+    use axum::http::StatusCode;
+    // A Slack-like incoming webhook that fails twice, then accepts.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let bodies = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let (c2, b2) = (calls.clone(), bodies.clone());
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let (calls, bodies) = (c2.clone(), b2.clone());
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                bodies.lock().push(body);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let mut s = settings();
+    s.events.webhook_url = Some(SecretString::from(url));
+    s.events.webhook_backoff_ms = 20;
+    let c = Club::with(pool.clone(), s.clone()).await;
+    // A second replica delivers too: still one notice.
+    let clock: Arc<dyn maru::clock::Clock> = c.clock.clone();
+    let _replica = TestApp::spawn_clock(pool.clone(), s, clock).await;
+    let (e, _) = scenario(&c).await;
+    c.clock.set(t0() + Duration::hours(4));
+    c.wait_settled(&e).await;
+    for _ in 0..200 {
+        if !bodies.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    let got = bodies.lock().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let json: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(json["text"], json["content"]);
+    assert_eq!(json["text"], "[FC 마루] 정기 경기: settled — absent 1, late 1, not paid 1");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let (attempts, delivered): (i32, bool) =
+        sqlx::query_as("select attempts, delivered_at is not null from event_webhook_outbox where event_id = $1")
+            .bind(Uuid::parse_str(&e).unwrap())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((attempts, delivered), (3, true));
+    let m = c.app.metrics().await;
+    assert!(m.contains("maru_event_outbox_backlog"));
+    assert!(m.contains(r#"maru_event_webhook_deliveries_total{result="failed"}"#) || m.contains("delivered"));
+}

@@ -194,6 +194,7 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "event_ended",
                 "already_checked_in",
                 "forced",
+                "delivered",
             ]),
         ),
         ("source", set(&[maru::trials::model::SOURCE])),
