@@ -927,6 +927,7 @@ async fn wrong_geocoder_keys_are_unavailable_not_internal(pool: PgPool) {
 enum Who {
     Anonymous,
     Outsider,
+    Pending,
     Member,
     Manager,
     Admin,
@@ -936,11 +937,14 @@ enum Who {
 async fn authorization_matrix(pool: PgPool) {
     let c = Club::new(pool).await;
     let target = c.join("target").await;
+    let pending = c.app.user("waiting").await;
+    c.app.add_member(&c.club, &pending, "PENDING", "MEMBER").await;
     let e = c.event(&[&c.member, &target]).await;
     c.clock.set(t0() + Duration::hours(2));
     let token = |w: Who| match w {
         Who::Anonymous => None,
         Who::Outsider => Some(c.outsider.token.clone()),
+        Who::Pending => Some(pending.token.clone()),
         Who::Member => Some(c.member.token.clone()),
         Who::Manager => Some(c.manager.token.clone()),
         Who::Admin => Some(c.admin.token.clone()),
@@ -978,7 +982,7 @@ async fn authorization_matrix(pool: PgPool) {
         ("RemoveParticipant", MANAGER, true),
         ("DeleteEvent", MANAGER, true),
     ];
-    for who in [Who::Anonymous, Who::Outsider, Who::Member, Who::Manager, Who::Admin] {
+    for who in [Who::Anonymous, Who::Outsider, Who::Pending, Who::Member, Who::Manager, Who::Admin] {
         for &(name, level, names_event) in rpcs {
             // Skip destructive calls until last, and only for the allowed caller that runs last.
             if matches!(name, "RemoveParticipant" | "DeleteEvent") && who == Who::Manager {
@@ -1098,8 +1102,8 @@ async fn authorization_matrix(pool: PgPool) {
             };
             let expect: Option<(Code, &str)> = match (who, level) {
                 (Who::Anonymous, _) => Some((Code::Unauthenticated, "TOKEN_MISSING")),
-                (Who::Outsider, _) if names_event => Some((Code::NotFound, "EVENT_NOT_FOUND")),
-                (Who::Outsider, _) => Some((Code::PermissionDenied, "MEMBERSHIP_REQUIRED")),
+                (Who::Outsider | Who::Pending, _) if names_event => Some((Code::NotFound, "EVENT_NOT_FOUND")),
+                (Who::Outsider | Who::Pending, _) => Some((Code::PermissionDenied, "MEMBERSHIP_REQUIRED")),
                 (Who::Member, MANAGER) => Some((Code::PermissionDenied, "MANAGER_REQUIRED")),
                 // The member's own stats are allowed; someone else's are not.
                 (Who::Member, MEMBER) if name == "GetMemberStats" => Some((Code::PermissionDenied, "MANAGER_REQUIRED")),
