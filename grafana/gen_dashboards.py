@@ -855,6 +855,66 @@ def communities():
                      [INSTANCE_VAR], [RESTART_ANNOTATION])
 
 
+# ------------------------------------------------------------------ events (sports clubs)
+
+
+def events():
+    d = Dash()
+    E = M + ',grpc_service="maru.v1.EventService"'
+    d.row("Settlement", "Ended events are settled exactly once (penalties + settled_at in one transaction). "
+          "The backlog gauge is measured from the database by every replica: take the max.")
+    d.add(stat("Oldest unsettled event", "Seconds since the end of the oldest ended, unsettled event "
+               "(maru_event_settlement_pending_seconds). Normally under events.settle_interval_ms; "
+               "MaruEventSettlementLagging fires above 10 minutes.",
+               targets((f"max(maru_event_settlement_pending_seconds{{{M}}})", "backlog")), "s",
+               thresholds(("green", None), ("orange", 120), ("red", 600)), graph=False), 6, 7)
+    d.add(timeseries("Settlement lag p50/p99", "Seconds between an event's end and its settlement. Events that "
+                     "ended while no replica ran show up as large lags once a replica starts.",
+                     targets((f"histogram_quantile(0.5, sum by (le) (rate(maru_event_settlement_lag_seconds_bucket{{{M}}}[{RI}])))", "p50"),
+                             (f"histogram_quantile(0.99, sum by (le) (rate(maru_event_settlement_lag_seconds_bucket{{{M}}}[{RI}])))", "p99")),
+                     "s"), 9, 7)
+    d.add(timeseries("Settlements and penalties/h", "Events settled per hour and penalty rows written per "
+                     "hour by reason (absent +3, late +1, not_paid +1 by default).",
+                     targets((f"sum(increase(maru_event_settlements_total{{{M}}}[1h]))", "settled events"),
+                             (f"sum by (reason) (increase(maru_event_penalties_total{{{M}}}[1h]))", "{{reason}}")),
+                     "short"), 9, 7)
+
+    d.add(timeseries("Webhook outbox", "Settlement notices not delivered yet (maru_event_outbox_backlog, from "
+                     "the database; given-up ones included) and delivery attempts per hour by result. A growing "
+                     "backlog with failures: check events.webhook_url and the webhook's status page.",
+                     targets((f"max(maru_event_outbox_backlog{{{M}}})", "backlog"),
+                             (f"sum by (result) (increase(maru_event_webhook_deliveries_total{{{M}}}[1h]))", "{{result}}/h")),
+                     "short"), 24, 6)
+
+    d.row("Check-ins and fees", "Check-ins by result (refusals have their own reasons) and fee transitions.")
+    d.add(timeseries("Check-ins/h by result", "attend / late are accepted; too_far, not_open_yet, event_ended "
+                     "and already_checked_in are refusals; forced is a manager's ForceAttend. Many too_far "
+                     "refusals at one club usually mean a wrong venue (check the event's coordinates).",
+                     targets((f"sum by (result) (increase(maru_event_check_ins_total{{{M}}}[1h]))", "{{result}}")),
+                     "short", stack=True), 12, 8)
+    d.add(timeseries("Fee transitions/h", "pending = a member reported paying; paid = a manager confirmed; "
+                     "not_paid = a manager rejected the report.",
+                     targets((f"sum by (to) (increase(maru_event_fee_transitions_total{{{M}}}[1h]))", "{{to}}")),
+                     "short", stack=True), 12, 8)
+
+    d.row("EventService RPCs", "Requests, latency and refusals of maru.v1.EventService.")
+    d.add(timeseries("Requests/s by method", "EventService RPCs per second.",
+                     targets((f"sum by (grpc_method) (rate(grpc_server_handled_total{{{E}}}[{RI}]))",
+                              "{{grpc_method}}")), "ops"), 8, 8)
+    d.add(timeseries("p99 latency by method", "99th percentile server time per method. CreateEvent includes "
+                     "the geocoding call on a cache miss (events.geocoder_timeout_ms, retried).",
+                     targets((f"histogram_quantile(0.99, sum by (le, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{E}}}[{RI}])))",
+                              "{{grpc_method}}")), "s"), 8, 8)
+    d.add(timeseries("Geocode cache hit ratio", "Share of address lookups answered from Redis (cache "
+                     "`geocode`). Misses call the Naver API.",
+                     targets((f'sum(rate(maru_cache_requests_total{{{M},cache="geocode",result="hit"}}[{RI}])) / '
+                              f'sum(rate(maru_cache_requests_total{{{M},cache="geocode"}}[{RI}]))', "hit ratio")),
+                     "percentunit", maximum=1), 8, 8)
+    return dashboard("maru-events", "maru / Events",
+                     "Sports-club events: settlement lag and backlog, penalties, check-ins, fees and the "
+                     "EventService RPCs.", d, [INSTANCE_VAR], [RESTART_ANNOTATION])
+
+
 DASHBOARDS = {
     "maru-overview.json": overview,
     "maru-dependencies.json": dependencies,
@@ -862,6 +922,7 @@ DASHBOARDS = {
     "maru-logs.json": logs_dashboard,
     "maru-slo.json": slo_dashboard,
     "maru-communities.json": communities,
+    "maru-events.json": events,
 }
 
 

@@ -33,9 +33,11 @@ use crate::accounts::service::AuthApi;
 use crate::accounts::tokens::TokenKeys;
 use crate::admin::service::AdminApi;
 use crate::cache::Cache;
+use crate::clock::{Clock, SystemClock};
 use crate::communities::content::service::{ComplaintApi, ContactApi, NoticeApi, PollApi, ScheduleApi};
 use crate::communities::service::CommunityApi;
 use crate::config::{Environment, Settings};
+use crate::events::service::EventApi;
 use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{FILE_DESCRIPTOR_SET, maru_services, pb};
@@ -54,6 +56,8 @@ pub struct StateInner {
     pub tokens: Arc<TokenKeys>,
     pub passwords: Passwords,
     pub pager: Pager,
+    /// "Now" for time-dependent rules (events); a test clock in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Deref for AppState {
@@ -66,6 +70,11 @@ impl Deref for AppState {
 impl AppState {
     /// State for the CLI and tests: no servers, same rules.
     pub fn new(settings: Settings, db: PgPool) -> anyhow::Result<Self> {
+        Self::with_clock(settings, db, Arc::new(SystemClock))
+    }
+
+    /// As [`Self::new`] with another clock.
+    pub fn with_clock(settings: Settings, db: PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let (secret, _) = jwt_secret(&settings)?;
         let cache = Cache::new(&settings.redis);
         Ok(Self(Arc::new(StateInner {
@@ -75,6 +84,7 @@ impl AppState {
             passwords: Passwords::new(settings.auth.max_concurrent_hashes),
             pager: Pager::new(&secret),
             settings: Arc::new(settings),
+            clock,
         })))
     }
 }
@@ -127,6 +137,16 @@ impl Application {
 
     /// With an existing pool (tests pass a migrated per-test database).
     pub async fn build_with_pool(settings: Settings, pool: PgPool, prepare_db: bool) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, pool, prepare_db, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Self::build_with_pool`] with another clock (tests control time with it).
+    pub async fn build_with_clock(
+        settings: Settings,
+        pool: PgPool,
+        prepare_db: bool,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         // Before anything records a metric.
         telemetry::metrics_handle();
         let grpc = TcpListener::bind(settings.grpc_addr())
@@ -141,7 +161,7 @@ impl Application {
                  replicas will reject each other's tokens. Set MARU__AUTH__JWT_KEY in any shared deployment. !!!"
             );
         }
-        let state = AppState::new(settings, pool)?;
+        let state = AppState::with_clock(settings, pool, clock)?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Self { state, grpc, admin, ready: Arc::new(AtomicBool::new(false)), prepare_db, shutdown_tx })
     }
@@ -239,6 +259,9 @@ impl Application {
             pb::community_service_server::CommunityServiceServer::new(CommunityApi { state: state.clone() })
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max);
+        let events = pb::event_service_server::EventServiceServer::new(EventApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
 
         let rpc_layer = RpcLayer::new(RpcLayerConfig {
             tokens: state.tokens.clone(),
@@ -284,6 +307,7 @@ impl Application {
             .add_service(schedules)
             .add_service(polls)
             .add_service(communities)
+            .add_service(events)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal);
         tokio::pin!(server);
 

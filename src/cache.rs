@@ -29,7 +29,7 @@ const PENDING_LIMIT: usize = 10_000;
 const VERSION_TTL_S: u64 = 86_400;
 
 /// Caches by name: the closed set of the `cache` metric label.
-pub const CACHES: &[&str] = &["user", "my_communities"];
+pub const CACHES: &[&str] = &["user", "my_communities", "geocode"];
 
 #[derive(Clone)]
 pub struct Cache {

@@ -83,6 +83,25 @@ reasons! {
     MembershipAlreadyDecided => "MEMBERSHIP_ALREADY_DECIDED",
     LastManager => "LAST_MANAGER",
     VerificationCodeMismatch => "VERIFICATION_CODE_MISMATCH",
+    // Sports-club events.
+    EventNotFound => "EVENT_NOT_FOUND",
+    NotSportsClub => "NOT_SPORTS_CLUB",
+    CategoryLocked => "CATEGORY_LOCKED",
+    CategoryMismatch => "CATEGORY_MISMATCH",
+    AlreadyParticipant => "ALREADY_PARTICIPANT",
+    ParticipantNotFound => "PARTICIPANT_NOT_FOUND",
+    NotParticipant => "NOT_PARTICIPANT",
+    EventSettled => "EVENT_SETTLED",
+    TooFar => "TOO_FAR",
+    NotOpenYet => "NOT_OPEN_YET",
+    EventEnded => "EVENT_ENDED",
+    AlreadyCheckedIn => "ALREADY_CHECKED_IN",
+    NoFee => "NO_FEE",
+    FeeAlreadyReported => "FEE_ALREADY_REPORTED",
+    FeeAlreadyPaid => "FEE_ALREADY_PAID",
+    FeeNotPending => "FEE_NOT_PENDING",
+    AddressNotFound => "ADDRESS_NOT_FOUND",
+    GeocodingUnavailable => "GEOCODING_UNAVAILABLE",
     Internal => "INTERNAL",
 }
 
@@ -93,6 +112,8 @@ pub const UNIQUE_CONSTRAINTS: &[(&str, Reason)] = &[
     ("community_poll_votes_poll_id_user_id_key", Reason::AlreadyVoted),
     ("community_memberships_active_key", Reason::AlreadyMember),
     ("communities_external_code_key", Reason::CommunityExists),
+    ("event_participants_pkey", Reason::AlreadyParticipant),
+    ("event_check_ins_event_id_user_id_key", Reason::AlreadyCheckedIn),
 ];
 
 /// An error of any layer. Built by ops and stores; turned into a `Status` in one place.
@@ -254,6 +275,8 @@ fn reason_message(reason: Reason) -> &'static str {
         Reason::AlreadyVoted => "you have already voted in this poll",
         Reason::AlreadyMember => "you already have a pending or approved membership of this community",
         Reason::CommunityExists => "a community with this registry code already exists",
+        Reason::AlreadyParticipant => "the member is already a participant of this event",
+        Reason::AlreadyCheckedIn => "you have already checked in to this event",
         _ => "already exists",
     }
 }

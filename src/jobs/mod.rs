@@ -1,8 +1,9 @@
 //! Background work. Each job runs on every replica; jobs here are idempotent deletes, so
 //! replicas racing each other do no harm. The trials ingest serialises itself (see
-//! [`trials_ingest`]).
+//! [`trials_ingest`]); event settlement takes each event under a row lock (see [`event_settlement`]).
 
 mod community_gauges;
+mod event_settlement;
 mod trials_ingest;
 
 use std::time::Duration;
@@ -20,7 +21,8 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
     vec![
         tokio::spawn(sweep_expired(state.clone(), stop.clone())),
         tokio::spawn(trials_ingest::run(state.clone(), stop.clone())),
-        tokio::spawn(community_gauges::run(state.clone(), stop)),
+        tokio::spawn(community_gauges::run(state.clone(), stop.clone())),
+        tokio::spawn(event_settlement::run(state.clone(), stop)),
     ]
 }
 

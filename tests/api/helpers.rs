@@ -58,8 +58,13 @@ impl TestApp {
     }
 
     pub async fn spawn_settings(pool: PgPool, settings: Settings) -> Self {
+        Self::spawn_clock(pool, settings, std::sync::Arc::new(maru::clock::SystemClock)).await
+    }
+
+    /// Spawns with a given clock (tests share one `TestClock` between replicas).
+    pub async fn spawn_clock(pool: PgPool, settings: Settings, clock: std::sync::Arc<dyn maru::clock::Clock>) -> Self {
         let redis_prefix = settings.redis.key_prefix.clone();
-        let app = Application::build_with_pool(settings, pool, false).await.expect("app builds");
+        let app = Application::build_with_clock(settings, pool, false, clock).await.expect("app builds");
         let grpc_addr = app.grpc_addr();
         let admin_addr = app.admin_addr();
         let state = app.state();
@@ -100,6 +105,10 @@ impl TestApp {
 
     pub fn trials(&self) -> TrialServiceClient<Channel> {
         TrialServiceClient::new(self.channel.clone())
+    }
+
+    pub fn events(&self) -> maru::grpc::pb::event_service_client::EventServiceClient<Channel> {
+        maru::grpc::pb::event_service_client::EventServiceClient::new(self.channel.clone())
     }
 
     pub fn health(&self) -> HealthClient<Channel> {

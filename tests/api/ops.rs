@@ -176,8 +176,27 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("grpc_code", codes.iter().map(|c| maru::grpc::layer::code_label(*c).to_string()).collect()),
         ("protocol", set(&["grpc", "grpc_web"])),
         ("cache", maru::cache::CACHES.iter().map(|c| c.to_string()).collect()),
-        // cache lookups; ingest runs
-        ("result", set(&["hit", "miss", "bypass", "running", "succeeded", "failed", "skipped"])),
+        // cache lookups; ingest runs; event check-ins
+        (
+            "result",
+            set(&[
+                "hit",
+                "miss",
+                "bypass",
+                "running",
+                "succeeded",
+                "failed",
+                "skipped",
+                "attend",
+                "late",
+                "too_far",
+                "not_open_yet",
+                "event_ended",
+                "already_checked_in",
+                "forced",
+                "delivered",
+            ]),
+        ),
         ("source", set(&[maru::trials::model::SOURCE])),
         ("constraint", constraints),
         ("op", set(&["get", "fill", "invalidate", "hash", "verify"])),
@@ -205,8 +224,10 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         // memberships; complaints
         ("status", set(&["PENDING", "APPROVED", "REJECTED", "RECEIVED", "IN_PROGRESS", "RESOLVED", "WITHDRAWN"])),
         ("version", set(&[env!("CARGO_PKG_VERSION")])),
-        // complaint transitions (community content)
-        ("to", set(&["received", "in_progress", "resolved", "rejected", "withdrawn"])),
+        // complaint transitions (community content); event fee transitions
+        ("to", set(&["received", "in_progress", "resolved", "rejected", "withdrawn", "pending", "paid", "not_paid"])),
+        // event penalties
+        ("reason", set(&["absent", "late", "not_paid"])),
     ])
 }
 
