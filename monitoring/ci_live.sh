@@ -36,9 +36,24 @@ export MARU__REDIS__KEY_PREFIX="${MARU__REDIS__KEY_PREFIX:-maru-ops-ci-$$:}"
 # Room in the auth bucket for the community journey's two logins per round; the Login burst of
 # 20 at once in traffic.sh still overflows it.
 export MARU__RATE_LIMIT__BUCKETS__AUTH__BURST="${MARU__RATE_LIMIT__BUCKETS__AUTH__BURST:-16}"
+# A webhook receiver (Slack/Discord-style POSTs, answered 204) for the settlement notices, so the
+# outbox panels have deliveries to show.
+hook_port="$(free_port)"
+python3 -c '
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(204); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+' "$hook_port" &
+hook_pid=$!
+export MARU__EVENTS__WEBHOOK_URL="http://127.0.0.1:$hook_port/hook"
 "$bin" serve >"$log" 2>&1 &
 pid=$!
 cleanup() {
+  kill "$hook_pid" 2>/dev/null || true
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   rm -f "$log"

@@ -21,6 +21,9 @@
 #                    a membership decision (while one is pending), a new poll and a vote (the
 #                    second vote AlreadyExists), a complaint moved to IN_PROGRESS (and an
 #                    invalid transition, FailedPrecondition); skipped without the demo accounts
+#   Sports club      with the demo club FC 마루: a match starting now, check-ins 600 m away
+#                    (FailedPrecondition TOO_FAR), 200 m away (OK) and again (AlreadyExists),
+#                    a fee reported and confirmed
 #   ResourceExhausted a burst of 20 failed Logins at once in the first round exceeds the auth
 #                    rate-limit bucket (TRAFFIC_BURST=0 turns it off); later rounds may be
 #                    limited too, the script never fails on it. Needs grpcurl and curl (curl with HTTP/2 for the raw calls).
@@ -174,6 +177,33 @@ while :; do
     call "UpdateComplaintStatus back to RECEIVED" -H "authorization: Bearer $manager" \
       -d "{\"complaint_id\":\"$complaint\",\"status\":\"COMPLAINT_STATUS_RECEIVED\"}" \
       "$addr" maru.v1.ComplaintService/UpdateComplaintStatus
+  fi
+  # Sports club (the demo club FC 마루): a match starting now, a refused, an accepted and a
+  # repeated check-in, a fee reported and confirmed.
+  if [[ -n "$manager" && -n "$kim" ]]; then
+    call "SearchCommunities FC 마루" -d '{"query":"FC 마루"}' "$addr" maru.v1.CommunityService/SearchCommunities
+    club="$(json_field id)"
+    kim_id="$(grpcurl -plaintext -max-time 10 -H "authorization: Bearer $kim" "$addr" maru.v1.AuthService/WhoAmI \
+      2>/dev/null | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -n1)"
+    call "CreateEvent (manager)" -H "authorization: Bearer $manager" -d "{\"community_id\":\"$club\",
+      \"title\":\"traffic $suffix\",\"address\":\"서울특별시 중구 세종대로 110\",\"gender_category\":\"GENDER_CATEGORY_ALL\",
+      \"fee\":10000,\"starts_at\":\"$(date -u -d '-5 min' +%FT%TZ)\",\"ends_at\":\"$(date -u -d '+1 hour' +%FT%TZ)\",
+      \"latitude\":37.5665,\"longitude\":126.9780}" "$addr" maru.v1.EventService/CreateEvent
+    event="$(json_field id)"
+    call "AddParticipant" -H "authorization: Bearer $manager" -d "{\"event_id\":\"$event\",\"user_id\":\"$kim_id\"}" \
+      "$addr" maru.v1.EventService/AddParticipant
+    call "ListEvents" -H "authorization: Bearer $kim" -d "{\"community_id\":\"$club\"}" "$addr" maru.v1.EventService/ListEvents
+    call "CheckIn 600 m away" -H "authorization: Bearer $kim" \
+      -d "{\"event_id\":\"$event\",\"latitude\":37.5719,\"longitude\":126.9780}" "$addr" maru.v1.EventService/CheckIn
+    call "CheckIn 200 m away" -H "authorization: Bearer $kim" \
+      -d "{\"event_id\":\"$event\",\"latitude\":37.5683,\"longitude\":126.9780}" "$addr" maru.v1.EventService/CheckIn
+    call "CheckIn again" -H "authorization: Bearer $kim" \
+      -d "{\"event_id\":\"$event\",\"latitude\":37.5683,\"longitude\":126.9780}" "$addr" maru.v1.EventService/CheckIn
+    call "ReportFeePaid" -H "authorization: Bearer $kim" -d "{\"event_id\":\"$event\"}" "$addr" maru.v1.EventService/ReportFeePaid
+    call "ConfirmFee (manager)" -H "authorization: Bearer $manager" -d "{\"event_id\":\"$event\",\"user_id\":\"$kim_id\"}" \
+      "$addr" maru.v1.EventService/ConfirmFee
+    call "ListMemberStats (manager)" -H "authorization: Bearer $manager" -d "{\"community_id\":\"$club\"}" \
+      "$addr" maru.v1.EventService/ListMemberStats
   fi
   # Server-side failures and the rate-limit burst only in the first round: a looping
   # generator (compose `load`) should not keep burning the error budget and paging.

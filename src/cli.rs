@@ -59,7 +59,8 @@ pub enum Command {
 pub enum SeedCommand {
     /// The apartment registry plus a lived-in demo complex, 용인신갈푸르지오: accounts demo.admin,
     /// demo.manager, demo.kim, demo.lee, demo.park (password maru-demo-1234), notices, contacts,
-    /// schedules, a complaint and an open poll. Running it again changes nothing.
+    /// schedules, a complaint and an open poll; and the sports club FC 마루 with an ended and a
+    /// running match. Running it again changes nothing.
     Demo {
         /// The registry file to import first (AptListService rows).
         #[arg(long, value_name = "FILE", default_value = "tests/fixtures/apartments-gyeonggi.json")]
@@ -166,6 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let what = if demo.created { "created" } else { "already there, unchanged" };
             println!("demo complex 용인신갈푸르지오 ({}): {what}", crate::seed::DEMO_KAPT_CODE);
             println!("  community_id {}", demo.community_id);
+            println!("  sports club FC 마루 (join code {}), two matches", crate::seed::DEMO_CLUB_CODE);
             println!(
                 "  accounts demo.admin (ADMIN), demo.manager (MANAGER), demo.kim, demo.lee (members), \
                  demo.park (pending); password {}",

@@ -6,8 +6,16 @@
 //! `demo.admin` (deployment ADMIN), `demo.manager` (MANAGER of the complex), residents `demo.kim`
 //! and `demo.lee` (APPROVED), `demo.park` (PENDING, for the walk-through's DecideMembership).
 //! Content: two notices (one pinned), three contacts, two schedules, a complaint by demo.kim and
-//! an open poll with demo.lee's vote. Running it again changes nothing (it reports that the demo
-//! exists); the registry import is idempotent anyway.
+//! an open poll with demo.lee's vote.
+//!
+//! Also a sports club, FC 마루 (join code [`DEMO_CLUB_CODE`]), managed by demo.manager, with
+//! demo.kim and demo.lee as players: a match that ended an hour before seeding (demo.lee was
+//! marked present, demo.kim never came, nobody paid; the server settles it when it starts:
+//! demo.kim ABSENT +3, demo.lee NOT_PAID +1) and a match under way at Seoul City Hall
+//! (37.5665, 126.9780) until two hours after seeding, for check-ins.
+//!
+//! Running it again changes nothing (it reports that the demo exists); the registry import is
+//! idempotent anyway.
 
 use std::path::PathBuf;
 
@@ -24,13 +32,17 @@ use crate::communities::content::contacts::{self, CreateContact};
 use crate::communities::content::notices::{self, CreateNotice};
 use crate::communities::content::polls::{self, CastVote, CreatePoll};
 use crate::communities::content::schedules::{self, CreateSchedule, ScheduleData};
-use crate::communities::model::{Decision, JoinRequest};
+use crate::communities::model::{Decision, JoinRequest, Kind, NewCommunity};
 use crate::communities::{ops as communities, registry};
+use crate::events::model::{Category, Coords, CreateEvent, EventUser, Venue};
+use crate::events::ops as events;
 
 /// Registry code of the demo complex.
 pub const DEMO_KAPT_CODE: &str = "A44658807";
 /// Password of every demo account.
 pub const DEMO_PASSWORD: &str = "maru-demo-1234";
+/// Join code of the demo sports club.
+pub const DEMO_CLUB_CODE: &str = "goal2026";
 
 /// What `seed demo` made (or found).
 #[derive(Debug)]
@@ -182,5 +194,77 @@ async fn build(state: &AppState, c: Uuid) -> crate::error::AppResult<()> {
     let option_id =
         poll.options.first().map(|o| o.id).ok_or_else(|| crate::error::AppError::internal("poll without options"))?;
     polls::cast_vote(state, &lee, CastVote { poll_id: poll.poll.id, option_id }).await?;
+
+    sports_club(state, &admin, &manager, &[&kim, &lee]).await
+}
+
+async fn sports_club(
+    state: &AppState,
+    admin: &Caller,
+    manager: &Caller,
+    players: &[&Caller],
+) -> crate::error::AppResult<()> {
+    let club = NewCommunity {
+        kind: Kind::SportsClub,
+        name: "FC 마루".into(),
+        address: "서울특별시 중구 세종대로 110".into(),
+        join_code: Some(DEMO_CLUB_CODE.into()),
+        external_code: None,
+        request_id: None,
+    };
+    let club = communities::create_community(state, admin, club).await?.id;
+    let join = |who: &Caller| {
+        let req = JoinRequest {
+            community_id: club,
+            building: String::new(),
+            unit: String::new(),
+            verification_code: DEMO_CLUB_CODE.into(),
+        };
+        let who = *who;
+        async move { communities::request_membership(state, &who, req).await }
+    };
+    join(manager).await?;
+    communities::set_member_role(state, admin, club, manager.user_id, MemberRole::Manager).await?;
+    for p in players {
+        join(p).await?;
+    }
+
+    let now = Utc::now();
+    let city_hall = Coords { latitude: 37.5665, longitude: 126.9780 };
+    let event = |title: &str, starts_at, ends_at| CreateEvent {
+        community_id: club,
+        title: title.into(),
+        address: "서울특별시 중구 세종대로 110".into(),
+        category: Category::All,
+        fee: 10_000,
+        starts_at,
+        ends_at,
+        description: String::new(),
+        venue: Venue::Explicit(city_hall),
+        request_id: None,
+    };
+    let ended = events::create_event(
+        state,
+        manager,
+        event("지난 정기 경기", now - Duration::hours(3), now - Duration::hours(1)),
+    )
+    .await?
+    .id;
+    let under_way = events::create_event(
+        state,
+        manager,
+        event("오늘 정기 경기", now - Duration::minutes(10), now + Duration::hours(2)),
+    )
+    .await?
+    .id;
+    for p in players {
+        for event_id in [ended, under_way] {
+            events::add_participant(state, manager, EventUser { event_id, user_id: p.user_id }).await?;
+        }
+    }
+    // The last player came to the ended match (marked by the manager); the others did not.
+    if let Some(present) = players.last() {
+        events::force_attend(state, manager, EventUser { event_id: ended, user_id: present.user_id }).await?;
+    }
     Ok(())
 }

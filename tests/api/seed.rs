@@ -46,9 +46,11 @@ async fn seed_demo_builds_the_walk_through_complex_once(pool: PgPool) {
         (token(&app, "demo.kim").await, token(&app, "demo.manager").await, token(&app, "demo.park").await);
     let home = communities.list_my_communities(bearer(&kim, pb::ListMyCommunitiesRequest::default())).await.unwrap();
     let home = home.into_inner().communities;
-    assert_eq!(home.len(), 1);
-    let m = home[0].membership.as_ref().unwrap();
-    assert_eq!(m.status(), pb::MembershipStatus::Approved);
+    // The complex and the sports club, both APPROVED.
+    let mut names: Vec<&str> = home.iter().map(|h| h.community.as_ref().unwrap().name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["FC 마루", "용인신갈푸르지오"]);
+    assert!(home.iter().all(|h| h.membership.as_ref().unwrap().status() == pb::MembershipStatus::Approved));
 
     // Notices: pinned first.
     let mut notices = NoticeServiceClient::new(app.channel.clone());
@@ -95,4 +97,23 @@ async fn seed_demo_builds_the_walk_through_complex_once(pool: PgPool) {
         .complaints;
     assert_eq!(complaints.len(), 1);
     assert_eq!(complaints[0].status(), pb::ComplaintStatus::Received);
+
+    // The sports club: two matches, both with demo.kim and demo.lee.
+    let club = communities
+        .search_communities(pb::SearchCommunitiesRequest { query: "FC 마루".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .communities;
+    assert_eq!(club.len(), 1);
+    assert_eq!(club[0].kind(), pb::CommunityKind::SportsClub);
+    let events = app
+        .events()
+        .list_events(bearer(&manager, pb::ListEventsRequest { community_id: club[0].id.clone(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.participant_count == 2), "{events:?}");
 }
