@@ -40,6 +40,7 @@ use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{FILE_DESCRIPTOR_SET, maru_services, pb};
 use crate::paging::Pager;
+use crate::social::service::{ProfileApi, SocialApi};
 use crate::trials::service::TrialApi;
 use crate::{db, jobs, telemetry};
 
@@ -239,6 +240,13 @@ impl Application {
             pb::community_service_server::CommunityServiceServer::new(CommunityApi { state: state.clone() })
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max);
+        // Profiles, the social graph and the feed.
+        let profiles = pb::profile_service_server::ProfileServiceServer::new(ProfileApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let social = pb::social_service_server::SocialServiceServer::new(SocialApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
 
         let rpc_layer = RpcLayer::new(RpcLayerConfig {
             tokens: state.tokens.clone(),
@@ -284,6 +292,8 @@ impl Application {
             .add_service(schedules)
             .add_service(polls)
             .add_service(communities)
+            .add_service(profiles)
+            .add_service(social)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal);
         tokio::pin!(server);
 

@@ -83,6 +83,8 @@ reasons! {
     MembershipAlreadyDecided => "MEMBERSHIP_ALREADY_DECIDED",
     LastManager => "LAST_MANAGER",
     VerificationCodeMismatch => "VERIFICATION_CODE_MISMATCH",
+    // Profiles, social graph and feed.
+    CannotFollowSelf => "CANNOT_FOLLOW_SELF",
     Internal => "INTERNAL",
 }
 

@@ -18,5 +18,6 @@ pub mod grpc;
 pub mod idempotency;
 pub mod jobs;
 pub mod paging;
+pub mod social;
 pub mod telemetry;
 pub mod trials;

@@ -9,4 +9,5 @@ mod communities;
 mod community_content;
 mod ops;
 mod server;
+mod social;
 mod trials;
