@@ -71,3 +71,12 @@ create table comment_likes (
     constraint comment_likes_pkey primary key (comment_id, user_id)
 );
 create index comment_likes_comment_id_idx on comment_likes (comment_id, created_at desc, user_id desc);
+
+-- View-count flush batches already applied (DOMAIN §2 views): a batch taken again after an
+-- interrupted flush is recognised by its id and not applied twice. Swept after 7 days.
+create table post_view_flushes (
+    batch_id   uuid primary key,
+    posts      integer not null,
+    views      bigint not null,
+    applied_at timestamptz not null default now()
+);

@@ -36,6 +36,7 @@ use crate::cache::Cache;
 use crate::communities::content::service::{ComplaintApi, ContactApi, NoticeApi, PollApi, ScheduleApi};
 use crate::communities::service::CommunityApi;
 use crate::config::{Environment, Settings};
+use crate::feed::service::FeedApi;
 use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{FILE_DESCRIPTOR_SET, maru_services, pb};
@@ -247,6 +248,9 @@ impl Application {
         let social = pb::social_service_server::SocialServiceServer::new(SocialApi { state: state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let feed = pb::feed_service_server::FeedServiceServer::new(FeedApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
 
         let rpc_layer = RpcLayer::new(RpcLayerConfig {
             tokens: state.tokens.clone(),
@@ -294,6 +298,7 @@ impl Application {
             .add_service(communities)
             .add_service(profiles)
             .add_service(social)
+            .add_service(feed)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal);
         tokio::pin!(server);
 

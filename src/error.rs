@@ -85,6 +85,11 @@ reasons! {
     VerificationCodeMismatch => "VERIFICATION_CODE_MISMATCH",
     // Profiles, social graph and feed.
     CannotFollowSelf => "CANNOT_FOLLOW_SELF",
+    PostNotFound => "POST_NOT_FOUND",
+    CommentNotFound => "COMMENT_NOT_FOUND",
+    PostAuthorRequired => "POST_AUTHOR_REQUIRED",
+    CommentAuthorRequired => "COMMENT_AUTHOR_REQUIRED",
+    EtagMismatch => "ETAG_MISMATCH",
     Internal => "INTERNAL",
 }
 

@@ -14,6 +14,7 @@ pub mod communities;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod feed;
 pub mod grpc;
 pub mod idempotency;
 pub mod jobs;

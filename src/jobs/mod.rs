@@ -3,6 +3,7 @@
 //! [`trials_ingest`]).
 
 mod community_gauges;
+mod feed_views;
 mod trials_ingest;
 
 use std::time::Duration;
@@ -20,7 +21,8 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
     vec![
         tokio::spawn(sweep_expired(state.clone(), stop.clone())),
         tokio::spawn(trials_ingest::run(state.clone(), stop.clone())),
-        tokio::spawn(community_gauges::run(state.clone(), stop)),
+        tokio::spawn(community_gauges::run(state.clone(), stop.clone())),
+        tokio::spawn(feed_views::run(state.clone(), stop)),
     ]
 }
 

@@ -51,8 +51,9 @@ pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePat
     if !store::update_profile(&state.db, caller.user_id, &patch).await? {
         return Err(user_not_found());
     }
-    // WhoAmI caches the user with its display name.
+    // WhoAmI caches the user with its display name; cached posts show it too.
     state.cache.invalidate(&[user_cache_key(caller.user_id)]).await;
+    crate::feed::cache::authors_changed(state).await;
     store::get_profile(&state.db, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)
 }
 
@@ -69,6 +70,8 @@ pub async fn delete_account(state: &AppState, caller: &Caller, confirm_handle: &
         return Err(user_not_found());
     }
     state.cache.invalidate(&[user_cache_key(caller.user_id)]).await;
+    // Cached posts and pages may show the account's posts, comments and likes.
+    crate::feed::cache::authors_changed(state).await;
     tracing::info!(user_id = %caller.user_id, "account deleted");
     Ok(())
 }

@@ -7,6 +7,7 @@ mod logs;
 mod auth;
 mod communities;
 mod community_content;
+mod feed;
 mod ops;
 mod server;
 mod social;
