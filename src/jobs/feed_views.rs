@@ -9,6 +9,7 @@ use crate::app::AppState;
 use crate::feed::views;
 
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    crate::feed::register_metrics();
     let every = Duration::from_secs(state.settings.feed.view_flush_interval_s.max(1));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
