@@ -6,6 +6,7 @@ use super::convert::{comment_to_pb, comment_update, id_field, liker_to_pb, post_
 use super::model::{CreateComment, CreatePost, PostFilter, UpdatePost};
 use super::ops;
 use crate::app::AppState;
+use crate::grpc::admission::client_ip;
 use crate::grpc::{caller, maybe_caller, pb};
 
 pub struct FeedApi {
@@ -26,7 +27,8 @@ impl pb::feed_service_server::FeedService for FeedApi {
 
     async fn get_post(&self, req: Request<pb::GetPostRequest>) -> Result<Response<pb::GetPostResponse>, Status> {
         let who = maybe_caller(&req)?;
-        let ip = req.remote_addr().map(|a| a.ip().to_string());
+        let trusted = &self.state.settings.rate_limit.trusted_proxies;
+        let ip = req.remote_addr().map(|a| client_ip(trusted, a.ip(), req.metadata().as_ref()).to_string());
         let id = id_field("post_id", &req.get_ref().post_id)?;
         let p = ops::get_post(&self.state, who.as_ref(), id, ip.as_deref()).await?;
         Ok(Response::new(pb::GetPostResponse { post: Some(post_to_pb(p)) }))

@@ -1,5 +1,5 @@
-//! Post view counting (DOMAIN §2 rules applied to posts): a viewer (user id, else client IP)
-//! counts once per post per day (Asia/Seoul).
+//! Post view counting (DOMAIN §2 rules applied to posts): a viewer (user id, else client IP,
+//! read through trusted proxies like the rate limiter) counts once per post per day (Asia/Seoul).
 //!
 //! Redis holds, under the cache prefix:
 //! - `views:<day>:<post>` — the set of the day's viewers of a post, with a 2-day TTL (no

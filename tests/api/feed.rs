@@ -992,3 +992,17 @@ async fn truth_page(fx: &Fx, reader: &TestUser) -> Vec<(String, (String, Vec<Str
         })
         .collect()
 }
+
+#[sqlx::test]
+async fn anonymous_views_count_per_client_ip_behind_a_trusted_proxy(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| s.rate_limit.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let fx = Fx::with(app).await;
+    let post = fx.post(&fx.author, false, "익명 조회", &[]).await;
+    for xff in ["203.0.113.7", "203.0.113.7", "198.51.100.2", "198.51.100.2, 127.0.0.1"] {
+        let mut req = Request::new(pb::GetPostRequest { post_id: post.id.clone() });
+        req.metadata_mut().insert("x-forwarded-for", xff.parse().unwrap());
+        fx.feed().get_post(req).await.unwrap();
+    }
+    maru::feed::views::flush(&fx.app.state).await.unwrap();
+    assert_eq!(view_count(&fx, &post.id).await, 2, "two clients behind the proxy");
+}
