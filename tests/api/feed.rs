@@ -1006,3 +1006,96 @@ async fn anonymous_views_count_per_client_ip_behind_a_trusted_proxy(pool: PgPool
     maru::feed::views::flush(&fx.app.state).await.unwrap();
     assert_eq!(view_count(&fx, &post.id).await, 2, "two clients behind the proxy");
 }
+
+/// Every FeedService RPC against a community post: anonymous, outsider (PENDING), member,
+/// manager, admin. Expected code per caller, in that order (`Ok` = allowed).
+#[sqlx::test]
+async fn authorization_matrix_of_every_rpc_on_a_community_post(pool: PgPool) {
+    let fx = Fx::new(pool).await;
+    let post = fx.post(&fx.author, true, "매트릭스", &[]).await;
+    let comment = fx.comment(&fx.author, &post.id, "", "작성자 댓글").await;
+    let anon = TestUser { id: String::new(), handle: String::new(), token: String::new(), refresh: String::new() };
+    let callers = [&anon, &fx.outsider, &fx.member, &fx.manager, &fx.admin];
+    fn req<T>(who: &TestUser, msg: T) -> Request<T> {
+        if who.token.is_empty() { Request::new(msg) } else { who.req(msg) }
+    }
+    use Code::{NotFound as NF, Ok as OK, PermissionDenied as PD, Unauthenticated as UA};
+    let pid = post.id.clone();
+    let cid = comment.id.clone();
+    let code = |r: Result<(), tonic::Status>| r.map_or_else(|s| s.code(), |_| OK);
+    for (i, who) in callers.iter().enumerate() {
+        let mut f = fx.feed();
+        let got = [
+            code(f.get_post(req(who, pb::GetPostRequest { post_id: pid.clone() })).await.map(|_| ())),
+            code(
+                f.list_posts(req(
+                    who,
+                    pb::ListPostsRequest { community_id: fx.community.clone(), ..Default::default() },
+                ))
+                .await
+                .map(|_| ()),
+            ),
+            code(
+                f.list_comments(req(who, pb::ListCommentsRequest { post_id: pid.clone(), ..Default::default() }))
+                    .await
+                    .map(|_| ()),
+            ),
+            code(
+                f.list_likers(req(who, pb::ListLikersRequest { post_id: pid.clone(), ..Default::default() }))
+                    .await
+                    .map(|_| ()),
+            ),
+            code(f.like(req(who, like_post(&pid))).await.map(|_| ())),
+            code(
+                f.create_comment(req(
+                    who,
+                    pb::CreateCommentRequest { post_id: pid.clone(), text: "댓글".into(), ..Default::default() },
+                ))
+                .await
+                .map(|_| ()),
+            ),
+            code(
+                f.update_post(req(
+                    who,
+                    pb::UpdatePostRequest {
+                        post_id: pid.clone(),
+                        text: "x".into(),
+                        update_mask: mask(&["text"]),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(|_| ()),
+            ),
+            code(
+                f.update_comment(req(who, pb::UpdateCommentRequest { comment_id: cid.clone(), text: "y".into() }))
+                    .await
+                    .map(|_| ()),
+            ),
+        ];
+        let want = [
+            [NF, UA, NF, NF, UA, UA, UA, UA],
+            [NF, PD, NF, NF, NF, NF, NF, NF],
+            [OK, OK, OK, OK, OK, OK, PD, PD],
+            [OK, OK, OK, OK, OK, OK, PD, PD],
+            [OK, OK, OK, OK, OK, OK, PD, PD],
+        ][i];
+        assert_eq!(got, want, "caller #{i}");
+    }
+    // Deletes last: a member may not, the manager may (a comment), the admin may (the post).
+    let del_c = |who: &TestUser| who.req(pb::DeleteCommentRequest { comment_id: cid.clone() });
+    assert_eq!(
+        fx.feed()
+            .delete_comment(fx.outsider.req(pb::DeleteCommentRequest { comment_id: cid.clone() }))
+            .await
+            .unwrap_err()
+            .code(),
+        NF
+    );
+    assert_eq!(fx.feed().delete_comment(del_c(&fx.member)).await.unwrap_err().code(), PD);
+    fx.feed().delete_comment(del_c(&fx.manager)).await.unwrap();
+    let del_p = |who: &TestUser| who.req(pb::DeletePostRequest { post_id: pid.clone() });
+    assert_eq!(fx.feed().delete_post(del_p(&fx.outsider)).await.unwrap_err().code(), NF);
+    assert_eq!(fx.feed().delete_post(del_p(&fx.member)).await.unwrap_err().code(), PD);
+    fx.feed().delete_post(del_p(&fx.admin)).await.unwrap();
+}
