@@ -913,6 +913,59 @@ def events():
     return dashboard("maru-events", "maru / Events",
                      "Sports-club events: settlement lag and backlog, penalties, check-ins, fees and the "
                      "EventService RPCs.", d, [INSTANCE_VAR], [RESTART_ANNOTATION])
+# ------------------------------------------------------------------ feed
+
+
+FEED_SERVICES = "maru[.]v1[.](Feed|Social|Profile)Service"
+
+
+def feed():
+    d = Dash()
+    F = M + f',grpc_service=~"{FEED_SERVICES}"'
+    d.row("Activity", "Posts, comments, likes and follows created (docs/feed.md). Replays of a request_id and "
+          "repeated likes/follows (idempotent, created=false) are not counted.")
+    d.add(timeseries("Created/min", "Posts, comments, likes on posts and on comments, and follows per minute, "
+                     "summed over replicas.",
+                     targets((f"sum(rate(maru_posts_created_total{{{M}}}[{RI}])) * 60", "posts"),
+                             (f"sum(rate(maru_comments_created_total{{{M}}}[{RI}])) * 60", "comments"),
+                             (f"sum(rate(maru_post_likes_total{{{M}}}[{RI}])) * 60", "post likes"),
+                             (f"sum(rate(maru_comment_likes_total{{{M}}}[{RI}])) * 60", "comment likes"),
+                             (f"sum(rate(maru_follows_total{{{M}}}[{RI}])) * 60", "follows")), "short"), 12, 8)
+    d.add(timeseries("Feed RPCs/s by method", "Feed, social and profile RPCs per second. ListPosts and GetPost "
+                     "dominate normal traffic.",
+                     targets((f"sum by (grpc_method) (rate(grpc_server_handled_total{{{F}}}[{RI}]))",
+                              "{{grpc_method}}")), "ops"), 12, 8)
+
+    d.row("Views", "Views are counted in Redis (once per viewer, post and day) and flushed to PostgreSQL by one "
+          "replica at a time every feed.view_flush_interval_s.")
+    d.add(timeseries("Views counted, flushed, dropped/min", "Counted: first view of a viewer today. Flushed: "
+                     "views added to PostgreSQL. Dropped: views not counted because Redis was unreachable.",
+                     targets((f"sum(rate(maru_post_views_counted_total{{{M}}}[{RI}])) * 60", "counted"),
+                             (f"sum(rate(maru_post_views_flushed_total{{{M}}}[{RI}])) * 60", "flushed"),
+                             (f"sum(rate(maru_post_views_dropped_total{{{M}}}[{RI}])) * 60", "dropped")),
+                     "short"), 8, 8)
+    d.add(stat("Flush lag", "Seconds since the last successful view flush on any replica. Above a few flush "
+               "intervals: the flush fails (database or Redis) and views pile up in Redis.",
+               targets((f"time() - max(maru_view_flush_last_success_timestamp_seconds{{{M}}})", "lag")), "s",
+               thresholds(("green", None), ("orange", 180), ("red", 600)), graph=False), 8, 8)
+    d.add(timeseries("Flush duration p99", "99th percentile of a flush run (one bulk UPDATE per batch).",
+                     targets((f"histogram_quantile(0.99, sum by (le) (rate(maru_view_flush_seconds_bucket{{{M}}}[{RI}])))",
+                              "p99")), "s"), 8, 8)
+
+    d.row("Caching", "Post detail (feed_post) and community feed pages (feed_page) in Redis, invalidated by every "
+          "write that changes them.")
+    d.add(timeseries("Cache hit ratio per cache", "Share of lookups answered from Redis, per cache. Bypass "
+                     "(Redis unreachable) counts as a miss here.",
+                     targets((f'sum by (cache) (rate(maru_cache_requests_total{{{M},result="hit"}}[{RI}])) / '
+                              f'sum by (cache) (rate(maru_cache_requests_total{{{M}}}[{RI}]))', "{{cache}}")),
+                     "percentunit", maximum=1), 12, 8)
+    d.add(timeseries("p99 latency by method", "99th percentile server time of the feed RPCs. ListPosts with a "
+                     "text query above 100 ms: check the trigram index posts_text_trgm_idx.",
+                     targets((f"histogram_quantile(0.99, sum by (le, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{F}}}[{RI}])))",
+                              "{{grpc_method}}")), "s"), 12, 8)
+    return dashboard("maru-feed", "maru / Feed",
+                     "Posts, comments, likes, follows, view counting and feed caching.", d,
+                     [INSTANCE_VAR], [RESTART_ANNOTATION])
 
 
 DASHBOARDS = {
@@ -923,6 +976,7 @@ DASHBOARDS = {
     "maru-slo.json": slo_dashboard,
     "maru-communities.json": communities,
     "maru-events.json": events,
+    "maru-feed.json": feed,
 }
 
 

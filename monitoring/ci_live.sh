@@ -28,6 +28,8 @@ if [[ -z "${MARU__DATABASE__URL:-}" ]]; then
   export MARU__DATABASE__URL="postgres://postgres@127.0.0.1:5432/$own_db"
 fi
 export MARU__REDIS__KEY_PREFIX="${MARU__REDIS__KEY_PREFIX:-maru-ops-ci-$$:}"
+# Flush post views every second so the Feed dashboard's flush panels have data.
+export MARU__FEED__VIEW_FLUSH_INTERVAL_S="${MARU__FEED__VIEW_FLUSH_INTERVAL_S:-1}"
 # One successful ingest in the database first: every replica reads the last-success gauge
 # from ingest_runs at start-up, so the Ingest panels and MaruIngestStale have data.
 "$bin" ingest trials --from-file tests/fixtures/clinical-trials-3074271.json >/dev/null

@@ -135,6 +135,19 @@ while :; do
     call "WhoAmI (cache hit)" -H "authorization: Bearer $access" "$addr" maru.v1.AuthService/WhoAmI
     call "ListUsers as a plain user" -H "authorization: Bearer $access" -d '{}' "$addr" maru.v1.AdminService/ListUsers
     grpc_web "gRPC-web WhoAmI with token" -H "authorization: Bearer $access"
+    # Feed: a public post, a comment, a like, a view, a list (feed counters and caches).
+    auth=(-H "authorization: Bearer $access")
+    call "CreatePost" "${auth[@]}" -d "{\"public\":true,\"text\":\"traffic $suffix 판교\",\"tags\":[\"traffic\"]}" \
+      "$addr" maru.v1.FeedService/CreatePost
+    post_id="$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' "$tmp/out" | head -n1)"
+    if [[ -n "$post_id" ]]; then
+      call "GetPost (counts a view)" "${auth[@]}" -d "{\"post_id\":\"$post_id\"}" "$addr" maru.v1.FeedService/GetPost
+      call "GetPost (cache hit)" -d "{\"post_id\":\"$post_id\"}" "$addr" maru.v1.FeedService/GetPost
+      call "CreateComment" "${auth[@]}" -d "{\"post_id\":\"$post_id\",\"text\":\"댓글\"}" "$addr" maru.v1.FeedService/CreateComment
+      call "Like" "${auth[@]}" -d "{\"post_id\":\"$post_id\"}" "$addr" maru.v1.FeedService/Like
+    fi
+    call "ListPosts by tag" -d '{"tag":"traffic"}' "$addr" maru.v1.FeedService/ListPosts
+    call "Follow yourself (INVALID_ARGUMENT)" "${auth[@]}" -d "{\"handle\":\"$handle\"}" "$addr" maru.v1.SocialService/Follow
   fi
   grpc_web "gRPC-web WhoAmI without token"
   if [[ -n "$refresh" ]]; then

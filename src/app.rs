@@ -38,10 +38,12 @@ use crate::communities::content::service::{ComplaintApi, ContactApi, NoticeApi, 
 use crate::communities::service::CommunityApi;
 use crate::config::{Environment, Settings};
 use crate::events::service::EventApi;
+use crate::feed::service::FeedApi;
 use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{FILE_DESCRIPTOR_SET, maru_services, pb};
 use crate::paging::Pager;
+use crate::social::service::{ProfileApi, SocialApi};
 use crate::trials::service::TrialApi;
 use crate::{db, jobs, telemetry};
 
@@ -262,6 +264,16 @@ impl Application {
         let events = pb::event_service_server::EventServiceServer::new(EventApi { state: state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        // Profiles, the social graph and the feed.
+        let profiles = pb::profile_service_server::ProfileServiceServer::new(ProfileApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let social = pb::social_service_server::SocialServiceServer::new(SocialApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let feed = pb::feed_service_server::FeedServiceServer::new(FeedApi { state: state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
 
         let rpc_layer = RpcLayer::new(RpcLayerConfig {
             tokens: state.tokens.clone(),
@@ -308,6 +320,9 @@ impl Application {
             .add_service(polls)
             .add_service(communities)
             .add_service(events)
+            .add_service(profiles)
+            .add_service(social)
+            .add_service(feed)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal);
         tokio::pin!(server);
 

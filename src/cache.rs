@@ -29,7 +29,7 @@ const PENDING_LIMIT: usize = 10_000;
 const VERSION_TTL_S: u64 = 86_400;
 
 /// Caches by name: the closed set of the `cache` metric label.
-pub const CACHES: &[&str] = &["user", "my_communities", "geocode"];
+pub const CACHES: &[&str] = &["user", "my_communities", "geocode", "feed_post", "feed_page"];
 
 #[derive(Clone)]
 pub struct Cache {
@@ -204,6 +204,22 @@ impl Cache {
             .await;
         }
         Ok(value)
+    }
+
+    /// The current versions of `keys` (as [`Self::invalidate`] bumps them; empty = never
+    /// invalidated), to build cache keys that change with every write to a whole scope (e.g.
+    /// every page of a feed). `None` while Redis is unavailable: bypass the cache then.
+    pub async fn versions(&self, keys: &[String]) -> Option<Vec<String>> {
+        let vkeys: Vec<String> = keys.iter().map(|k| self.version_key(k)).collect();
+        self.run("get", |mut c| async move {
+            let mut pipe = redis::pipe();
+            for k in &vkeys {
+                pipe.get(k);
+            }
+            let v: Vec<Option<String>> = pipe.query_async(&mut c).await?;
+            Ok(v.into_iter().map(Option::unwrap_or_default).collect())
+        })
+        .await
     }
 
     /// Makes the next read of each key go to the database. Call after the write committed.

@@ -36,6 +36,7 @@ pub struct Settings {
     pub trials: TrialsSettings,
     pub registry: RegistrySettings,
     pub events: EventsSettings,
+    pub feed: FeedSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -396,6 +397,40 @@ impl RegistrySettings {
     }
 }
 
+/// The feed: view counting and caching (docs/feed.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedSettings {
+    /// How often pending post views are flushed from Redis to PostgreSQL (one replica at a time).
+    pub view_flush_interval_s: u64,
+    /// Cache post detail and community feed pages in Redis.
+    pub cache_enabled: bool,
+    /// Lifetime of a cached post (invalidated by every write that changes it before that).
+    pub post_cache_ttl_s: u64,
+    /// Lifetime of a cached community feed page (invalidated likewise).
+    pub page_cache_ttl_s: u64,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        Self { view_flush_interval_s: 60, cache_enabled: true, post_cache_ttl_s: 300, page_cache_ttl_s: 60 }
+    }
+}
+
+impl FeedSettings {
+    fn validate(&self, errs: &mut Vec<String>) {
+        if !(1..=3600).contains(&self.view_flush_interval_s) {
+            errs.push("feed.view_flush_interval_s: must be 1 to 3600".into());
+        }
+        // Cached entries must expire well before the version keys that guard them (1 day).
+        for (name, v) in [("post_cache_ttl_s", self.post_cache_ttl_s), ("page_cache_ttl_s", self.page_cache_ttl_s)] {
+            if !(1..=3600).contains(&v) {
+                errs.push(format!("feed.{name}: must be 1 to 3600"));
+            }
+        }
+    }
+}
+
 fn masked_url<S: Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&mask_url(v.expose_secret()))
 }
@@ -434,6 +469,7 @@ impl Default for Settings {
             trials: TrialsSettings::default(),
             registry: RegistrySettings::default(),
             events: EventsSettings::default(),
+            feed: FeedSettings::default(),
         }
     }
 }
@@ -648,6 +684,7 @@ impl Settings {
         self.trials.validate(&mut errs);
         self.registry.validate(&mut errs);
         self.events.validate(&mut errs);
+        self.feed.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 

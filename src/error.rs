@@ -102,6 +102,13 @@ reasons! {
     FeeNotPending => "FEE_NOT_PENDING",
     AddressNotFound => "ADDRESS_NOT_FOUND",
     GeocodingUnavailable => "GEOCODING_UNAVAILABLE",
+    // Profiles, social graph and feed.
+    CannotFollowSelf => "CANNOT_FOLLOW_SELF",
+    PostNotFound => "POST_NOT_FOUND",
+    CommentNotFound => "COMMENT_NOT_FOUND",
+    PostAuthorRequired => "POST_AUTHOR_REQUIRED",
+    CommentAuthorRequired => "COMMENT_AUTHOR_REQUIRED",
+    EtagMismatch => "ETAG_MISMATCH",
     Internal => "INTERNAL",
 }
 

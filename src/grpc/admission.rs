@@ -202,23 +202,30 @@ impl Admission {
 
     /// The peer, or — when the peer is a trusted proxy — the client it forwarded for.
     pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
-        let trusted = |ip: &IpAddr| self.trusted.iter().any(|n| n.contains(ip));
-        if !trusted(&peer) {
-            return peer;
-        }
-        // Right to left: the first address not added by a trusted proxy is the client.
-        let forwarded: Vec<IpAddr> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse().ok())
-            .collect();
-        if let Some(ip) = forwarded.iter().rev().find(|ip| !trusted(ip)) {
-            return *ip;
-        }
-        headers.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(peer)
+        client_ip(&self.trusted, peer, headers)
     }
+}
+
+/// The peer, or — when the peer is one of `trusted` proxies — the client it forwarded for
+/// (`x-forwarded-for` read right to left, else `x-real-ip`). Also used to count anonymous
+/// post views per client.
+pub fn client_ip(trusted_proxies: &[IpNet], peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    // Right to left: the first address not added by a trusted proxy is the client.
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    if let Some(ip) = forwarded.iter().rev().find(|ip| !trusted(ip)) {
+        return *ip;
+    }
+    headers.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(peer)
 }
 
 /// IPv6 clients are grouped by /64 (one subscriber usually owns a whole /64).

@@ -4,6 +4,7 @@
 
 mod community_gauges;
 mod event_settlement;
+mod feed_views;
 mod trials_ingest;
 
 use std::time::Duration;
@@ -22,7 +23,8 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
         tokio::spawn(sweep_expired(state.clone(), stop.clone())),
         tokio::spawn(trials_ingest::run(state.clone(), stop.clone())),
         tokio::spawn(community_gauges::run(state.clone(), stop.clone())),
-        tokio::spawn(event_settlement::run(state.clone(), stop)),
+        tokio::spawn(event_settlement::run(state.clone(), stop.clone())),
+        tokio::spawn(feed_views::run(state.clone(), stop)),
     ]
 }
 

@@ -249,3 +249,31 @@ impl TestApp {
         .expect("insert membership");
     }
 }
+
+impl TestApp {
+    /// `n` users `<prefix><i>` with access tokens, written straight to the database (no password
+    /// hashing), for concurrency tests that need many distinct callers.
+    pub async fn fast_users(&self, prefix: &str, n: usize) -> Vec<TestUser> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let id = uuid::Uuid::now_v7();
+            let handle = format!("{prefix}{i}");
+            sqlx::query(
+                "insert into users (id, handle, email, password_hash, display_name) values ($1, $2, $3, 'x', 'Fast')",
+            )
+            .bind(id)
+            .bind(&handle)
+            .bind(format!("{handle}@example.com"))
+            .execute(&self.state.db)
+            .await
+            .expect("insert user");
+            let (token, _) = self
+                .state
+                .tokens
+                .issue(id, uuid::Uuid::new_v4(), maru::caller::Role::User, chrono::Utc::now())
+                .expect("token");
+            out.push(TestUser { id: id.to_string(), handle, token, refresh: String::new() });
+        }
+        out
+    }
+}

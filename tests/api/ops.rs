@@ -199,7 +199,7 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ),
         ("source", set(&[maru::trials::model::SOURCE])),
         ("constraint", constraints),
-        ("op", set(&["get", "fill", "invalidate", "hash", "verify"])),
+        ("op", set(&["get", "fill", "invalidate", "hash", "verify", "view", "flush"])),
         ("event", set(&["sign_up", "login", "refresh", "logout", "change_password"])),
         // auth events; ingested rows
         (

@@ -117,9 +117,12 @@ async fn reflection_v1_and_v1alpha_list_every_service(pool: PgPool) {
         "maru.v1.ComplaintService",
         "maru.v1.ContactService",
         "maru.v1.EventService",
+        "maru.v1.FeedService",
         "maru.v1.NoticeService",
         "maru.v1.PollService",
+        "maru.v1.ProfileService",
         "maru.v1.ScheduleService",
+        "maru.v1.SocialService",
         "maru.v1.TrialService",
     ];
     {

@@ -1,0 +1,384 @@
+//! Feed use cases. Who may do what (admin = deployment ADMIN; manager/member = APPROVED role
+//! in the post's community):
+//!
+//! | op | who |
+//! |---|---|
+//! | create_post | public: any signed-in user; community: members (admins too, as moderators) |
+//! | get_post, list_comments, list_likers | anyone who can see the post (below) |
+//! | update_post, update_comment | the author only |
+//! | delete_post, delete_comment | the author, a manager of the post's community, an admin |
+//! | set_post_status | admins; managers of the post's community (they reach suspended posts of it too) |
+//! | create_comment, like, unlike | signed-in users who can see the post |
+//! | list_posts{community} | members and admins (PERMISSION_DENIED `MEMBERSHIP_REQUIRED` otherwise) |
+//! | list_posts{author, tag, query} | anyone: public posts, plus posts of the caller's communities |
+//! | list_home_feed | signed-in users: public posts of the people they follow |
+//!
+//! Who can see a post: its author must be a live account; a community post needs a caller who
+//! is a member (or admin); a SUSPENDED post only its author and admins. Anyone else gets
+//! NOT_FOUND `POST_NOT_FOUND` (an id leaks nothing).
+//!
+//! Decided by the database: one like per user and target (primary keys; `on conflict do
+//! nothing`), counts counted from rows, edits conditional on the etag's version.
+
+use std::collections::HashSet;
+
+use tonic::Code;
+use uuid::Uuid;
+
+use super::model::{
+    Comment, CommentView, CreateComment, CreatePost, Liker, Post, PostFilter, PostStatus, PostView, Target, UpdatePost,
+};
+use super::store::{self, CommentCursor, LikerCursor, PostCursor, Reader};
+use crate::app::AppState;
+use crate::caller::Caller;
+use crate::communities::access::{self, Access};
+use crate::communities::content::{remember, replayed};
+use crate::error::{AppError, AppResult, Reason};
+
+pub fn post_not_found() -> AppError {
+    AppError::not_found(Reason::PostNotFound, "post")
+}
+
+pub fn comment_not_found() -> AppError {
+    AppError::not_found(Reason::CommentNotFound, "comment")
+}
+
+/// A post the caller may see, with their access to its community (if any).
+pub async fn visible_post(state: &AppState, caller: Option<&Caller>, id: Uuid) -> AppResult<(Post, Option<Access>)> {
+    let post = store::get_post(&state.db, id).await?;
+    check_visible(state, caller, post).await
+}
+
+/// NOT_FOUND `POST_NOT_FOUND` unless `post` exists and the caller may see it.
+pub async fn check_visible(
+    state: &AppState,
+    caller: Option<&Caller>,
+    post: Option<Post>,
+) -> AppResult<(Post, Option<Access>)> {
+    let post = post.ok_or_else(post_not_found)?;
+    let access = match (post.community_id, caller) {
+        (None, _) => None,
+        (Some(_), None) => return Err(post_not_found()),
+        (Some(c), Some(who)) => match access::member(&state.db, who, c).await {
+            Ok(a) => Some(a),
+            Err(e) if matches!(e.code(), Code::PermissionDenied | Code::NotFound) => return Err(post_not_found()),
+            Err(e) => return Err(e),
+        },
+    };
+    if post.status() == PostStatus::Suspended && !caller.is_some_and(|c| c.user_id == post.author_id || c.is_admin()) {
+        return Err(post_not_found());
+    }
+    Ok((post, access))
+}
+
+async fn with_likes(state: &AppState, caller: Option<&Caller>, posts: Vec<Post>) -> AppResult<Vec<PostView>> {
+    let liked: HashSet<Uuid> = match caller {
+        Some(c) if !posts.is_empty() => {
+            let ids: Vec<Uuid> = posts.iter().map(|p| p.id).collect();
+            store::liked_posts(&state.db, c.user_id, &ids).await?.into_iter().collect()
+        }
+        _ => HashSet::new(),
+    };
+    Ok(posts.into_iter().map(|p| PostView { liked_by_me: liked.contains(&p.id), post: p }).collect())
+}
+
+async fn one_with_likes(state: &AppState, caller: Option<&Caller>, post: Post) -> AppResult<PostView> {
+    with_likes(state, caller, vec![post]).await?.pop().ok_or_else(post_not_found)
+}
+
+async fn comments_with_likes(state: &AppState, caller: &Caller, rows: Vec<Comment>) -> AppResult<Vec<CommentView>> {
+    let liked: HashSet<Uuid> = if rows.is_empty() {
+        HashSet::new()
+    } else {
+        let ids: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
+        store::liked_comments(&state.db, caller.user_id, &ids).await?.into_iter().collect()
+    };
+    Ok(rows.into_iter().map(|c| CommentView { liked_by_me: liked.contains(&c.id), comment: c }).collect())
+}
+
+#[tracing::instrument(name = "feed.create_post", skip_all, err(level = "debug"))]
+pub async fn create_post(state: &AppState, caller: &Caller, cmd: CreatePost) -> AppResult<PostView> {
+    if let Some(c) = cmd.community_id {
+        access::member(&state.db, caller, c).await?;
+    }
+    let mut tx = state.db.begin().await?;
+    let id = match replayed::<Uuid>(state, &mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &cmd).await? {
+        Some(id) => id,
+        None => {
+            let id = store::insert_post(&mut tx, &cmd, caller.user_id).await?;
+            remember(&mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &id).await?;
+            tx.commit().await?;
+            metrics::counter!("maru_posts_created_total").increment(1);
+            super::cache::post_listed(state, cmd.community_id).await;
+            id
+        }
+    };
+    let post = store::get_post(&state.db, id).await?.ok_or_else(post_not_found)?;
+    one_with_likes(state, Some(caller), post).await
+}
+
+#[tracing::instrument(name = "feed.get_post", skip_all, err(level = "debug"))]
+pub async fn get_post(
+    state: &AppState,
+    caller: Option<&Caller>,
+    id: Uuid,
+    client_ip: Option<&str>,
+) -> AppResult<PostView> {
+    let (post, _) = super::cache::visible_post_cached(state, caller, id).await?;
+    super::views::record(state, post.id, caller.map(|c| c.user_id), client_ip).await;
+    one_with_likes(state, caller, post).await
+}
+
+#[tracing::instrument(name = "feed.update_post", skip_all, err(level = "debug"))]
+pub async fn update_post(state: &AppState, caller: &Caller, cmd: UpdatePost) -> AppResult<PostView> {
+    let (post, _) = visible_post(state, Some(caller), cmd.post_id).await?;
+    if post.author_id != caller.user_id {
+        return Err(AppError::permission_denied(Reason::PostAuthorRequired, "only the author may edit this post"));
+    }
+    if !store::update_post(&state.db, post.id, &cmd.patch, cmd.expected_version).await? {
+        let now = store::get_post(&state.db, post.id).await?.ok_or_else(post_not_found)?;
+        return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the post changed since it was read")
+            .with_meta("etag", now.etag()));
+    }
+    super::cache::post_changed(state, &post).await;
+    let post = store::get_post(&state.db, post.id).await?.ok_or_else(post_not_found)?;
+    one_with_likes(state, Some(caller), post).await
+}
+
+#[tracing::instrument(name = "feed.delete_post", skip_all, err(level = "debug"))]
+pub async fn delete_post(state: &AppState, caller: &Caller, id: Uuid) -> AppResult<()> {
+    let (post, access) = visible_post(state, Some(caller), id).await?;
+    let may = post.author_id == caller.user_id || caller.is_admin() || access.is_some_and(|a| a.can_manage());
+    if !may {
+        return Err(AppError::permission_denied(
+            Reason::PostAuthorRequired,
+            "only the author, a community manager or an admin may delete this post",
+        ));
+    }
+    if !store::delete_post(&state.db, id).await? {
+        return Err(post_not_found());
+    }
+    super::cache::post_changed(state, &post).await;
+    Ok(())
+}
+
+#[tracing::instrument(name = "feed.set_post_status", skip_all, err(level = "debug"))]
+pub async fn set_post_status(state: &AppState, caller: &Caller, id: Uuid, status: PostStatus) -> AppResult<PostView> {
+    // Moderators must reach suspended posts too, so this does not go through `visible_post`.
+    let post = store::get_post(&state.db, id).await?.ok_or_else(post_not_found)?;
+    match post.community_id {
+        Some(c) if !caller.is_admin() => match access::manager(&state.db, caller, c).await {
+            Ok(_) => {}
+            // Members may know the post (unless it is suspended); others may not.
+            Err(e) if e.reason() == Reason::ManagerRequired && post.status() == PostStatus::Published => {
+                return Err(e);
+            }
+            Err(e) if e.reason() == Reason::ManagerRequired && post.author_id == caller.user_id => return Err(e),
+            Err(_) => return Err(post_not_found()),
+        },
+        Some(_) => {}
+        None => {
+            if post.status() == PostStatus::Suspended && !caller.is_admin() && post.author_id != caller.user_id {
+                return Err(post_not_found());
+            }
+            caller.require_admin()?;
+        }
+    }
+    if !store::set_post_status(&state.db, id, status).await? {
+        return Err(post_not_found());
+    }
+    super::cache::post_changed(state, &post).await;
+    let post = store::get_post(&state.db, id).await?.ok_or_else(post_not_found)?;
+    one_with_likes(state, Some(caller), post).await
+}
+
+/// A page of posts for one filter, newest first.
+#[tracing::instrument(name = "feed.list_posts", skip_all, err(level = "debug"))]
+pub async fn list_posts(
+    state: &AppState,
+    caller: Option<&Caller>,
+    filter: PostFilter,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<PostView>, String)> {
+    let query = ("posts", &filter);
+    let page = state.pager.page::<PostCursor>(page_size, page_token, &query)?;
+    if let PostFilter::Community(c) = &filter {
+        let Some(who) = caller else {
+            return Err(AppError::unauthenticated(Reason::TokenMissing, "community feeds require a bearer token"));
+        };
+        access::member(&state.db, who, *c).await?;
+    }
+    let reader =
+        Reader { user_id: caller.map_or(Uuid::nil(), |c| c.user_id), is_admin: caller.is_some_and(|c| c.is_admin()) };
+    let rows = super::cache::list_posts_cached(state, reader, &filter, page.after, page.fetch_limit()).await?;
+    let (mut rows, next) = state.pager.finish(&page, rows, &query, |p| (p.created_at, p.id));
+    rows.retain(|p| super::cache::visible_status(p, reader));
+    Ok((with_likes(state, caller, rows).await?, next))
+}
+
+#[tracing::instrument(name = "feed.list_home_feed", skip_all, err(level = "debug"))]
+pub async fn list_home_feed(
+    state: &AppState,
+    caller: &Caller,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<PostView>, String)> {
+    let query = ("home", caller.user_id);
+    let page = state.pager.page::<PostCursor>(page_size, page_token, &query)?;
+    let reader = Reader { user_id: caller.user_id, is_admin: caller.is_admin() };
+    let rows = store::list_posts(&state.db, reader, None, page.after, page.fetch_limit()).await?;
+    let (rows, next) = state.pager.finish(&page, rows, &query, |p| (p.created_at, p.id));
+    Ok((with_likes(state, Some(caller), rows).await?, next))
+}
+
+#[tracing::instrument(name = "feed.create_comment", skip_all, err(level = "debug"))]
+pub async fn create_comment(state: &AppState, caller: &Caller, mut cmd: CreateComment) -> AppResult<CommentView> {
+    let (post, _) = visible_post(state, Some(caller), cmd.post_id).await?;
+    if let Some(parent) = cmd.parent_id {
+        let p = store::get_comment(&state.db, parent).await?.filter(|c| c.post_id == post.id).ok_or_else(|| {
+            AppError::not_found(Reason::CommentNotFound, "parent comment").with_meta("field", "parent_id")
+        })?;
+        // One level of replies: a reply to a reply joins the same thread.
+        cmd.parent_id = Some(p.parent_id.unwrap_or(p.id));
+    }
+    let mut tx = state.db.begin().await?;
+    let id = match replayed::<Uuid>(state, &mut tx, "CreateComment", caller, cmd.request_id.as_ref(), &cmd).await? {
+        Some(id) => id,
+        None => {
+            let id = store::insert_comment(&mut tx, &cmd, caller.user_id).await?;
+            remember(&mut tx, "CreateComment", caller, cmd.request_id.as_ref(), &id).await?;
+            tx.commit().await?;
+            metrics::counter!("maru_comments_created_total").increment(1);
+            super::cache::post_changed(state, &post).await;
+            id
+        }
+    };
+    let c = store::get_comment(&state.db, id).await?.ok_or_else(comment_not_found)?;
+    Ok(CommentView { comment: c, liked_by_me: false })
+}
+
+#[tracing::instrument(name = "feed.list_comments", skip_all, err(level = "debug"))]
+pub async fn list_comments(
+    state: &AppState,
+    caller: Option<&Caller>,
+    post_id: Uuid,
+    parent: Option<Uuid>,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<CommentView>, String)> {
+    let query = ("comments", post_id, parent);
+    let page = state.pager.page::<CommentCursor>(page_size, page_token, &query)?;
+    let (post, _) = visible_post(state, caller, post_id).await?;
+    if let Some(p) = parent {
+        store::get_comment(&state.db, p).await?.filter(|c| c.post_id == post.id).ok_or_else(comment_not_found)?;
+    }
+    let rows = store::list_comments(&state.db, post.id, parent, page.after, page.fetch_limit()).await?;
+    let (rows, next) = state.pager.finish(&page, rows, &query, |c| (c.created_at, c.id));
+    let rows = match caller {
+        Some(c) => comments_with_likes(state, c, rows).await?,
+        None => rows.into_iter().map(|c| CommentView { comment: c, liked_by_me: false }).collect(),
+    };
+    Ok((rows, next))
+}
+
+/// A comment the caller may see, with its post and the caller's access to the community.
+async fn visible_comment(state: &AppState, caller: &Caller, id: Uuid) -> AppResult<(Comment, Post, Option<Access>)> {
+    let c = store::get_comment(&state.db, id).await?.ok_or_else(comment_not_found)?;
+    let (post, access) = match visible_post(state, Some(caller), c.post_id).await {
+        Ok(v) => v,
+        Err(e) if e.code() == Code::NotFound => return Err(comment_not_found()),
+        Err(e) => return Err(e),
+    };
+    Ok((c, post, access))
+}
+
+#[tracing::instrument(name = "feed.update_comment", skip_all, err(level = "debug"))]
+pub async fn update_comment(state: &AppState, caller: &Caller, id: Uuid, text: String) -> AppResult<CommentView> {
+    let (c, post, _) = visible_comment(state, caller, id).await?;
+    if c.author_id != caller.user_id {
+        return Err(AppError::permission_denied(
+            Reason::CommentAuthorRequired,
+            "only the author may edit this comment",
+        ));
+    }
+    if !store::update_comment(&state.db, id, &text).await? {
+        return Err(comment_not_found());
+    }
+    super::cache::post_changed(state, &post).await;
+    let c = store::get_comment(&state.db, id).await?.ok_or_else(comment_not_found)?;
+    Ok(comments_with_likes(state, caller, vec![c]).await?.remove(0))
+}
+
+#[tracing::instrument(name = "feed.delete_comment", skip_all, err(level = "debug"))]
+pub async fn delete_comment(state: &AppState, caller: &Caller, id: Uuid) -> AppResult<()> {
+    let (c, post, access) = visible_comment(state, caller, id).await?;
+    let may = c.author_id == caller.user_id || caller.is_admin() || access.is_some_and(|a| a.can_manage());
+    if !may {
+        return Err(AppError::permission_denied(
+            Reason::CommentAuthorRequired,
+            "only the author, a community manager or an admin may delete this comment",
+        ));
+    }
+    if !store::delete_comment(&state.db, id).await? {
+        return Err(comment_not_found());
+    }
+    super::cache::post_changed(state, &post).await;
+    Ok(())
+}
+
+/// The post a like target belongs to, if the caller may see it.
+async fn target_post(state: &AppState, caller: Option<&Caller>, target: Target) -> AppResult<Post> {
+    match target {
+        Target::Post(id) => Ok(visible_post(state, caller, id).await?.0),
+        Target::Comment(id) => {
+            let c = store::get_comment(&state.db, id).await?.ok_or_else(comment_not_found)?;
+            match visible_post(state, caller, c.post_id).await {
+                Ok((p, _)) => Ok(p),
+                Err(e) if e.code() == Code::NotFound => Err(comment_not_found()),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Likes `target`; `(created, like count)`.
+#[tracing::instrument(name = "feed.like", skip_all, err(level = "debug"))]
+pub async fn like(state: &AppState, caller: &Caller, target: Target) -> AppResult<(bool, i64)> {
+    let post = target_post(state, Some(caller), target).await?;
+    let created = store::insert_like(&state.db, target, caller.user_id).await?;
+    if created {
+        match target {
+            Target::Post(_) => metrics::counter!("maru_post_likes_total").increment(1),
+            Target::Comment(_) => metrics::counter!("maru_comment_likes_total").increment(1),
+        }
+        super::cache::post_changed(state, &post).await;
+    }
+    Ok((created, store::count_likes(&state.db, target).await?))
+}
+
+/// Removes the caller's like; `(removed, like count)`.
+#[tracing::instrument(name = "feed.unlike", skip_all, err(level = "debug"))]
+pub async fn unlike(state: &AppState, caller: &Caller, target: Target) -> AppResult<(bool, i64)> {
+    let post = target_post(state, Some(caller), target).await?;
+    let removed = store::delete_like(&state.db, target, caller.user_id).await?;
+    if removed {
+        super::cache::post_changed(state, &post).await;
+    }
+    Ok((removed, store::count_likes(&state.db, target).await?))
+}
+
+#[tracing::instrument(name = "feed.list_likers", skip_all, err(level = "debug"))]
+pub async fn list_likers(
+    state: &AppState,
+    caller: Option<&Caller>,
+    target: Target,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<Liker>, String)> {
+    let query = ("likers", target);
+    let page = state.pager.page::<LikerCursor>(page_size, page_token, &query)?;
+    target_post(state, caller, target).await?;
+    let rows = store::list_likers(&state.db, target, page.after, page.fetch_limit()).await?;
+    Ok(state.pager.finish(&page, rows, &query, |l| (l.liked_at, l.user_id)))
+}

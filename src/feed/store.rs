@@ -1,0 +1,277 @@
+//! Every SQL statement of the feed. Rows of deleted accounts (posts, comments, likes) are left
+//! out by joining live users; counts are counted from the rows.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::model::{Comment, CreateComment, CreatePost, Liker, Post, PostFilter, PostPatch, PostStatus, Target};
+use crate::accounts::store::escape_like;
+use crate::error::AppResult;
+
+/// Sort key of post lists: (created_at, id), both descending.
+pub type PostCursor = (DateTime<Utc>, Uuid);
+/// Sort key of comment lists: (created_at, id), both ascending.
+pub type CommentCursor = (DateTime<Utc>, Uuid);
+/// Sort key of liker lists: (liked_at, user id), both descending.
+pub type LikerCursor = (DateTime<Utc>, Uuid);
+
+const POST_SELECT: &str = "select p.id, p.community_id, p.author_id, a.handle as author_handle,
+        a.display_name as author_display_name, a.image_url as author_image_url,
+        p.text, p.tags, p.image_urls, p.status, p.view_count,
+        (select count(*) from post_likes l join users x on x.id = l.user_id and x.deleted_at is null
+          where l.post_id = p.id) as like_count,
+        (select count(*) from post_comments c join users x on x.id = c.author_id and x.deleted_at is null
+          where c.post_id = p.id) as comment_count,
+        p.version, p.created_at, p.updated_at
+   from posts p join users a on a.id = p.author_id and a.deleted_at is null";
+
+const COMMENT_SELECT: &str = "select c.id, c.post_id, c.parent_id, c.author_id, a.handle as author_handle,
+        a.display_name as author_display_name, a.image_url as author_image_url, c.text,
+        (select count(*) from comment_likes l join users x on x.id = l.user_id and x.deleted_at is null
+          where l.comment_id = c.id) as like_count,
+        (select count(*) from post_comments r join users x on x.id = r.author_id and x.deleted_at is null
+          where r.parent_id = c.id) as reply_count,
+        c.created_at, c.updated_at
+   from post_comments c join users a on a.id = c.author_id and a.deleted_at is null";
+
+pub async fn insert_post(conn: &mut PgConnection, p: &CreatePost, author: Uuid) -> AppResult<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "insert into posts (id, author_id, community_id, text, tags, image_urls) values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(author)
+    .bind(p.community_id)
+    .bind(&p.text)
+    .bind(&p.tags)
+    .bind(&p.image_urls)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// A post of a live author, whatever its status.
+pub async fn get_post(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<Post>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("{POST_SELECT} where p.id = $1")))
+        .bind(id)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// Applies `patch` if the post is still at `expected` (when given); `false` otherwise.
+pub async fn update_post(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    patch: &PostPatch,
+    expected: Option<i64>,
+) -> AppResult<bool> {
+    Ok(sqlx::query(
+        "update posts
+            set text = coalesce($2, text), tags = coalesce($3, tags), image_urls = coalesce($4, image_urls),
+                version = version + 1, updated_at = now()
+          where id = $1 and ($5::bigint is null or version = $5)",
+    )
+    .bind(id)
+    .bind(&patch.text)
+    .bind(&patch.tags)
+    .bind(&patch.image_urls)
+    .bind(expected)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+pub async fn set_post_status(db: impl PgExecutor<'_>, id: Uuid, status: PostStatus) -> AppResult<bool> {
+    Ok(sqlx::query("update posts set status = $2, version = version + 1, updated_at = now() where id = $1")
+        .bind(id)
+        .bind(status.as_db())
+        .execute(db)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+pub async fn delete_post(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<bool> {
+    Ok(sqlx::query("delete from posts where id = $1").bind(id).execute(db).await?.rows_affected() == 1)
+}
+
+/// Who is reading a list: decides which community posts and which suspended posts it shows.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader {
+    pub user_id: Uuid,
+    pub is_admin: bool,
+}
+
+/// A page of posts newest first. `filter = None` is the home feed of `reader`.
+pub async fn list_posts(
+    db: impl PgExecutor<'_>,
+    reader: Reader,
+    filter: Option<&PostFilter>,
+    after: Option<PostCursor>,
+    limit: i64,
+) -> AppResult<Vec<Post>> {
+    let (cond, value) = match filter {
+        Some(PostFilter::Community(id)) => ("p.community_id = $6::uuid", id.to_string()),
+        Some(PostFilter::Author(h)) => ("lower(a.handle) = lower($6)", h.clone()),
+        Some(PostFilter::Tag(t)) => ("p.tags @> array[$6::text]", t.clone()),
+        Some(PostFilter::Query(q)) => ("p.text ilike '%' || $6 || '%'", escape_like(q)),
+        None => (
+            "p.community_id is null and $6 = ''
+             and p.author_id in (select followee_id from follows where follower_id = $1)",
+            String::new(),
+        ),
+    };
+    let sql = format!(
+        "{POST_SELECT}
+          where {cond}
+            and (p.status = 'PUBLISHED' or p.author_id = $1 or $2)
+            and (p.community_id is null or $2 or exists (
+                  select 1 from community_memberships m
+                   where m.community_id = p.community_id and m.user_id = $1 and m.status = 'APPROVED'))
+            and ($3::timestamptz is null or (p.created_at, p.id) < ($3, $4))
+          order by p.created_at desc, p.id desc
+          limit $5"
+    );
+    let (at, id) = after.map_or((None, None), |(a, i)| (Some(a), Some(i)));
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(reader.user_id)
+        .bind(reader.is_admin)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .bind(value)
+        .fetch_all(db)
+        .await?)
+}
+
+/// Which of `posts` `user` likes.
+pub async fn liked_posts(db: impl PgExecutor<'_>, user: Uuid, posts: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    let rows: Vec<(Uuid,)> = sqlx::query_as("select post_id from post_likes where user_id = $1 and post_id = any($2)")
+        .bind(user)
+        .bind(posts)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Which of `comments` `user` likes.
+pub async fn liked_comments(db: impl PgExecutor<'_>, user: Uuid, comments: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    let rows: Vec<(Uuid,)> =
+        sqlx::query_as("select comment_id from comment_likes where user_id = $1 and comment_id = any($2)")
+            .bind(user)
+            .bind(comments)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+pub async fn insert_comment(conn: &mut PgConnection, c: &CreateComment, author: Uuid) -> AppResult<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query("insert into post_comments (id, post_id, parent_id, author_id, text) values ($1, $2, $3, $4, $5)")
+        .bind(id)
+        .bind(c.post_id)
+        .bind(c.parent_id)
+        .bind(author)
+        .bind(&c.text)
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// A comment of a live author.
+pub async fn get_comment(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<Comment>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("{COMMENT_SELECT} where c.id = $1")))
+        .bind(id)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// Top-level comments of a post (`parent = None`) or the replies of `parent`, oldest first.
+pub async fn list_comments(
+    db: impl PgExecutor<'_>,
+    post: Uuid,
+    parent: Option<Uuid>,
+    after: Option<CommentCursor>,
+    limit: i64,
+) -> AppResult<Vec<Comment>> {
+    let (at, id) = after.map_or((None, None), |(a, i)| (Some(a), Some(i)));
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{COMMENT_SELECT}
+          where c.post_id = $1 and c.parent_id is not distinct from $2
+            and ($3::timestamptz is null or (c.created_at, c.id) > ($3, $4))
+          order by c.created_at, c.id
+          limit $5"
+    )))
+    .bind(post)
+    .bind(parent)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn update_comment(db: impl PgExecutor<'_>, id: Uuid, text: &str) -> AppResult<bool> {
+    Ok(sqlx::query("update post_comments set text = $2, updated_at = now() where id = $1")
+        .bind(id)
+        .bind(text)
+        .execute(db)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+pub async fn delete_comment(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<bool> {
+    Ok(sqlx::query("delete from post_comments where id = $1").bind(id).execute(db).await?.rows_affected() == 1)
+}
+
+fn like_table(t: Target) -> (&'static str, &'static str, Uuid) {
+    match t {
+        Target::Post(id) => ("post_likes", "post_id", id),
+        Target::Comment(id) => ("comment_likes", "comment_id", id),
+    }
+}
+
+/// Inserts the like unless it exists; true when a row was created.
+pub async fn insert_like(db: impl PgExecutor<'_>, target: Target, user: Uuid) -> AppResult<bool> {
+    let (table, column, id) = like_table(target);
+    let sql = format!("insert into {table} ({column}, user_id) values ($1, $2) on conflict do nothing");
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(user).execute(db).await?.rows_affected() == 1)
+}
+
+pub async fn delete_like(db: impl PgExecutor<'_>, target: Target, user: Uuid) -> AppResult<bool> {
+    let (table, column, id) = like_table(target);
+    let sql = format!("delete from {table} where {column} = $1 and user_id = $2");
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(user).execute(db).await?.rows_affected() == 1)
+}
+
+/// Likes of live users on `target`.
+pub async fn count_likes(db: impl PgExecutor<'_>, target: Target) -> AppResult<i64> {
+    let (table, column, id) = like_table(target);
+    let sql = format!(
+        "select count(*) from {table} l join users x on x.id = l.user_id and x.deleted_at is null
+          where l.{column} = $1"
+    );
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(db).await?;
+    Ok(n)
+}
+
+pub async fn list_likers(
+    db: impl PgExecutor<'_>,
+    target: Target,
+    after: Option<LikerCursor>,
+    limit: i64,
+) -> AppResult<Vec<Liker>> {
+    let (table, column, id) = like_table(target);
+    let (at, uid) = after.map_or((None, None), |(a, i)| (Some(a), Some(i)));
+    let sql = format!(
+        "select u.id as user_id, u.handle, u.display_name, u.image_url, l.created_at as liked_at
+           from {table} l join users u on u.id = l.user_id and u.deleted_at is null
+          where l.{column} = $1 and ($2::timestamptz is null or (l.created_at, l.user_id) < ($2, $3))
+          order by l.created_at desc, l.user_id desc
+          limit $4"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(at).bind(uid).bind(limit).fetch_all(db).await?)
+}

@@ -1,0 +1,20 @@
+//! Profiles and the social graph (DOMAIN §3): `maru.v1.ProfileService` and
+//! `maru.v1.SocialService` (`proto/maru/v1/social.proto`, `docs/feed.md`).
+//!
+//! Invariants, decided by the database: one follow row per (follower, followee) (primary key
+//! `follows_pkey`), nobody follows themself (`follows_not_self_check`, and refused before with
+//! INVALID_ARGUMENT `CANNOT_FOLLOW_SELF`); follower/following counts are counted from the rows
+//! on every read, so they always equal them. Follow, Unfollow and RemoveFollower are
+//! idempotent: repeating one is OK and reports whether it changed anything.
+//!
+//! Who may do what: anyone (anonymous included) reads profiles and follow lists; a signed-in
+//! user edits only their own profile, follows and unfollows in their own name, removes their
+//! own followers and deletes their own account. A deleted account (soft delete) is
+//! NOT_FOUND `USER_NOT_FOUND` everywhere, its follows vanish from lists and counts, and its
+//! handle stays reserved.
+
+pub mod convert;
+pub mod model;
+pub mod ops;
+pub mod service;
+pub mod store;

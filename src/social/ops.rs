@@ -1,0 +1,124 @@
+//! Profile and follow use cases. Who may do what:
+//!
+//! | op | who |
+//! |---|---|
+//! | get_profile, list_followers, list_following | anyone, anonymous included |
+//! | update_profile, delete_account | the account itself |
+//! | follow, unfollow | a signed-in user, in their own name |
+//! | remove_follower | a signed-in user, for their own followers |
+//!
+//! Follow, Unfollow and RemoveFollower are idempotent (the row is inserted with `on conflict do
+//! nothing` / deleted if present); concurrent calls are decided by the primary key, so the
+//! counts, counted from the rows, are exact.
+
+use uuid::Uuid;
+
+use super::model::{Profile, ProfilePatch, ProfileSummary};
+use super::store::{self, Cursor};
+use crate::accounts::model::Handle;
+use crate::accounts::ops::user_cache_key;
+use crate::app::AppState;
+use crate::caller::Caller;
+use crate::error::{AppError, AppResult, Reason, Violations};
+
+fn user_not_found() -> AppError {
+    AppError::not_found(Reason::UserNotFound, "user")
+}
+
+fn viewer(caller: Option<&Caller>) -> Uuid {
+    caller.map_or(Uuid::nil(), |c| c.user_id)
+}
+
+/// A required `handle` field.
+pub fn handle_field(raw: &str) -> AppResult<Handle> {
+    let mut v = Violations::new();
+    let h = v.check("handle", Handle::parse(raw));
+    v.finish()?;
+    h.ok_or_else(|| AppError::invalid("handle", "is required"))
+}
+
+async fn live_user(state: &AppState, handle: &Handle) -> AppResult<Uuid> {
+    store::user_id_by_handle(&state.db, handle.as_str()).await?.ok_or_else(user_not_found)
+}
+
+#[tracing::instrument(name = "social.get_profile", skip_all, err(level = "debug"))]
+pub async fn get_profile(state: &AppState, caller: Option<&Caller>, handle: &Handle) -> AppResult<Profile> {
+    store::get_profile_by_handle(&state.db, handle.as_str(), viewer(caller)).await?.ok_or_else(user_not_found)
+}
+
+#[tracing::instrument(name = "social.update_profile", skip_all, err(level = "debug"))]
+pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePatch) -> AppResult<Profile> {
+    if !store::update_profile(&state.db, caller.user_id, &patch).await? {
+        return Err(user_not_found());
+    }
+    // WhoAmI caches the user with its display name; cached posts show it too.
+    state.cache.invalidate(&[user_cache_key(caller.user_id)]).await;
+    crate::feed::cache::authors_changed(state).await;
+    store::get_profile(&state.db, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)
+}
+
+#[tracing::instrument(name = "social.delete_account", skip_all, err(level = "debug"))]
+pub async fn delete_account(state: &AppState, caller: &Caller, confirm_handle: &str) -> AppResult<()> {
+    let handle = store::handle_of(&state.db, caller.user_id).await?.ok_or_else(user_not_found)?;
+    if !handle.eq_ignore_ascii_case(confirm_handle.trim()) {
+        return Err(AppError::invalid("confirm_handle", "must equal the caller's handle"));
+    }
+    let mut tx = state.db.begin().await?;
+    let deleted = store::delete_account(&mut tx, caller.user_id).await?;
+    tx.commit().await?;
+    if !deleted {
+        return Err(user_not_found());
+    }
+    state.cache.invalidate(&[user_cache_key(caller.user_id)]).await;
+    // Cached posts and pages may show the account's posts, comments and likes.
+    crate::feed::cache::authors_changed(state).await;
+    tracing::info!(user_id = %caller.user_id, "account deleted");
+    Ok(())
+}
+
+fn cannot_follow_self() -> AppError {
+    Violations::one("handle", "you cannot follow yourself").into_error_with(Reason::CannotFollowSelf)
+}
+
+/// Follows `handle`; `(created, their profile)`.
+#[tracing::instrument(name = "social.follow", skip_all, err(level = "debug"))]
+pub async fn follow(state: &AppState, caller: &Caller, handle: &Handle) -> AppResult<(bool, Profile)> {
+    let target = live_user(state, handle).await?;
+    if target == caller.user_id {
+        return Err(cannot_follow_self());
+    }
+    let created = store::insert_follow(&state.db, caller.user_id, target).await?;
+    if created {
+        metrics::counter!("maru_follows_total").increment(1);
+    }
+    let profile = store::get_profile(&state.db, target, caller.user_id).await?.ok_or_else(user_not_found)?;
+    Ok((created, profile))
+}
+
+#[tracing::instrument(name = "social.unfollow", skip_all, err(level = "debug"))]
+pub async fn unfollow(state: &AppState, caller: &Caller, handle: &Handle) -> AppResult<bool> {
+    let target = live_user(state, handle).await?;
+    store::delete_follow(&state.db, caller.user_id, target).await
+}
+
+#[tracing::instrument(name = "social.remove_follower", skip_all, err(level = "debug"))]
+pub async fn remove_follower(state: &AppState, caller: &Caller, handle: &Handle) -> AppResult<bool> {
+    let follower = live_user(state, handle).await?;
+    store::delete_follow(&state.db, follower, caller.user_id).await
+}
+
+/// Followers of `handle` (`followers = true`) or whom they follow, newest first.
+#[tracing::instrument(name = "social.list_follows", skip_all, err(level = "debug"))]
+pub async fn list_follows(
+    state: &AppState,
+    handle: &Handle,
+    followers: bool,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<ProfileSummary>, String)> {
+    let query = (if followers { "followers" } else { "following" }, handle.as_str());
+    let page = state.pager.page::<Cursor>(page_size, page_token, &query)?;
+    let user = live_user(state, handle).await?;
+    let rows = store::list_follows(&state.db, user, followers, page.after, page.fetch_limit()).await?;
+    Ok(state.pager.finish(&page, rows, &query, |p| (p.followed_at, p.user_id)))
+}

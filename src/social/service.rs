@@ -1,0 +1,104 @@
+//! `maru.v1.ProfileService` and `maru.v1.SocialService`: thin handlers over [`super::ops`].
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{profile_to_pb, summary_to_pb};
+use super::model::ProfilePatch;
+use super::ops::{self, handle_field};
+use crate::app::AppState;
+use crate::grpc::{caller, maybe_caller, pb};
+
+pub struct ProfileApi {
+    pub state: AppState,
+}
+
+#[tonic::async_trait]
+impl pb::profile_service_server::ProfileService for ProfileApi {
+    async fn get_profile(
+        &self,
+        req: Request<pb::GetProfileRequest>,
+    ) -> Result<Response<pb::GetProfileResponse>, Status> {
+        let who = maybe_caller(&req)?;
+        let handle = handle_field(&req.get_ref().handle)?;
+        let p = ops::get_profile(&self.state, who.as_ref(), &handle).await?;
+        Ok(Response::new(pb::GetProfileResponse { profile: Some(profile_to_pb(p)) }))
+    }
+
+    async fn update_profile(
+        &self,
+        req: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        let caller = caller(&req)?;
+        let patch = ProfilePatch::try_from(req.into_inner())?;
+        let p = ops::update_profile(&self.state, &caller, patch).await?;
+        Ok(Response::new(pb::UpdateProfileResponse { profile: Some(profile_to_pb(p)) }))
+    }
+
+    async fn delete_account(
+        &self,
+        req: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let caller = caller(&req)?;
+        ops::delete_account(&self.state, &caller, &req.get_ref().confirm_handle).await?;
+        Ok(Response::new(pb::DeleteAccountResponse {}))
+    }
+}
+
+pub struct SocialApi {
+    pub state: AppState,
+}
+
+#[tonic::async_trait]
+impl pb::social_service_server::SocialService for SocialApi {
+    async fn follow(&self, req: Request<pb::FollowRequest>) -> Result<Response<pb::FollowResponse>, Status> {
+        let caller = caller(&req)?;
+        let handle = handle_field(&req.get_ref().handle)?;
+        let (created, p) = ops::follow(&self.state, &caller, &handle).await?;
+        Ok(Response::new(pb::FollowResponse { created, profile: Some(profile_to_pb(p)) }))
+    }
+
+    async fn unfollow(&self, req: Request<pb::UnfollowRequest>) -> Result<Response<pb::UnfollowResponse>, Status> {
+        let caller = caller(&req)?;
+        let handle = handle_field(&req.get_ref().handle)?;
+        let removed = ops::unfollow(&self.state, &caller, &handle).await?;
+        Ok(Response::new(pb::UnfollowResponse { removed }))
+    }
+
+    async fn remove_follower(
+        &self,
+        req: Request<pb::RemoveFollowerRequest>,
+    ) -> Result<Response<pb::RemoveFollowerResponse>, Status> {
+        let caller = caller(&req)?;
+        let handle = handle_field(&req.get_ref().handle)?;
+        let removed = ops::remove_follower(&self.state, &caller, &handle).await?;
+        Ok(Response::new(pb::RemoveFollowerResponse { removed }))
+    }
+
+    async fn list_followers(
+        &self,
+        req: Request<pb::ListFollowersRequest>,
+    ) -> Result<Response<pb::ListFollowersResponse>, Status> {
+        maybe_caller(&req)?;
+        let r = req.into_inner();
+        let handle = handle_field(&r.handle)?;
+        let (rows, next) = ops::list_follows(&self.state, &handle, true, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListFollowersResponse {
+            profiles: rows.into_iter().map(summary_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn list_following(
+        &self,
+        req: Request<pb::ListFollowingRequest>,
+    ) -> Result<Response<pb::ListFollowingResponse>, Status> {
+        maybe_caller(&req)?;
+        let r = req.into_inner();
+        let handle = handle_field(&r.handle)?;
+        let (rows, next) = ops::list_follows(&self.state, &handle, false, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListFollowingResponse {
+            profiles: rows.into_iter().map(summary_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+}

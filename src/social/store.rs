@@ -1,0 +1,139 @@
+//! Every SQL statement of profiles and follows. Deleted accounts (`deleted_at` set) are
+//! invisible to all of them except [`delete_account`].
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::model::{Profile, ProfilePatch, ProfileSummary};
+use crate::error::AppResult;
+
+/// Sort key of follow lists: (created_at, other user's id), both descending.
+pub type Cursor = (DateTime<Utc>, Uuid);
+
+/// Profile columns of `users u`; `$viewer` is the caller (nil for anonymous).
+fn profile_select(viewer_param: &str) -> String {
+    format!(
+        "select u.id as user_id, u.handle, u.display_name, u.bio, u.link1, u.link2, u.image_url, u.created_at,
+                (select count(*) from follows f join users x on x.id = f.follower_id and x.deleted_at is null
+                  where f.followee_id = u.id) as follower_count,
+                (select count(*) from follows f join users x on x.id = f.followee_id and x.deleted_at is null
+                  where f.follower_id = u.id) as following_count,
+                exists (select 1 from follows f where f.follower_id = {viewer_param} and f.followee_id = u.id)
+                  as followed_by_me
+           from users u"
+    )
+}
+
+pub async fn get_profile_by_handle(db: impl PgExecutor<'_>, handle: &str, viewer: Uuid) -> AppResult<Option<Profile>> {
+    let sql = format!("{} where lower(u.handle) = lower($1) and u.deleted_at is null", profile_select("$2"));
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(handle).bind(viewer).fetch_optional(db).await?)
+}
+
+pub async fn get_profile(db: impl PgExecutor<'_>, id: Uuid, viewer: Uuid) -> AppResult<Option<Profile>> {
+    let sql = format!("{} where u.id = $1 and u.deleted_at is null", profile_select("$2"));
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(viewer).fetch_optional(db).await?)
+}
+
+/// The id of the live account with `handle`.
+pub async fn user_id_by_handle(db: impl PgExecutor<'_>, handle: &str) -> AppResult<Option<Uuid>> {
+    let row: Option<(Uuid,)> =
+        sqlx::query_as("select id from users where lower(handle) = lower($1) and deleted_at is null")
+            .bind(handle)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// The handle of a live account.
+pub async fn handle_of(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as("select handle from users where id = $1 and deleted_at is null")
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Applies `p`; false when the account is gone.
+pub async fn update_profile(db: impl PgExecutor<'_>, id: Uuid, p: &ProfilePatch) -> AppResult<bool> {
+    Ok(sqlx::query(
+        "update users
+            set display_name = coalesce($2, display_name), bio = coalesce($3, bio),
+                link1 = coalesce($4, link1), link2 = coalesce($5, link2), image_url = coalesce($6, image_url),
+                updated_at = now()
+          where id = $1 and deleted_at is null",
+    )
+    .bind(id)
+    .bind(&p.display_name)
+    .bind(&p.bio)
+    .bind(&p.link1)
+    .bind(&p.link2)
+    .bind(&p.image_url)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Soft-deletes the account and revokes every session; false when it was already gone.
+pub async fn delete_account(conn: &mut PgConnection, id: Uuid) -> AppResult<bool> {
+    let n = sqlx::query("update users set deleted_at = now(), updated_at = now() where id = $1 and deleted_at is null")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    sqlx::query(
+        "update sessions set revoked_at = now(), revoked_reason = 'account_deleted'
+          where user_id = $1 and revoked_at is null",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Inserts the follow unless it exists; true when a row was created.
+pub async fn insert_follow(db: impl PgExecutor<'_>, follower: Uuid, followee: Uuid) -> AppResult<bool> {
+    Ok(sqlx::query(
+        "insert into follows (follower_id, followee_id) values ($1, $2)
+         on conflict on constraint follows_pkey do nothing",
+    )
+    .bind(follower)
+    .bind(followee)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Deletes the follow; true when a row was deleted.
+pub async fn delete_follow(db: impl PgExecutor<'_>, follower: Uuid, followee: Uuid) -> AppResult<bool> {
+    Ok(sqlx::query("delete from follows where follower_id = $1 and followee_id = $2")
+        .bind(follower)
+        .bind(followee)
+        .execute(db)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// Followers of `user` (`followers = true`) or whom `user` follows, newest follow first.
+pub async fn list_follows(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    followers: bool,
+    after: Option<Cursor>,
+    limit: i64,
+) -> AppResult<Vec<ProfileSummary>> {
+    let (me, other) = if followers { ("followee_id", "follower_id") } else { ("follower_id", "followee_id") };
+    let (at, id) = after.map_or((None, None), |(a, i)| (Some(a), Some(i)));
+    let sql = format!(
+        "select u.id as user_id, u.handle, u.display_name, u.image_url, f.created_at as followed_at
+           from follows f join users u on u.id = f.{other} and u.deleted_at is null
+          where f.{me} = $1
+            and ($2::timestamptz is null or (f.created_at, f.{other}) < ($2, $3))
+          order by f.created_at desc, f.{other} desc
+          limit $4"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user).bind(at).bind(id).bind(limit).fetch_all(db).await?)
+}

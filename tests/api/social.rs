@@ -1,0 +1,405 @@
+//! ProfileService and SocialService: profiles, soft delete, follows and their counts.
+
+use maru::grpc::pb;
+use maru::grpc::pb::profile_service_client::ProfileServiceClient;
+use maru::grpc::pb::social_service_client::SocialServiceClient;
+use prost_types::FieldMask;
+use sqlx::PgPool;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+use crate::helpers::{TestApp, TestUser, assert_err, violations};
+
+fn profiles(app: &TestApp) -> ProfileServiceClient<Channel> {
+    ProfileServiceClient::new(app.channel.clone())
+}
+
+fn social(app: &TestApp) -> SocialServiceClient<Channel> {
+    SocialServiceClient::new(app.channel.clone())
+}
+
+fn mask(paths: &[&str]) -> Option<FieldMask> {
+    Some(FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() })
+}
+
+async fn profile(app: &TestApp, handle: &str, who: Option<&TestUser>) -> pb::Profile {
+    let msg = pb::GetProfileRequest { handle: handle.into() };
+    let req = match who {
+        Some(u) => u.req(msg),
+        None => Request::new(msg),
+    };
+    profiles(app).get_profile(req).await.unwrap().into_inner().profile.unwrap()
+}
+
+async fn follow_rows(app: &TestApp, column: &str, user: &TestUser) -> i64 {
+    let sql = format!("select count(*) from follows where {column} = $1");
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(uuid::Uuid::parse_str(&user.id).unwrap())
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    n
+}
+
+async fn follow(app: &TestApp, who: &TestUser, handle: &str) -> pb::FollowResponse {
+    social(app).follow(who.req(pb::FollowRequest { handle: handle.into() })).await.unwrap().into_inner()
+}
+
+#[sqlx::test]
+async fn profiles_are_public_and_only_their_owner_edits_them(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let jimin = app.user("jimin").await;
+
+    let p = profile(&app, "JIMIN", None).await;
+    assert_eq!((p.handle.as_str(), p.display_name.as_str(), p.follower_count), ("jimin", "User jimin", 0));
+
+    let updated = profiles(&app)
+        .update_profile(jimin.req(pb::UpdateProfileRequest {
+            display_name: "지민".into(),
+            bio: "안녕하세요, 판교 사는 지민입니다".into(),
+            link1: "https://blog.example/jimin".into(),
+            image_url: "https://img.example/j.png".into(),
+            link2: "ignored: not in the mask".into(),
+            update_mask: mask(&["display_name", "bio", "link1", "image_url"]),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert_eq!(updated.display_name, "지민");
+    assert_eq!(updated.link2, "");
+    assert_eq!(profile(&app, "jimin", None).await.bio, "안녕하세요, 판교 사는 지민입니다");
+    // WhoAmI (cached) shows the new display name at once.
+    let me = app.auth().who_am_i(jimin.req(pb::WhoAmIRequest {})).await.unwrap().into_inner();
+    assert_eq!(me.user.unwrap().display_name, "지민");
+
+    // Clearing a link with an empty value.
+    let cleared = profiles(&app)
+        .update_profile(jimin.req(pb::UpdateProfileRequest { update_mask: mask(&["link1"]), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert_eq!((cleared.link1.as_str(), cleared.display_name.as_str()), ("", "지민"));
+
+    // Anonymous callers cannot edit.
+    assert_err(
+        profiles(&app).update_profile(Request::new(pb::UpdateProfileRequest::default())).await,
+        Code::Unauthenticated,
+        "TOKEN_MISSING",
+    );
+}
+
+#[sqlx::test]
+async fn invalid_profile_input_names_every_field(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let u = app.user("minsu").await;
+    let s = assert_err(
+        profiles(&app)
+            .update_profile(u.req(pb::UpdateProfileRequest {
+                display_name: " ".into(),
+                bio: "가".repeat(501),
+                link1: "javascript:alert(1)".into(),
+                link2: "not a url".into(),
+                image_url: "ftp://img.example/a.png".into(),
+                update_mask: mask(&["display_name", "bio", "link1", "link2", "image_url"]),
+            }))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["display_name", "bio", "link1", "link2", "image_url"]);
+    let s = assert_err(
+        profiles(&app).update_profile(u.req(pb::UpdateProfileRequest::default())).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["update_mask"]);
+    let s = assert_err(
+        profiles(&app)
+            .update_profile(u.req(pb::UpdateProfileRequest { update_mask: mask(&["email"]), ..Default::default() }))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["update_mask"]);
+    for bad in ["", "ab", "no spaces", "한글핸들"] {
+        let s = assert_err(
+            profiles(&app).get_profile(Request::new(pb::GetProfileRequest { handle: bad.into() })).await,
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        );
+        assert_eq!(violations(&s), ["handle"], "{bad:?}");
+    }
+    assert_err(
+        profiles(&app).get_profile(Request::new(pb::GetProfileRequest { handle: "nobody".into() })).await,
+        Code::NotFound,
+        "USER_NOT_FOUND",
+    );
+}
+
+#[sqlx::test]
+async fn a_deleted_account_disappears_but_keeps_its_handle(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let gone = app.user("leaving").await;
+    let friend = app.user("friend").await;
+    follow(&app, &gone, "friend").await;
+    follow(&app, &friend, "leaving").await;
+    assert_eq!(profile(&app, "friend", None).await.follower_count, 1);
+
+    let s = assert_err(
+        profiles(&app).delete_account(gone.req(pb::DeleteAccountRequest { confirm_handle: "friend".into() })).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["confirm_handle"]);
+    assert_err(
+        profiles(&app)
+            .delete_account(Request::new(pb::DeleteAccountRequest { confirm_handle: "leaving".into() }))
+            .await,
+        Code::Unauthenticated,
+        "TOKEN_MISSING",
+    );
+    profiles(&app)
+        .delete_account(gone.req(pb::DeleteAccountRequest { confirm_handle: "Leaving".into() }))
+        .await
+        .unwrap();
+
+    assert_err(
+        profiles(&app).get_profile(Request::new(pb::GetProfileRequest { handle: "leaving".into() })).await,
+        Code::NotFound,
+        "USER_NOT_FOUND",
+    );
+    let f = profile(&app, "friend", None).await;
+    assert_eq!((f.follower_count, f.following_count), (0, 0), "the deleted account's follows vanish");
+    let followers = social(&app)
+        .list_followers(Request::new(pb::ListFollowersRequest { handle: "friend".into(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(followers.profiles.is_empty());
+    assert_err(
+        social(&app).follow(friend.req(pb::FollowRequest { handle: "leaving".into() })).await,
+        Code::NotFound,
+        "USER_NOT_FOUND",
+    );
+    // The handle stays reserved.
+    assert_err(
+        app.auth().sign_up(crate::helpers::sign_up_req("leaving", "new@example.com")).await,
+        Code::AlreadyExists,
+        "HANDLE_TAKEN",
+    );
+    // Deleting twice: the account is gone.
+    assert_err(
+        profiles(&app).delete_account(gone.req(pb::DeleteAccountRequest { confirm_handle: "leaving".into() })).await,
+        Code::NotFound,
+        "USER_NOT_FOUND",
+    );
+    // Its refresh token was revoked with every session.
+    assert_eq!(
+        app.auth().refresh(pb::RefreshRequest { refresh_token: gone.refresh.clone() }).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+}
+
+#[sqlx::test]
+async fn follow_is_idempotent_and_counts_equal_rows(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let a = app.user("alice").await;
+    let b = app.user("bob").await;
+
+    let first = follow(&app, &a, "bob").await;
+    assert!(first.created);
+    let p = first.profile.unwrap();
+    assert_eq!((p.follower_count, p.followed_by_me), (1, true));
+    let again = follow(&app, &a, "BOB").await;
+    assert!(!again.created, "following twice is OK and changes nothing");
+    assert_eq!(again.profile.unwrap().follower_count, 1);
+    assert_eq!(follow_rows(&app, "followee_id", &b).await, 1);
+
+    assert!(profile(&app, "bob", Some(&a)).await.followed_by_me);
+    assert!(!profile(&app, "bob", None).await.followed_by_me);
+    assert_eq!(profile(&app, "alice", None).await.following_count, 1);
+
+    // Following yourself.
+    let s = assert_err(
+        social(&app).follow(a.req(pb::FollowRequest { handle: "alice".into() })).await,
+        Code::InvalidArgument,
+        "CANNOT_FOLLOW_SELF",
+    );
+    assert_eq!(violations(&s), ["handle"]);
+    assert_err(
+        social(&app).follow(a.req(pb::FollowRequest { handle: "nobody".into() })).await,
+        Code::NotFound,
+        "USER_NOT_FOUND",
+    );
+
+    // Unfollow twice: removed, then nothing to remove.
+    let un = |u: &TestUser| u.req(pb::UnfollowRequest { handle: "bob".into() });
+    assert!(social(&app).unfollow(un(&a)).await.unwrap().into_inner().removed);
+    assert!(!social(&app).unfollow(un(&a)).await.unwrap().into_inner().removed);
+    assert_eq!(profile(&app, "bob", None).await.follower_count, 0);
+
+    // Bob removes Alice from his followers.
+    follow(&app, &a, "bob").await;
+    let rm = social(&app).remove_follower(b.req(pb::RemoveFollowerRequest { handle: "alice".into() })).await.unwrap();
+    assert!(rm.into_inner().removed);
+    assert_eq!(follow_rows(&app, "followee_id", &b).await, 0);
+    let rm = social(&app).remove_follower(b.req(pb::RemoveFollowerRequest { handle: "alice".into() })).await.unwrap();
+    assert!(!rm.into_inner().removed);
+}
+
+#[sqlx::test]
+async fn follow_lists_page_newest_first(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let star = app.user("star").await;
+    let fans = app.fast_users("fan", 5).await;
+    for f in &fans {
+        follow(&app, f, "star").await;
+    }
+    follow(&app, &star, "fan0").await;
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = social(&app)
+            .list_followers(Request::new(pb::ListFollowersRequest {
+                handle: "star".into(),
+                page_size: 2,
+                page_token: token.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(r.profiles.into_iter().map(|p| p.handle));
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        token = r.next_page_token;
+    }
+    assert_eq!(seen, ["fan4", "fan3", "fan2", "fan1", "fan0"]);
+    let following = social(&app)
+        .list_following(Request::new(pb::ListFollowingRequest { handle: "star".into(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(following.profiles.iter().map(|p| p.handle.as_str()).collect::<Vec<_>>(), ["fan0"]);
+
+    // A token is bound to its list.
+    let first = social(&app)
+        .list_followers(Request::new(pb::ListFollowersRequest {
+            handle: "star".into(),
+            page_size: 1,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let s = assert_err(
+        social(&app)
+            .list_following(Request::new(pb::ListFollowingRequest {
+                handle: "star".into(),
+                page_size: 1,
+                page_token: first.next_page_token,
+            }))
+            .await,
+        Code::InvalidArgument,
+        "PAGE_TOKEN_INVALID",
+    );
+    assert_eq!(violations(&s), ["page_token"]);
+    let s = assert_err(
+        social(&app)
+            .list_followers(Request::new(pb::ListFollowersRequest {
+                handle: "star".into(),
+                page_size: -1,
+                page_token: String::new(),
+            }))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["page_size"]);
+}
+
+#[sqlx::test]
+async fn writes_need_a_caller(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.user("target").await;
+    let h = || "target".to_string();
+    let mut c = social(&app);
+    assert_err(c.follow(Request::new(pb::FollowRequest { handle: h() })).await, Code::Unauthenticated, "TOKEN_MISSING");
+    assert_err(
+        c.unfollow(Request::new(pb::UnfollowRequest { handle: h() })).await,
+        Code::Unauthenticated,
+        "TOKEN_MISSING",
+    );
+    assert_err(
+        c.remove_follower(Request::new(pb::RemoveFollowerRequest { handle: h() })).await,
+        Code::Unauthenticated,
+        "TOKEN_MISSING",
+    );
+    // A bad token is refused even where anonymous callers are allowed.
+    assert_err(
+        c.list_followers(crate::helpers::bearer(
+            "garbage",
+            pb::ListFollowersRequest { handle: h(), ..Default::default() },
+        ))
+        .await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+}
+
+#[sqlx::test]
+async fn one_user_following_100_times_at_once_makes_one_row(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let a = app.user("racer").await;
+    let b = app.user("popular").await;
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let mut c = social(&app);
+        let req = a.req(pb::FollowRequest { handle: "popular".into() });
+        tasks.push(tokio::spawn(async move { c.follow(req).await }));
+    }
+    let mut created = 0;
+    for r in futures::future::join_all(tasks).await {
+        if r.unwrap().expect("follow is idempotent").into_inner().created {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(follow_rows(&app, "followee_id", &b).await, 1);
+    assert_eq!(profile(&app, "popular", None).await.follower_count, 1);
+}
+
+#[sqlx::test]
+async fn a_hundred_users_following_at_once_are_all_counted(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let star = app.user("celebrity").await;
+    let fans = app.fast_users("crowd", 100).await;
+    let mut tasks = Vec::new();
+    for f in &fans {
+        let mut c = social(&app);
+        let req = f.req(pb::FollowRequest { handle: "celebrity".into() });
+        tasks.push(tokio::spawn(async move { c.follow(req).await }));
+    }
+    for r in futures::future::join_all(tasks).await {
+        assert!(r.unwrap().unwrap().into_inner().created);
+    }
+    assert_eq!(follow_rows(&app, "followee_id", &star).await, 100);
+    assert_eq!(profile(&app, "celebrity", None).await.follower_count, 100);
+
+    // And all unfollowing at once while half follow again: counts still equal rows.
+    let mut tasks = Vec::new();
+    for f in &fans {
+        let mut c = social(&app);
+        let req = f.req(pb::UnfollowRequest { handle: "celebrity".into() });
+        tasks.push(tokio::spawn(async move { c.unfollow(req).await.map(|_| ()) }));
+    }
+    for r in futures::future::join_all(tasks).await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(follow_rows(&app, "followee_id", &star).await, 0);
+    assert_eq!(profile(&app, "celebrity", None).await.follower_count, 0);
+}
