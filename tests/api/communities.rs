@@ -18,8 +18,8 @@ use parking_lot::Mutex;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Request};
 
 use crate::helpers::*;
 
@@ -28,14 +28,6 @@ const FIXTURE_ROWS: u64 = 5067;
 
 fn client(app: &TestApp) -> CommunityServiceClient<Channel> {
     CommunityServiceClient::new(app.channel.clone())
-}
-
-/// `msg` as `user`, or anonymous.
-fn as_who<T>(user: Option<&TestUser>, msg: T) -> Request<T> {
-    match user {
-        Some(u) => u.req(msg),
-        None => Request::new(msg),
-    }
 }
 
 async fn create(
@@ -776,20 +768,6 @@ async fn two_managers_demoting_each_other_at_once_leave_exactly_one(pool: PgPool
 
 // ---------------------------------------------------------------------------------------------
 // The authorization matrix.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
-    Anonymous,
-    Outsider,
-    Pending,
-    Member,
-    OtherManager,
-    Manager,
-    Admin,
-}
-
-const WHO: [Who; 7] =
-    [Who::Anonymous, Who::Outsider, Who::Pending, Who::Member, Who::OtherManager, Who::Manager, Who::Admin];
 
 struct Cast {
     outsider: TestUser,

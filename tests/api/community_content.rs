@@ -32,21 +32,6 @@ fn mask(paths: &[&str]) -> Option<FieldMask> {
     Some(FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() })
 }
 
-/// The callers of the authorization matrix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
-    Anonymous,
-    NonMember,
-    Pending,
-    Member,
-    OtherManager,
-    Manager,
-    Admin,
-}
-
-const WHO: [Who; 7] =
-    [Who::Anonymous, Who::NonMember, Who::Pending, Who::Member, Who::OtherManager, Who::Manager, Who::Admin];
-
 /// A community with one caller of each kind, plus a second member (`filer`) and another
 /// community managed by `other_manager`.
 struct Fx {
@@ -90,7 +75,7 @@ impl Fx {
     fn user(&self, who: Who) -> Option<&TestUser> {
         match who {
             Who::Anonymous => None,
-            Who::NonMember => Some(&self.outsider),
+            Who::Outsider => Some(&self.outsider),
             Who::Pending => Some(&self.pending),
             Who::Member => Some(&self.member),
             Who::OtherManager => Some(&self.other_manager),
@@ -100,10 +85,7 @@ impl Fx {
     }
 
     fn req<T>(&self, who: Who, msg: T) -> Request<T> {
-        match self.user(who) {
-            Some(u) => u.req(msg),
-            None => Request::new(msg),
-        }
+        as_who(self.user(who), msg)
     }
 
     fn notices(&self) -> NoticeServiceClient<Channel> {

@@ -277,3 +277,27 @@ impl TestApp {
         out
     }
 }
+
+/// The callers every community authorization matrix covers, in its column order: anonymous,
+/// signed-in non-member, pending member, member, manager of another community, manager, admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Anonymous,
+    Outsider,
+    Pending,
+    Member,
+    OtherManager,
+    Manager,
+    Admin,
+}
+
+pub const WHO: [Who; 7] =
+    [Who::Anonymous, Who::Outsider, Who::Pending, Who::Member, Who::OtherManager, Who::Manager, Who::Admin];
+
+/// `msg` as `user`, or anonymous.
+pub fn as_who<T>(user: Option<&TestUser>, msg: T) -> Request<T> {
+    match user {
+        Some(u) => u.req(msg),
+        None => Request::new(msg),
+    }
+}
