@@ -300,6 +300,39 @@ async fn slow_calls_hit_the_server_deadline(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_client_deadline_is_deadline_exceeded_with_error_info_every_time(pool: PgPool) {
+    // tonic enforces `grpc-timeout` itself, outside maru's layers (answering CANCELLED); maru's
+    // own deadline must win that race every time. Sent over gRPC-web with reqwest, which does not
+    // enforce the deadline on the client side as tonic's client would.
+    let app = TestApp::spawn(pool).await;
+    let http = reqwest::Client::new();
+    for i in 0..20 {
+        let req = pb::SignUpRequest {
+            display_name: "Hurried".into(),
+            ..sign_up_req(&format!("hurried{i}"), &format!("hurried{i}@example.com"))
+        };
+        let resp = http
+            .post(format!("http://{}/maru.v1.AuthService/SignUp", app.grpc_addr))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .header("grpc-timeout", format!("{}m", 1 + i % 3))
+            .body(grpc_web_body(&req))
+            .send()
+            .await
+            .unwrap();
+        let (status, details) = grpc_web_status(resp).await;
+        assert_eq!(status.as_deref(), Some("4"), "call {i}: DEADLINE_EXCEEDED expected");
+        assert!(details, "call {i}: the status carries ErrorInfo");
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"grpc_method="SignUp",protocol="grpc_web",grpc_code="DeadlineExceeded"} 20"#),
+        "{}",
+        metrics.lines().filter(|l| l.contains("SignUp")).collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[sqlx::test]
 async fn oversized_malformed_and_unknown_calls_get_designed_errors(pool: PgPool) {
     let app = TestApp::spawn_with(pool, |s| s.grpc.max_message_bytes = 1024).await;
     let r = app
