@@ -76,6 +76,38 @@ async fn account(channel: Channel, how: &Seeding<'_>, i: usize) -> anyhow::Resul
     Ok(Account { handle, password, bearer: bearer(&login.access_token)?, forwarded_for })
 }
 
+/// A community named after `key` with `members` (account, role `MEMBER` | `MANAGER`), made
+/// once per key: a rerun with the same key (the same `--seed`) finds it again. The rows are
+/// written directly: granting a community its first manager needs a deployment admin, which a
+/// load run does not have. Returns the community id.
+pub async fn community(ctx: &Ctx, kind: &str, key: &str, members: &[(&Account, &str)]) -> anyhow::Result<String> {
+    let mut db = ctx.db().await?;
+    let id: String = sqlx::query_scalar(
+        "insert into communities (id, kind, name, address, external_code)
+         values (gen_random_uuid(), $1, $2, 'load test', $3)
+         on conflict (external_code) where external_code is not null do update set updated_at = now()
+         returning id::text",
+    )
+    .bind(kind)
+    .bind(format!("load {key}"))
+    .bind(format!("LOAD-{key}"))
+    .fetch_one(&mut db)
+    .await?;
+    for (account, role) in members {
+        sqlx::query(
+            "insert into community_memberships (id, community_id, user_id, status, role)
+             select gen_random_uuid(), $1::uuid, id, 'APPROVED', $3 from users where lower(handle) = lower($2)
+             on conflict do nothing",
+        )
+        .bind(&id)
+        .bind(&account.handle)
+        .bind(role)
+        .execute(&mut db)
+        .await?;
+    }
+    Ok(id)
+}
+
 /// Calls `f` until it answers something other than a retryable refusal (at most 10 times).
 async fn retrying<T, F, Fut>(fail_on_rate_limit: bool, f: F) -> Result<T, Failed>
 where

@@ -133,32 +133,12 @@ struct VoteRace {
 #[async_trait]
 impl Race for VoteRace {
     /// Seeds a manager and a voter through the API, makes them members of a fresh community
-    /// (the membership rows directly: granting the first manager needs an admin, which a load
-    /// run does not have), then lets the manager open one poll per round through the API.
+    /// ([`seed::community`]), then lets the manager open one poll per round through the API.
     async fn prepare(&self, ctx: &Ctx, rounds: u64) -> anyhow::Result<()> {
         let how = Seeding { prefix: &self.prefix, count: 2, forwarded: false, fail_on_rate_limit: false };
         let accounts = seed::accounts(ctx, &how).await?;
         let (manager, voter) = (&accounts[0], &accounts[1]);
-        let mut db = ctx.db().await?;
-        let community: String = sqlx::query_scalar(
-            "insert into communities (id, kind, name, address)
-             values (gen_random_uuid(), 'CLUB', $1, 'load test') returning id::text",
-        )
-        .bind(format!("contention {}", self.prefix))
-        .fetch_one(&mut db)
-        .await?;
-        for (handle, role) in [(&manager.handle, "MANAGER"), (&voter.handle, "MEMBER")] {
-            sqlx::query(
-                "insert into community_memberships (id, community_id, user_id, status, role)
-                 select gen_random_uuid(), $1::uuid, id, 'APPROVED', $3 from users where lower(handle) = lower($2)
-                 on conflict do nothing",
-            )
-            .bind(&community)
-            .bind(handle)
-            .bind(role)
-            .execute(&mut db)
-            .await?;
-        }
+        let community = seed::community(ctx, "CLUB", &self.prefix, &[(manager, "MANAGER"), (voter, "MEMBER")]).await?;
         let mut client = PollServiceClient::new(ctx.channel(0)?);
         let mut polls = Vec::new();
         for round in 0..rounds {
