@@ -9,11 +9,13 @@
 //! request count (`--max-requests`). Exit status: 0 when every check passed, 1 when one
 //! failed, 2 when the run could not be made.
 
+mod api;
 mod limits;
 mod report;
 mod rpc;
 mod scenarios;
 mod seed;
+mod server;
 mod target;
 mod web;
 
@@ -98,6 +100,14 @@ struct Cli {
     baseline: Option<PathBuf>,
     #[arg(long, default_value_t = 0.8)]
     min_throughput_ratio: f64,
+    /// The target's Prometheus endpoint (maru's admin port, `/metrics`): samples the server's
+    /// resident memory through the run and reads counters before and after it.
+    #[arg(long)]
+    server_metrics: Option<String>,
+    /// Fails the run when the server's resident memory exceeds this many MiB (needs
+    /// --server-metrics; default: the scenario's goal in full runs).
+    #[arg(long)]
+    max_rss_mb: Option<f64>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -168,6 +178,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let database_url = target::loopback("--database-url", &cli.database_url)?;
     let pgbench_url = target::loopback("--pgbench-url", &cli.pgbench_url)?;
     let redis_url = target::loopback("--redis-url", &cli.redis_url)?;
+    let server_metrics = match &cli.server_metrics {
+        Some(raw) => Some(Arc::new(server::ServerMetrics::new(target::loopback("--server-metrics", raw)?)?)),
+        None => None,
+    };
 
     let shape = if cli.smoke { entry.smoke } else { entry.full };
     let users = cli.users.unwrap_or(shape.users);
@@ -197,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             baseline: cli.baseline.clone(),
             min_throughput_ratio: cli.min_throughput_ratio,
         },
+        server_metrics: server_metrics.clone(),
     });
     println!(
         "maru-load {}: {} users, {:?}, think {:?}-{:?}, targets {:?}, run tag {}",
@@ -236,6 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             .set_default(GooseDefault::NoResetMetrics, true)?,
         RunMode::OnceEach => *attack.set_default(GooseDefault::Iterations, 1)?,
     };
+    let rss = server_metrics.as_ref().map(|m| m.sample_rss(Duration::from_millis(500)));
     let clock = Instant::now();
     // goose stops itself at the run time; this bounds a run that hangs anyway.
     let metrics = tokio::time::timeout(duration + Duration::from_secs(60), attack.execute())
@@ -244,12 +260,25 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     // Throughput over the calls' own window; goose's start-up and shutdown are not load.
     let elapsed = ctx.budget.active().unwrap_or_else(|| clock.elapsed()).as_secs_f64();
     let summary = Summary::from_goose(&metrics, elapsed);
+    let server_rss_max_mib = rss.and_then(server::RssSampler::stop);
 
     let mut checks = vec![Check::new("requests made", summary.requests > 0, format!("{} requests", summary.requests))];
     if ctx.budget.spent() {
         checks.push(Check::new("request budget", true, format!("--max-requests {max_requests} was reached")));
     }
     checks.extend(scenario.verify(&summary).await.context("verifying the run")?);
+    let rss_goal = cli.max_rss_mb.or(if cli.smoke { None } else { scenario.rss_goal_mb() });
+    match (rss_goal, server_rss_max_mib, &server_metrics) {
+        (Some(goal), Some(mib), _) => checks.push(Check::new(
+            format!("server RSS ≤ {goal} MiB"),
+            mib <= goal,
+            format!("at most {mib:.1} MiB resident during the run"),
+        )),
+        (_, None, Some(_)) => {
+            checks.push(Check::new("server RSS sampled", false, "no sample of process_resident_memory_bytes"))
+        }
+        _ => {}
+    }
     if let Some(path) = &ctx.options.baseline {
         checks.push(baseline_check(path, &summary, ctx.options.min_throughput_ratio)?);
     }
@@ -272,6 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             load_average_1m_after: load_average(),
         },
         ratios: Report::ratios(&summary, limits.as_ref()),
+        server_rss_max_mib,
         limits,
         summary,
         checks,

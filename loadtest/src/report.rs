@@ -170,6 +170,8 @@ pub struct Report {
     pub machine: Machine,
     pub limits: Option<Limits>,
     pub ratios: Ratios,
+    /// The target's largest resident set during the run (`--server-metrics`).
+    pub server_rss_max_mib: Option<f64>,
     pub summary: Summary,
     pub checks: Vec<Check>,
     pub pass: bool,
@@ -235,6 +237,9 @@ impl Report {
             for n in &l.notes {
                 println!("  note: {n}");
             }
+        }
+        if let Some(mib) = self.server_rss_max_mib {
+            println!("server: at most {mib:.1} MiB resident during the run");
         }
         println!("checks:");
         for c in &self.checks {

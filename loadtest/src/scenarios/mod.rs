@@ -1,12 +1,9 @@
 //! The scenarios, one file each. A scenario seeds what it needs through the API, hands goose
 //! its user types, and after the run judges the summary (and reads back the database where an
 //! exact count is the point). A new scenario is a new file plus one line in [`ALL`].
-//!
-//! Later, with their RPCs: `feed` (the apartment journey), `detail-cache` (profile and post
-//! detail with the cache on and off) and `search` (500,000 complexes with and without the
-//! index); the `contention` scenario gains like, follow and check-in races.
 
 pub mod contention;
+pub mod feed;
 pub mod grpc_web;
 pub mod pool;
 pub mod rate_limit_abuse;
@@ -26,6 +23,7 @@ use url::Url;
 
 use crate::report::{Check, Summary};
 use crate::rpc::{Budget, TxResult};
+use crate::server::ServerMetrics;
 
 /// Pause between one user's transactions, drawn uniformly from `min..=max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +63,15 @@ pub struct Entry {
     pub build: fn(Arc<Ctx>) -> Box<dyn LoadScenario>,
 }
 
-pub const ALL: &[Entry] =
-    &[whoami::ENTRY, signup_storm::ENTRY, contention::ENTRY, rate_limit_abuse::ENTRY, pool::ENTRY, grpc_web::ENTRY];
+pub const ALL: &[Entry] = &[
+    whoami::ENTRY,
+    feed::ENTRY,
+    signup_storm::ENTRY,
+    contention::ENTRY,
+    rate_limit_abuse::ENTRY,
+    pool::ENTRY,
+    grpc_web::ENTRY,
+];
 
 pub fn find(name: &str) -> Option<&'static Entry> {
     ALL.iter().find(|e| e.name == name)
@@ -91,6 +96,11 @@ pub trait LoadScenario: Send + Sync {
 
     /// Judges the run: thresholds on the summary, invariants read back.
     async fn verify(&self, summary: &Summary) -> anyhow::Result<Vec<Check>>;
+
+    /// The server's resident-memory goal in a full run (checked with `--server-metrics`).
+    fn rss_goal_mb(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// Flags only some scenarios read.
@@ -122,6 +132,8 @@ pub struct Ctx {
     pub budget: Budget,
     pub request_timeout: Duration,
     pub options: Options,
+    /// The target's Prometheus endpoint (`--server-metrics`), when given.
+    pub server_metrics: Option<Arc<ServerMetrics>>,
 }
 
 impl Ctx {
