@@ -95,6 +95,9 @@ struct Cli {
     /// contention: the unique key to race for.
     #[arg(long, value_enum, default_value = "signup")]
     race: scenarios::contention::RaceKind,
+    /// detail-cache: whether the target runs with its cache on (`MARU__FEED__CACHE_ENABLED`).
+    #[arg(long, value_enum, default_value = "on")]
+    cache: scenarios::detail_cache::CacheMode,
     /// A report of an earlier run: throughput must stay within --min-throughput-ratio of it.
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -208,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             p99_ms: cli.p99_ms,
             pool_expect: cli.pool_expect,
             race: cli.race,
+            cache: cli.cache,
             baseline: cli.baseline.clone(),
             min_throughput_ratio: cli.min_throughput_ratio,
         },

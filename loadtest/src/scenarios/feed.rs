@@ -31,7 +31,7 @@ pub const ENTRY: Entry = Entry {
     about: "apartment journey: Login, then ListPosts ×6, GetPost ×3, CreatePost ×1 in the community feed",
     full: Shape::new(100, 30, Think::NONE),
     smoke: Shape::new(8, 4, Think::NONE),
-    build: |ctx| Box::new(Arc::new(Feed::new(ctx, Transport::Grpc))),
+    build: |ctx| Box::new(Arc::new(Feed::new(ctx, Transport::Grpc, Journey::Feed))),
 };
 
 /// Default p99 goal of a full run per feed RPC, in milliseconds.
@@ -44,6 +44,7 @@ pub const LOGIN: &str = "/maru.v1.AuthService/Login";
 pub const LIST_POSTS: &str = "/maru.v1.FeedService/ListPosts";
 pub const GET_POST: &str = "/maru.v1.FeedService/GetPost";
 pub const CREATE_POST: &str = "/maru.v1.FeedService/CreatePost";
+pub const GET_PROFILE: &str = "/maru.v1.ProfileService/GetProfile";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -157,9 +158,19 @@ pub fn mix(seed: u64, n: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What the residents do after logging in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journey {
+    /// ListPosts ×6, GetPost ×3, CreatePost ×1.
+    Feed,
+    /// GetPost ×1 and GetProfile ×1 of seeded posts and residents (`detail-cache`).
+    Detail,
+}
+
 pub struct Feed {
     pub ctx: Arc<Ctx>,
     transport: Transport,
+    journey: Journey,
     data: OnceLock<FeedData>,
     posts_before: OnceLock<i64>,
     created: AtomicU64,
@@ -175,12 +186,47 @@ struct Session {
 }
 
 impl Feed {
-    pub fn new(ctx: Arc<Ctx>, transport: Transport) -> Self {
-        Feed { ctx, transport, data: OnceLock::new(), posts_before: OnceLock::new(), created: AtomicU64::new(0) }
+    pub fn new(ctx: Arc<Ctx>, transport: Transport, journey: Journey) -> Self {
+        Feed {
+            ctx,
+            transport,
+            journey,
+            data: OnceLock::new(),
+            posts_before: OnceLock::new(),
+            created: AtomicU64::new(0),
+        }
     }
 
     fn data(&self) -> Result<&FeedData, Box<goose::goose::TransactionError>> {
         self.data.get().ok_or_else(|| custom("the feed is not seeded".into()))
+    }
+
+    /// A seeded post by a deterministic pick: any post of the community, not only the first page.
+    async fn any_post(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
+        let mut s = session::<Session>(user)?;
+        s.n += 1;
+        user.set_session_data(s.clone());
+        let posts = &self.data()?.posts;
+        let post_id = posts.get(mix(user.weighted_users_index as u64, s.n) as usize % posts.len().max(1)).cloned();
+        let msg = pb::GetPostRequest { post_id: post_id.unwrap_or_default() };
+        // The outcome is in the metrics.
+        let _ = s.api.call::<_, pb::GetPostResponse>(user, &self.ctx.budget, GET_POST, msg, s.bearer.as_ref()).await?;
+        Ok(())
+    }
+
+    /// A seeded resident's profile.
+    async fn profile(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
+        let mut s = session::<Session>(user)?;
+        s.n += 1;
+        user.set_session_data(s.clone());
+        let accounts = &self.data()?.accounts;
+        let who = mix(self.ctx.seed ^ user.weighted_users_index as u64, s.n) as usize % accounts.len().max(1);
+        let msg = pb::GetProfileRequest { handle: accounts.get(who).map(|a| a.handle.clone()).unwrap_or_default() };
+        let _ = s
+            .api
+            .call::<_, pb::GetProfileResponse>(user, &self.ctx.budget, GET_PROFILE, msg, s.bearer.as_ref())
+            .await?;
+        Ok(())
     }
 
     async fn login(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
@@ -257,17 +303,28 @@ impl Feed {
         let _ = self.posts_before.set(post_count(&self.ctx, &data.community).await?);
         let _ = self.data.set(data);
         let weight = |t: goose::goose::Transaction, w: usize| t.set_weight(w).map_err(|e| anyhow::anyhow!("{e}"));
-        let s = Scenario::new("residents")
-            .register_transaction(tx!(self, "Login", login).set_on_start())
-            .register_transaction(weight(tx!(self, "ListPosts", list_posts), 6)?)
-            .register_transaction(weight(tx!(self, "GetPost", get_post), 3)?)
-            .register_transaction(weight(tx!(self, "CreatePost", create_post), 1)?);
+        let s = Scenario::new("residents").register_transaction(tx!(self, "Login", login).set_on_start());
+        let s = match self.journey {
+            Journey::Feed => s
+                .register_transaction(weight(tx!(self, "ListPosts", list_posts), 6)?)
+                .register_transaction(weight(tx!(self, "GetPost", get_post), 3)?)
+                .register_transaction(weight(tx!(self, "CreatePost", create_post), 1)?),
+            Journey::Detail => s.register_transaction(tx!(self, "GetPost", any_post)).register_transaction(tx!(
+                self,
+                "GetProfile",
+                profile
+            )),
+        };
         Ok(vec![with_think(s, self.ctx.think)?])
     }
 
-    /// Every reply OK, every accepted post stored once, and (full runs) the p99 goal.
+    /// Every reply OK; for the feed journey every accepted post stored once and (full runs)
+    /// the p99 goal per RPC.
     pub async fn verify_journey(&self, s: &Summary) -> anyhow::Result<Vec<Check>> {
         let ctx = &self.ctx;
+        if self.journey == Journey::Detail {
+            return Ok(vec![Check::no_internal(s), Check::only_codes("every reply OK", s, |_, code| code == "OK")]);
+        }
         let community = &self.data.get().ok_or_else(|| anyhow::anyhow!("not seeded"))?.community;
         let before = self.posts_before.get().copied().unwrap_or_default();
         let stored = post_count(ctx, community).await? - before;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use goose::goose::Scenario;
 
-use super::feed::{Feed, Transport};
+use super::feed::{Feed, Journey, Transport};
 use super::{Entry, LoadScenario, Shape, Think};
 use crate::report::{Check, Summary};
 
@@ -17,7 +17,7 @@ pub const ENTRY: Entry = Entry {
     about: "the feed journey over gRPC-web (HTTP/1.1): Login, ListPosts, GetPost, CreatePost",
     full: Shape::new(100, 30, Think::NONE),
     smoke: Shape::new(4, 4, Think::NONE),
-    build: |ctx| Box::new(Web(Arc::new(Feed::new(ctx, Transport::Web)))),
+    build: |ctx| Box::new(Web(Arc::new(Feed::new(ctx, Transport::Web, Journey::Feed)))),
 };
 
 struct Web(Arc<Feed>);

@@ -3,6 +3,7 @@
 //! exact count is the point). A new scenario is a new file plus one line in [`ALL`].
 
 pub mod contention;
+pub mod detail_cache;
 pub mod feed;
 pub mod grpc_web;
 pub mod pool;
@@ -66,6 +67,7 @@ pub struct Entry {
 pub const ALL: &[Entry] = &[
     whoami::ENTRY,
     feed::ENTRY,
+    detail_cache::ENTRY,
     signup_storm::ENTRY,
     contention::ENTRY,
     rate_limit_abuse::ENTRY,
@@ -110,6 +112,8 @@ pub struct Options {
     pub p99_ms: Option<f64>,
     pub pool_expect: pool::Expect,
     pub race: contention::RaceKind,
+    /// detail-cache: whether the server's cache is expected on.
+    pub cache: detail_cache::CacheMode,
     /// A report of an earlier run to compare throughput with.
     pub baseline: Option<PathBuf>,
     pub min_throughput_ratio: f64,
