@@ -17,31 +17,13 @@ use std::time::{Duration, Instant};
 use maru::app::AppState;
 use maru::communities::model::SearchQuery;
 use maru::communities::ops::search_communities;
+use maru::communities::synthetic::{self, QUERIES};
 use maru::config::Settings;
 use secrecy::SecretString;
 use sqlx::PgPool;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/apartments-gyeonggi.json");
-/// Queries people type: complex names and brands, districts and dongs, 2 to 5 characters.
-const QUERIES: &[&str] =
-    &["파장", "래미안", "수원", "현대", "정자동", "푸르지오", "센트럴", "주공", "분당구", "삼익", "힐스테이트", "성남"];
 const ROUNDS: usize = 10;
-/// The search indexes of the schema: trigrams (3+ characters) and character pairs (2).
-const SEARCH_INDEXES: &[(&str, &str)] = &[
-    (
-        "communities_name_trgm_idx",
-        "create index communities_name_trgm_idx on communities using gin (name gin_trgm_ops)",
-    ),
-    (
-        "communities_address_trgm_idx",
-        "create index communities_address_trgm_idx on communities using gin (address gin_trgm_ops)",
-    ),
-    ("communities_name_bigram_idx", "create index communities_name_bigram_idx on communities using gin (name_bigrams)"),
-    (
-        "communities_address_bigram_idx",
-        "create index communities_address_bigram_idx on communities using gin (address_bigrams)",
-    ),
-];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -62,10 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let with = measure(&state).await?;
     explain(&pool).await?;
 
-    for (name, _) in SEARCH_INDEXES {
-        sqlx::query(sqlx::AssertSqlSafe(format!("drop index if exists {name}"))).execute(&pool).await?;
-    }
-    sqlx::query("analyze communities").execute(&pool).await?;
+    synthetic::drop_search_indexes(&mut *pool.acquire().await?).await?;
     println!("\n## Without them (sequential scans)");
     let without = measure(&state).await?;
     explain(&pool).await?;
@@ -87,51 +66,12 @@ async fn fill(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
         println!("{rows} complexes already in place");
         return Ok(());
     }
-    let fixture: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(FIXTURE)?)?;
-    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").trim().to_owned();
-    let names: Vec<String> = fixture.iter().map(|r| text(r, "kaptName")).collect();
-    let addresses: Vec<String> = fixture
-        .iter()
-        .map(|r| {
-            ["as1", "as2", "as3", "as4"]
-                .map(|k| text(r, k))
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    let bjd: Vec<String> = fixture.iter().map(|r| text(r, "bjdCode")).collect();
+    let templates = synthetic::Templates::from_json(&std::fs::read_to_string(FIXTURE)?)?;
     let started = Instant::now();
     let mut tx = pool.begin().await?;
     sqlx::query("truncate communities cascade").execute(&mut *tx).await?;
-    for (name, _) in SEARCH_INDEXES {
-        sqlx::query(sqlx::AssertSqlSafe(format!("drop index if exists {name}"))).execute(&mut *tx).await?;
-    }
-    // Each fixture complex is repeated with brand prefixes and phase suffixes ("2차" …).
-    sqlx::query(
-        "with f as (
-             select row_number() over () - 1 as idx, name, address, bjd
-               from unnest($1::text[], $2::text[], $3::text[]) as t(name, address, bjd)),
-         n as (select count(*) as n from f)
-         insert into communities (id, kind, name, address, external_code, registry)
-         select gen_random_uuid(), 'APARTMENT',
-                (array['', '신', '더샵', '래미안', '푸르지오', '힐스테이트', '센트럴', '자이', 'e편한세상', '뉴'])
-                    [((g.i / n.n) % 10) + 1] || f.name
-                    || case when g.i / n.n / 10 > 0 then ' ' || (g.i / n.n / 10 + 1) || '차' else '' end,
-                f.address,
-                'B' || lpad(g.i::text, 9, '0'),
-                jsonb_build_object('bjdCode', f.bjd)
-           from generate_series(0, $4 - 1) as g(i)
-           cross join n
-           join f on f.idx = g.i % n.n",
-    )
-    .bind(&names)
-    .bind(&addresses)
-    .bind(&bjd)
-    .bind(rows)
-    .execute(&mut *tx)
-    .await?;
+    synthetic::drop_search_indexes(&mut tx).await?;
+    synthetic::insert(&mut tx, &templates, "B", 0, rows).await?;
     tx.commit().await?;
     println!("inserted {rows} complexes in {:.1} s", started.elapsed().as_secs_f64());
     recreate_indexes(pool).await
@@ -139,11 +79,9 @@ async fn fill(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
 
 async fn recreate_indexes(pool: &PgPool) -> anyhow::Result<()> {
     let started = Instant::now();
-    for (name, sql) in SEARCH_INDEXES {
-        sqlx::query(sqlx::AssertSqlSafe(format!("drop index if exists {name}"))).execute(pool).await?;
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(pool).await?;
-    }
-    sqlx::query("analyze communities").execute(pool).await?;
+    let mut db = pool.acquire().await?;
+    synthetic::drop_search_indexes(&mut db).await?;
+    synthetic::create_search_indexes(&mut db).await?;
     println!("search indexes built in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

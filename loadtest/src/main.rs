@@ -98,6 +98,12 @@ struct Cli {
     /// detail-cache: whether the target runs with its cache on (`MARU__FEED__CACHE_ENABLED`).
     #[arg(long, value_enum, default_value = "on")]
     cache: scenarios::detail_cache::CacheMode,
+    /// search: run with the search indexes, or without them (dropped for the run, rebuilt after).
+    #[arg(long, value_enum, default_value = "on")]
+    search_index: scenarios::search::IndexMode,
+    /// search: synthetic complexes in the target's database (default 500,000; smoke 5,000).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=2_000_000))]
+    complexes: Option<i64>,
     /// A report of an earlier run: throughput must stay within --min-throughput-ratio of it.
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -212,6 +218,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             pool_expect: cli.pool_expect,
             race: cli.race,
             cache: cli.cache,
+            search_index: cli.search_index,
+            complexes: cli.complexes,
             baseline: cli.baseline.clone(),
             min_throughput_ratio: cli.min_throughput_ratio,
         },

@@ -22,3 +22,4 @@ pub mod ops;
 pub mod registry;
 pub mod service;
 pub mod store;
+pub mod synthetic;

@@ -8,6 +8,7 @@ pub mod feed;
 pub mod grpc_web;
 pub mod pool;
 pub mod rate_limit_abuse;
+pub mod search;
 pub mod signup_storm;
 pub mod whoami;
 
@@ -73,6 +74,7 @@ pub const ALL: &[Entry] = &[
     rate_limit_abuse::ENTRY,
     pool::ENTRY,
     grpc_web::ENTRY,
+    search::ENTRY,
 ];
 
 pub fn find(name: &str) -> Option<&'static Entry> {
@@ -114,6 +116,9 @@ pub struct Options {
     pub race: contention::RaceKind,
     /// detail-cache: whether the server's cache is expected on.
     pub cache: detail_cache::CacheMode,
+    /// search: with or without the search indexes, over how many complexes.
+    pub search_index: search::IndexMode,
+    pub complexes: Option<i64>,
     /// A report of an earlier run to compare throughput with.
     pub baseline: Option<PathBuf>,
     pub min_throughput_ratio: f64,
