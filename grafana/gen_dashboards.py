@@ -952,7 +952,7 @@ def feed():
                      targets((f"histogram_quantile(0.99, sum by (le) (rate(maru_view_flush_seconds_bucket{{{M}}}[{RI}])))",
                               "p99")), "s"), 8, 8)
 
-    d.row("Caching", "Post detail (feed_post) and community feed pages (feed_page) in Redis, invalidated by every "
+    d.row("Caching", "Post detail (feed_post), community feed pages (feed_page) and profiles (profile) in Redis, invalidated by every "
           "write that changes them.")
     d.add(timeseries("Cache hit ratio per cache", "Share of lookups answered from Redis, per cache. Bypass "
                      "(Redis unreachable) counts as a miss here.",

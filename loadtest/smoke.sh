@@ -81,10 +81,20 @@ echo "== maru on 127.0.0.1:$GRPC_PORT, database $DB, rate limits off"
 start_maru MARU__RATE_LIMIT__ENABLED=false
 # The physical limits once (they take a few seconds), the rest without.
 scenario whoami
+scenario feed --no-limits --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
+LABEL=detail-cache-on scenario detail-cache --no-limits --cache on --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
+scenario search --no-limits --search-index on
+LABEL=search-no-index scenario search --no-limits --search-index off
 scenario signup-storm --no-limits
 scenario contention --no-limits
 LABEL=contention-vote scenario contention --no-limits --race vote
 scenario grpc-web --no-limits
+stop_maru
+
+echo
+echo "== maru with the feed caches off"
+start_maru MARU__RATE_LIMIT__ENABLED=false MARU__FEED__CACHE_ENABLED=false
+LABEL=detail-cache-off scenario detail-cache --no-limits --cache off --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
 stop_maru
 
 echo

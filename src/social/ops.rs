@@ -10,6 +10,15 @@
 //! Follow, Unfollow and RemoveFollower are idempotent (the row is inserted with `on conflict do
 //! nothing` / deleted if present); concurrent calls are decided by the primary key, so the
 //! counts, counted from the rows, are exact.
+//!
+//! Profiles are cached in Redis (cache `profile`, `feed.profile_cache_ttl_s`, off with
+//! `feed.cache_enabled = false`) as an anonymous reader sees them; a signed-in reader's
+//! `followed_by_me` is read from their own follow row. Every write that changes what a profile
+//! shows invalidates it after its commit: a follow or unfollow both profiles, a profile update
+//! the caller's, and a deleted account every profile (its follows leave everyone's counts).
+//! Only found profiles are cached, so a handle signed up after a NOT_FOUND is found at once.
+
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -41,9 +50,53 @@ async fn live_user(state: &AppState, handle: &Handle) -> AppResult<Uuid> {
     store::user_id_by_handle(&state.db, handle.as_str()).await?.ok_or_else(user_not_found)
 }
 
+/// The cache GetProfile reads through (`maru_cache_requests_total{cache="profile"}`).
+pub const PROFILE_CACHE: &str = "profile";
+/// Bumped when an account is deleted: every cached profile's counts may have changed.
+const ALL_PROFILES: &str = "social:profiles";
+
+fn profile_key(handle: &str, all_version: &str) -> String {
+    format!("social:profile:{}:{all_version}", handle.to_lowercase())
+}
+
 #[tracing::instrument(name = "social.get_profile", skip_all, err(level = "debug"))]
 pub async fn get_profile(state: &AppState, caller: Option<&Caller>, handle: &Handle) -> AppResult<Profile> {
-    store::get_profile_by_handle(&state.db, handle.as_str(), viewer(caller)).await?.ok_or_else(user_not_found)
+    let versions =
+        if state.settings.feed.cache_enabled { state.cache.versions(&[ALL_PROFILES.to_owned()]).await } else { None };
+    let Some(v) = versions else {
+        return store::get_profile_by_handle(&state.db, handle.as_str(), viewer(caller))
+            .await?
+            .ok_or_else(user_not_found);
+    };
+    let db = &state.db;
+    let ttl = Duration::from_secs(state.settings.feed.profile_cache_ttl_s);
+    let mut profile: Profile = state
+        .cache
+        .get_or_load(PROFILE_CACHE, &profile_key(handle.as_str(), &v[0]), ttl, || async {
+            store::get_profile_by_handle(db, handle.as_str(), Uuid::nil()).await?.ok_or_else(user_not_found)
+        })
+        .await?;
+    if let Some(c) = caller.filter(|c| c.user_id != profile.user_id) {
+        profile.followed_by_me = store::follows(db, c.user_id, profile.user_id).await?;
+    }
+    Ok(profile)
+}
+
+/// After a committed write that changed what these accounts' profiles show.
+async fn profiles_changed(state: &AppState, users: &[Uuid]) {
+    let Some(v) = state.cache.versions(&[ALL_PROFILES.to_owned()]).await else {
+        // Redis is down: reads bypass it meanwhile. The queued bump of every profile's version
+        // makes sure nothing cached before this write is read once it is back.
+        state.cache.invalidate(&[ALL_PROFILES.to_owned()]).await;
+        return;
+    };
+    let mut keys = Vec::new();
+    for id in users {
+        if let Ok(Some(handle)) = store::handle_of(&state.db, *id).await {
+            keys.push(profile_key(&handle, &v[0]));
+        }
+    }
+    state.cache.invalidate(&keys).await;
 }
 
 #[tracing::instrument(name = "social.update_profile", skip_all, err(level = "debug"))]
@@ -54,6 +107,7 @@ pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePat
     // WhoAmI caches the user with its display name; cached posts show it too.
     state.cache.invalidate(&[user_cache_key(caller.user_id)]).await;
     crate::feed::cache::authors_changed(state).await;
+    profiles_changed(state, &[caller.user_id]).await;
     store::get_profile(&state.db, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)
 }
 
@@ -69,7 +123,7 @@ pub async fn delete_account(state: &AppState, caller: &Caller, confirm_handle: &
     if !deleted {
         return Err(user_not_found());
     }
-    state.cache.invalidate(&[user_cache_key(caller.user_id)]).await;
+    state.cache.invalidate(&[user_cache_key(caller.user_id), ALL_PROFILES.to_owned()]).await;
     // Cached posts and pages may show the account's posts, comments and likes.
     crate::feed::cache::authors_changed(state).await;
     tracing::info!(user_id = %caller.user_id, "account deleted");
@@ -90,6 +144,7 @@ pub async fn follow(state: &AppState, caller: &Caller, handle: &Handle) -> AppRe
     let created = store::insert_follow(&state.db, caller.user_id, target).await?;
     if created {
         metrics::counter!("maru_follows_total").increment(1);
+        profiles_changed(state, &[caller.user_id, target]).await;
     }
     let profile = store::get_profile(&state.db, target, caller.user_id).await?.ok_or_else(user_not_found)?;
     Ok((created, profile))
@@ -98,13 +153,21 @@ pub async fn follow(state: &AppState, caller: &Caller, handle: &Handle) -> AppRe
 #[tracing::instrument(name = "social.unfollow", skip_all, err(level = "debug"))]
 pub async fn unfollow(state: &AppState, caller: &Caller, handle: &Handle) -> AppResult<bool> {
     let target = live_user(state, handle).await?;
-    store::delete_follow(&state.db, caller.user_id, target).await
+    let removed = store::delete_follow(&state.db, caller.user_id, target).await?;
+    if removed {
+        profiles_changed(state, &[caller.user_id, target]).await;
+    }
+    Ok(removed)
 }
 
 #[tracing::instrument(name = "social.remove_follower", skip_all, err(level = "debug"))]
 pub async fn remove_follower(state: &AppState, caller: &Caller, handle: &Handle) -> AppResult<bool> {
     let follower = live_user(state, handle).await?;
-    store::delete_follow(&state.db, follower, caller.user_id).await
+    let removed = store::delete_follow(&state.db, follower, caller.user_id).await?;
+    if removed {
+        profiles_changed(state, &[follower, caller.user_id]).await;
+    }
+    Ok(removed)
 }
 
 /// Followers of `handle` (`followers = true`) or whom they follow, newest first.

@@ -35,6 +35,15 @@ pub async fn get_profile(db: impl PgExecutor<'_>, id: Uuid, viewer: Uuid) -> App
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(viewer).fetch_optional(db).await?)
 }
 
+/// Whether `follower` follows `followee`.
+pub async fn follows(db: impl PgExecutor<'_>, follower: Uuid, followee: Uuid) -> AppResult<bool> {
+    Ok(sqlx::query_scalar("select exists(select 1 from follows where follower_id = $1 and followee_id = $2)")
+        .bind(follower)
+        .bind(followee)
+        .fetch_one(db)
+        .await?)
+}
+
 /// The id of the live account with `handle`.
 pub async fn user_id_by_handle(db: impl PgExecutor<'_>, handle: &str) -> AppResult<Option<Uuid>> {
     let row: Option<(Uuid,)> =

@@ -403,3 +403,87 @@ async fn a_hundred_users_following_at_once_are_all_counted(pool: PgPool) {
     assert_eq!(follow_rows(&app, "followee_id", &star).await, 0);
     assert_eq!(profile(&app, "celebrity", None).await.follower_count, 0);
 }
+
+#[sqlx::test]
+async fn profiles_are_cached_but_never_stale_after_a_write_on_either_instance(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    assert!(app.state.cache.is_up(), "this test needs Redis");
+    let prefix = app.redis_prefix.clone();
+    let app2 = TestApp::spawn_with(pool.clone(), move |s| s.redis.key_prefix = prefix).await;
+    let both = [&app, &app2];
+    let a = app.user("alice").await;
+    let b = app.user("bob").await;
+
+    // A NOT_FOUND is not cached: a handle signed up afterwards is found at once.
+    assert_err(
+        profiles(&app).get_profile(Request::new(pb::GetProfileRequest { handle: "carol".into() })).await,
+        Code::NotFound,
+        "USER_NOT_FOUND",
+    );
+    let c = app.user("carol").await;
+    assert_eq!(profile(&app, "carol", None).await.handle, "carol");
+
+    // Cached: a change made behind maru's back is not seen on either instance...
+    for x in both {
+        profile(x, "bob", None).await;
+    }
+    sqlx::query("update users set display_name = 'Behind' where handle = 'bob'").execute(&pool).await.unwrap();
+    for x in both {
+        assert_ne!(profile(x, "bob", None).await.display_name, "Behind", "served from the cache");
+    }
+    // ...while an instance with the cache switched off reads the row.
+    let uncached = TestApp::spawn_with(pool.clone(), |s| s.feed.cache_enabled = false).await;
+    assert_eq!(profile(&uncached, "bob", None).await.display_name, "Behind");
+
+    // Follow on instance 1: both profiles change on both instances at once; `followed_by_me`
+    // is the reader's own.
+    follow(&app, &a, "bob").await;
+    for x in both {
+        let bob = profile(x, "bob", None).await;
+        assert_eq!((bob.follower_count, bob.followed_by_me), (1, false));
+        assert!(profile(x, "bob", Some(&a)).await.followed_by_me);
+        assert!(!profile(x, "bob", Some(&c)).await.followed_by_me);
+        assert_eq!(profile(x, "alice", None).await.following_count, 1);
+    }
+    // Unfollow on instance 2.
+    social(&app2).unfollow(a.req(pb::UnfollowRequest { handle: "bob".into() })).await.unwrap();
+    for x in both {
+        assert_eq!(profile(x, "bob", None).await.follower_count, 0);
+        assert!(!profile(x, "bob", Some(&a)).await.followed_by_me);
+        assert_eq!(profile(x, "alice", Some(&b)).await.following_count, 0);
+    }
+    // RemoveFollower on instance 1.
+    follow(&app2, &b, "alice").await;
+    assert_eq!(profile(&app, "alice", None).await.follower_count, 1);
+    social(&app).remove_follower(a.req(pb::RemoveFollowerRequest { handle: "bob".into() })).await.unwrap();
+    for x in both {
+        assert_eq!(profile(x, "alice", None).await.follower_count, 0);
+        assert_eq!(profile(x, "bob", None).await.following_count, 0);
+    }
+    // UpdateProfile on instance 2.
+    profiles(&app2)
+        .update_profile(b.req(pb::UpdateProfileRequest {
+            display_name: "밥".into(),
+            update_mask: mask(&["display_name"]),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    for x in both {
+        assert_eq!(profile(x, "bob", None).await.display_name, "밥");
+    }
+    // A deleted follower leaves the counts of everyone they followed, cached or not.
+    follow(&app, &c, "bob").await;
+    for x in both {
+        assert_eq!(profile(x, "bob", None).await.follower_count, 1);
+    }
+    profiles(&app2).delete_account(c.req(pb::DeleteAccountRequest { confirm_handle: "carol".into() })).await.unwrap();
+    for x in both {
+        assert_eq!(profile(x, "bob", None).await.follower_count, 0);
+        assert_err(
+            profiles(x).get_profile(Request::new(pb::GetProfileRequest { handle: "carol".into() })).await,
+            Code::NotFound,
+            "USER_NOT_FOUND",
+        );
+    }
+}

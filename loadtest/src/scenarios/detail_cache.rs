@@ -3,7 +3,8 @@
 //! `feed`) log in and then alternate `GetPost` of any seeded post and `GetProfile` of a
 //! seeded resident, with 1.5–2 s think time by default (`--think-time 0` for none).
 //!
-//! The cache is the server's switch (`MARU__FEED__CACHE_ENABLED`); `--cache on|off` says which
+//! The cache is the server's switch (`MARU__FEED__CACHE_ENABLED`: post detail, feed pages and
+//! profiles); `--cache on|off` says which
 //! one the run expects. With `--server-metrics` the run reads the server's cache counters
 //! before and after: a cached run must have hits, an uncached one none, so a run against the
 //! wrong server configuration fails instead of publishing a mislabelled figure. A full cached
@@ -34,7 +35,7 @@ pub const ENTRY: Entry = Entry {
 /// Default p99 goal of a full cached run per RPC, in milliseconds.
 const P99_GOAL_MS: f64 = 10.0;
 /// The caches behind GetPost and GetProfile (`maru_cache_requests_total{cache}`).
-const CACHES: &[&str] = &["feed_post"];
+const CACHES: &[&str] = &["feed_post", "profile"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CacheMode {
