@@ -3,19 +3,25 @@
 //! together. Afterwards the database must hold exactly one row per raced key, the replies
 //! must say the same (one winner where the operation is exclusive), and none may be INTERNAL.
 //!
-//! Races today: `signup` (one handle per round) and `vote` (one member casting the round's poll
-//! vote from every client at once). Like, follow and check-in join as further [`Race`]
-//! implementations when their RPCs land.
+//! Races (`--race`): `signup` (one handle per round), `vote` (one member casting the round's
+//! poll vote from every client at once), `like` (one member liking the round's post), `follow`
+//! (one account following the round's target user) and `check-in` (one participant checking in
+//! to the round's event). SignUp, CastVote and CheckIn refuse the losers with ALREADY_EXISTS;
+//! Like and Follow are idempotent, so everyone gets OK and exactly one reply says
+//! `created = true`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use goose::goose::{GooseUser, Scenario, TransactionResult};
 use maru::grpc::pb;
 use maru::grpc::pb::auth_service_client::AuthServiceClient;
+use maru::grpc::pb::event_service_client::EventServiceClient;
+use maru::grpc::pb::feed_service_client::FeedServiceClient;
 use maru::grpc::pb::poll_service_client::PollServiceClient;
+use maru::grpc::pb::social_service_client::SocialServiceClient;
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
@@ -25,11 +31,11 @@ use super::whoami::custom;
 use super::{Ctx, Entry, LoadScenario, Shape, Think, session, tx};
 use crate::report::{Check, Summary};
 use crate::rpc::{GRPC, TxResult, record, request};
-use crate::seed::{self, Seeding};
+use crate::seed::{self, Account, Seeding};
 
 pub const ENTRY: Entry = Entry {
     name: "contention",
-    about: "all users race one unique key per round (--race signup|vote); exact counts read back",
+    about: "all users race one unique key per round (--race signup|vote|like|follow|check-in); exact counts read back",
     full: Shape::new(100, 30, Think::NONE),
     smoke: Shape::new(10, 5, Think::NONE),
     build: |ctx| Box::new(Arc::new(Contention::new(ctx))),
@@ -42,6 +48,15 @@ pub enum RaceKind {
     /// One member's CastVote in the round's poll from every client: one vote row, one OK, the
     /// rest ALREADY_EXISTS `ALREADY_VOTED`.
     Vote,
+    /// One member's Like of the round's post from every client: one like row; Like is
+    /// idempotent, so every reply is OK and exactly one says `created = true`.
+    Like,
+    /// One account's Follow of the round's target user from every client: one follow row; every
+    /// reply OK, exactly one with `created = true`.
+    Follow,
+    /// One participant's CheckIn to the round's event, at the venue, from every client: one
+    /// check-in row, one OK, the rest ALREADY_EXISTS `ALREADY_CHECKED_IN`.
+    CheckIn,
 }
 
 /// What one claim got.
@@ -135,8 +150,7 @@ impl Race for VoteRace {
     /// Seeds a manager and a voter through the API, makes them members of a fresh community
     /// ([`seed::community`]), then lets the manager open one poll per round through the API.
     async fn prepare(&self, ctx: &Ctx, rounds: u64) -> anyhow::Result<()> {
-        let how = Seeding { prefix: &self.prefix, count: 2, forwarded: false, fail_on_rate_limit: false };
-        let accounts = seed::accounts(ctx, &how).await?;
+        let accounts = seed::accounts(ctx, &seeding(&self.prefix, 2)).await?;
         let (manager, voter) = (&accounts[0], &accounts[1]);
         let community = seed::community(ctx, "CLUB", &self.prefix, &[(manager, "MANAGER"), (voter, "MEMBER")]).await?;
         let mut client = PollServiceClient::new(ctx.channel(0)?);
@@ -203,11 +217,290 @@ impl Race for VoteRace {
         .bind(&ids)
         .fetch_all(&mut db)
         .await?;
-        Ok(ids
-            .iter()
-            .enumerate()
-            .filter_map(|(round, id)| counts.iter().find(|(p, _)| p == id).map(|(_, n)| (round as u64, *n)))
-            .collect())
+        Ok(per_round(&ids, &counts))
+    }
+}
+
+/// Rows per round, where round `r` raced `keys[r]` and `counts` holds (key, rows) read back;
+/// a key without rows is left out (the check reports it as 0).
+fn per_round(keys: &[String], counts: &[(String, i64)]) -> BTreeMap<u64, i64> {
+    keys.iter()
+        .enumerate()
+        .filter_map(|(round, key)| counts.iter().find(|(k, _)| k == key).map(|(_, n)| (round as u64, *n)))
+        .collect()
+}
+
+/// `count` accounts named after `prefix`, all from the loopback address; a rate limit is waited
+/// out rather than failing the seeding.
+fn seeding(prefix: &str, count: usize) -> Seeding<'_> {
+    Seeding { prefix, count, forwarded: false, fail_on_rate_limit: false }
+}
+
+/// The liker's bearer and the round's post ids.
+struct LikeRace {
+    prefix: String,
+    seeded: OnceLock<(AsciiMetadataValue, Vec<String>)>,
+}
+
+#[async_trait]
+impl Race for LikeRace {
+    /// Seeds an author and a liker through the API, makes both members of a fresh club
+    /// ([`seed::community`]: community posts are seen by members only), then lets the author
+    /// write one post per round through the API. The liker is not the author, as in real use.
+    async fn prepare(&self, ctx: &Ctx, rounds: u64) -> anyhow::Result<()> {
+        let accounts = seed::accounts(ctx, &seeding(&self.prefix, 2)).await?;
+        let (author, liker) = (&accounts[0], &accounts[1]);
+        let community = seed::community(ctx, "CLUB", &self.prefix, &[(author, "MEMBER"), (liker, "MEMBER")]).await?;
+        let mut client = FeedServiceClient::new(ctx.channel(0)?);
+        let mut posts = Vec::new();
+        for round in 0..rounds {
+            let msg = pb::CreatePostRequest {
+                community_id: community.clone(),
+                text: format!("{} round {round}", self.prefix),
+                ..Default::default()
+            };
+            let post = client
+                .create_post(request(msg, Some(&author.bearer), None))
+                .await
+                .map_err(|s| anyhow::anyhow!("seeding the round {round} post: {s}"))?
+                .into_inner()
+                .post
+                .ok_or_else(|| anyhow::anyhow!("CreatePost returned no post"))?;
+            posts.push(post.id);
+        }
+        let _ = self.seeded.set((liker.bearer.clone(), posts));
+        Ok(())
+    }
+
+    fn rpc(&self) -> &'static str {
+        "GRPC Like"
+    }
+
+    /// Liking again is OK with `created = false`, not a refusal.
+    fn loser_code(&self) -> &'static str {
+        "OK"
+    }
+
+    /// One like row per user and post: exactly one reply may say `created`.
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    async fn claim(&self, ctx: &Ctx, user: &mut GooseUser, channel: Channel, _i: usize, round: u64) -> TxResult<Claim> {
+        let Some((liker, post_id)) =
+            self.seeded.get().and_then(|(liker, posts)| Some((liker, posts.get(round as usize)?)))
+        else {
+            return Ok(Claim::Other);
+        };
+        let msg = pb::LikeRequest { post_id: post_id.clone(), comment_id: String::new() };
+        let mut client = FeedServiceClient::new(channel);
+        let call = client.like(request(msg, Some(liker), None));
+        Ok(match record(user, &ctx.budget, GRPC, "Like", call).await? {
+            Ok(reply) if reply.get_ref().created => Claim::Won,
+            Ok(_) => Claim::Lost,
+            Err(f) if f.skipped => Claim::Skipped,
+            Err(_) => Claim::Other,
+        })
+    }
+
+    async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>> {
+        let ids: Vec<String> = self.seeded.get().map(|(_, posts)| posts.clone()).unwrap_or_default();
+        let mut db = ctx.db().await?;
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "select post_id::text, count(*) from post_likes
+              where post_id = any($1::text[]::uuid[]) group by post_id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut db)
+        .await?;
+        Ok(per_round(&ids, &counts))
+    }
+}
+
+/// The follower and the round's target handles.
+struct FollowRace {
+    prefix: String,
+    seeded: OnceLock<(Account, Vec<String>)>,
+}
+
+#[async_trait]
+impl Race for FollowRace {
+    /// Seeds the follower and one target account per round through the API: a fresh target per
+    /// round, so every round starts with no follow row. Each account costs two argon2 hashes
+    /// (SignUp, Login), so seeding grows with the rounds: 10 accounts for a 30 s run.
+    async fn prepare(&self, ctx: &Ctx, rounds: u64) -> anyhow::Result<()> {
+        let count = usize::try_from(rounds)?.saturating_add(1);
+        let mut accounts = seed::accounts(ctx, &seeding(&self.prefix, count)).await?.into_iter();
+        let follower = accounts.next().ok_or_else(|| anyhow::anyhow!("seeding returned no follower"))?;
+        let targets = accounts.map(|a| a.handle).collect();
+        let _ = self.seeded.set((follower, targets));
+        Ok(())
+    }
+
+    fn rpc(&self) -> &'static str {
+        "GRPC Follow"
+    }
+
+    /// Following again is OK with `created = false`, not a refusal.
+    fn loser_code(&self) -> &'static str {
+        "OK"
+    }
+
+    /// One follow row per pair: exactly one reply may say `created`.
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    async fn claim(&self, ctx: &Ctx, user: &mut GooseUser, channel: Channel, _i: usize, round: u64) -> TxResult<Claim> {
+        let Some((follower, target)) =
+            self.seeded.get().and_then(|(follower, targets)| Some((follower, targets.get(round as usize)?)))
+        else {
+            return Ok(Claim::Other);
+        };
+        let msg = pb::FollowRequest { handle: target.clone() };
+        let mut client = SocialServiceClient::new(channel);
+        let call = client.follow(request(msg, Some(&follower.bearer), None));
+        Ok(match record(user, &ctx.budget, GRPC, "Follow", call).await? {
+            Ok(reply) if reply.get_ref().created => Claim::Won,
+            Ok(_) => Claim::Lost,
+            Err(f) if f.skipped => Claim::Skipped,
+            Err(_) => Claim::Other,
+        })
+    }
+
+    async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>> {
+        let Some((follower, targets)) = self.seeded.get() else {
+            return Ok(BTreeMap::new());
+        };
+        // Handles compare case-insensitively (as seeding looks them up).
+        let targets: Vec<String> = targets.iter().map(|h| h.to_lowercase()).collect();
+        let mut db = ctx.db().await?;
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "select lower(t.handle), count(*) from follows f
+               join users a on a.id = f.follower_id
+               join users t on t.id = f.followee_id
+              where lower(a.handle) = lower($1) and lower(t.handle) = any($2)
+              group by lower(t.handle)",
+        )
+        .bind(&follower.handle)
+        .bind(&targets)
+        .fetch_all(&mut db)
+        .await?;
+        Ok(per_round(&targets, &counts))
+    }
+}
+
+/// Where the check-in events take place (Seoul City Hall); the participant checks in right
+/// there, so the distance is 0 m whatever `events.check_in_radius_m` is.
+const VENUE: (f64, f64) = (37.5665, 126.978);
+
+/// The participant's bearer and the round's event ids.
+struct CheckInRace {
+    prefix: String,
+    seeded: OnceLock<(AsciiMetadataValue, Vec<String>)>,
+}
+
+#[async_trait]
+impl Race for CheckInRace {
+    /// Seeds a manager and a participant through the API, makes them MANAGER and MEMBER of a
+    /// fresh sports club ([`seed::community`]; events belong to sports clubs only), then lets
+    /// the manager create one event per round at [`VENUE`] (explicit coordinates: no geocoder)
+    /// and add the participant to it: CheckIn refuses non-participants (`NOT_PARTICIPANT`).
+    async fn prepare(&self, ctx: &Ctx, rounds: u64) -> anyhow::Result<()> {
+        let accounts = seed::accounts(ctx, &seeding(&self.prefix, 2)).await?;
+        let (manager, participant) = (&accounts[0], &accounts[1]);
+        let members = [(manager, "MANAGER"), (participant, "MEMBER")];
+        let community = seed::community(ctx, "SPORTS_CLUB", &self.prefix, &members).await?;
+        let channel = ctx.channel(0)?;
+        // AddParticipant takes a user id; the seeded account only knows its handle.
+        let participant_id = AuthServiceClient::new(channel.clone())
+            .who_am_i(request(pb::WhoAmIRequest {}, Some(&participant.bearer), None))
+            .await
+            .map_err(|s| anyhow::anyhow!("seeding the participant: WhoAmI: {s}"))?
+            .into_inner()
+            .user
+            .ok_or_else(|| anyhow::anyhow!("WhoAmI returned no user"))?
+            .id;
+        // Starting in 5 minutes: check-in opens `events.check_in_opens_min` (default 60) before
+        // the start, so every round's check-in falls inside the window and is ATTEND, well
+        // before the end (and settlement).
+        let starts_at = SystemTime::now() + Duration::from_secs(5 * 60);
+        let ends_at = starts_at + Duration::from_secs(2 * 3600);
+        let mut client = EventServiceClient::new(channel);
+        let mut events = Vec::new();
+        for round in 0..rounds {
+            let msg = pb::CreateEventRequest {
+                community_id: community.clone(),
+                title: format!("{} round {round}", self.prefix),
+                address: "load test venue".into(),
+                gender_category: pb::GenderCategory::All as i32,
+                starts_at: Some(starts_at.into()),
+                ends_at: Some(ends_at.into()),
+                latitude: Some(VENUE.0),
+                longitude: Some(VENUE.1),
+                ..Default::default()
+            };
+            let event = client
+                .create_event(request(msg, Some(&manager.bearer), None))
+                .await
+                .map_err(|s| anyhow::anyhow!("seeding the round {round} event: {s}"))?
+                .into_inner()
+                .event
+                .ok_or_else(|| anyhow::anyhow!("CreateEvent returned no event"))?;
+            let msg = pb::AddParticipantRequest { event_id: event.id.clone(), user_id: participant_id.clone() };
+            client
+                .add_participant(request(msg, Some(&manager.bearer), None))
+                .await
+                .map_err(|s| anyhow::anyhow!("seeding the round {round} participant: {s}"))?;
+            events.push(event.id);
+        }
+        let _ = self.seeded.set((participant.bearer.clone(), events));
+        Ok(())
+    }
+
+    fn rpc(&self) -> &'static str {
+        "GRPC CheckIn"
+    }
+
+    /// A repeat check-in is refused, not answered with the existing attendance: a participant
+    /// already checked in gets ALREADY_EXISTS `ALREADY_CHECKED_IN`, and so does the loser of a
+    /// concurrent check-in (the unique key `event_check_ins_event_id_user_id_key` maps to it).
+    fn loser_code(&self) -> &'static str {
+        "ALREADY_EXISTS"
+    }
+
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    async fn claim(&self, ctx: &Ctx, user: &mut GooseUser, channel: Channel, _i: usize, round: u64) -> TxResult<Claim> {
+        let Some((participant, event_id)) =
+            self.seeded.get().and_then(|(participant, events)| Some((participant, events.get(round as usize)?)))
+        else {
+            return Ok(Claim::Other);
+        };
+        let msg = pb::CheckInRequest { event_id: event_id.clone(), latitude: VENUE.0, longitude: VENUE.1 };
+        let mut client = EventServiceClient::new(channel);
+        let call = client.check_in(request(msg, Some(participant), None));
+        Ok(match record(user, &ctx.budget, GRPC, "CheckIn", call).await? {
+            Ok(_) => Claim::Won,
+            Err(f) if f.skipped => Claim::Skipped,
+            Err(f) if f.code == Code::AlreadyExists => Claim::Lost,
+            Err(_) => Claim::Other,
+        })
+    }
+
+    async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>> {
+        let ids: Vec<String> = self.seeded.get().map(|(_, events)| events.clone()).unwrap_or_default();
+        let mut db = ctx.db().await?;
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "select event_id::text, count(*) from event_check_ins
+              where event_id = any($1::text[]::uuid[]) group by event_id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut db)
+        .await?;
+        Ok(per_round(&ids, &counts))
     }
 }
 
@@ -242,6 +535,9 @@ impl Contention {
             RaceKind::Vote => {
                 Box::new(VoteRace { prefix: format!("cv{}", ctx.tag), voter: OnceLock::new(), polls: OnceLock::new() })
             }
+            RaceKind::Like => Box::new(LikeRace { prefix: format!("cl{}", ctx.tag), seeded: OnceLock::new() }),
+            RaceKind::Follow => Box::new(FollowRace { prefix: format!("cf{}", ctx.tag), seeded: OnceLock::new() }),
+            RaceKind::CheckIn => Box::new(CheckInRace { prefix: format!("cc{}", ctx.tag), seeded: OnceLock::new() }),
         };
         // A round must leave time for every claim: a SignUp race hashes once per claimant.
         let period = if ctx.smoke { Duration::from_secs(1) } else { Duration::from_secs(3) };
@@ -312,6 +608,14 @@ impl LoadScenario for Arc<Contention> {
             .chain(rows.keys().filter(|r| !tally.contains_key(r)).map(|r| format!("round {r}: rows but no claim")))
             .collect();
         let winners: Vec<u64> = tally.values().map(|t| t.won).collect();
+        // Totals over the rounds: for an idempotent race (every reply OK) the only place that
+        // tells winners from losers.
+        let total = tally.values().fold(Tally::default(), |a, t| Tally {
+            claims: a.claims + t.claims,
+            won: a.won + t.won,
+            lost: a.lost + t.lost,
+            other: a.other + t.other,
+        });
         let max_claims = tally.values().map(|t| t.claims).max().unwrap_or(0);
         let (rpc, loser) = (self.race.rpc(), self.race.loser_code());
         let mut checks = vec![
@@ -332,7 +636,10 @@ impl LoadScenario for Arc<Contention> {
             checks.push(Check::new(
                 "exactly one winner per round",
                 winners.iter().all(|w| *w == 1),
-                format!("winners per round {winners:?}"),
+                format!(
+                    "winners per round {winners:?}; {} claims: {} won, {} lost, {} other",
+                    total.claims, total.won, total.lost, total.other
+                ),
             ));
         }
         Ok(checks)
