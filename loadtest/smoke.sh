@@ -88,6 +88,9 @@ LABEL=search-no-index scenario search --no-limits --search-index off
 scenario signup-storm --no-limits
 scenario contention --no-limits
 LABEL=contention-vote scenario contention --no-limits --race vote
+LABEL=contention-like scenario contention --no-limits --race like
+LABEL=contention-follow scenario contention --no-limits --race follow
+LABEL=contention-check-in scenario contention --no-limits --race check-in
 scenario grpc-web --no-limits
 stop_maru
 
