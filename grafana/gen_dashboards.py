@@ -536,13 +536,15 @@ def dependencies():
                targets((f"maru_redis_up{{{M}}}", "{{instance}}")), "short", thresholds(("red", None), ("green", 1)),
                mappings=[{"type": "value", "options": {"0": {"text": "BYPASSED"}, "1": {"text": "IN USE"}}}],
                graph=False), 6, 8)
-    d.add(timeseries("Cache hit ratio by cache", "hits / (hits + misses + bypasses) per cache. A drop after a "
+    d.add(timeseries("Cache hit ratio by cache", "(hits + shared loads) / all lookups per cache; `shared` is a miss "
+                     "that waited for another request's load of the same key. A drop after a "
                      "deploy means keys changed or invalidation is too eager; a drop to 0 is Redis down.",
-                     targets((f'sum by (cache) (rate(maru_cache_requests_total{{{M},result="hit"}}[{RI}])) / '
+                     targets((f'sum by (cache) (rate(maru_cache_requests_total{{{M},result=~"hit|shared"}}[{RI}])) / '
                               f'sum by (cache) (rate(maru_cache_requests_total{{{M}}}[{RI}]))', "{{cache}}")),
                      "percentunit", maximum=1), 9, 8)
     d.add(timeseries("Cache lookups/s by result", "Lookups per cache and result. `bypass` means Redis was "
-                     "unusable for that lookup and PostgreSQL answered.",
+                     "unusable for that lookup and PostgreSQL answered; `shared`, that the lookup waited for a "
+                     "concurrent load of the same key instead of querying PostgreSQL itself.",
                      targets((f"sum by (cache, result) (rate(maru_cache_requests_total{{{M}}}[{RI}]))",
                               "{{cache}} {{result}}")), "ops", stack=True), 9, 8)
     d.add(timeseries("Redis command latency p99 by op", "maru-side latency of Redis commands. Commands slower "
@@ -843,7 +845,7 @@ def communities():
     d.add(timeseries("Home screen cache hit ratio", "Share of ListMyCommunities answered from Redis. Every "
                      "membership change invalidates the member's entry, so a low ratio with few changes means "
                      "Redis is bypassed (MaruRedisDown).",
-                     targets((f'sum(rate(maru_cache_requests_total{{{M},cache="my_communities",result="hit"}}[{RI}])) / '
+                     targets((f'sum(rate(maru_cache_requests_total{{{M},cache="my_communities",result=~"hit|shared"}}[{RI}])) / '
                               f'sum(rate(maru_cache_requests_total{{{M},cache="my_communities"}}[{RI}]))', "hit ratio")),
                      "percentunit", maximum=1), 12, 7)
     d.add(timeseries("Unique-constraint conflicts/s", "Races decided by the database: a second vote, a second "
@@ -907,7 +909,7 @@ def events():
                               "{{grpc_method}}")), "s"), 8, 8)
     d.add(timeseries("Geocode cache hit ratio", "Share of address lookups answered from Redis (cache "
                      "`geocode`). Misses call the Naver API.",
-                     targets((f'sum(rate(maru_cache_requests_total{{{M},cache="geocode",result="hit"}}[{RI}])) / '
+                     targets((f'sum(rate(maru_cache_requests_total{{{M},cache="geocode",result=~"hit|shared"}}[{RI}])) / '
                               f'sum(rate(maru_cache_requests_total{{{M},cache="geocode"}}[{RI}]))', "hit ratio")),
                      "percentunit", maximum=1), 8, 8)
     return dashboard("maru-events", "maru / Events",
@@ -956,7 +958,7 @@ def feed():
           "write that changes them.")
     d.add(timeseries("Cache hit ratio per cache", "Share of lookups answered from Redis, per cache. Bypass "
                      "(Redis unreachable) counts as a miss here.",
-                     targets((f'sum by (cache) (rate(maru_cache_requests_total{{{M},result="hit"}}[{RI}])) / '
+                     targets((f'sum by (cache) (rate(maru_cache_requests_total{{{M},result=~"hit|shared"}}[{RI}])) / '
                               f'sum by (cache) (rate(maru_cache_requests_total{{{M}}}[{RI}]))', "{{cache}}")),
                      "percentunit", maximum=1), 12, 8)
     d.add(timeseries("p99 latency by method", "99th percentile server time of the feed RPCs. ListPosts with a "

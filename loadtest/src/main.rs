@@ -113,6 +113,10 @@ struct Cli {
     /// resident memory through the run and reads counters before and after it.
     #[arg(long)]
     server_metrics: Option<String>,
+    /// Only seed: write what the seeding made (community, logins, posts) as JSON to FILE and
+    /// stop, for the k6 script (`loadtest/k6/feed.js`). Scenarios without it refuse.
+    #[arg(long, value_name = "FILE")]
+    seed_only: Option<PathBuf>,
     /// Fails the run when the server's resident memory exceeds this many MiB (needs
     /// --server-metrics; default: the scenario's goal in full runs).
     #[arg(long)]
@@ -232,6 +236,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 
     let scenario = (entry.build)(ctx.clone());
     let goose_scenarios = scenario.prepare().await.context("preparing the scenario")?;
+    if let Some(path) = &cli.seed_only {
+        let seeded =
+            scenario.seeded().with_context(|| format!("{} has nothing to hand over (--seed-only)", entry.name))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&seeded)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("seeded: {}", path.display());
+        return Ok(true);
+    }
 
     let limits = if cli.no_limits {
         None

@@ -90,7 +90,12 @@ impl Summary {
         for (rpc, r) in &self.rpcs {
             for (code, n) in &r.codes {
                 if !allowed(rpc, code) {
-                    let why: Vec<String> = r.errors.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+                    let why: Vec<String> = r
+                        .errors
+                        .iter()
+                        .filter(|(k, _)| k.starts_with(code.as_str()))
+                        .map(|(k, n)| format!("{k}×{n}"))
+                        .collect();
                     out.push(format!("{rpc}: {code}×{n} [{}]", why.join(", ")));
                 }
             }

@@ -183,6 +183,7 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "hit",
                 "miss",
                 "bypass",
+                "shared",
                 "running",
                 "succeeded",
                 "failed",

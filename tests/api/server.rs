@@ -465,3 +465,53 @@ async fn check_config_masks_secrets_and_reports_every_problem(pool: PgPool) {
         assert!(err.contains(field), "{err}");
     }
 }
+
+#[sqlx::test]
+async fn concurrent_misses_of_one_key_and_version_share_one_load(pool: PgPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    let app = TestApp::spawn(pool).await;
+    assert!(app.state.cache.is_up(), "this test needs Redis");
+    let cache = app.state.cache.clone();
+    let loads = Arc::new(AtomicUsize::new(0));
+    // Every load takes 200 ms; the `fail_first` first load fails instead of answering.
+    let read = |n: u32, fail_first: bool| {
+        let (cache, loads) = (cache.clone(), loads.clone());
+        async move {
+            cache
+                .get_or_load("feed_page", "test:coalesce", Duration::from_secs(60), || async move {
+                    let nth = loads.fetch_add(1, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if fail_first && nth == 0 {
+                        return Err(maru::error::AppError::internal("the first load fails"));
+                    }
+                    Ok(n)
+                })
+                .await
+        }
+    };
+
+    let values = futures::future::join_all((0..20).map(|n| read(n, false))).await;
+    assert_eq!(loads.load(SeqCst), 1, "20 concurrent misses, one load");
+    let first = *values[0].as_ref().unwrap();
+    assert!(values.iter().all(|v| v.as_ref().ok() == Some(&first)), "{values:?}");
+    assert_eq!(read(99, false).await.unwrap(), first, "filled: a hit");
+    assert_eq!(loads.load(SeqCst), 1);
+
+    // A write moves the version: the next misses load again, and get the new value.
+    cache.invalidate(&["test:coalesce".into()]).await;
+    let values = futures::future::join_all((100..110).map(|n| read(n, false))).await;
+    assert_eq!(loads.load(SeqCst), 2);
+    assert!(values.iter().all(|v| v.as_ref().ok() == values[0].as_ref().ok()), "{values:?}");
+
+    // A failing load does not strand the readers waiting on it: each loads for itself.
+    cache.invalidate(&["test:coalesce".into()]).await;
+    loads.store(0, SeqCst);
+    let leader = tokio::spawn(read(0, true));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let followers = futures::future::join_all((1..4).map(|n| read(n, true))).await;
+    assert!(leader.await.unwrap().is_err(), "the failed load's own caller sees its error");
+    assert!(followers.iter().all(Result::is_ok), "{followers:?}");
+    assert!(loads.load(SeqCst) >= 2, "followers loaded after the failure");
+}

@@ -114,6 +114,8 @@ pub async fn seed_feed(ctx: &Ctx, residents: usize, posts: usize) -> anyhow::Res
             .try_for_each(|_| async { Ok(()) })
             .await?;
     }
+    seed::analyze(ctx, &["users", "communities", "community_memberships", "posts", "post_likes", "post_comments"])
+        .await?;
     let mut db = ctx.db().await?;
     let posts: Vec<String> = sqlx::query_scalar(
         "select id::text from posts where community_id = $1::uuid order by created_at desc, id desc limit 2000",
@@ -361,6 +363,15 @@ impl LoadScenario for Arc<Feed> {
 
     fn rss_goal_mb(&self) -> Option<f64> {
         Some(RSS_GOAL_MB)
+    }
+
+    /// The community, the residents' logins and the newest posts (the k6 `feed` script's input).
+    fn seeded(&self) -> Option<serde_json::Value> {
+        let data = self.data.get()?;
+        let accounts: Vec<serde_json::Value> =
+            data.accounts.iter().map(|a| serde_json::json!({ "handle": a.handle, "password": a.password })).collect();
+        let posts: Vec<&String> = data.posts.iter().take(100).collect();
+        Some(serde_json::json!({ "community": data.community, "accounts": accounts, "posts": posts }))
     }
 }
 

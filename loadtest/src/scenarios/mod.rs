@@ -101,6 +101,11 @@ pub trait LoadScenario: Send + Sync {
     /// Judges the run: thresholds on the summary, invariants read back.
     async fn verify(&self, summary: &Summary) -> anyhow::Result<Vec<Check>>;
 
+    /// What the seeding made, for other tools to drive the same data (`--seed-only FILE`).
+    fn seeded(&self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// The server's resident-memory goal in a full run (checked with `--server-metrics`).
     fn rss_goal_mb(&self) -> Option<f64> {
         None

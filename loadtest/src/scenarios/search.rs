@@ -34,7 +34,7 @@ use crate::scenarios::Ctx;
 pub const ENTRY: Entry = Entry {
     name: "search",
     about: "SearchCommunities over 500,000 complexes (smoke 5,000), --search-index on|off",
-    full: Shape::new(50, 30, Think::NONE),
+    full: Shape::new(10, 30, Think::NONE),
     smoke: Shape::new(4, 4, Think::NONE),
     build: |ctx| Box::new(Arc::new(Search { ctx, totals: Mutex::new(BTreeMap::new()) })),
 };
