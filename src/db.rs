@@ -16,12 +16,27 @@ pub fn connect_options(s: &DatabaseSettings) -> anyhow::Result<PgConnectOptions>
     Ok(opts.application_name("maru").log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
 }
 
+/// Pooled connections idle at least this long are pinged before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+
 /// A pool that connects on first use, so the server can start (NOT_SERVING) before the
 /// database is reachable.
 pub fn lazy_pool(s: &DatabaseSettings) -> anyhow::Result<PgPool> {
     Ok(PgPoolOptions::new()
         // Every acquire emits a TRACE event that telemetry turns into the acquire histogram.
         .acquire_time_level(tracing::log::LevelFilter::Trace)
+        // sqlx pings every connection it hands out: one more round trip per query on a busy
+        // pool. Ping only those idle long enough to have been dropped by a restart or a
+        // firewall; a busy connection proves itself with every query.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .max_connections(s.max_connections)
         .min_connections(s.min_connections)
         .acquire_timeout(Duration::from_millis(s.acquire_timeout_ms))
