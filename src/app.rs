@@ -23,7 +23,6 @@ use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -323,7 +322,12 @@ impl Application {
             .add_service(profiles)
             .add_service(social)
             .add_service(feed)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal);
+            // TCP_NODELAY: without it a reply of more than one segment (a feed page) waits for
+            // the client's delayed ACK — a flat 40 ms on every ListPosts in the feed load run.
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                shutdown_signal,
+            );
         tokio::pin!(server);
 
         let drain_timeout = Duration::from_millis(settings.grpc.drain_timeout_ms);
