@@ -30,7 +30,7 @@ use tonic::transport::Channel;
 use super::whoami::custom;
 use super::{Ctx, Entry, LoadScenario, Shape, Think, session, tx};
 use crate::report::{Check, Summary};
-use crate::rpc::{GRPC, TxResult, record, request};
+use crate::rpc::{Failed, GRPC, TxResult, record, request};
 use crate::seed::{self, Account, Seeding};
 
 pub const ENTRY: Entry = Entry {
@@ -88,6 +88,31 @@ pub trait Race: Send + Sync {
     async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>>;
 }
 
+/// A claim of a race whose losers are refused with ALREADY_EXISTS (SignUp, CastVote, CheckIn).
+fn refused<R>(reply: Result<R, Failed>) -> Claim {
+    match reply {
+        Ok(_) => Claim::Won,
+        Err(f) if f.skipped => Claim::Skipped,
+        Err(f) if f.code == Code::AlreadyExists => Claim::Lost,
+        Err(_) => Claim::Other,
+    }
+}
+
+/// A claim of an idempotent race (Like, Follow): everyone gets OK, `created` tells the winner.
+fn idempotent<R>(reply: Result<R, Failed>, created: impl Fn(&R) -> bool) -> Claim {
+    match reply {
+        Ok(r) if created(&r) => Claim::Won,
+        Ok(_) => Claim::Lost,
+        Err(f) if f.skipped => Claim::Skipped,
+        Err(_) => Claim::Other,
+    }
+}
+
+/// The claimant and round `round`'s key of a seeded race.
+fn round_key<C>(seeded: &OnceLock<(C, Vec<String>)>, round: u64) -> Option<(&C, &String)> {
+    seeded.get().and_then(|(claimant, keys)| Some((claimant, keys.get(usize::try_from(round).ok()?)?)))
+}
+
 struct SignUpRace {
     prefix: String,
 }
@@ -117,12 +142,7 @@ impl Race for SignUpRace {
         };
         let mut client = AuthServiceClient::new(channel);
         let call = client.sign_up(request(msg, None, None));
-        Ok(match record(user, &ctx.budget, GRPC, "SignUp", call).await? {
-            Ok(_) => Claim::Won,
-            Err(f) if f.skipped => Claim::Skipped,
-            Err(f) if f.code == Code::AlreadyExists => Claim::Lost,
-            Err(_) => Claim::Other,
-        })
+        Ok(refused(record(user, &ctx.budget, GRPC, "SignUp", call).await?))
     }
 
     async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>> {
@@ -198,12 +218,7 @@ impl Race for VoteRace {
         let msg = pb::CastVoteRequest { poll_id: poll_id.clone(), option_id: option_id.clone() };
         let mut client = PollServiceClient::new(channel);
         let call = client.cast_vote(request(msg, Some(voter), None));
-        Ok(match record(user, &ctx.budget, GRPC, "CastVote", call).await? {
-            Ok(_) => Claim::Won,
-            Err(f) if f.skipped => Claim::Skipped,
-            Err(f) if f.code == Code::AlreadyExists => Claim::Lost,
-            Err(_) => Claim::Other,
-        })
+        Ok(refused(record(user, &ctx.budget, GRPC, "CastVote", call).await?))
     }
 
     async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>> {
@@ -287,20 +302,13 @@ impl Race for LikeRace {
     }
 
     async fn claim(&self, ctx: &Ctx, user: &mut GooseUser, channel: Channel, _i: usize, round: u64) -> TxResult<Claim> {
-        let Some((liker, post_id)) =
-            self.seeded.get().and_then(|(liker, posts)| Some((liker, posts.get(round as usize)?)))
-        else {
+        let Some((liker, post_id)) = round_key(&self.seeded, round) else {
             return Ok(Claim::Other);
         };
         let msg = pb::LikeRequest { post_id: post_id.clone(), comment_id: String::new() };
         let mut client = FeedServiceClient::new(channel);
         let call = client.like(request(msg, Some(liker), None));
-        Ok(match record(user, &ctx.budget, GRPC, "Like", call).await? {
-            Ok(reply) if reply.get_ref().created => Claim::Won,
-            Ok(_) => Claim::Lost,
-            Err(f) if f.skipped => Claim::Skipped,
-            Err(_) => Claim::Other,
-        })
+        Ok(idempotent(record(user, &ctx.budget, GRPC, "Like", call).await?, |r| r.get_ref().created))
     }
 
     async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>> {
@@ -352,20 +360,13 @@ impl Race for FollowRace {
     }
 
     async fn claim(&self, ctx: &Ctx, user: &mut GooseUser, channel: Channel, _i: usize, round: u64) -> TxResult<Claim> {
-        let Some((follower, target)) =
-            self.seeded.get().and_then(|(follower, targets)| Some((follower, targets.get(round as usize)?)))
-        else {
+        let Some((follower, target)) = round_key(&self.seeded, round) else {
             return Ok(Claim::Other);
         };
         let msg = pb::FollowRequest { handle: target.clone() };
         let mut client = SocialServiceClient::new(channel);
         let call = client.follow(request(msg, Some(&follower.bearer), None));
-        Ok(match record(user, &ctx.budget, GRPC, "Follow", call).await? {
-            Ok(reply) if reply.get_ref().created => Claim::Won,
-            Ok(_) => Claim::Lost,
-            Err(f) if f.skipped => Claim::Skipped,
-            Err(_) => Claim::Other,
-        })
+        Ok(idempotent(record(user, &ctx.budget, GRPC, "Follow", call).await?, |r| r.get_ref().created))
     }
 
     async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>> {
@@ -474,20 +475,13 @@ impl Race for CheckInRace {
     }
 
     async fn claim(&self, ctx: &Ctx, user: &mut GooseUser, channel: Channel, _i: usize, round: u64) -> TxResult<Claim> {
-        let Some((participant, event_id)) =
-            self.seeded.get().and_then(|(participant, events)| Some((participant, events.get(round as usize)?)))
-        else {
+        let Some((participant, event_id)) = round_key(&self.seeded, round) else {
             return Ok(Claim::Other);
         };
         let msg = pb::CheckInRequest { event_id: event_id.clone(), latitude: VENUE.0, longitude: VENUE.1 };
         let mut client = EventServiceClient::new(channel);
         let call = client.check_in(request(msg, Some(participant), None));
-        Ok(match record(user, &ctx.budget, GRPC, "CheckIn", call).await? {
-            Ok(_) => Claim::Won,
-            Err(f) if f.skipped => Claim::Skipped,
-            Err(f) if f.code == Code::AlreadyExists => Claim::Lost,
-            Err(_) => Claim::Other,
-        })
+        Ok(refused(record(user, &ctx.budget, GRPC, "CheckIn", call).await?))
     }
 
     async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>> {
