@@ -152,6 +152,52 @@ fn excerpt(body: &[u8]) -> String {
     if text.is_empty() { "(empty body)".to_owned() } else { cut(text, 200) }
 }
 
+/// One page of a `totalCount`-paged open-data API: its rows and the total it reports.
+pub struct Page<T> {
+    pub total_count: Option<i64>,
+    pub rows: Vec<T>,
+}
+
+/// Every row of a `totalCount`-paged API: pages 1, 2, … from `fetch` until `totalCount` rows
+/// are in, calling `progress(rows, total)` after each. Refuses a missing or negative total, a
+/// total that changes during the run (the source was being updated: try again later) and an
+/// empty page before the end. Errors are plain text; the caller redacts and wraps them.
+pub async fn fetch_all_pages<T, F, Fut>(mut fetch: F, mut progress: impl FnMut(usize, usize)) -> Result<Vec<T>, String>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, String>>,
+{
+    let mut rows = Vec::new();
+    let mut total: Option<i64> = None;
+    let mut page: u32 = 1;
+    loop {
+        let got = fetch(page).await?;
+        let t = match (total, got.total_count) {
+            (None, Some(t)) => *total.insert(t),
+            (Some(t), Some(now)) if now != t => {
+                return Err(format!(
+                    "page {page}: totalCount changed from {t} to {now} during the run; try again later"
+                ));
+            }
+            (Some(t), _) => t,
+            (None, None) => return Err(format!("page {page}: no totalCount")),
+        };
+        if t < 0 {
+            return Err(format!("page {page}: negative totalCount {t}"));
+        }
+        let n = got.rows.len();
+        rows.extend(got.rows);
+        progress(rows.len(), usize::try_from(t).unwrap_or(0));
+        if rows.len() as i64 >= t {
+            return Ok(rows);
+        }
+        if n == 0 {
+            return Err(format!("page {page} was empty after {} of {t} rows", rows.len()));
+        }
+        page += 1;
+    }
+}
+
 /// At most `max_chars` characters of `s`, with an ellipsis when cut.
 pub fn cut(s: &str, max_chars: usize) -> String {
     let mut out: String = s.chars().take(max_chars).collect();
@@ -186,5 +232,30 @@ mod tests {
     fn cut_marks_what_it_cut() {
         assert_eq!(cut("가나다라", 2), "가나…");
         assert_eq!(cut("가나", 2), "가나");
+    }
+
+    /// Pages of `per` rows out of `total`, with the totals each page reports.
+    async fn pages(totals: &[Option<i64>], per: usize) -> Result<Vec<u32>, String> {
+        let totals = totals.to_vec();
+        fetch_all_pages(
+            |page| {
+                let total_count = totals.get(page as usize - 1).copied().flatten();
+                async move { Ok(Page { total_count, rows: vec![page; per] }) }
+            },
+            |_, _| {},
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn pages_until_the_total_and_refuses_inconsistent_sources() {
+        assert_eq!(pages(&[Some(5), Some(5), Some(5)], 2).await.unwrap(), [1, 1, 2, 2, 3, 3]);
+        // Later pages may leave the total out.
+        assert_eq!(pages(&[Some(3), None], 2).await.unwrap(), [1, 1, 2, 2]);
+        assert_eq!(pages(&[Some(0)], 0).await.unwrap(), Vec::<u32>::new());
+        assert!(pages(&[Some(5), Some(7)], 2).await.unwrap_err().contains("totalCount changed from 5 to 7"));
+        assert!(pages(&[None], 2).await.unwrap_err().contains("no totalCount"));
+        assert!(pages(&[Some(-1)], 2).await.unwrap_err().contains("negative totalCount"));
+        assert!(pages(&[Some(5), Some(5)], 0).await.unwrap_err().contains("page 1 was empty after 0 of 5 rows"));
     }
 }

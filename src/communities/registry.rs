@@ -20,7 +20,7 @@ use super::ops::anonymous_sample_key;
 use super::store::{self, ApartmentRow, UpsertCounts};
 use crate::app::AppState;
 use crate::config::RegistrySettings;
-use crate::opendata::{KeyedClient, MAX_BODY_BYTES, Retry};
+use crate::opendata::{KeyedClient, MAX_BODY_BYTES, Page, Retry, fetch_all_pages};
 
 /// Rows per upsert statement.
 pub const BATCH_ROWS: usize = 1000;
@@ -251,32 +251,15 @@ impl Api {
         &self,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<Vec<Map<String, Value>>, SourceError> {
-        let mut rows = Vec::new();
-        let mut total: Option<i64> = None;
-        let mut page_no: u32 = 1;
-        loop {
-            let page = self.fetch_page(page_no).await?;
-            let t = match (total, page.total_count) {
-                (None, Some(t)) => *total.insert(t),
-                (Some(t), Some(now)) if now != t => {
-                    return Err(self.error(format!(
-                        "page {page_no}: totalCount changed from {t} to {now} during the import; try again later"
-                    )));
-                }
-                (Some(t), _) => t,
-                (None, None) => return Err(self.error(format!("page {page_no}: no totalCount"))),
-            };
-            let got = page.items.len();
-            rows.extend(rows_of(page.items).map_err(|e| self.error(format!("page {page_no}: {e}")))?);
-            progress(Progress::Fetched { rows: rows.len(), total: usize::try_from(t).unwrap_or(0) });
-            if rows.len() as i64 >= t {
-                return Ok(rows);
-            }
-            if got == 0 {
-                return Err(self.error(format!("page {page_no} was empty after {} of {t} rows", rows.len())));
-            }
-            page_no += 1;
-        }
+        let fetch = |page_no: u32| async move {
+            let page = self.fetch_page(page_no).await.map_err(|e| e.0)?;
+            let total_count = page.total_count;
+            let rows = rows_of(page.items).map_err(|e| format!("page {page_no}: {e}"))?;
+            Ok(Page { total_count, rows })
+        };
+        fetch_all_pages(fetch, |rows, total| progress(Progress::Fetched { rows, total }))
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// One page (retried by the client when the failure may be transient).

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::model::{Progress, RawRow};
 use crate::config::TrialsSettings;
-use crate::opendata::{KeyedClient, MAX_BODY_BYTES, Retry, cut};
+use crate::opendata::{KeyedClient, MAX_BODY_BYTES, Page, Retry, cut, fetch_all_pages};
 
 /// Why the rows could not be had. The text is safe to store and show to admins.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,37 +51,18 @@ impl Gateway {
 
     /// Every row of the dataset, or the first error (after retries).
     pub async fn fetch_all(&self, progress: &(dyn Fn(Progress) + Send + Sync)) -> Result<Vec<RawRow>, SourceError> {
-        let mut rows: Vec<RawRow> = Vec::new();
-        let mut total: Option<i64> = None;
-        let mut page: u32 = 1;
-        loop {
-            let env = self.fetch_page(page).await?;
+        let fetch = |page: u32| async move {
+            let env = self.fetch_page(page).await.map_err(|e| e.0)?;
             if let Some(p) = env.page
                 && p != i64::from(page)
             {
-                return Err(self.error(format!("page {page}: the gateway answered with page {p}")));
+                return Err(format!("page {page}: the gateway answered with page {p}"));
             }
-            let t = *total.get_or_insert(env.total_count);
-            if env.total_count != t {
-                return Err(self.error(format!(
-                    "page {page}: totalCount changed from {t} to {} during the run; try again later",
-                    env.total_count
-                )));
-            }
-            if t < 0 {
-                return Err(self.error(format!("page {page}: negative totalCount {t}")));
-            }
-            let got = env.data.len();
-            rows.extend(env.data);
-            progress(Progress::Fetched { rows: rows.len(), total: usize::try_from(t).unwrap_or(0) });
-            if rows.len() as i64 >= t {
-                return Ok(rows);
-            }
-            if got == 0 {
-                return Err(self.error(format!("page {page} was empty after {} of {t} rows", rows.len())));
-            }
-            page += 1;
-        }
+            Ok(Page { total_count: Some(env.total_count), rows: env.data })
+        };
+        fetch_all_pages(fetch, |rows, total| progress(Progress::Fetched { rows, total }))
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// One page (retried by the client when the failure may be transient).
