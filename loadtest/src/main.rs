@@ -104,6 +104,14 @@ struct Cli {
     /// search: synthetic complexes in the target's database (default 500,000; smoke 5,000).
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..=2_000_000))]
     complexes: Option<i64>,
+    /// rate-limit-abuse: the target's read bucket as `PER_MINUTE/BURST`
+    /// (`rate_limit.buckets.read`; the server's default is 3000/300).
+    #[arg(long, default_value = "3000/300")]
+    read_bucket: scenarios::rate_limit_abuse::Bucket,
+    /// rate-limit-abuse: the target's auth bucket as `PER_MINUTE/BURST`
+    /// (`rate_limit.buckets.auth`; the server's default is 30/10).
+    #[arg(long, default_value = "30/10")]
+    auth_bucket: scenarios::rate_limit_abuse::Bucket,
     /// A report of an earlier run: throughput must stay within --min-throughput-ratio of it.
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -224,6 +232,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             cache: cli.cache,
             search_index: cli.search_index,
             complexes: cli.complexes,
+            read_bucket: cli.read_bucket,
+            auth_bucket: cli.auth_bucket,
             baseline: cli.baseline.clone(),
             min_throughput_ratio: cli.min_throughput_ratio,
         },

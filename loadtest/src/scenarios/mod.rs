@@ -124,6 +124,9 @@ pub struct Options {
     /// search: with or without the search indexes, over how many complexes.
     pub search_index: search::IndexMode,
     pub complexes: Option<i64>,
+    /// rate-limit-abuse: the target's read and auth buckets.
+    pub read_bucket: rate_limit_abuse::Bucket,
+    pub auth_bucket: rate_limit_abuse::Bucket,
     /// A report of an earlier run to compare throughput with.
     pub baseline: Option<PathBuf>,
     pub min_throughput_ratio: f64,

@@ -7,8 +7,13 @@
 //! MARU__RATE_LIMIT__TRUSTED_PROXIES='["127.0.0.1/32"]' target/release/maru serve
 //! ```
 //!
-//! Checks: the abuser is mostly refused with RESOURCE_EXHAUSTED `RATE_LIMITED` carrying
-//! `RetryInfo`; the polite users get only OK; nothing is INTERNAL.
+//! Checks: the abuser really floods both buckets (more calls than the bucket's burst plus its
+//! rate over the run), is refused on both with RESOURCE_EXHAUSTED `RATE_LIMITED` carrying
+//! `RetryInfo` and gets no more through than each bucket allows; the polite users get only OK;
+//! nothing is INTERNAL. The checks need the target's buckets: `--read-bucket` and
+//! `--auth-bucket` default to the server's defaults. A slow machine (a debug build on a busy
+//! CI runner) may not outrun the default read bucket (3000/min, burst 300), so the smoke run
+//! gives the server a smaller one and tells maru-load so.
 
 use std::sync::{Arc, OnceLock};
 
@@ -38,9 +43,33 @@ pub const ENTRY: Entry = Entry {
 const ABUSER: &str = "abuser:";
 const ABUSER_WHO_AM_I: &str = "GRPC abuser:WhoAmI";
 const ABUSER_LOGIN: &str = "GRPC abuser:Login";
-/// The server's default buckets (README, `rate_limit.buckets`): (per minute, burst).
-const READ_BUCKET: (f64, f64) = (3000.0, 300.0);
-const AUTH_BUCKET: (f64, f64) = (30.0, 10.0);
+
+/// A token bucket as the server configures it (`rate_limit.buckets.*`), written
+/// `PER_MINUTE/BURST` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub per_minute: f64,
+    pub burst: f64,
+}
+
+impl Bucket {
+    /// The most calls one key can get through in `elapsed_s` seconds: the burst plus the refill,
+    /// and 2 calls of slack for the seeding login that shares the key.
+    pub fn allowance(&self, elapsed_s: f64) -> f64 {
+        self.burst + self.per_minute / 60.0 * elapsed_s + 2.0
+    }
+}
+
+impl std::str::FromStr for Bucket {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("not a bucket: `{s}` (expected PER_MINUTE/BURST, e.g. 3000/300)");
+        let (rate, burst) = s.split_once('/').ok_or_else(bad)?;
+        let positive = |v: &str| v.trim().parse::<u32>().ok().filter(|n| *n > 0).map(f64::from).ok_or_else(bad);
+        Ok(Bucket { per_minute: positive(rate)?, burst: positive(burst)? })
+    }
+}
 
 struct Abuse {
     ctx: Arc<Ctx>,
@@ -138,24 +167,40 @@ impl LoadScenario for Arc<Abuse> {
         let polite_total: u64 = s.rpcs.iter().filter(|(k, _)| !is_abuser(k)).map(|(_, r)| r.requests).sum();
         let exhausted = s.errors_matching("RESOURCE_EXHAUSTED");
         // Whatever the machine's speed: a bucket lets through its burst plus its rate over the
-        // run, and not one call more (2 calls of slack for the seeding login).
+        // run, and not one call more.
+        let (read, auth) = (self.ctx.options.read_bucket, self.ctx.options.auth_bucket);
+        let calls = |rpc: &str| s.rpcs.get(rpc).map(|r| r.requests).unwrap_or(0) as f64;
         let ok = |rpc: &str| s.rpcs.get(rpc).and_then(|r| r.codes.get("OK")).copied().unwrap_or(0) as f64;
-        let allowance = |(per_minute, burst): (f64, f64)| burst + per_minute / 60.0 * s.elapsed_s + 2.0;
+        let (read_allows, auth_allows) = (read.allowance(s.elapsed_s), auth.allowance(s.elapsed_s));
         Ok(vec![
             Check::no_internal(s),
+            Check::new(
+                "the abuser floods both buckets (more calls than each allows in the run)",
+                calls(ABUSER_WHO_AM_I) > read_allows && calls(ABUSER_LOGIN) > auth_allows,
+                format!(
+                    "WhoAmI {} calls (read bucket {}/{} allows {read_allows:.0}), Login {} calls (auth bucket {}/{} \
+                     allows {auth_allows:.0}) in {:.1} s; a machine too slow to flood the read bucket needs a \
+                     smaller one on the server and in --read-bucket",
+                    calls(ABUSER_WHO_AM_I),
+                    read.per_minute,
+                    read.burst,
+                    calls(ABUSER_LOGIN),
+                    auth.per_minute,
+                    auth.burst,
+                    s.elapsed_s
+                ),
+            ),
             Check::new(
                 "the abuser is refused on every bucket it floods and gets no more through than the bucket allows",
                 refused_each.len() == 2
                     && refused_each.iter().all(|(_, n)| *n > 0)
-                    && ok(ABUSER_WHO_AM_I) <= allowance(READ_BUCKET)
-                    && ok(ABUSER_LOGIN) <= allowance(AUTH_BUCKET),
+                    && ok(ABUSER_WHO_AM_I) <= read_allows
+                    && ok(ABUSER_LOGIN) <= auth_allows,
                 format!(
-                    "{refused} of {abuser_total} refused: {refused_each:?}; OK WhoAmI {} (read bucket allows {:.0}), \
-                     OK Login {} (auth bucket allows {:.0}) in {:.1} s (rate limits on, default buckets?)",
+                    "{refused} of {abuser_total} refused: {refused_each:?}; OK WhoAmI {} (read bucket allows \
+                     {read_allows:.0}), OK Login {} (auth bucket allows {auth_allows:.0}) in {:.1} s",
                     ok(ABUSER_WHO_AM_I),
-                    allowance(READ_BUCKET),
                     ok(ABUSER_LOGIN),
-                    allowance(AUTH_BUCKET),
                     s.elapsed_s
                 ),
             ),
@@ -171,5 +216,21 @@ impl LoadScenario for Arc<Abuse> {
             Check::only_codes("polite users get only OK", s, |rpc, code| is_abuser(rpc) || code == "OK"),
             Check::new("polite users made calls", polite_total > 0, format!("{polite_total} calls")),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bucket;
+
+    #[test]
+    fn buckets_parse_and_allow_burst_plus_refill() {
+        let b: Bucket = "600/20".parse().unwrap();
+        assert_eq!(b, Bucket { per_minute: 600.0, burst: 20.0 });
+        // 20 at once, 10 a second for 6 s, 2 of slack.
+        assert_eq!(b.allowance(6.0), 82.0);
+        for bad in ["600", "600/", "/20", "0/20", "600/0", "-1/5", "a/b", "600/20/1"] {
+            assert!(bad.parse::<Bucket>().is_err(), "{bad} parsed");
+        }
     }
 }
