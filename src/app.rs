@@ -388,6 +388,10 @@ async fn become_ready(state: AppState, ready: Arc<AtomicBool>, reporter: HealthR
             }
         }
     }
+    match db::setting_warnings(&state.db).await {
+        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+        Err(e) => tracing::debug!(error = format!("{e:#}"), "could not read PostgreSQL settings"),
+    }
     ready.store(true, Ordering::Release);
     metrics::gauge!("maru_ready").set(1.0);
     set_health(&reporter, ServingStatus::Serving).await;

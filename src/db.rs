@@ -68,3 +68,51 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await?;
     Ok(())
 }
+
+/// What an operator should hear about the server's PostgreSQL settings: things maru relies on
+/// but cannot set itself. Without autovacuum (or the statistics it runs on, `track_counts`)
+/// nothing ANALYZEs the tables, so the planner works from the statistics of an empty table
+/// and list queries go to sequential scans as the data grows (80× slower in the feed load
+/// runs, `loadtest/RESULTS.md`). Logged at start-up; `MaruPostgresAutovacuumOff` alerts on it.
+pub async fn setting_warnings<'e>(db: impl sqlx::PgExecutor<'e>) -> anyhow::Result<Vec<String>> {
+    let (autovacuum, track_counts): (String, String) =
+        sqlx::query_as("select current_setting('autovacuum'), current_setting('track_counts')").fetch_one(db).await?;
+    Ok(warnings_for(&autovacuum, &track_counts))
+}
+
+fn warnings_for(autovacuum: &str, track_counts: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if autovacuum != "on" {
+        out.push(
+            "PostgreSQL runs with autovacuum = off: nothing vacuums or ANALYZEs maru's tables, so \
+             planner statistics go stale and queries slow down as data grows; turn it on, or run \
+             VACUUM ANALYZE regularly"
+                .to_owned(),
+        );
+    }
+    if track_counts != "on" {
+        out.push(
+            "PostgreSQL runs with track_counts = off: autovacuum cannot tell which tables need \
+             vacuuming or analyzing; turn it on"
+                .to_owned(),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod setting_tests {
+    use super::warnings_for;
+
+    #[test]
+    fn warns_only_about_what_is_off() {
+        assert!(warnings_for("on", "on").is_empty());
+        let w = warnings_for("off", "on");
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("autovacuum = off"), "{w:?}");
+        let w = warnings_for("on", "off");
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("track_counts = off"), "{w:?}");
+        assert_eq!(warnings_for("off", "off").len(), 2);
+    }
+}

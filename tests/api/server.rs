@@ -515,3 +515,34 @@ async fn concurrent_misses_of_one_key_and_version_share_one_load(pool: PgPool) {
     assert!(followers.iter().all(Result::is_ok), "{followers:?}");
     assert!(loads.load(SeqCst) >= 2, "followers loaded after the failure");
 }
+
+#[sqlx::test]
+async fn start_up_warns_about_postgresql_settings_that_stale_the_planner(pool: PgPool) {
+    let mut conn = pool.acquire().await.unwrap();
+    let (autovacuum,): (String,) = sqlx::query_as("show autovacuum").fetch_one(&mut *conn).await.unwrap();
+    let warnings = maru::db::setting_warnings(&mut *conn).await.unwrap();
+    assert_eq!(
+        warnings.iter().any(|w| w.contains("autovacuum = off")),
+        autovacuum == "off",
+        "autovacuum is {autovacuum}: {warnings:?}"
+    );
+    assert!(!warnings.iter().any(|w| w.contains("track_counts")), "{warnings:?}");
+    // track_counts can be turned off for one session (superuser): the check reads the session's.
+    sqlx::query("set track_counts = off").execute(&mut *conn).await.unwrap();
+    let warnings = maru::db::setting_warnings(&mut *conn).await.unwrap();
+    assert!(warnings.iter().any(|w| w.contains("track_counts = off")), "{warnings:?}");
+    sqlx::query("reset track_counts").execute(&mut *conn).await.unwrap();
+
+    // The server says so in its log once it is ready.
+    let captured = crate::logs::capture();
+    let _app = TestApp::spawn(pool).await;
+    if autovacuum == "off" {
+        for _ in 0..100 {
+            if captured.stdout_text().contains("autovacuum = off") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(captured.stdout_text().contains("autovacuum = off"));
+    }
+}
