@@ -77,7 +77,14 @@ pub async fn standing<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id
     .bind(caller.user_id)
     .fetch_optional(db)
     .await?;
-    let Some((role,)) = row else {
+    standing_from(caller, community_id, row.map(|(role,)| role))
+}
+
+/// [`standing`] from rows read elsewhere (a query that reads the standing together with other
+/// rows, to save a round trip): `None` when the community does not exist, else the caller's
+/// APPROVED role in it, if any.
+pub fn standing_from(caller: &Caller, community_id: Uuid, role: Option<Option<String>>) -> AppResult<Access> {
+    let Some(role) = role else {
         return Err(AppError::not_found(Reason::CommunityNotFound, "community"));
     };
     Ok(Access {
@@ -90,7 +97,11 @@ pub async fn standing<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id
 
 /// APPROVED members of the community, and admins (as moderators).
 pub async fn member<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id: Uuid) -> AppResult<Access> {
-    let access = standing(db, caller, community_id).await?;
+    require_member(standing(db, caller, community_id).await?)
+}
+
+/// [`member`]'s decision on a standing already read.
+pub fn require_member(access: Access) -> AppResult<Access> {
     if access.is_member() || access.is_admin { Ok(access) } else { Err(membership_required()) }
 }
 

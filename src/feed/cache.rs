@@ -21,11 +21,10 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::model::{Post, PostFilter};
-use super::ops;
+use super::ops::{self, Seen};
 use super::store::{self, PostCursor, Reader};
 use crate::app::AppState;
 use crate::caller::Caller;
-use crate::communities::access::Access;
 use crate::error::AppResult;
 
 pub const POST_CACHE: &str = "feed_post";
@@ -46,24 +45,23 @@ pub fn visible_status(p: &Post, reader: Reader) -> bool {
     p.status() == super::model::PostStatus::Published || reader.is_admin || p.author_id == reader.user_id
 }
 
-/// [`ops::visible_post`] reading the post through the cache.
-pub async fn visible_post_cached(
-    state: &AppState,
-    caller: Option<&Caller>,
-    id: Uuid,
-) -> AppResult<(Post, Option<Access>)> {
-    if !state.settings.feed.cache_enabled {
-        return ops::visible_post(state, caller, id).await;
-    }
-    let Some(v) = state.cache.versions(&[ALL.to_owned(), post_scope(id)]).await else {
-        return ops::visible_post(state, caller, id).await;
+/// [`ops::check_visible`] of post `id`, reading the post through the cache.
+pub async fn visible_post_cached(state: &AppState, caller: Option<&Caller>, id: Uuid, likes: bool) -> AppResult<Seen> {
+    let versions = if state.settings.feed.cache_enabled {
+        state.cache.versions(&[ALL.to_owned(), post_scope(id)]).await
+    } else {
+        None
     };
-    let key = format!("feed:post:{id}:{}:{}", v[0], v[1]);
-    let ttl = Duration::from_secs(state.settings.feed.post_cache_ttl_s);
-    let db = &state.db;
-    let post: Option<Post> =
-        state.cache.get_or_load(POST_CACHE, &key, ttl, || async { store::get_post(db, id).await }).await?;
-    ops::check_visible(state, caller, post).await
+    let post = match versions {
+        None => store::get_post(&state.db, id).await?,
+        Some(v) => {
+            let key = format!("feed:post:{id}:{}:{}", v[0], v[1]);
+            let ttl = Duration::from_secs(state.settings.feed.post_cache_ttl_s);
+            let db = &state.db;
+            state.cache.get_or_load(POST_CACHE, &key, ttl, || async { store::get_post(db, id).await }).await?
+        }
+    };
+    ops::check_visible(state, caller, post, likes).await
 }
 
 /// Rows of a post list in canonical order. Community pages come from the cache as an admin

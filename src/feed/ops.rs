@@ -46,29 +46,46 @@ pub fn comment_not_found() -> AppError {
 /// A post the caller may see, with their access to its community (if any).
 pub async fn visible_post(state: &AppState, caller: Option<&Caller>, id: Uuid) -> AppResult<(Post, Option<Access>)> {
     let post = store::get_post(&state.db, id).await?;
-    check_visible(state, caller, post).await
+    let seen = check_visible(state, caller, post, false).await?;
+    Ok((seen.post, seen.access))
 }
 
-/// NOT_FOUND `POST_NOT_FOUND` unless `post` exists and the caller may see it.
+/// A post the caller may see: their access to its community (if any) and whether they like it.
+pub struct Seen {
+    pub post: Post,
+    pub access: Option<Access>,
+    /// Read only when asked for (`likes`), in the same round trip as the membership.
+    pub liked_by_me: bool,
+}
+
+/// NOT_FOUND `POST_NOT_FOUND` unless `post` exists and the caller may see it. With `likes`,
+/// also reads whether the caller likes it: in the same query as their membership for a
+/// community post, so a post detail costs one database round trip.
 pub async fn check_visible(
     state: &AppState,
     caller: Option<&Caller>,
     post: Option<Post>,
-) -> AppResult<(Post, Option<Access>)> {
+    likes: bool,
+) -> AppResult<Seen> {
     let post = post.ok_or_else(post_not_found)?;
-    let access = match (post.community_id, caller) {
-        (None, _) => None,
+    let (access, liked) = match (post.community_id, caller) {
+        (None, Some(who)) if likes => (None, !store::liked_posts(&state.db, who.user_id, &[post.id]).await?.is_empty()),
+        (None, _) => (None, false),
         (Some(_), None) => return Err(post_not_found()),
-        (Some(c), Some(who)) => match access::member(&state.db, who, c).await {
-            Ok(a) => Some(a),
-            Err(e) if matches!(e.code(), Code::PermissionDenied | Code::NotFound) => return Err(post_not_found()),
-            Err(e) => return Err(e),
-        },
+        (Some(c), Some(who)) => {
+            let ids: &[Uuid] = if likes { &[post.id] } else { &[] };
+            let (standing, liked) = store::standing_and_liked_posts(&state.db, c, who.user_id, ids).await?;
+            match access::standing_from(who, c, standing).and_then(access::require_member) {
+                Ok(a) => (Some(a), !liked.is_empty()),
+                Err(e) if matches!(e.code(), Code::PermissionDenied | Code::NotFound) => return Err(post_not_found()),
+                Err(e) => return Err(e),
+            }
+        }
     };
     if post.status() == PostStatus::Suspended && !caller.is_some_and(|c| c.user_id == post.author_id || c.is_admin()) {
         return Err(post_not_found());
     }
-    Ok((post, access))
+    Ok(Seen { post, access, liked_by_me: liked })
 }
 
 async fn with_likes(state: &AppState, caller: Option<&Caller>, posts: Vec<Post>) -> AppResult<Vec<PostView>> {
@@ -124,9 +141,9 @@ pub async fn get_post(
     id: Uuid,
     client_ip: Option<&str>,
 ) -> AppResult<PostView> {
-    let (post, _) = super::cache::visible_post_cached(state, caller, id).await?;
-    super::views::record(state, post.id, caller.map(|c| c.user_id), client_ip).await;
-    one_with_likes(state, caller, post).await
+    let seen = super::cache::visible_post_cached(state, caller, id, true).await?;
+    super::views::record(state, seen.post.id, caller.map(|c| c.user_id), client_ip).await;
+    Ok(PostView { liked_by_me: seen.liked_by_me, post: seen.post })
 }
 
 #[tracing::instrument(name = "feed.update_post", skip_all, err(level = "debug"))]
@@ -203,18 +220,28 @@ pub async fn list_posts(
 ) -> AppResult<(Vec<PostView>, String)> {
     let query = ("posts", &filter);
     let page = state.pager.page::<PostCursor>(page_size, page_token, &query)?;
-    if let PostFilter::Community(c) = &filter {
-        let Some(who) = caller else {
+    let community = match (&filter, caller) {
+        (PostFilter::Community(c), Some(who)) => Some((*c, who)),
+        (PostFilter::Community(_), None) => {
             return Err(AppError::unauthenticated(Reason::TokenMissing, "community feeds require a bearer token"));
-        };
-        access::member(&state.db, who, *c).await?;
-    }
+        }
+        _ => None,
+    };
     let reader =
         Reader { user_id: caller.map_or(Uuid::nil(), |c| c.user_id), is_admin: caller.is_some_and(|c| c.is_admin()) };
+    // A community page is read (from the cache, mostly) before the membership is checked, so
+    // that the check and `liked_by_me` share one query; nothing is returned before the check.
     let rows = super::cache::list_posts_cached(state, reader, &filter, page.after, page.fetch_limit()).await?;
     let (mut rows, next) = state.pager.finish(&page, rows, &query, |p| (p.created_at, p.id));
     rows.retain(|p| super::cache::visible_status(p, reader));
-    Ok((with_likes(state, caller, rows).await?, next))
+    let Some((c, who)) = community else {
+        return Ok((with_likes(state, caller, rows).await?, next));
+    };
+    let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
+    let (standing, liked) = store::standing_and_liked_posts(&state.db, c, who.user_id, &ids).await?;
+    access::standing_from(who, c, standing).and_then(access::require_member)?;
+    let liked: HashSet<Uuid> = liked.into_iter().collect();
+    Ok((rows.into_iter().map(|p| PostView { liked_by_me: liked.contains(&p.id), post: p }).collect(), next))
 }
 
 #[tracing::instrument(name = "feed.list_home_feed", skip_all, err(level = "debug"))]

@@ -504,6 +504,15 @@ async fn likes_are_idempotent_and_counted_from_rows(pool: PgPool) {
     let p = fx.get(Some(&fx.member), &post.id).await.unwrap();
     assert_eq!((p.like_count, p.liked_by_me), (1, true));
     assert!(!fx.get(Some(&fx.author), &post.id).await.unwrap().liked_by_me);
+    // A community post: liked_by_me per reader on the community feed and on GetPost (read in
+    // the same query as the membership).
+    let cpost = fx.post(&fx.author, true, "단지 소식", &[]).await;
+    fx.feed().like(fx.member.req(like_post(&cpost.id))).await.unwrap();
+    let liked = |page: Vec<pb::Post>| page.into_iter().find(|p| p.id == cpost.id).map(|p| p.liked_by_me);
+    assert_eq!(liked(fx.community_page(&fx.member).await), Some(true));
+    assert_eq!(liked(fx.community_page(&fx.author).await), Some(false));
+    assert!(fx.get(Some(&fx.member), &cpost.id).await.unwrap().liked_by_me);
+    assert!(!fx.get(Some(&fx.author), &cpost.id).await.unwrap().liked_by_me);
 
     let c = fx.comment(&fx.author, &post.id, "", "댓글").await;
     let like_c = pb::LikeRequest { post_id: String::new(), comment_id: c.id.clone() };
