@@ -53,6 +53,8 @@ struct Inner {
     /// sends every reader of it to PostgreSQL at once).
     flights: Mutex<HashMap<String, watch::Receiver<Option<Arc<str>>>>>,
     fill: Script,
+    /// The versions of some scopes, then the value and version of the key built from them.
+    scoped_get: Script,
     invalidate: Script,
 }
 
@@ -94,6 +96,16 @@ impl Cache {
                 fill: Script::new(
                     r"if redis.call('GET', KEYS[2]) == (ARGV[1] ~= '' and ARGV[1] or false) then
                         redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0",
+                ),
+                scoped_get: Script::new(
+                    r"local key, vkey, versions = ARGV[1], ARGV[2], {}
+                      for i = 1, #KEYS do
+                        local v = redis.call('GET', KEYS[i]) or ''
+                        versions[i] = v
+                        key = key .. ':' .. v
+                        vkey = vkey .. ':' .. v
+                      end
+                      return {versions, redis.call('GET', key), redis.call('GET', vkey)}",
                 ),
                 invalidate: Script::new(
                     r"for i = 1, #KEYS, 2 do
@@ -184,6 +196,68 @@ impl Cache {
                 }
             })
             .await;
+        self.resolve(cache, full, vkey, probe, ttl, load).await
+    }
+
+    /// [`Self::get_or_load`] of the key `{base}:{v1}:{v2}…` that carries the current versions
+    /// of `scopes` (as [`Self::versions`] reads them and [`Self::invalidate`] bumps them), so
+    /// that one write to a scope moves every key under it (every page of a feed). The versions,
+    /// the value and its own version are read in one round trip (a script that builds the key
+    /// from the versions; maru runs a single Redis, not a cluster, so the script may touch keys
+    /// it computes). [`Self::scoped_key`] is the same key for invalidating one entry.
+    pub async fn get_or_load_scoped<T, E, F, Fut>(
+        &self,
+        cache: &'static str,
+        scopes: &[String],
+        base: &str,
+        ttl: Duration,
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let script = &self.inner.scoped_get;
+        let mut inv = script.prepare_invoke();
+        for scope in scopes {
+            inv.key(self.version_key(scope));
+        }
+        inv.arg(self.key(base)).arg(self.version_key(base));
+        let read = self
+            .run("get", |mut c| async move {
+                let out: (Vec<String>, Option<String>, Option<String>) = inv.invoke_async(&mut c).await?;
+                Ok(out)
+            })
+            .await;
+        let Some((versions, value, version)) = read else {
+            return self.resolve(cache, String::new(), String::new(), None, ttl, load).await;
+        };
+        let key = Self::scoped_key(base, &versions);
+        self.resolve(cache, self.key(&key), self.version_key(&key), Some((value, version)), ttl, load).await
+    }
+
+    /// The key [`Self::get_or_load_scoped`] reads for `base` under these scope versions.
+    pub fn scoped_key(base: &str, versions: &[String]) -> String {
+        versions.iter().fold(base.to_owned(), |key, v| format!("{key}:{v}"))
+    }
+
+    /// The rest of a read-through once the value and its version were read (`probe`; `None`
+    /// while Redis is unavailable): a hit, a share of a load in progress, or a load and a fill.
+    async fn resolve<T, E, F, Fut>(
+        &self,
+        cache: &'static str,
+        full: String,
+        vkey: String,
+        probe: Option<(Option<String>, Option<String>)>,
+        ttl: Duration,
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let version = match probe {
             Some((Some(hit), _)) => match serde_json::from_str(&hit) {
                 Ok(v) => {

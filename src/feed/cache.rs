@@ -47,19 +47,16 @@ pub fn visible_status(p: &Post, reader: Reader) -> bool {
 
 /// [`ops::check_visible`] of post `id`, reading the post through the cache.
 pub async fn visible_post_cached(state: &AppState, caller: Option<&Caller>, id: Uuid, likes: bool) -> AppResult<Seen> {
-    let versions = if state.settings.feed.cache_enabled {
-        state.cache.versions(&[ALL.to_owned(), post_scope(id)]).await
+    let post = if state.settings.feed.cache_enabled {
+        let ttl = Duration::from_secs(state.settings.feed.post_cache_ttl_s);
+        let (db, scopes) = (&state.db, [ALL.to_owned(), post_scope(id)]);
+        let base = format!("feed:post:{id}");
+        state
+            .cache
+            .get_or_load_scoped(POST_CACHE, &scopes, &base, ttl, || async { store::get_post(db, id).await })
+            .await?
     } else {
-        None
-    };
-    let post = match versions {
-        None => store::get_post(&state.db, id).await?,
-        Some(v) => {
-            let key = format!("feed:post:{id}:{}:{}", v[0], v[1]);
-            let ttl = Duration::from_secs(state.settings.feed.post_cache_ttl_s);
-            let db = &state.db;
-            state.cache.get_or_load(POST_CACHE, &key, ttl, || async { store::get_post(db, id).await }).await?
-        }
+        store::get_post(&state.db, id).await?
     };
     ops::check_visible(state, caller, post, likes).await
 }
@@ -77,21 +74,16 @@ pub async fn list_posts_cached(
         return store::list_posts(&state.db, reader, Some(filter), after, limit).await;
     };
     let canonical = Reader { user_id: Uuid::nil(), is_admin: true };
-    let versions = if state.settings.feed.cache_enabled {
-        state.cache.versions(&[ALL.to_owned(), community_scope(*c)]).await
-    } else {
-        None
-    };
-    let Some(v) = versions else {
+    if !state.settings.feed.cache_enabled {
         return store::list_posts(&state.db, canonical, Some(filter), after, limit).await;
-    };
+    }
     let cursor = after.map_or_else(|| "first".to_owned(), |(t, id)| format!("{}.{id}", t.timestamp_micros()));
-    let key = format!("feed:page:{c}:{}:{}:{cursor}:{limit}", v[0], v[1]);
+    let base = format!("feed:page:{c}:{cursor}:{limit}");
     let ttl = Duration::from_secs(state.settings.feed.page_cache_ttl_s);
-    let db = &state.db;
+    let (db, scopes) = (&state.db, [ALL.to_owned(), community_scope(*c)]);
     state
         .cache
-        .get_or_load(PAGE_CACHE, &key, ttl, || async {
+        .get_or_load_scoped(PAGE_CACHE, &scopes, &base, ttl, || async {
             store::list_posts(db, canonical, Some(filter), after, limit).await
         })
         .await

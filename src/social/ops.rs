@@ -27,6 +27,7 @@ use super::store::{self, Cursor};
 use crate::accounts::model::Handle;
 use crate::accounts::ops::user_cache_key;
 use crate::app::AppState;
+use crate::cache::Cache;
 use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason, Violations};
 
@@ -55,24 +56,23 @@ pub const PROFILE_CACHE: &str = "profile";
 /// Bumped when an account is deleted: every cached profile's counts may have changed.
 const ALL_PROFILES: &str = "social:profiles";
 
-fn profile_key(handle: &str, all_version: &str) -> String {
-    format!("social:profile:{}:{all_version}", handle.to_lowercase())
+/// A profile's cache key without the version of [`ALL_PROFILES`] (see `Cache::scoped_key`).
+fn profile_base(handle: &str) -> String {
+    format!("social:profile:{}", handle.to_lowercase())
 }
 
 #[tracing::instrument(name = "social.get_profile", skip_all, err(level = "debug"))]
 pub async fn get_profile(state: &AppState, caller: Option<&Caller>, handle: &Handle) -> AppResult<Profile> {
-    let versions =
-        if state.settings.feed.cache_enabled { state.cache.versions(&[ALL_PROFILES.to_owned()]).await } else { None };
-    let Some(v) = versions else {
+    if !state.settings.feed.cache_enabled {
         return store::get_profile_by_handle(&state.db, handle.as_str(), viewer(caller))
             .await?
             .ok_or_else(user_not_found);
-    };
+    }
     let db = &state.db;
     let ttl = Duration::from_secs(state.settings.feed.profile_cache_ttl_s);
     let mut profile: Profile = state
         .cache
-        .get_or_load(PROFILE_CACHE, &profile_key(handle.as_str(), &v[0]), ttl, || async {
+        .get_or_load_scoped(PROFILE_CACHE, &[ALL_PROFILES.to_owned()], &profile_base(handle.as_str()), ttl, || async {
             store::get_profile_by_handle(db, handle.as_str(), Uuid::nil()).await?.ok_or_else(user_not_found)
         })
         .await?;
@@ -93,7 +93,7 @@ async fn profiles_changed(state: &AppState, users: &[Uuid]) {
     let mut keys = Vec::new();
     for id in users {
         if let Ok(Some(handle)) = store::handle_of(&state.db, *id).await {
-            keys.push(profile_key(&handle, &v[0]));
+            keys.push(Cache::scoped_key(&profile_base(&handle), &v));
         }
     }
     state.cache.invalidate(&keys).await;

@@ -546,3 +546,54 @@ async fn start_up_warns_about_postgresql_settings_that_stale_the_planner(pool: P
         assert!(captured.stdout_text().contains("autovacuum = off"));
     }
 }
+
+#[sqlx::test]
+async fn scoped_reads_follow_their_scopes_versions_in_one_round_trip(pool: PgPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use maru::cache::Cache;
+
+    let app = TestApp::spawn(pool).await;
+    assert!(app.state.cache.is_up(), "this test needs Redis");
+    let cache = app.state.cache.clone();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let scopes = ["test:all".to_owned(), "test:scope".to_owned()];
+    let read = |n: u32| {
+        let (cache, loads, scopes) = (cache.clone(), loads.clone(), scopes.clone());
+        async move {
+            cache
+                .get_or_load_scoped("feed_page", &scopes, "test:entry", Duration::from_secs(60), || async move {
+                    loads.fetch_add(1, SeqCst);
+                    Ok::<_, maru::error::AppError>(n)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(read(1).await, 1);
+    assert_eq!(read(2).await, 1, "filled: a hit");
+    assert_eq!(loads.load(SeqCst), 1);
+    // Either scope moves the key.
+    for (i, scope) in scopes.iter().enumerate() {
+        cache.invalidate(std::slice::from_ref(scope)).await;
+        let n = 10 + i as u32;
+        assert_eq!(read(n).await, n, "after invalidating {scope}");
+        assert_eq!(read(99).await, n);
+    }
+    assert_eq!(loads.load(SeqCst), 3);
+    // The key under the current versions can be invalidated on its own (one profile).
+    let versions = cache.versions(&scopes).await.unwrap();
+    assert_eq!(versions, ["1", "1"], "each scope bumped once");
+    cache.invalidate(&[Cache::scoped_key("test:entry", &versions)]).await;
+    assert_eq!(read(20).await, 20);
+    assert_eq!(loads.load(SeqCst), 4);
+    // Other bases under the same scopes are their own entries.
+    let other = cache
+        .get_or_load_scoped("feed_page", &scopes, "test:other", Duration::from_secs(60), || async {
+            Ok::<_, maru::error::AppError>(7u32)
+        })
+        .await
+        .unwrap();
+    assert_eq!((other, read(21).await), (7, 20));
+}
