@@ -184,19 +184,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let full = self.key(key);
-        let vkey = self.version_key(key);
-        let probe = self
-            .run("get", |mut c| {
-                let (full, vkey) = (full.clone(), vkey.clone());
-                async move {
-                    let (v, ver): (Option<String>, Option<String>) =
-                        redis::pipe().get(&full).get(&vkey).query_async(&mut c).await?;
-                    Ok((v, ver))
-                }
-            })
-            .await;
-        self.resolve(cache, full, vkey, probe, ttl, load).await
+        self.get_or_load_scoped(cache, &[], key, ttl, load).await
     }
 
     /// [`Self::get_or_load`] of the key `{base}:{v1}:{v2}…` that carries the current versions
@@ -230,34 +218,13 @@ impl Cache {
                 Ok(out)
             })
             .await;
-        let Some((versions, value, version)) = read else {
-            return self.resolve(cache, String::new(), String::new(), None, ttl, load).await;
+        let (full, vkey, probe) = match read {
+            Some((versions, value, version)) => {
+                let key = Self::scoped_key(base, &versions);
+                (self.key(&key), self.version_key(&key), Some((value, version)))
+            }
+            None => (String::new(), String::new(), None),
         };
-        let key = Self::scoped_key(base, &versions);
-        self.resolve(cache, self.key(&key), self.version_key(&key), Some((value, version)), ttl, load).await
-    }
-
-    /// The key [`Self::get_or_load_scoped`] reads for `base` under these scope versions.
-    pub fn scoped_key(base: &str, versions: &[String]) -> String {
-        versions.iter().fold(base.to_owned(), |key, v| format!("{key}:{v}"))
-    }
-
-    /// The rest of a read-through once the value and its version were read (`probe`; `None`
-    /// while Redis is unavailable): a hit, a share of a load in progress, or a load and a fill.
-    async fn resolve<T, E, F, Fut>(
-        &self,
-        cache: &'static str,
-        full: String,
-        vkey: String,
-        probe: Option<(Option<String>, Option<String>)>,
-        ttl: Duration,
-        load: F,
-    ) -> Result<T, E>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
         let version = match probe {
             Some((Some(hit), _)) => match serde_json::from_str(&hit) {
                 Ok(v) => {
@@ -320,6 +287,11 @@ impl Cache {
             .await;
         }
         Ok(value)
+    }
+
+    /// The key [`Self::get_or_load_scoped`] reads for `base` under these scope versions.
+    pub fn scoped_key(base: &str, versions: &[String]) -> String {
+        versions.iter().fold(base.to_owned(), |key, v| format!("{key}:{v}"))
     }
 
     /// The current versions of `keys` (as [`Self::invalidate`] bumps them; empty = never
