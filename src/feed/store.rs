@@ -148,7 +148,7 @@ pub async fn list_posts(
 
 /// In one round trip, what two queries would read on every feed read: `user`'s standing in
 /// `community` as [`crate::communities::access::standing`] reads it (`None`: no such community;
-/// else the APPROVED role, if any; feed to `access::standing_from`) and which of `posts` they like.
+/// else the APPROVED role, if any, for `access::standing_from`) and which of `posts` they like.
 pub async fn standing_and_liked_posts(
     db: impl PgExecutor<'_>,
     community: Uuid,
