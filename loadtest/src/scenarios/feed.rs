@@ -205,12 +205,14 @@ impl Feed {
 
     /// A seeded post by a deterministic pick: any post of the community, not only the first page.
     async fn any_post(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let mut s = session::<Session>(user)?;
-        s.n += 1;
-        user.set_session_data(s.clone());
-        let posts = &self.data()?.posts;
-        let post_id = posts.get(mix(user.weighted_users_index as u64, s.n) as usize % posts.len().max(1)).cloned();
-        let msg = pb::GetPostRequest { post_id: post_id.unwrap_or_default() };
+        let s = advance(user)?;
+        self.open_post(user, &s, &self.data()?.posts).await
+    }
+
+    /// GetPost of one of `posts`, picked by user and call number.
+    async fn open_post(&self, user: &mut GooseUser, s: &Session, posts: &[String]) -> TransactionResult {
+        let pick = mix(user.weighted_users_index as u64, s.n) as usize % posts.len().max(1);
+        let msg = pb::GetPostRequest { post_id: posts.get(pick).cloned().unwrap_or_default() };
         // The outcome is in the metrics.
         let _ = s.api.call::<_, pb::GetPostResponse>(user, &self.ctx.budget, GET_POST, msg, s.bearer.as_ref()).await?;
         Ok(())
@@ -218,9 +220,7 @@ impl Feed {
 
     /// A seeded resident's profile.
     async fn profile(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let mut s = session::<Session>(user)?;
-        s.n += 1;
-        user.set_session_data(s.clone());
+        let s = advance(user)?;
         let accounts = &self.data()?.accounts;
         let who = mix(self.ctx.seed ^ user.weighted_users_index as u64, s.n) as usize % accounts.len().max(1);
         let msg = pb::GetProfileRequest { handle: accounts.get(who).map(|a| a.handle.clone()).unwrap_or_default() };
@@ -267,21 +267,12 @@ impl Feed {
     }
 
     async fn get_post(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let mut s = session::<Session>(user)?;
-        s.n += 1;
-        let pick = mix(user.weighted_users_index as u64, s.n) as usize % s.page.len().max(1);
-        let post_id = s.page.get(pick).cloned().unwrap_or_default();
-        user.set_session_data(s.clone());
-        let msg = pb::GetPostRequest { post_id };
-        // The outcome is in the metrics.
-        let _ = s.api.call::<_, pb::GetPostResponse>(user, &self.ctx.budget, GET_POST, msg, s.bearer.as_ref()).await?;
-        Ok(())
+        let s = advance(user)?;
+        self.open_post(user, &s, &s.page).await
     }
 
     async fn create_post(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let mut s = session::<Session>(user)?;
-        s.n += 1;
-        user.set_session_data(s.clone());
+        let s = advance(user)?;
         let msg = pb::CreatePostRequest {
             community_id: self.data()?.community.clone(),
             text: format!("{} — {}", post_text(self.ctx.seed, s.n), self.ctx.tag),
@@ -373,6 +364,15 @@ impl LoadScenario for Arc<Feed> {
         let posts: Vec<&String> = data.posts.iter().take(100).collect();
         Some(serde_json::json!({ "community": data.community, "accounts": accounts, "posts": posts }))
     }
+}
+
+/// The user's session with its call counter advanced and stored: picks depend on user and call
+/// number, so a run is reproducible.
+fn advance(user: &mut GooseUser) -> crate::rpc::TxResult<Session> {
+    let mut s = session::<Session>(user)?;
+    s.n += 1;
+    user.set_session_data(s.clone());
+    Ok(s)
 }
 
 #[cfg(test)]
