@@ -90,12 +90,11 @@ async fn profiles_changed(state: &AppState, users: &[Uuid]) {
         state.cache.invalidate(&[ALL_PROFILES.to_owned()]).await;
         return;
     };
-    let mut keys = Vec::new();
-    for id in users {
-        if let Ok(Some(handle)) = store::handle_of(&state.db, *id).await {
-            keys.push(Cache::scoped_key(&profile_base(&handle), &v));
-        }
-    }
+    let keys: Vec<String> = match store::handles_of(&state.db, users).await {
+        Ok(handles) => handles.iter().map(|h| Cache::scoped_key(&profile_base(h), &v)).collect(),
+        // Without the handles the keys are unknown: move every profile's version instead.
+        Err(_) => vec![ALL_PROFILES.to_owned()],
+    };
     state.cache.invalidate(&keys).await;
 }
 

@@ -63,6 +63,14 @@ pub async fn handle_of(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<St
     Ok(row.map(|r| r.0))
 }
 
+/// The handles of the live accounts among `ids` (in no particular order).
+pub async fn handles_of(db: impl PgExecutor<'_>, ids: &[Uuid]) -> AppResult<Vec<String>> {
+    Ok(sqlx::query_scalar("select handle from users where id = any($1) and deleted_at is null")
+        .bind(ids)
+        .fetch_all(db)
+        .await?)
+}
+
 /// Applies `p`; false when the account is gone.
 pub async fn update_profile(db: impl PgExecutor<'_>, id: Uuid, p: &ProfilePatch) -> AppResult<bool> {
     Ok(sqlx::query(
