@@ -40,7 +40,7 @@ use crate::events::service::EventApi;
 use crate::feed::service::FeedApi;
 use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
-use crate::grpc::{FILE_DESCRIPTOR_SET, maru_services, pb};
+use crate::grpc::{maru_services, pb, reflection};
 use crate::paging::Pager;
 use crate::social::service::{ProfileApi, SocialApi};
 use crate::trials::service::TrialApi;
@@ -187,6 +187,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application { state, grpc, admin, ready, prepare_db, shutdown_tx } = self;
         let settings = state.settings.clone();
+        let admission = Admission::new(&settings.rate_limit, crate::grpc::registry()?)?;
         let metrics = telemetry::metrics_handle();
 
         // OS signals feed the same shutdown channel as the handle.
@@ -226,8 +227,8 @@ impl Application {
             }
         });
 
-        let reflection_v1 = reflection().build_v1()?;
-        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let reflection_v1 = reflection::v1()?;
+        let reflection_v1alpha = reflection::v1alpha()?;
 
         let max = settings.grpc.max_message_bytes;
         let auth = pb::auth_service_server::AuthServiceServer::new(AuthApi { state: state.clone() })
@@ -282,7 +283,6 @@ impl Application {
             ready: ready.clone(),
         });
 
-        let admission = Admission::new(&settings.rate_limit);
         background.push(admission.spawn_cleanup(Duration::from_secs(settings.rate_limit.cleanup_interval_s.max(1))));
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
@@ -346,20 +346,6 @@ impl Application {
         tracing::info!("maru stopped");
         result
     }
-}
-
-/// Reflection over maru's protos, health and the error details; both versions list every
-/// service (grpcurl 1.8 speaks only v1alpha).
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    let mut b = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    let fixed =
-        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
-    for name in maru_services().into_iter().chain(fixed) {
-        b = b.with_service_name(name);
-    }
-    b
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {

@@ -104,6 +104,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::CheckConfig = cli.command {
         return match Settings::load(cli.config.as_deref()) {
             Ok(s) => {
+                // The per-method rate limits name methods: checked as the server start-up does.
+                crate::grpc::admission::Admission::new(&s.rate_limit, crate::grpc::registry()?)?;
                 println!("{}", s.to_masked_toml());
                 Ok(())
             }

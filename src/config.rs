@@ -138,16 +138,17 @@ pub struct BucketSettings {
     pub burst: u32,
 }
 
+/// One bucket per rate class; each RPC's class is its `(maru.v1.policy)` in the proto.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BucketClasses {
-    /// SignUp, Login, Refresh.
+    /// RATE_CLASS_AUTH: SignUp, Login, Refresh.
     pub auth: BucketSettings,
-    /// ChangePassword, DeleteAccount, admin-triggered jobs.
+    /// RATE_CLASS_SENSITIVE: ChangePassword, DeleteAccount, admin-triggered jobs.
     pub sensitive: BucketSettings,
-    /// Every other mutating RPC.
+    /// RATE_CLASS_WRITE: every other call that changes state.
     pub write: BucketSettings,
-    /// Get*, List*, Search*, WhoAmI.
+    /// RATE_CLASS_READ: calls that only read.
     pub read: BucketSettings,
 }
 
@@ -162,20 +163,9 @@ pub struct RateLimitSettings {
     /// How often idle keys are dropped from the buckets.
     pub cleanup_interval_s: u64,
     pub buckets: BucketClasses,
-    /// Per-method buckets, keyed by `package.Service/Method`.
+    /// Per-method buckets, keyed by `package.Service/Method`. The names are checked against the
+    /// server's methods when the server starts.
     pub methods: std::collections::BTreeMap<String, BucketSettings>,
-}
-
-impl RateLimitSettings {
-    pub fn bucket(&self, class: crate::grpc::admission::RpcClass) -> &BucketSettings {
-        use crate::grpc::admission::RpcClass;
-        match class {
-            RpcClass::Auth => &self.buckets.auth,
-            RpcClass::Sensitive => &self.buckets.sensitive,
-            RpcClass::Write => &self.buckets.write,
-            RpcClass::Read => &self.buckets.read,
-        }
-    }
 }
 
 impl Default for BucketClasses {
@@ -681,13 +671,6 @@ impl Settings {
         {
             if bucket.per_minute == 0 || bucket.burst == 0 {
                 errs.push(format!("rate_limit bucket {name}: per_minute and burst must be positive"));
-            }
-        }
-        for method in self.rate_limit.methods.keys() {
-            if !crate::grpc::methods().contains_key(&format!("/{method}")) {
-                errs.push(format!(
-                    "rate_limit.methods: `{method}` is not a method of this server (package.Service/Method)"
-                ));
             }
         }
         if self.idempotency.ttl_s < 60 {

@@ -58,6 +58,8 @@ reasons! {
     MessageTooLarge => "MESSAGE_TOO_LARGE",
     Unimplemented => "UNIMPLEMENTED",
     Cancelled => "CANCELLED",
+    TransportError => "TRANSPORT_ERROR",
+    ServiceUnknown => "SERVICE_UNKNOWN",
     TrialNotFound => "TRIAL_NOT_FOUND",
     IngestInProgress => "INGEST_IN_PROGRESS",
     IngestNotConfigured => "INGEST_NOT_CONFIGURED",

@@ -3,12 +3,14 @@
 //!
 //! - **Rate limits** (governor, GCRA): one bucket per RPC class — `auth` (SignUp, Login,
 //!   Refresh), `sensitive` (password changes, account deletion, admin triggers), `write`,
-//!   `read` — keyed by the authenticated user, else by client IP (IPv6 grouped by /64).
+//!   `read` — keyed by the authenticated user, else by client IP (IPv6 grouped by /64). A
+//!   method's class is its `(maru.v1.policy)` in the proto ([`super::policy`]).
 //!   `x-forwarded-for` / `x-real-ip` are honoured only when the TCP peer is a configured
-//!   trusted proxy. Per-method overrides get their own bucket. A refusal is
-//!   RESOURCE_EXHAUSTED with `RetryInfo` (the exact wait) and `ErrorInfo{RATE_LIMITED, bucket,
-//!   limit}`. Health and reflection are exempt. Keys idle long enough to be full again are
-//!   dropped periodically, so the key store stays bounded.
+//!   trusted proxy. Per-method overrides get their own bucket, labelled with the method's
+//!   class. A refusal is RESOURCE_EXHAUSTED with `RetryInfo` (the exact wait) and
+//!   `ErrorInfo{RATE_LIMITED, bucket, limit}`. Methods without a class (health, reflection)
+//!   are exempt. Keys idle long enough to be full again are dropped periodically, so the key
+//!   store stays bounded.
 //! - **Load shedding**: at most `max_in_flight` RPCs at once; beyond that UNAVAILABLE
 //!   `OVERLOADED` with `RetryInfo`, before any work is done.
 
@@ -31,47 +33,10 @@ use tonic::transport::server::TcpConnectInfo;
 use tower::{Layer, Service};
 use uuid::Uuid;
 
+use super::policy::{Registry, RpcClass};
 use super::{Auth, MethodInfo};
 use crate::config::{BucketSettings, RateLimitSettings};
 use crate::error::{AppError, Reason};
-
-/// The RPC classes, each with its own bucket (the closed set of the `bucket` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RpcClass {
-    Auth,
-    Sensitive,
-    Write,
-    Read,
-}
-
-impl RpcClass {
-    pub const ALL: [RpcClass; 4] = [RpcClass::Auth, RpcClass::Sensitive, RpcClass::Write, RpcClass::Read];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RpcClass::Auth => "auth",
-            RpcClass::Sensitive => "sensitive",
-            RpcClass::Write => "write",
-            RpcClass::Read => "read",
-        }
-    }
-
-    /// The class of a method, by name.
-    pub fn of(method: &str) -> RpcClass {
-        const AUTH: &[&str] = &["SignUp", "Login", "Refresh"];
-        const SENSITIVE: &[&str] = &["ChangePassword", "DeleteAccount", "RunIngest", "ResetPassword"];
-        const READ_PREFIXES: &[&str] = &["Get", "List", "Search", "Check", "Watch"];
-        if AUTH.contains(&method) {
-            RpcClass::Auth
-        } else if SENSITIVE.contains(&method) {
-            RpcClass::Sensitive
-        } else if method == "WhoAmI" || READ_PREFIXES.iter().any(|p| method.starts_with(p)) {
-            RpcClass::Read
-        } else {
-            RpcClass::Write
-        }
-    }
-}
 
 /// Who a bucket is counted for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,7 +66,7 @@ impl Bucket {
 pub struct Admission {
     enabled: bool,
     classes: HashMap<RpcClass, Bucket>,
-    /// Per-method overrides, keyed by `package.Service/Method`.
+    /// Per-method overrides, keyed by path (`/package.Service/Method`).
     methods: HashMap<String, Bucket>,
     trusted: Vec<IpNet>,
     max_in_flight: usize,
@@ -109,18 +74,42 @@ pub struct Admission {
     clock: DefaultClock,
 }
 
+/// The configured bucket of a class.
+fn bucket_settings(s: &RateLimitSettings, class: RpcClass) -> &BucketSettings {
+    match class {
+        RpcClass::Auth => &s.buckets.auth,
+        RpcClass::Sensitive => &s.buckets.sensitive,
+        RpcClass::Write => &s.buckets.write,
+        RpcClass::Read => &s.buckets.read,
+    }
+}
+
 impl Admission {
-    pub fn new(s: &RateLimitSettings) -> Arc<Self> {
-        let classes = RpcClass::ALL.iter().map(|c| (*c, Bucket::new(*c, s.bucket(*c)))).collect();
-        let methods = s
-            .methods
-            .iter()
-            .map(|(m, b)| {
-                let class = RpcClass::of(m.rsplit('/').next().unwrap_or(m));
-                (m.clone(), Bucket::new(class, b))
-            })
-            .collect();
-        Arc::new(Self {
+    /// The admission of `s` over the methods of `registry`. A start-up error names every
+    /// `rate_limit.methods` key that is not a method of this server or is exempt.
+    pub fn new(s: &RateLimitSettings, registry: &Registry) -> anyhow::Result<Arc<Self>> {
+        let classes = RpcClass::ALL.iter().map(|c| (*c, Bucket::new(*c, bucket_settings(s, *c)))).collect();
+        let mut methods = HashMap::new();
+        let (mut unknown, mut exempt) = (Vec::new(), Vec::new());
+        for (name, bucket) in &s.methods {
+            let path = format!("/{name}");
+            match registry.get(&path).map(|m| m.policy.rate_class) {
+                Some(Some(class)) => {
+                    methods.insert(path, Bucket::new(class, bucket));
+                }
+                Some(None) => exempt.push(name.as_str()),
+                None => unknown.push(name.as_str()),
+            }
+        }
+        let mut problems = Vec::new();
+        if !unknown.is_empty() {
+            problems.push(format!("not methods of this server (package.Service/Method): {}", unknown.join(", ")));
+        }
+        if !exempt.is_empty() {
+            problems.push(format!("exempt from rate limits: {}", exempt.join(", ")));
+        }
+        anyhow::ensure!(problems.is_empty(), "rate_limit.methods: {}", problems.join("; "));
+        Ok(Arc::new(Self {
             enabled: s.enabled,
             classes,
             methods,
@@ -128,7 +117,7 @@ impl Admission {
             max_in_flight: s.max_in_flight,
             in_flight: AtomicUsize::new(0),
             clock: DefaultClock::default(),
-        })
+        }))
     }
 
     /// Drops keys whose buckets are full again; reports how many remain.
@@ -155,14 +144,15 @@ impl Admission {
         })
     }
 
-    fn check(&self, info: &MethodInfo, key: ClientKey) -> Result<(), AppError> {
-        let path = format!("{}/{}", info.service, info.method);
-        let bucket = match self.methods.get(&path) {
-            Some(b) => b,
-            None => match self.classes.get(&RpcClass::of(info.method)) {
+    /// Counts a call to `path` against its override or its class's bucket.
+    fn check(&self, path: &str, info: &MethodInfo, key: ClientKey) -> Result<(), AppError> {
+        let bucket = match (self.methods.get(path), info.policy.rate_class) {
+            (Some(b), _) => b,
+            (None, Some(class)) => match self.classes.get(&class) {
                 Some(b) => b,
                 None => return Ok(()),
             },
+            (None, None) => return Ok(()),
         };
         let label = bucket.class.as_str();
         match bucket.limiter.check_key(&key) {
@@ -295,9 +285,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let adm = self.admission.clone();
         let info = req.extensions().get::<Arc<MethodInfo>>().cloned();
-        let exempt = info
-            .as_ref()
-            .is_none_or(|i| i.service == "grpc.health.v1.Health" || i.service.starts_with("grpc.reflection."));
+        // Health and reflection have no class: neither rate limited nor shed.
+        let exempt = info.as_ref().is_none_or(|i| i.policy.rate_class.is_none());
         if exempt {
             return Box::pin(inner.call(req));
         }
@@ -319,7 +308,7 @@ where
         }
         if adm.enabled
             && let (Some(info), Some(key)) = (info, adm.client_key(&req))
-            && let Err(err) = adm.check(&info, key)
+            && let Err(err) = adm.check(req.uri().path(), &info, key)
         {
             drop(guard);
             return Box::pin(async move { Ok(tonic::Status::from(err).into_http()) });
@@ -335,13 +324,58 @@ where
 mod tests {
     use super::*;
 
+    fn registry() -> &'static Registry {
+        crate::grpc::registry().expect("registry builds")
+    }
+
+    /// The bucket label of a refusal, or `None` when the call was admitted.
+    fn refused_bucket(adm: &Admission, path: &str, key: ClientKey) -> Option<String> {
+        let info = registry().get(path).expect("known method");
+        match adm.check(path, info, key) {
+            Ok(()) => None,
+            Err(AppError::Retry { reason: Reason::RateLimited, metadata, .. }) => metadata.get("bucket").cloned(),
+            Err(e) => panic!("unexpected refusal {e:?}"),
+        }
+    }
+
     #[test]
-    fn classes() {
-        assert_eq!(RpcClass::of("Login"), RpcClass::Auth);
-        assert_eq!(RpcClass::of("ChangePassword"), RpcClass::Sensitive);
-        assert_eq!(RpcClass::of("ListUsers"), RpcClass::Read);
-        assert_eq!(RpcClass::of("WhoAmI"), RpcClass::Read);
-        assert_eq!(RpcClass::of("CastVote"), RpcClass::Write);
+    fn a_method_counts_against_the_bucket_its_policy_names() {
+        let mut s = RateLimitSettings::default();
+        s.buckets.write = BucketSettings { per_minute: 1, burst: 1 };
+        s.buckets.read = BucketSettings { per_minute: 1, burst: 1 };
+        let adm = Admission::new(&s, registry()).unwrap();
+        let key = ClientKey::User(Uuid::nil());
+        // CheckIn is a write (it was counted as a read because its name starts with "Check").
+        assert_eq!(refused_bucket(&adm, "/maru.v1.EventService/CheckIn", key), None);
+        assert_eq!(refused_bucket(&adm, "/maru.v1.EventService/CheckIn", key).as_deref(), Some("write"));
+        assert_eq!(refused_bucket(&adm, "/maru.v1.EventService/GetEvent", key), None);
+        assert_eq!(refused_bucket(&adm, "/maru.v1.EventService/GetEvent", key).as_deref(), Some("read"));
+    }
+
+    #[test]
+    fn a_method_override_is_labelled_with_the_methods_class() {
+        let mut s = RateLimitSettings::default();
+        s.methods.insert("maru.v1.EventService/CheckIn".into(), BucketSettings { per_minute: 1, burst: 1 });
+        let adm = Admission::new(&s, registry()).unwrap();
+        let key = ClientKey::User(Uuid::nil());
+        assert_eq!(refused_bucket(&adm, "/maru.v1.EventService/CheckIn", key), None);
+        assert_eq!(refused_bucket(&adm, "/maru.v1.EventService/CheckIn", key).as_deref(), Some("write"));
+        // Other writes keep the (default, roomy) class bucket.
+        assert_eq!(refused_bucket(&adm, "/maru.v1.EventService/ReportFeePaid", key), None);
+    }
+
+    #[test]
+    fn overrides_of_unknown_or_exempt_methods_are_start_up_errors_naming_them() {
+        let mut s = RateLimitSettings::default();
+        let b = BucketSettings { per_minute: 1, burst: 1 };
+        s.methods.insert("maru.v1.AuthService/ResetPassword".into(), b.clone());
+        s.methods.insert("maru.v1.NoService/Login".into(), b.clone());
+        s.methods.insert("grpc.health.v1.Health/Check".into(), b.clone());
+        s.methods.insert("maru.v1.AuthService/Login".into(), b);
+        let err = Admission::new(&s, registry()).err().expect("refused").to_string();
+        assert!(err.contains("maru.v1.AuthService/ResetPassword, maru.v1.NoService/Login"), "{err}");
+        assert!(err.contains("exempt from rate limits: grpc.health.v1.Health/Check"), "{err}");
+        assert!(!err.contains("AuthService/Login"), "{err}");
     }
 
     #[test]
@@ -356,7 +390,7 @@ mod tests {
     #[test]
     fn forwarded_headers_count_only_from_trusted_proxies() {
         let s = RateLimitSettings { trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()], ..Default::default() };
-        let adm = Admission::new(&s);
+        let adm = Admission::new(&s, registry()).unwrap();
         let mut h = http::HeaderMap::new();
         h.insert("x-forwarded-for", "203.0.113.7, 10.0.0.2".parse().unwrap());
         let untrusted: IpAddr = "198.51.100.1".parse().unwrap();

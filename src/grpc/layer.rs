@@ -1,8 +1,10 @@
 //! The per-RPC tower layer, inside tonic-web so that its refusals reach browsers as proper
 //! gRPC-web errors. For every request it: assigns the request id and the `rpc` span, refuses
-//! calls before the database is ready, authenticates the bearer token, enforces the server
-//! deadline (DEADLINE_EXCEEDED), and records the gRPC metrics and one access line when the
-//! response ends — exactly once, whether the body completes or the client goes away.
+//! calls before the database is ready, authenticates the bearer token and enforces the
+//! method's caller rule from its `(maru.v1.policy)` (before the rate limiter counts the call),
+//! enforces the server deadline (DEADLINE_EXCEEDED), and records the gRPC metrics and one
+//! access line when the response ends — exactly once, whether the body completes or the
+//! client goes away.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use super::policy::{CallerRule, Policy, RpcClass};
 use super::{Auth, GrpcType, MethodInfo, methods, request_id};
 use crate::accounts::tokens::TokenKeys;
 use crate::error::{AppError, Reason, layer_status};
@@ -84,7 +87,14 @@ pub struct RpcService<S> {
     cfg: Arc<RpcLayerConfig>,
 }
 
-static UNKNOWN: MethodInfo = MethodInfo { service: "unknown", method: "unknown", grpc_type: GrpcType::Unary };
+/// A path no service answers: tonic replies UNIMPLEMENTED. It counts against the write bucket
+/// (so probing paths is rate limited) and its token is not looked at.
+static UNKNOWN: MethodInfo = MethodInfo {
+    service: "unknown",
+    method: "unknown",
+    grpc_type: GrpcType::Unary,
+    policy: Policy { rate_class: Some(RpcClass::Write), caller: CallerRule::None },
+};
 
 impl<S> Service<Request<Body>> for RpcService<S>
 where
@@ -113,6 +123,7 @@ where
         let request_id = request_id::from_headers(req.headers());
         let exempt = info.service == "grpc.health.v1.Health" || info.service.starts_with("grpc.reflection.");
         let auth = cfg.tokens.authenticate(req.headers());
+        let refusal = info.policy.caller.admit(&auth).err();
         req.extensions_mut().insert(auth);
         req.extensions_mut().insert(info.clone());
         let user_id = match auth {
@@ -166,7 +177,7 @@ where
                     metadata: Default::default(),
                 })
             } else {
-                None
+                refusal
             };
             let response = match early {
                 Some(err) => Ok(error_response(&request_id, err)),
@@ -205,42 +216,68 @@ fn finish_response(resp: Response<Body>, request_id: &str, mut completion: Compl
         parts.headers.insert(request_id::HEADER, v);
     }
     // A trailers-only response carries its status in the headers.
-    if let Some(code) = normalize_status(&mut parts.headers, request_id) {
+    if let Some(code) = normalize_status(&mut parts.headers, request_id, &completion.info) {
         completion.code = Some(code);
     }
     Response::from_parts(parts, Body::new(MeteredBody { inner: body, completion }))
 }
 
-/// Makes every non-OK status follow the error design, including those tonic builds itself
-/// (unknown method, undecodable or oversized message): `ErrorInfo` + `RequestInfo` are added
-/// when missing, a malformed request becomes INVALID_ARGUMENT instead of INTERNAL, and an
-/// oversized one RESOURCE_EXHAUSTED. Returns the final code.
-fn normalize_status(headers: &mut http::HeaderMap, request_id: &str) -> Option<Code> {
+/// Makes every non-OK status follow the error design, including those tonic, health and
+/// reflection build themselves: `ErrorInfo` + `RequestInfo` are added when missing, with the
+/// reason of [`builtin_reason`]. Returns the final code.
+fn normalize_status(headers: &mut http::HeaderMap, request_id: &str, info: &MethodInfo) -> Option<Code> {
     let status = tonic::Status::from_header_map(headers)?;
     let code = status.code();
     if code == Code::Ok || headers.contains_key("grpc-status-details-bin") {
         return Some(code);
     }
     let msg = status.message();
-    let (code, reason) = match code {
-        // The request body was not a (complete) message of the method's type.
-        Code::Internal
-            if msg.starts_with("failed to decode Protobuf message") || msg.starts_with("Unexpected EOF decoding") =>
-        {
-            (Code::InvalidArgument, Reason::MalformedMessage)
-        }
-        Code::OutOfRange if msg.contains("message length too large") => {
-            (Code::ResourceExhausted, Reason::MessageTooLarge)
-        }
-        Code::Unimplemented => (Code::Unimplemented, Reason::Unimplemented),
-        Code::Cancelled => (Code::Cancelled, Reason::Cancelled),
-        other => (other, Reason::Internal),
-    };
+    let (code, reason) = builtin_reason(code, msg, info);
     let err = AppError::refused(code, reason, msg.to_owned());
     let rebuilt = request_id::scope_sync(request_id, || layer_status(err));
     // Only fails for header values that cannot be encoded; the original status then stands.
     let _ = rebuilt.add_header(headers);
     Some(code)
+}
+
+/// The code and reason of a status built outside maru's error mapping: a malformed request is
+/// INVALID_ARGUMENT instead of INTERNAL, an oversized one RESOURCE_EXHAUSTED, health's unknown
+/// service `SERVICE_UNKNOWN`, a broken stream `TRANSPORT_ERROR`; INTERNAL stays for the rest of
+/// INTERNAL only (an encoding failure on our side).
+fn builtin_reason(code: Code, msg: &str, info: &MethodInfo) -> (Code, Reason) {
+    const MALFORMED: &[&str] = &[
+        // The request body was not a (complete) message of the method's type.
+        "failed to decode Protobuf message",
+        "Unexpected EOF decoding",
+        // A unary call whose body held no message.
+        "Missing request message",
+        // A bad compression flag or a body that does not decompress.
+        "protocol error:",
+        "Error decompressing:",
+    ];
+    if msg.starts_with("h2 protocol error") {
+        return (code, Reason::TransportError);
+    }
+    match code {
+        Code::Internal if MALFORMED.iter().any(|m| msg.starts_with(m)) => {
+            (Code::InvalidArgument, Reason::MalformedMessage)
+        }
+        Code::Internal => (Code::Internal, Reason::Internal),
+        Code::OutOfRange if msg.contains("message length too large") => {
+            (Code::ResourceExhausted, Reason::MessageTooLarge)
+        }
+        Code::ResourceExhausted if msg.contains("size limit") => (Code::ResourceExhausted, Reason::MessageTooLarge),
+        Code::Unimplemented => (Code::Unimplemented, Reason::Unimplemented),
+        Code::Cancelled => (Code::Cancelled, Reason::Cancelled),
+        Code::NotFound if info.service == "grpc.health.v1.Health" => (Code::NotFound, Reason::ServiceUnknown),
+        // Reflection: no such symbol, file or extension.
+        Code::NotFound => (Code::NotFound, Reason::NotFound),
+        Code::InvalidArgument => (Code::InvalidArgument, Reason::InvalidArgument),
+        Code::DeadlineExceeded => (Code::DeadlineExceeded, Reason::DeadlineExceeded),
+        // What remains comes from the transport: the request body broke off (UNKNOWN), the
+        // stream was refused (UNAVAILABLE), or another HTTP/2 reset.
+        other => (other, Reason::TransportError),
+    }
 }
 
 /// How much earlier than a client's `grpc-timeout` the server gives up (see the layer).
@@ -358,7 +395,7 @@ impl HttpBody for MeteredBody {
                     Ok(t) => t,
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 };
-                if let Some(code) = normalize_status(&mut trailers, &c.request_id) {
+                if let Some(code) = normalize_status(&mut trailers, &c.request_id, &c.info) {
                     c.code = Some(code);
                 }
                 c.end = Some(Instant::now());
@@ -401,6 +438,71 @@ impl HttpBody for MeteredBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_built_outside_the_error_mapping_get_meaningful_reasons() {
+        let maru = methods().get("/maru.v1.AuthService/SignUp").expect("known").clone();
+        let health = methods().get("/grpc.health.v1.Health/Check").expect("known").clone();
+        let reflection =
+            methods().get("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo").expect("known").clone();
+        let cases: &[(Code, &str, &MethodInfo, Code, Reason)] = &[
+            (Code::NotFound, "service not registered", &health, Code::NotFound, Reason::ServiceUnknown),
+            (Code::NotFound, "symbol 'x' not found", &reflection, Code::NotFound, Reason::NotFound),
+            (
+                Code::InvalidArgument,
+                "invalid MessageRequest",
+                &reflection,
+                Code::InvalidArgument,
+                Reason::InvalidArgument,
+            ),
+            (
+                Code::Internal,
+                "failed to decode Protobuf message: x",
+                &maru,
+                Code::InvalidArgument,
+                Reason::MalformedMessage,
+            ),
+            (Code::Internal, "Unexpected EOF decoding stream.", &maru, Code::InvalidArgument, Reason::MalformedMessage),
+            (Code::Internal, "Missing request message.", &maru, Code::InvalidArgument, Reason::MalformedMessage),
+            (
+                Code::Internal,
+                "protocol error: received message with compressed-flag but no grpc-encoding was specified",
+                &maru,
+                Code::InvalidArgument,
+                Reason::MalformedMessage,
+            ),
+            (
+                Code::Internal,
+                "Error decompressing: x, while sending request",
+                &maru,
+                Code::InvalidArgument,
+                Reason::MalformedMessage,
+            ),
+            (Code::Internal, "Error encoding: x", &maru, Code::Internal, Reason::Internal),
+            (Code::Internal, "h2 protocol error: stream reset", &maru, Code::Internal, Reason::TransportError),
+            (
+                Code::OutOfRange,
+                "Error, decoded message length too large: found 9 bytes, the limit is: 1 bytes",
+                &maru,
+                Code::ResourceExhausted,
+                Reason::MessageTooLarge,
+            ),
+            (
+                Code::ResourceExhausted,
+                "Error decompressing: size limit, of 1 bytes, exceeded while decompressing message",
+                &maru,
+                Code::ResourceExhausted,
+                Reason::MessageTooLarge,
+            ),
+            (Code::Unknown, "error reading a body from connection", &maru, Code::Unknown, Reason::TransportError),
+            (Code::Unavailable, "h2 protocol error: refused", &maru, Code::Unavailable, Reason::TransportError),
+            (Code::Unimplemented, "", &maru, Code::Unimplemented, Reason::Unimplemented),
+            (Code::Cancelled, "", &maru, Code::Cancelled, Reason::Cancelled),
+        ];
+        for (code, msg, info, want_code, want_reason) in cases {
+            assert_eq!(builtin_reason(*code, msg, info), (*want_code, *want_reason), "{code:?} {msg}");
+        }
+    }
 
     #[test]
     fn parses_grpc_timeout() {

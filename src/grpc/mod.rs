@@ -1,8 +1,11 @@
 //! Transport plumbing shared by every service: generated code, the method registry (closed
-//! label sets for metrics), the per-RPC layer, and the caller helpers handlers use.
+//! label sets for metrics, and each RPC's policy from the proto), the per-RPC layers,
+//! reflection, and the caller helpers handlers use.
 
 pub mod admission;
 pub mod layer;
+pub mod policy;
+pub mod reflection;
 pub mod request_id;
 
 use std::collections::HashMap;
@@ -10,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use crate::caller::{Auth, Caller, Role};
 use crate::error::{AppError, AppResult, Reason};
-use prost::Message;
+use policy::{Policy, Registry, RegistryError};
 use tonic::Request;
 
 /// Generated protobuf and gRPC code.
@@ -26,7 +29,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("maru
 pub fn caller<T>(req: &Request<T>) -> AppResult<Caller> {
     match maybe_caller(req)? {
         Some(c) => Ok(c),
-        None => Err(AppError::unauthenticated(Reason::TokenMissing, "this call requires a bearer token")),
+        None => Err(token_missing()),
     }
 }
 
@@ -35,16 +38,22 @@ pub fn caller<T>(req: &Request<T>) -> AppResult<Caller> {
 pub fn maybe_caller<T>(req: &Request<T>) -> AppResult<Option<Caller>> {
     match req.extensions().get::<Auth>() {
         Some(Auth::Caller(c)) => Ok(Some(*c)),
-        Some(Auth::Rejected(reason)) => Err(AppError::unauthenticated(*reason, token_message(*reason))),
+        Some(Auth::Rejected(reason)) => Err(token_error(*reason)),
         Some(Auth::Anonymous) | None => Ok(None),
     }
 }
 
-fn token_message(reason: Reason) -> &'static str {
-    match reason {
+fn token_missing() -> AppError {
+    AppError::unauthenticated(Reason::TokenMissing, "this call requires a bearer token")
+}
+
+/// The refusal of a presented token that was rejected for `reason`.
+fn token_error(reason: Reason) -> AppError {
+    let message = match reason {
         Reason::TokenExpired => "access token expired; refresh it",
         _ => "access token is not valid",
-    }
+    };
+    AppError::unauthenticated(reason, message)
 }
 
 /// The RPC kinds of the `grpc_type` label.
@@ -67,61 +76,39 @@ impl GrpcType {
     }
 }
 
-/// One known RPC: the labels it reports under.
+/// One known RPC: the labels it reports under and its policy.
 #[derive(Debug, Clone)]
 pub struct MethodInfo {
     pub service: &'static str,
     pub method: &'static str,
     pub grpc_type: GrpcType,
+    pub policy: Policy,
+}
+
+/// The registry of every RPC this server answers, built from [`FILE_DESCRIPTOR_SET`] once.
+/// Start-up fails with the error (naming the methods without a policy), so a serving process
+/// always has it.
+pub fn registry() -> Result<&'static Registry, RegistryError> {
+    static REGISTRY: OnceLock<Result<Registry, RegistryError>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Registry::from_descriptor_set(FILE_DESCRIPTOR_SET)).as_ref().map_err(Clone::clone)
 }
 
 /// Every RPC the server answers, keyed by path (`/pkg.Service/Method`). Paths outside it are
 /// reported as service `unknown`, so metric labels stay a closed set whatever clients send.
+/// Empty only in a process whose registry failed, which never serves (see [`registry`]).
 pub fn methods() -> &'static HashMap<String, Arc<MethodInfo>> {
-    static METHODS: OnceLock<HashMap<String, Arc<MethodInfo>>> = OnceLock::new();
-    METHODS.get_or_init(|| {
-        let mut map = HashMap::new();
-        let mut add = |service: String, method: String, cs: bool, ss: bool| {
-            let grpc_type = match (cs, ss) {
-                (false, false) => GrpcType::Unary,
-                (true, false) => GrpcType::ClientStream,
-                (false, true) => GrpcType::ServerStream,
-                (true, true) => GrpcType::BidiStream,
-            };
-            let path = format!("/{service}/{method}");
-            let info = MethodInfo { service: leak(service), method: leak(method), grpc_type };
-            map.insert(path, Arc::new(info));
-        };
-        if let Ok(set) = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET) {
-            for file in set.file {
-                let pkg = file.package().to_owned();
-                for svc in file.service {
-                    let name = format!("{pkg}.{}", svc.name());
-                    for m in svc.method {
-                        add(name.clone(), m.name().to_owned(), m.client_streaming(), m.server_streaming());
-                    }
-                }
-            }
-        }
-        add("grpc.health.v1.Health".into(), "Check".into(), false, false);
-        add("grpc.health.v1.Health".into(), "Watch".into(), false, true);
-        for svc in ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"] {
-            add(svc.into(), "ServerReflectionInfo".into(), true, true);
-        }
-        map
-    })
+    static NONE: OnceLock<HashMap<String, Arc<MethodInfo>>> = OnceLock::new();
+    match registry() {
+        Ok(r) => r.methods(),
+        Err(_) => NONE.get_or_init(HashMap::new),
+    }
 }
 
-/// The maru service names (`maru.v1.X`), for health statuses.
+/// The maru service names (`maru.v1.X`), for health statuses and reflection.
 pub fn maru_services() -> Vec<&'static str> {
     let mut names: Vec<&'static str> =
         methods().values().map(|m| m.service).filter(|s| s.starts_with("maru.")).collect();
     names.sort_unstable();
     names.dedup();
     names
-}
-
-// Called once per method at first use: the registry lives for the whole process.
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
 }

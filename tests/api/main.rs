@@ -10,6 +10,7 @@ mod community_content;
 mod events;
 mod feed;
 mod ops;
+mod policy;
 mod seed;
 mod server;
 mod social;

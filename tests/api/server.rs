@@ -104,8 +104,113 @@ async fn not_serving_until_the_database_is_ready_and_created_when_missing(pool: 
     sqlx::query(sqlx::AssertSqlSafe(format!("drop database \"{name}\" with (force)"))).execute(&pool).await.unwrap();
 }
 
+/// A reflection request, the same in v1 and v1alpha.
+enum Ask {
+    ListServices,
+    FileContainingSymbol(String),
+    FileByFilename(String),
+}
+
+/// A reflection response, the same in v1 and v1alpha.
+#[derive(Debug)]
+enum Answer {
+    Services(Vec<String>),
+    Files(Vec<Vec<u8>>),
+}
+
+/// One reflection request and its response, over a client of either version; an
+/// `ErrorResponse` comes back as a status.
+trait Reflect {
+    async fn ask(&mut self, ask: Ask) -> Result<Answer, tonic::Status>;
+}
+
+macro_rules! reflect_with {
+    ($version:ident) => {
+        impl Reflect
+            for tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient<
+                tonic::transport::Channel,
+            >
+        {
+            async fn ask(&mut self, ask: Ask) -> Result<Answer, tonic::Status> {
+                use tonic_reflection::pb::$version::ServerReflectionRequest;
+                use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+                use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+                let message_request = match ask {
+                    Ask::ListServices => MessageRequest::ListServices(String::new()),
+                    Ask::FileContainingSymbol(s) => MessageRequest::FileContainingSymbol(s),
+                    Ask::FileByFilename(f) => MessageRequest::FileByFilename(f),
+                };
+                let req = ServerReflectionRequest { host: String::new(), message_request: Some(message_request) };
+                let mut stream = self.server_reflection_info(tokio_stream::once(req)).await?.into_inner();
+                let resp = stream.message().await?.expect("one response per request");
+                Ok(match resp.message_response.expect("a response") {
+                    MessageResponse::ListServicesResponse(l) => {
+                        Answer::Services(l.service.into_iter().map(|s| s.name).collect())
+                    }
+                    MessageResponse::FileDescriptorResponse(f) => Answer::Files(f.file_descriptor_proto),
+                    MessageResponse::ErrorResponse(e) => {
+                        return Err(tonic::Status::new(e.error_code.into(), e.error_message));
+                    }
+                    other => panic!("unexpected reflection response {other:?}"),
+                })
+            }
+        }
+    };
+}
+reflect_with!(v1);
+reflect_with!(v1alpha);
+
+/// What `grpcurl describe` does: lists the services, fetches the file of each, then every file
+/// those depend on. Panics on any failure; returns the service names and the raw files in
+/// dependency order (as served, custom options included).
+async fn describe_everything(client: &mut impl Reflect, version: &str) -> (Vec<String>, Vec<Vec<u8>>) {
+    let Answer::Services(mut services) = client.ask(Ask::ListServices).await.unwrap() else {
+        panic!("{version}: expected a service list");
+    };
+    services.sort();
+    let mut files: HashMap<String, (Vec<u8>, Vec<String>)> = HashMap::new();
+    let mut wanted = Vec::new();
+    let add = |raw: Vec<u8>, files: &mut HashMap<_, _>, wanted: &mut Vec<String>| {
+        let fd = prost_types::FileDescriptorProto::decode(raw.as_slice()).unwrap();
+        wanted.extend(fd.dependency.iter().cloned());
+        files.insert(fd.name().to_owned(), (raw, fd.dependency));
+    };
+    for service in &services {
+        match client.ask(Ask::FileContainingSymbol(service.clone())).await {
+            Ok(Answer::Files(raws)) => raws.into_iter().for_each(|raw| add(raw, &mut files, &mut wanted)),
+            other => panic!("{version}: file_containing_symbol({service}): {other:?}"),
+        }
+    }
+    while let Some(name) = wanted.pop() {
+        if files.contains_key(&name) {
+            continue;
+        }
+        match client.ask(Ask::FileByFilename(name.clone())).await {
+            Ok(Answer::Files(raws)) => raws.into_iter().for_each(|raw| add(raw, &mut files, &mut wanted)),
+            other => panic!("{version}: file_by_filename({name}): {other:?}"),
+        }
+    }
+    // Dependencies first.
+    fn visit(name: &str, files: &HashMap<String, (Vec<u8>, Vec<String>)>, out: &mut Vec<String>) {
+        if out.iter().any(|n| n == name) {
+            return;
+        }
+        for dep in &files[name].1 {
+            visit(dep, files, out);
+        }
+        out.push(name.to_owned());
+    }
+    let mut order = Vec::new();
+    let mut names: Vec<_> = files.keys().cloned().collect();
+    names.sort();
+    for name in &names {
+        visit(name, &files, &mut order);
+    }
+    (services, order.iter().map(|n| files[n].0.clone()).collect())
+}
+
 #[sqlx::test]
-async fn reflection_v1_and_v1alpha_list_every_service(pool: PgPool) {
+async fn reflection_v1_and_v1alpha_describe_every_service_with_its_policy(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let expected = [
         "grpc.health.v1.Health",
@@ -125,53 +230,46 @@ async fn reflection_v1_and_v1alpha_list_every_service(pool: PgPool) {
         "maru.v1.SocialService",
         "maru.v1.TrialService",
     ];
-    {
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
-        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        let mut c = ServerReflectionClient::new(app.channel.clone());
-        let req = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut stream = c.server_reflection_info(tokio_stream::once(req)).await.unwrap().into_inner();
-        let Some(MessageResponse::ListServicesResponse(list)) = stream.next().await.unwrap().unwrap().message_response
-        else {
-            panic!("expected a service list");
-        };
-        let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-        names.sort();
-        assert_eq!(names, expected);
+    let mut v1 = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
+    let mut v1alpha =
+        tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
+    let described = [describe_everything(&mut v1, "v1").await, describe_everything(&mut v1alpha, "v1alpha").await];
+    for (version, (services, files)) in ["v1", "v1alpha"].iter().zip(described) {
+        assert_eq!(services, expected, "{version}");
+        // The files as a client sees them, decoded with their options: CheckIn's policy is there.
+        let mut set = Vec::new();
+        for raw in &files {
+            prost::encoding::bytes::encode(1, raw, &mut set);
+        }
+        let pool = prost_reflect::DescriptorPool::decode(set.as_slice()).unwrap();
+        let ext = pool.get_extension_by_name("maru.v1.policy").expect("the policy option is served");
+        let check_in = pool
+            .get_service_by_name("maru.v1.EventService")
+            .and_then(|s| s.methods().find(|m| m.name() == "CheckIn"))
+            .expect("CheckIn");
+        let options = check_in.options();
+        assert!(options.has_extension(&ext), "{version}: CheckIn's options lost the policy");
+        let policy: pb::Policy = options.get_extension(&ext).as_message().unwrap().transcode_to().unwrap();
+        assert_eq!((policy.rate_class(), policy.caller()), (pb::RateClass::Write, pb::Caller::Required), "{version}");
     }
-    {
-        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        let mut c = ServerReflectionClient::new(app.channel.clone());
-        let reqs = vec![
-            ServerReflectionRequest {
-                host: String::new(),
-                message_request: Some(MessageRequest::ListServices(String::new())),
-            },
-            // Error details resolve, so grpcurl can print them.
-            ServerReflectionRequest {
-                host: String::new(),
-                message_request: Some(MessageRequest::FileContainingSymbol("google.rpc.ErrorInfo".into())),
-            },
-        ];
-        let mut stream = c.server_reflection_info(tokio_stream::iter(reqs)).await.unwrap().into_inner();
-        let Some(MessageResponse::ListServicesResponse(list)) = stream.next().await.unwrap().unwrap().message_response
-        else {
-            panic!("expected a service list");
-        };
-        let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-        names.sort();
-        assert_eq!(names, expected);
-        let found = stream.next().await.unwrap().unwrap().message_response;
-        assert!(matches!(found, Some(MessageResponse::FileDescriptorResponse(_))), "{found:?}");
-    }
+
+    // Error details resolve, so grpcurl can print them.
+    let found = v1alpha.ask(Ask::FileContainingSymbol("google.rpc.ErrorInfo".into())).await.unwrap();
+    assert!(matches!(found, Answer::Files(_)), "{found:?}");
+    // A symbol no file defines: NOT_FOUND with the catalogued reason, not INTERNAL.
+    let r = v1.ask(Ask::FileContainingSymbol("maru.v1.NoSuchThing".into())).await;
+    assert_err(r, Code::NotFound, "NOT_FOUND");
+}
+
+#[sqlx::test]
+async fn health_of_an_unknown_service_is_not_found_service_unknown(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let r = app.health().check(HealthCheckRequest { service: "maru.v1.NoSuchService".into() }).await;
+    assert_err(r, Code::NotFound, "SERVICE_UNKNOWN");
+    let r = app.health().watch(HealthCheckRequest { service: "maru.v1.NoSuchService".into() }).await;
+    assert_err(r, Code::NotFound, "SERVICE_UNKNOWN");
+    let known = app.health().check(HealthCheckRequest { service: "maru.v1.EventService".into() }).await.unwrap();
+    assert_eq!(known.into_inner().status, ServingStatus::Serving as i32);
 }
 
 /// A gRPC-web frame around `msg`.
