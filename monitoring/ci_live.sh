@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CI entry point for the live ops checks: starts a built maru binary on free loopback ports
-# (its own database and Redis key prefix), waits until it is ready, runs
-# `monitoring/check.sh --live` (scripted traffic, every dashboard/rule PromQL expression
-# against a real Prometheus, balancer smoke test) and always stops maru again.
+# (its own database and Redis key prefix), waits until it is ready, checks reflection as
+# grpcurl and buf curl use it (`proto/check_reflection.sh`), runs `monitoring/check.sh --live`
+# (scripted traffic, every dashboard/rule PromQL expression against a real Prometheus, balancer
+# smoke test) and always stops maru again.
 #
 #   monitoring/ci_live.sh target/debug/maru
 #
@@ -74,5 +75,8 @@ for _ in $(seq 1 120); do
 done
 curl -fsS "http://$admin/readyz" >/dev/null || { echo "ci_live.sh: maru not ready after 60 s" >&2; tail -n 30 "$log" >&2; exit 1; }
 echo "maru ready: gRPC $grpc, admin $admin"
+
+# Reflection as grpcurl and buf curl use it (every service described, policies shown).
+proto/check_reflection.sh "$grpc"
 
 monitoring/check.sh --live "$grpc" "$admin"
