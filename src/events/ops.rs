@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use super::geocode;
 use super::model::{
-    Attendance, Category, CheckIn, CheckInRules, Coords, CreateEvent, EventRow, EventUser, EventView, FeeStatus,
-    ListEvents, MemberRow, ParticipantRow, Participation, PenaltyRow, PendingFeeRow, StatsRow, UpdateEvent, Venue,
-    haversine_m,
+    Attendance, Category, CheckIn, CheckInFacts, CheckInRules, Coords, CreateEvent, EventRow, EventUser, EventView,
+    FeeStatus, ListEvents, MemberRow, ParticipantRow, Participation, PenaltyRow, PendingFeeRow, StatsRow, UpdateEvent,
+    Venue, haversine_m, shown_metres, shown_radius, too_far_message,
 };
 use super::store;
 use crate::app::AppState;
@@ -291,34 +291,34 @@ pub async fn check_in(state: &AppState, caller: &Caller, cmd: CheckIn) -> AppRes
     // Share lock: settlement waits for this check-in, or this check-in sees the event settled.
     let event = store::lock_event_shared(&mut tx, cmd.event_id).await?.ok_or_else(event_not_found)?;
     let me = store::get_participant(&mut *tx, cmd.event_id, caller.user_id).await?.ok_or_else(not_participant)?;
-    if me.checked_in_at.is_some() {
-        count_check_in("already_checked_in");
-        return Err(already_checked_in());
-    }
     let now = state.clock.now();
     let venue = Coords { latitude: event.latitude, longitude: event.longitude };
     let distance = haversine_m(venue, cmd.at);
-    let decided = if event.settled_at.is_some() {
-        Err(Reason::EventEnded)
-    } else {
-        super::model::check_in(&rules, now, event.starts_at, event.ends_at, distance)
+    let facts = CheckInFacts {
+        now,
+        starts_at: event.starts_at,
+        ends_at: event.ends_at,
+        settled: event.settled_at.is_some(),
+        distance_m: distance,
+        checked_in: me.checked_in_at.is_some(),
     };
-    let attendance = match decided {
+    let attendance = match super::model::check_in(&rules, &facts) {
         Ok(a) => a,
         Err(Reason::TooFar) => {
             count_check_in("too_far");
-            return Err(AppError::failed_precondition(
-                Reason::TooFar,
-                format!("you are {:.0} m from the venue; check-in needs {:.0} m or less", distance, rules.radius_m),
-            )
-            .with_meta("distance_m", format!("{distance:.1}"))
-            .with_meta("radius_m", format!("{:.0}", rules.radius_m)));
+            return Err(AppError::failed_precondition(Reason::TooFar, too_far_message(distance, rules.radius_m))
+                .with_meta("distance_m", shown_metres(distance))
+                .with_meta("radius_m", shown_radius(rules.radius_m)));
         }
         Err(Reason::NotOpenYet) => {
             count_check_in("not_open_yet");
             let opens = event.starts_at - rules.opens_before;
             return Err(AppError::failed_precondition(Reason::NotOpenYet, "check-in is not open yet")
                 .with_meta("opens_at", opens.to_rfc3339()));
+        }
+        Err(Reason::AlreadyCheckedIn) => {
+            count_check_in("already_checked_in");
+            return Err(already_checked_in());
         }
         Err(reason) => {
             count_check_in("event_ended");

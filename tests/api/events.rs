@@ -499,6 +499,35 @@ async fn check_in_boundaries(pool: PgPool) {
     }
 }
 
+/// docs/events.md's order: the end (or the settlement) is decided before "already checked in",
+/// and a refused distance is never shown rounded down to the radius.
+#[sqlx::test]
+async fn check_in_refusals_follow_the_documented_order(pool: PgPool) {
+    let c = Club::new(pool).await;
+    let other = c.join("keeper").await;
+    let e = c.event(&[&c.member, &other]).await;
+    let start = t0() + Duration::hours(2);
+    c.clock.set(start);
+
+    // 400.05 m: TOO_FAR, shown as 400.1 m (it used to read "you are 400 m …; … 400 m or less").
+    let s = assert_err(c.check_in(&other, &e, north(400.05)).await, Code::FailedPrecondition, "TOO_FAR");
+    assert_eq!(s.message(), "you are 400.1 m from the venue; check-in needs 400 m or less");
+    let meta = s.get_details_error_info().unwrap().metadata;
+    assert_eq!((meta["distance_m"].as_str(), meta["radius_m"].as_str()), ("400.1", "400"));
+
+    assert_eq!(c.check_in(&c.member, &e, VENUE).await.unwrap().attendance, pb::Attendance::Attend as i32);
+    // In the window: too far is decided before "already checked in", which follows.
+    assert_err(c.check_in(&c.member, &e, north(5_000.0)).await, Code::FailedPrecondition, "TOO_FAR");
+    assert_err(c.check_in(&c.member, &e, VENUE).await, Code::AlreadyExists, "ALREADY_CHECKED_IN");
+
+    // After the end: EVENT_ENDED for the participant who checked in too, before and after settlement.
+    c.clock.set(start + Duration::hours(2));
+    assert_err(c.check_in(&c.member, &e, VENUE).await, Code::FailedPrecondition, "EVENT_ENDED");
+    assert_err(c.check_in(&other, &e, VENUE).await, Code::FailedPrecondition, "EVENT_ENDED");
+    c.wait_settled(&e).await;
+    assert_err(c.check_in(&c.member, &e, VENUE).await, Code::FailedPrecondition, "EVENT_ENDED");
+}
+
 #[sqlx::test]
 async fn fifty_concurrent_check_ins_make_one_row(pool: PgPool) {
     let c = Club::new(pool).await;
