@@ -252,6 +252,12 @@ pub async fn import_apartments(state: &AppState, source: registry::Source) -> an
     for (row, reason) in &s.problems {
         println!("  row {row}: {reason}");
     }
+    if !s.home_cache_current {
+        println!(
+            "  warning: Redis was unreachable, so cached home screens were not invalidated: servers that \
+             use that Redis may show the old names for up to 5 minutes"
+        );
+    }
     Ok(s)
 }
 

@@ -16,7 +16,6 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::model::MAX_NAME_CHARS;
-use super::ops::anonymous_sample_key;
 use super::store::{self, ApartmentRow, UpsertCounts};
 use crate::app::AppState;
 use crate::config::RegistrySettings;
@@ -50,6 +49,10 @@ pub struct Summary {
     pub failed: u64,
     /// The first few skipped rows: (1-based position, reason).
     pub problems: Vec<(usize, String)>,
+    /// False when rows changed but Redis could not be told: servers using that Redis may show
+    /// cached home screens with the old values until their entries expire (5 minutes). True
+    /// when nothing changed.
+    pub home_cache_current: bool,
 }
 
 /// Why the rows could not be had. Safe to print (no service key).
@@ -77,6 +80,7 @@ pub async fn import(
         fetched: raw.len() as u64,
         failed: problems.len() as u64,
         problems: problems.into_iter().take(20).collect(),
+        home_cache_current: true,
         ..Default::default()
     };
     for (row, reason) in &summary.problems {
@@ -91,8 +95,11 @@ pub async fn import(
         written += batch.len();
         progress(Progress::Written { rows: written, total: rows.len() });
     }
+    // Renamed or moved complexes show in their members' home screens (and new ones in the
+    // anonymous sample): every entry moves before the import returns.
     if summary.created > 0 || summary.updated > 0 {
-        state.cache.invalidate(&[anonymous_sample_key()]).await;
+        super::cache::communities_changed(&state.cache).await;
+        summary.home_cache_current = state.cache.is_up();
     }
     tracing::info!(
         fetched = summary.fetched,
