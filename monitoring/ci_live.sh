@@ -2,7 +2,8 @@
 # CI entry point for the live ops checks: starts a built maru binary on free loopback ports
 # (its own database and Redis key prefix), waits until it is ready, runs
 # `monitoring/check.sh --live` (scripted traffic, every dashboard/rule PromQL expression
-# against a real Prometheus, balancer smoke test) and always stops maru again.
+# against a real Prometheus, balancer smoke test), then `promtool check metrics` on a scrape of
+# /metrics (every family has HELP), and always stops maru again.
 #
 #   monitoring/ci_live.sh target/debug/maru
 #
@@ -76,3 +77,16 @@ curl -fsS "http://$admin/readyz" >/dev/null || { echo "ci_live.sh: maru not read
 echo "maru ready: gRPC $grpc, admin $admin"
 
 monitoring/check.sh --live "$grpc" "$admin"
+
+# After the traffic every family maru records is on /metrics: each must have its HELP line and
+# pass promtool's lint (a family without HELP fails `promtool check metrics`).
+echo "promtool check metrics on a live scrape of http://$admin/metrics"
+scrape="$(mktemp)"
+curl -fsS "http://$admin/metrics" >"$scrape"
+if ! promtool check metrics <"$scrape"; then
+  echo "ci_live.sh: promtool check metrics failed on the live scrape (describe the metric where it is recorded)" >&2
+  rm -f "$scrape"
+  exit 1
+fi
+echo "ok    promtool check metrics ($(grep -c '^# TYPE ' "$scrape") families)"
+rm -f "$scrape"

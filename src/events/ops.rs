@@ -474,3 +474,31 @@ pub async fn list_penalties(
     let rows = store::list_penalties(&state.db, community_id, user_id, page.after, page.fetch_limit()).await?;
     Ok(state.pager.finish(&page, rows, &query, |p| (p.created_at, p.id)))
 }
+
+/// Describes the events metrics (recorded here, in `settle`, `outbox` and the settlement job);
+/// called once by the telemetry start-up, so every family has its HELP line (docs/events.md).
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "maru_event_check_ins_total",
+        "Event check-ins by result (attend, late, forced; refusals too_far, not_open_yet, event_ended, already_checked_in)."
+    );
+    describe_counter!("maru_event_fee_transitions_total", "Event fee status changes by target status.");
+    describe_counter!("maru_event_penalties_total", "Penalty rows written by settlements, by reason.");
+    describe_counter!("maru_event_settlements_total", "Events settled (each exactly once).");
+    describe_histogram!(
+        "maru_event_settlement_lag_seconds",
+        Unit::Seconds,
+        "Time from an event's end to its settlement."
+    );
+    describe_gauge!(
+        "maru_event_settlement_pending_seconds",
+        Unit::Seconds,
+        "Age of the oldest ended, unsettled event (0 when none; from the database, on every replica)."
+    );
+    describe_counter!("maru_event_webhook_deliveries_total", "Settlement webhook POSTs by result (delivered, failed).");
+    describe_gauge!(
+        "maru_event_outbox_backlog",
+        "Settlement notices not delivered yet, given-up ones included (from the database, on every replica)."
+    );
+}

@@ -1211,3 +1211,51 @@ async fn settlement_notices_reach_the_webhook_once_with_retries(pool: PgPool) {
     assert!(m.contains("maru_event_outbox_backlog"));
     assert!(m.contains(r#"maru_event_webhook_deliveries_total{result="failed"}"#) || m.contains("delivered"));
 }
+
+// ---- metrics hygiene
+
+/// `promtool check metrics` refuses a family without HELP: after a check-in, fee reports, a
+/// settlement and a delivered webhook notice (every events family recorded), every `# TYPE` on
+/// `/metrics` has its `# HELP`. CI also runs promtool itself on a live scrape
+/// (`monitoring/ci_live.sh`).
+#[sqlx::test]
+async fn every_metric_family_on_metrics_has_help(pool: PgPool) {
+    let router = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut s = settings();
+    s.events.webhook_url = Some(SecretString::from(url));
+    let c = Club::with(pool, s).await;
+    let (e, _) = scenario(&c).await;
+    c.clock.set(t0() + Duration::hours(4));
+    c.wait_settled(&e).await;
+
+    let families = [
+        "maru_event_check_ins_total",
+        "maru_event_fee_transitions_total",
+        "maru_event_penalties_total",
+        "maru_event_settlements_total",
+        "maru_event_settlement_lag_seconds",
+        "maru_event_settlement_pending_seconds",
+        "maru_event_webhook_deliveries_total",
+        "maru_event_outbox_backlog",
+    ];
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = c.app.metrics().await;
+        if families.iter().all(|f| text.contains(&format!("# TYPE {f} "))) {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    let typed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let helped: std::collections::HashSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# HELP ")?.split(' ').next()).collect();
+    for f in families {
+        assert!(typed.contains(&f), "{f} was not recorded:\n{text}");
+    }
+    assert!(typed.len() > 30, "{typed:?}");
+    let missing: Vec<&&str> = typed.iter().filter(|t| !helped.contains(**t)).collect();
+    assert!(missing.is_empty(), "families without HELP: {missing:?}");
+}
