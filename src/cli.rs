@@ -62,9 +62,10 @@ pub enum SeedCommand {
     /// schedules, a complaint and an open poll; and the sports club FC 마루 with an ended and a
     /// running match. Running it again changes nothing.
     Demo {
-        /// The registry file to import first (AptListService rows).
-        #[arg(long, value_name = "FILE", default_value = "tests/fixtures/apartments-gyeonggi.json")]
-        registry: PathBuf,
+        /// The registry file to import first (AptListService rows); default: the Gyeonggi
+        /// registry compiled into the binary.
+        #[arg(long, value_name = "FILE")]
+        registry: Option<PathBuf>,
     },
 }
 

@@ -28,6 +28,12 @@ pub const BATCH_ROWS: usize = 1000;
 #[derive(Debug, Clone)]
 pub enum Source {
     File(PathBuf),
+    /// A JSON document compiled into the binary (the registry `maru seed demo` imports), named
+    /// for error messages.
+    Bundled {
+        name: &'static str,
+        json: &'static [u8],
+    },
     Api,
 }
 
@@ -68,6 +74,7 @@ pub async fn import(
 ) -> anyhow::Result<Summary> {
     let raw = match &source {
         Source::File(path) => read_file(path)?,
+        Source::Bundled { name, json } => parse_json(json).map_err(|e| SourceError(format!("{name}: {e}")))?,
         Source::Api => {
             let api = Api::new(&state.settings.registry)?
                 .ok_or_else(|| SourceError("registry.service_key is not set (MARU__REGISTRY__SERVICE_KEY)".into()))?;
@@ -161,12 +168,17 @@ pub fn read_file(path: &Path) -> Result<Vec<Map<String, Value>>, SourceError> {
         return Err(fail(format!("larger than {MAX_BODY_BYTES} bytes")));
     }
     let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("malformed JSON: {e}")))?;
+    parse_json(&bytes).map_err(fail)
+}
+
+/// Rows from a JSON document: an array of rows, `{"items": […]}`, or the API envelope.
+fn parse_json(bytes: &[u8]) -> Result<Vec<Map<String, Value>>, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON: {e}"))?;
     let items = match value {
         Value::Array(rows) => rows,
-        other => parse_page(other).map_err(fail)?.items,
+        other => parse_page(other)?.items,
     };
-    rows_of(items).map_err(fail)
+    rows_of(items)
 }
 
 fn rows_of(items: Vec<Value>) -> Result<Vec<Map<String, Value>>, String> {
