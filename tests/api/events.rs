@@ -1212,6 +1212,60 @@ async fn settlement_notices_reach_the_webhook_once_with_retries(pool: PgPool) {
     assert!(m.contains(r#"maru_event_webhook_deliveries_total{result="failed"}"#) || m.contains("delivered"));
 }
 
+/// A webhook that answers 503 with `Retry-After: 30` is tried again in 30 s, not after the
+/// 20 ms backoff (which it would be, were Retry-After ignored).
+#[sqlx::test]
+async fn the_outbox_honours_retry_after(pool: PgPool) {
+    use axum::http::StatusCode;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let calls = counter.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "30")], "slow down")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut s = settings();
+    s.events.webhook_url = Some(SecretString::from(url));
+    s.events.webhook_backoff_ms = 20;
+    let c = Club::with(pool.clone(), s).await;
+    let (e, _) = scenario(&c).await;
+    c.clock.set(t0() + Duration::hours(4));
+    c.wait_settled(&e).await;
+    let row = || async {
+        sqlx::query_as::<_, (i32, f64, Option<String>)>(
+            "select attempts, extract(epoch from next_attempt_at - now())::float8, last_error
+               from event_webhook_outbox where event_id = $1",
+        )
+        .bind(Uuid::parse_str(&e).unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let mut got = row().await;
+    for _ in 0..200 {
+        if got.0 >= 1 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+        got = row().await;
+    }
+    let (attempts, next_in_s, last_error) = got;
+    assert_eq!(attempts, 1);
+    assert_eq!(last_error.as_deref(), Some("HTTP 503 Service Unavailable"));
+    assert!(next_in_s > 20.0 && next_in_s <= 30.0, "next attempt in {next_in_s} s");
+    // Several settlement ticks later, still one call.
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 // ---- metrics hygiene
 
 /// `promtool check metrics` refuses a family without HELP: after a check-in, fee reports, a
