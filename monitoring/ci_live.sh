@@ -3,7 +3,8 @@
 # (its own database and Redis key prefix), waits until it is ready, checks reflection as
 # grpcurl and buf curl use it (`proto/check_reflection.sh`), runs `monitoring/check.sh --live`
 # (scripted traffic, every dashboard/rule PromQL expression against a real Prometheus, balancer
-# smoke test) and always stops maru again.
+# smoke test), then `promtool check metrics` on a scrape of /metrics (every family has HELP),
+# and always stops maru again.
 #
 #   monitoring/ci_live.sh target/debug/maru
 #
@@ -80,3 +81,16 @@ echo "maru ready: gRPC $grpc, admin $admin"
 proto/check_reflection.sh "$grpc"
 
 monitoring/check.sh --live "$grpc" "$admin"
+
+# After the traffic every family maru records is on /metrics: each must have its HELP line and
+# pass promtool's lint (a family without HELP fails `promtool check metrics`).
+echo "promtool check metrics on a live scrape of http://$admin/metrics"
+scrape="$(mktemp)"
+curl -fsS "http://$admin/metrics" >"$scrape"
+if ! promtool check metrics <"$scrape"; then
+  echo "ci_live.sh: promtool check metrics failed on the live scrape (describe the metric where it is recorded)" >&2
+  rm -f "$scrape"
+  exit 1
+fi
+echo "ok    promtool check metrics ($(grep -c '^# TYPE ' "$scrape") families)"
+rm -f "$scrape"

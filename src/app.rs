@@ -357,23 +357,7 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
 
 /// Connects, creates and migrates the database (retrying with backoff), then flips health.
 async fn become_ready(state: AppState, ready: Arc<AtomicBool>, reporter: HealthReporter, prepare_db: bool) {
-    let mut delay = Duration::from_millis(250);
-    loop {
-        let attempt = async {
-            if prepare_db && state.settings.database.create_if_missing {
-                db::create_if_missing(&state.settings.database).await?;
-            }
-            db::migrate(&state.db).await
-        };
-        match attempt.await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), retry_ms = delay.as_millis() as u64, "database not ready");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    db::prepare_until_ready(&state.settings.database, &state.db, prepare_db).await;
     match db::setting_warnings(&state.db).await {
         Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
         Err(e) => tracing::debug!(error = format!("{e:#}"), "could not read PostgreSQL settings"),

@@ -62,9 +62,10 @@ pub enum SeedCommand {
     /// schedules, a complaint and an open poll; and the sports club FC 마루 with an ended and a
     /// running match. Running it again changes nothing.
     Demo {
-        /// The registry file to import first (AptListService rows).
-        #[arg(long, value_name = "FILE", default_value = "tests/fixtures/apartments-gyeonggi.json")]
-        registry: PathBuf,
+        /// The registry file to import first (AptListService rows); default: the Gyeonggi
+        /// registry compiled into the binary.
+        #[arg(long, value_name = "FILE")]
+        registry: Option<PathBuf>,
     },
 }
 
@@ -253,6 +254,12 @@ pub async fn import_apartments(state: &AppState, source: registry::Source) -> an
     );
     for (row, reason) in &s.problems {
         println!("  row {row}: {reason}");
+    }
+    if !s.home_cache_current {
+        println!(
+            "  warning: Redis was unreachable, so cached home screens were not invalidated: servers that \
+             use that Redis may show the old names for up to 5 minutes"
+        );
     }
     Ok(s)
 }

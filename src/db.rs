@@ -69,6 +69,43 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The start-up retry: from 250 ms, doubling up to 10 s, each plus up to as much again in
+/// jitter (replicas started together do not knock together), with no limit: a server waits
+/// NOT_SERVING for its database however long it is away.
+pub const READY_RETRY: crate::retry::Policy =
+    crate::retry::Policy { first: Duration::from_millis(250), max: Duration::from_secs(10), retries: None };
+
+/// Creates the database if asked to (`create` and `database.create_if_missing`) and applies the
+/// migrations, retrying with [`READY_RETRY`] until it succeeds; every failure is logged.
+pub async fn prepare_until_ready(s: &DatabaseSettings, pool: &PgPool, create: bool) {
+    prepare_with_retry(s, pool, create, READY_RETRY).await;
+}
+
+/// [`prepare_until_ready`] with a given retry policy; gives up (returning the last error) only
+/// when the policy has a limit.
+pub async fn prepare_with_retry(
+    s: &DatabaseSettings,
+    pool: &PgPool,
+    create: bool,
+    policy: crate::retry::Policy,
+) -> Option<anyhow::Error> {
+    use backon::Retryable;
+    let attempt = || async {
+        if create && s.create_if_missing {
+            create_if_missing(s).await?;
+        }
+        migrate(pool).await
+    };
+    attempt
+        .retry(policy.backoff())
+        .sleep(tokio::time::sleep)
+        .notify(|e: &anyhow::Error, delay| {
+            tracing::warn!(error = format!("{e:#}"), retry_ms = delay.as_millis() as u64, "database not ready");
+        })
+        .await
+        .err()
+}
+
 /// What an operator should hear about the server's PostgreSQL settings: things maru relies on
 /// but cannot set itself. Without autovacuum (or the statistics it runs on, `track_counts`)
 /// nothing ANALYZEs the tables, so the planner works from the statistics of an empty table
@@ -114,5 +151,46 @@ mod setting_tests {
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("track_counts = off"), "{w:?}");
         assert_eq!(warnings_for("off", "off").len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::config::DatabaseSettings;
+    use crate::retry::Policy;
+
+    /// A "database" that accepts connections and hangs up at once, counting them.
+    async fn hanging_up() -> (String, Arc<AtomicU32>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicU32::new(0));
+        let c = count.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        (format!("postgres://postgres@{addr}/maru"), count)
+    }
+
+    #[tokio::test]
+    async fn preparation_is_retried_with_backoff_and_a_bounded_policy_gives_up() {
+        let (url, connections) = hanging_up().await;
+        let s = DatabaseSettings { url: url.into(), create_if_missing: true, ..Default::default() };
+        let pool = lazy_pool(&s).unwrap();
+        let policy = Policy { first: Duration::from_millis(50), max: Duration::from_millis(100), retries: Some(2) };
+        let started = Instant::now();
+        let error = prepare_with_retry(&s, &pool, true, policy).await;
+        assert!(error.is_some());
+        // One connection per attempt (creating the database comes first): 1 + 2 retries, after
+        // waiting at least 50 + 100 ms (jitter only adds).
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+        assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
     }
 }

@@ -22,6 +22,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod opendata;
 pub mod paging;
+pub mod retry;
 pub mod seed;
 pub mod social;
 pub mod telemetry;

@@ -2,14 +2,19 @@
 //! clinical trials, data.go.kr's AptListService for the apartment registry): the service key
 //! travels in the query string, so it is redacted from every error and log line, and redirects
 //! are refused (one would carry the key to wherever it points). Each request has a time-out;
-//! a time-out, a connection error, 429 and 5xx are retried with exponential backoff, never 401,
-//! 403 or a malformed body. Bodies are bounded.
+//! a time-out, a connection error, 429 and 5xx are retried ([`crate::retry`]: exponential
+//! backoff with jitter, a `Retry-After` on 429/503 honoured up to [`RETRY_AFTER_CAP`]), never
+//! another 4xx or a malformed body. Bodies are bounded.
 
 use std::error::Error as _;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
 
+use backon::Retryable;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+
+use crate::retry::{self, Policy, RETRY_AFTER_CAP};
 
 /// The largest body (or file) accepted from a source.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -18,9 +23,16 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
     pub retries: u32,
-    /// First delay; doubles with each retry up to `max_backoff`.
+    /// First delay; doubles with each retry up to `max_backoff` (each plus up to as much again
+    /// in jitter).
     pub backoff: Duration,
     pub max_backoff: Duration,
+}
+
+impl Retry {
+    fn policy(&self) -> Policy {
+        Policy { first: self.backoff, max: self.max_backoff, retries: Some(self.retries) }
+    }
 }
 
 /// A GET client for one endpoint of a keyed public-data API.
@@ -36,10 +48,11 @@ pub struct KeyedClient {
     key_setting: &'static str,
 }
 
-/// A failed attempt, and whether trying again may help.
+/// A failed attempt, whether trying again may help, and how long the server asked to wait.
 struct Attempt {
     error: String,
     retryable: bool,
+    retry_after: Option<Duration>,
 }
 
 impl KeyedClient {
@@ -64,30 +77,31 @@ impl KeyedClient {
     /// GET with `serviceKey` and `query`, retried when the failure may be transient; the JSON
     /// body, or what went wrong prefixed with `what` (e.g. "page 3"), the key redacted.
     pub async fn get_json(&self, what: &str, query: &[(&str, String)]) -> Result<Value, String> {
-        let mut attempt: u32 = 0;
-        loop {
-            match self.try_get(query).await {
-                Ok(v) => return Ok(v),
-                Err(a) if a.retryable && attempt < self.retry.retries => {
-                    let delay =
-                        self.retry.backoff.saturating_mul(2u32.saturating_pow(attempt)).min(self.retry.max_backoff);
-                    tracing::warn!(
-                        source = self.name,
-                        request = what,
-                        attempt = attempt + 1,
-                        retry_ms = delay.as_millis() as u64,
-                        error = %self.redact(&a.error),
-                        "public-data request failed; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(a) => {
-                    let tries = if attempt > 0 { format!(" (after {} attempts)", attempt + 1) } else { String::new() };
-                    return Err(self.redact(&format!("{what}: {}{tries}", a.error)));
-                }
-            }
-        }
+        let attempts = AtomicU32::new(0);
+        let result = (|| {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.try_get(query)
+        })
+        .retry(self.retry.policy().backoff())
+        .sleep(tokio::time::sleep)
+        .when(|a: &Attempt| a.retryable)
+        .adjust(|a: &Attempt, computed| retry::next_delay(computed, a.retry_after, RETRY_AFTER_CAP))
+        .notify(|a: &Attempt, delay| {
+            tracing::warn!(
+                source = self.name,
+                request = what,
+                attempt = attempts.load(Ordering::Relaxed),
+                retry_ms = delay.as_millis() as u64,
+                error = %self.redact(&a.error),
+                "public-data request failed; retrying"
+            );
+        })
+        .await;
+        result.map_err(|a| {
+            let n = attempts.load(Ordering::Relaxed);
+            let tries = if n > 1 { format!(" (after {n} attempts)") } else { String::new() };
+            self.redact(&format!("{what}: {}{tries}", a.error))
+        })
     }
 
     async fn try_get(&self, query: &[(&str, String)]) -> Result<Value, Attempt> {
@@ -95,7 +109,7 @@ impl KeyedClient {
             let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || e.is_decode();
             let error =
                 if e.is_timeout() { format!("timed out after {} ms", self.timeout.as_millis()) } else { chain(e) };
-            Attempt { error, retryable }
+            Attempt { error, retryable, retry_after: None }
         };
         let mut resp = self
             .client
@@ -106,25 +120,38 @@ impl KeyedClient {
             .await
             .map_err(transport)?;
         let status = resp.status();
+        let retry_after = retry::retry_after(status, resp.headers(), SystemTime::now());
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(Attempt {
                     error: format!("response larger than {MAX_BODY_BYTES} bytes"),
                     retryable: false,
+                    retry_after: None,
                 });
             }
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
             let retryable = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-            let hint = match status.as_u16() {
-                401 | 403 => format!(" (check {})", self.key_setting),
+            let hint = match (status.as_u16(), retry_after) {
+                (401 | 403, _) => format!(" (check {})", self.key_setting),
+                (_, Some(wait)) if wait > RETRY_AFTER_CAP => {
+                    format!(
+                        " (Retry-After {} s, longer than the {} s maru waits)",
+                        wait.as_secs(),
+                        RETRY_AFTER_CAP.as_secs()
+                    )
+                }
                 _ => String::new(),
             };
-            return Err(Attempt { error: format!("HTTP {status}{hint}: {}", excerpt(&body)), retryable });
+            return Err(Attempt { error: format!("HTTP {status}{hint}: {}", excerpt(&body)), retryable, retry_after });
         }
-        serde_json::from_slice(&body).map_err(|e| Attempt { error: format!("malformed JSON: {e}"), retryable: false })
+        serde_json::from_slice(&body).map_err(|e| Attempt {
+            error: format!("malformed JSON: {e}"),
+            retryable: false,
+            retry_after: None,
+        })
     }
 
     /// `text` with the key replaced.
@@ -232,6 +259,93 @@ mod tests {
     fn cut_marks_what_it_cut() {
         assert_eq!(cut("가나다라", 2), "가나…");
         assert_eq!(cut("가나", 2), "가나");
+    }
+
+    /// A local API answering each GET with the next of `replies` (status, Retry-After), then
+    /// 200 `{"ok": true}`; returns its URL and the count of requests.
+    async fn api(replies: Vec<(u16, Option<&'static str>)>) -> (String, std::sync::Arc<AtomicU32>) {
+        use axum::http::{HeaderValue, StatusCode};
+        use axum::response::IntoResponse;
+        let hits = std::sync::Arc::new(AtomicU32::new(0));
+        let counter = hits.clone();
+        let replies = std::sync::Arc::new(replies);
+        let router = axum::Router::new().route(
+            "/api",
+            axum::routing::get(move || {
+                let (hits, replies) = (counter.clone(), replies.clone());
+                async move {
+                    let n = hits.fetch_add(1, Ordering::SeqCst) as usize;
+                    match replies.get(n) {
+                        Some((status, retry_after)) => {
+                            let mut r = (StatusCode::from_u16(*status).unwrap(), "busy").into_response();
+                            if let Some(v) = retry_after {
+                                r.headers_mut().insert("retry-after", HeaderValue::from_static(v));
+                            }
+                            r
+                        }
+                        None => ([("content-type", "application/json")], r#"{"ok": true}"#).into_response(),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (url, hits)
+    }
+
+    fn client(url: String) -> KeyedClient {
+        // A 10 ms backoff: a retry that waits a second waited for the server, not for it.
+        let retry = Retry { retries: 3, backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(40) };
+        KeyedClient::new("test API", "test.service_key", url, SecretString::from("k"), Duration::from_secs(5), retry)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_honoured_on_503_and_429() {
+        for (status, wait) in [(503, "1"), (429, "1")] {
+            let (url, hits) = api(vec![(status, Some(wait))]).await;
+            let started = std::time::Instant::now();
+            let v = client(url).get_json("page 1", &[]).await.unwrap();
+            assert_eq!(v["ok"], true);
+            assert_eq!(hits.load(Ordering::SeqCst), 2, "one failure, one retry");
+            // A correctness check of the delay (not a performance assertion): the retry came no
+            // earlier than the server asked.
+            assert!(started.elapsed() >= Duration::from_secs(1), "{status}: retried after {:?}", started.elapsed());
+        }
+        // As an HTTP date too.
+        let when = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+        let when: &'static str = Box::leak(when.into_boxed_str());
+        let (url, hits) = api(vec![(503, Some(when))]).await;
+        let started = std::time::Instant::now();
+        client(url).get_json("page 1", &[]).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // The date has one-second precision: at least one second is left of the two.
+        assert!(started.elapsed() >= Duration::from_secs(1), "retried after {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn transient_failures_back_off_and_4xx_is_not_retried() {
+        let (url, hits) = api(vec![(500, None), (502, None), (503, None)]).await;
+        client(url).get_json("page 1", &[]).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 4, "three failures, three retries");
+
+        let (url, hits) = api(vec![(500, None); 10]).await;
+        let e = client(url).get_json("page 7", &[]).await.unwrap_err();
+        assert!(e.starts_with("page 7: HTTP 500") && e.ends_with("(after 4 attempts)"), "{e}");
+        assert_eq!(hits.load(Ordering::SeqCst), 4, "1 + retries");
+
+        for status in [400, 401, 403, 404] {
+            let (url, hits) = api(vec![(status, Some("1"))]).await;
+            let e = client(url).get_json("page 1", &[]).await.unwrap_err();
+            assert!(e.contains(&format!("HTTP {status}")), "{e}");
+            assert_eq!(hits.load(Ordering::SeqCst), 1, "{status} is not retried");
+        }
+        // A server asking for longer than maru waits: not retried, and the error says why.
+        let (url, hits) = api(vec![(503, Some("3600"))]).await;
+        let e = client(url).get_json("page 1", &[]).await.unwrap_err();
+        assert!(e.contains("Retry-After 3600 s"), "{e}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 
     /// Pages of `per` rows out of `total`, with the totals each page reports.

@@ -15,7 +15,9 @@
 //! (37.5665, 126.9780) until two hours after seeding, for check-ins.
 //!
 //! Running it again changes nothing (it reports that the demo exists); the registry import is
-//! idempotent anyway.
+//! idempotent anyway. The registry ([`DEMO_REGISTRY`], the Gyeonggi export of
+//! `tests/fixtures/apartments-gyeonggi.json`) is compiled into the binary, so the command works
+//! from any directory and in the container image, which holds only the binary.
 
 use std::path::PathBuf;
 
@@ -44,6 +46,9 @@ pub const DEMO_PASSWORD: &str = "maru-demo-1234";
 /// Join code of the demo sports club.
 pub const DEMO_CLUB_CODE: &str = "goal2026";
 
+/// The Gyeonggi apartment registry (AptListService rows, 5,067 complexes), compiled in.
+pub const DEMO_REGISTRY: &[u8] = include_bytes!("../tests/fixtures/apartments-gyeonggi.json");
+
 /// What `seed demo` made (or found).
 #[derive(Debug)]
 pub struct Demo {
@@ -52,9 +57,14 @@ pub struct Demo {
     pub registry: Option<registry::Summary>,
 }
 
-/// Imports the registry from `registry_file` and builds the demo complex once.
-pub async fn demo(state: &AppState, registry_file: PathBuf) -> anyhow::Result<Demo> {
-    let summary = crate::cli::import_apartments(state, registry::Source::File(registry_file)).await?;
+/// Imports the registry (`registry_file`, or the compiled-in [`DEMO_REGISTRY`]) and builds the
+/// demo complex once.
+pub async fn demo(state: &AppState, registry_file: Option<PathBuf>) -> anyhow::Result<Demo> {
+    let source = match registry_file {
+        Some(path) => registry::Source::File(path),
+        None => registry::Source::Bundled { name: "the bundled Gyeonggi registry", json: DEMO_REGISTRY },
+    };
+    let summary = crate::cli::import_apartments(state, source).await?;
     let community_id: Uuid = sqlx::query_scalar("select id from communities where external_code = $1")
         .bind(DEMO_KAPT_CODE)
         .fetch_optional(&state.db)

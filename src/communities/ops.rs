@@ -18,7 +18,9 @@
 //!
 //! Caching: the home screen ([`list_my_communities`]) is cached per user in Redis and
 //! invalidated after every committed write that changes it (request, decision, leave, removal,
-//! role change), so no read is stale once the write has returned.
+//! role change here; profile edits in `social`; registry imports and community edits for every
+//! user at once), so no read is stale once the write has returned. Keys and scopes:
+//! [`super::cache`].
 
 use std::time::Duration;
 
@@ -27,6 +29,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::access::{self, MemberRole};
+use super::cache::{self as home, MY_COMMUNITIES_CACHE, anonymous_sample_key};
 use super::model::{
     ANONYMOUS_SAMPLE, Community, Decision, JoinRequest, Kind, MAX_MY_COMMUNITIES, Membership, MyCommunity,
     NewCommunity, SearchQuery, Status, codes_match, parse_dwelling,
@@ -38,20 +41,8 @@ use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::idempotency::{self, Claim};
 use crate::paging::Page;
 
-/// Cache name (label of the cache metrics) of the home screen.
-pub const MY_COMMUNITIES_CACHE: &str = "my_communities";
 const MY_COMMUNITIES_TTL: Duration = Duration::from_secs(300);
 const SAMPLE_TTL: Duration = Duration::from_secs(60);
-
-/// Cache key of a user's home screen.
-pub fn my_communities_key(user_id: Uuid) -> String {
-    format!("my_communities:{user_id}")
-}
-
-/// Cache key of the anonymous home screen.
-pub fn anonymous_sample_key() -> String {
-    "my_communities:anonymous".to_owned()
-}
 
 fn community_not_found() -> AppError {
     AppError::not_found(Reason::CommunityNotFound, "community")
@@ -120,7 +111,7 @@ pub async fn create_community(state: &AppState, caller: &Caller, cmd: NewCommuni
         idempotency::complete(&mut tx, &scope, rid, &community).await?;
     }
     tx.commit().await?;
-    state.cache.invalidate(&[anonymous_sample_key()]).await;
+    home::community_created(&state.cache).await;
     tracing::info!(community_id = %community.id, kind = community.kind.as_db(), "community created");
     Ok(community)
 }
@@ -164,7 +155,7 @@ pub async fn request_membership(state: &AppState, caller: &Caller, req: JoinRequ
     )
     .await?;
     drop(conn);
-    state.cache.invalidate(&[my_communities_key(caller.user_id)]).await;
+    home::members_changed(&state.cache, &[caller.user_id]).await;
     tracing::info!(
         community_id = %community.id,
         membership_id = %membership.id,
@@ -199,7 +190,7 @@ pub async fn decide_membership(state: &AppState, caller: &Caller, d: Decision) -
         .ok_or_else(|| {
             AppError::failed_precondition(Reason::MembershipAlreadyDecided, "the request has already been decided")
         })?;
-    state.cache.invalidate(&[my_communities_key(decided.user_id)]).await;
+    home::members_changed(&state.cache, &[decided.user_id]).await;
     let label = if d.approve { "approved" } else { "rejected" };
     metrics::counter!("maru_membership_decisions_total", "decision" => label).increment(1);
     tracing::info!(community_id = %decided.community_id, membership_id = %decided.id, decision = label, "membership decided");
@@ -250,7 +241,7 @@ pub async fn set_member_role(
     }
     let updated = store::set_role(&mut tx, target.id, role).await?;
     tx.commit().await?;
-    state.cache.invalidate(&[my_communities_key(user_id)]).await;
+    home::members_changed(&state.cache, &[user_id]).await;
     tracing::info!(%community_id, user_id = %user_id, role = role.as_db(), "member role changed");
     Ok(updated)
 }
@@ -265,7 +256,7 @@ pub async fn leave_community(state: &AppState, caller: &Caller, community_id: Uu
         store::active_membership(&mut *tx, community_id, caller.user_id).await?.ok_or_else(membership_not_found)?;
     end_membership(&mut tx, &mine).await?;
     tx.commit().await?;
-    state.cache.invalidate(&[my_communities_key(caller.user_id)]).await;
+    home::members_changed(&state.cache, &[caller.user_id]).await;
     tracing::info!(%community_id, "member left");
     Ok(())
 }
@@ -282,7 +273,7 @@ pub async fn remove_member(state: &AppState, caller: &Caller, community_id: Uuid
         .ok_or_else(|| AppError::not_found(Reason::MemberNotFound, "member"))?;
     end_membership(&mut tx, &target).await?;
     tx.commit().await?;
-    state.cache.invalidate(&[my_communities_key(user_id)]).await;
+    home::members_changed(&state.cache, &[user_id]).await;
     tracing::info!(%community_id, user_id = %user_id, "member removed");
     Ok(())
 }
@@ -325,9 +316,13 @@ pub async fn list_my_communities(
     let user_id = caller.user_id;
     let all: Vec<MyCommunity> = state
         .cache
-        .get_or_load(MY_COMMUNITIES_CACHE, &my_communities_key(user_id), MY_COMMUNITIES_TTL, || async {
-            store::my_communities(db, user_id, MAX_MY_COMMUNITIES).await
-        })
+        .get_or_load_scoped(
+            MY_COMMUNITIES_CACHE,
+            &home::home_scopes(user_id),
+            &home::home_base(user_id),
+            MY_COMMUNITIES_TTL,
+            || async { store::my_communities(db, user_id, MAX_MY_COMMUNITIES).await },
+        )
         .await?;
     let mut all = all;
     // The same order as the SQL, whatever the database collation.

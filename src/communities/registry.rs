@@ -16,7 +16,6 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::model::MAX_NAME_CHARS;
-use super::ops::anonymous_sample_key;
 use super::store::{self, ApartmentRow, UpsertCounts};
 use crate::app::AppState;
 use crate::config::RegistrySettings;
@@ -29,6 +28,12 @@ pub const BATCH_ROWS: usize = 1000;
 #[derive(Debug, Clone)]
 pub enum Source {
     File(PathBuf),
+    /// A JSON document compiled into the binary (the registry `maru seed demo` imports), named
+    /// for error messages.
+    Bundled {
+        name: &'static str,
+        json: &'static [u8],
+    },
     Api,
 }
 
@@ -50,6 +55,10 @@ pub struct Summary {
     pub failed: u64,
     /// The first few skipped rows: (1-based position, reason).
     pub problems: Vec<(usize, String)>,
+    /// False when rows changed but Redis could not be told: servers using that Redis may show
+    /// cached home screens with the old values until their entries expire (5 minutes). True
+    /// when nothing changed.
+    pub home_cache_current: bool,
 }
 
 /// Why the rows could not be had. Safe to print (no service key).
@@ -65,6 +74,7 @@ pub async fn import(
 ) -> anyhow::Result<Summary> {
     let raw = match &source {
         Source::File(path) => read_file(path)?,
+        Source::Bundled { name, json } => parse_json(json).map_err(|e| SourceError(format!("{name}: {e}")))?,
         Source::Api => {
             let api = Api::new(&state.settings.registry)?
                 .ok_or_else(|| SourceError("registry.service_key is not set (MARU__REGISTRY__SERVICE_KEY)".into()))?;
@@ -77,6 +87,7 @@ pub async fn import(
         fetched: raw.len() as u64,
         failed: problems.len() as u64,
         problems: problems.into_iter().take(20).collect(),
+        home_cache_current: true,
         ..Default::default()
     };
     for (row, reason) in &summary.problems {
@@ -91,8 +102,11 @@ pub async fn import(
         written += batch.len();
         progress(Progress::Written { rows: written, total: rows.len() });
     }
+    // Renamed or moved complexes show in their members' home screens (and new ones in the
+    // anonymous sample): every entry moves before the import returns.
     if summary.created > 0 || summary.updated > 0 {
-        state.cache.invalidate(&[anonymous_sample_key()]).await;
+        super::cache::communities_changed(&state.cache).await;
+        summary.home_cache_current = state.cache.is_up();
     }
     tracing::info!(
         fetched = summary.fetched,
@@ -154,12 +168,17 @@ pub fn read_file(path: &Path) -> Result<Vec<Map<String, Value>>, SourceError> {
         return Err(fail(format!("larger than {MAX_BODY_BYTES} bytes")));
     }
     let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("malformed JSON: {e}")))?;
+    parse_json(&bytes).map_err(fail)
+}
+
+/// Rows from a JSON document: an array of rows, `{"items": […]}`, or the API envelope.
+fn parse_json(bytes: &[u8]) -> Result<Vec<Map<String, Value>>, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON: {e}"))?;
     let items = match value {
         Value::Array(rows) => rows,
-        other => parse_page(other).map_err(fail)?.items,
+        other => parse_page(other)?.items,
     };
-    rows_of(items).map_err(fail)
+    rows_of(items)
 }
 
 fn rows_of(items: Vec<Value>) -> Result<Vec<Map<String, Value>>, String> {

@@ -98,26 +98,64 @@ pub struct CheckInRules {
     pub late_after: Duration,
 }
 
-/// The result of a check-in at `now` and `distance_m`, or the reason it is refused. The window
-/// is decided first (ended, not open yet), then the distance.
-pub fn check_in(
-    rules: &CheckInRules,
-    now: DateTime<Utc>,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
-    distance_m: f64,
-) -> Result<Attendance, Reason> {
-    if now >= ends_at {
+/// What a check-in request finds: the clock, the event's window and settlement, the distance to
+/// the venue and whether the participant has checked in already.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckInFacts {
+    pub now: DateTime<Utc>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub settled: bool,
+    pub distance_m: f64,
+    pub checked_in: bool,
+}
+
+/// The result of a check-in, or the reason it is refused, decided in the order of
+/// docs/events.md: the event ended (or was settled), not open yet, too far, already checked in;
+/// then ATTEND up to `late_after` past the start (inclusive), LATE after. A participant who
+/// checked in and tries again after the end hears that the event ended, not that they are in.
+pub fn check_in(rules: &CheckInRules, f: &CheckInFacts) -> Result<Attendance, Reason> {
+    if f.settled || f.now >= f.ends_at {
         Err(Reason::EventEnded)
-    } else if now < starts_at - rules.opens_before {
+    } else if f.now < f.starts_at - rules.opens_before {
         Err(Reason::NotOpenYet)
-    } else if distance_m > rules.radius_m {
+    } else if f.distance_m > rules.radius_m {
         Err(Reason::TooFar)
-    } else if now <= starts_at + rules.late_after {
+    } else if f.checked_in {
+        Err(Reason::AlreadyCheckedIn)
+    } else if f.now <= f.starts_at + rules.late_after {
         Ok(Attendance::Attend)
     } else {
         Ok(Attendance::Late)
     }
+}
+
+/// A distance as shown to a person, metres with one decimal, rounded **up**: a refused
+/// distance is never shown as the radius or less (400.01 m is "400.1", not "400.0" or "400").
+pub fn shown_metres(distance_m: f64) -> String {
+    let mut tenths = (distance_m * 10.0).ceil();
+    // `distance_m * 10.0` is rounded: never show less than the distance, and keep a value that
+    // is already a tenth (400.1 is 400.1000000000000227 in binary) at itself.
+    if tenths / 10.0 < distance_m {
+        tenths += 1.0;
+    } else if (tenths - 1.0) / 10.0 >= distance_m {
+        tenths -= 1.0;
+    }
+    format!("{:.1}", tenths.max(0.0) / 10.0)
+}
+
+/// A configured radius as shown to a person: no trailing ".0" (400 → "400", 400.5 → "400.5").
+pub fn shown_radius(radius_m: f64) -> String {
+    format!("{radius_m}")
+}
+
+/// The TOO_FAR message: the distance rounded up so it always reads as more than the radius.
+pub fn too_far_message(distance_m: f64, radius_m: f64) -> String {
+    format!(
+        "you are {} m from the venue; check-in needs {} m or less",
+        shown_metres(distance_m),
+        shown_radius(radius_m)
+    )
 }
 
 /// A stored event.
@@ -307,20 +345,67 @@ mod tests {
         assert!((d - EARTH_RADIUS_M * std::f64::consts::PI / 180.0).abs() < 1e-6);
     }
 
+    fn facts(now: DateTime<Utc>, s: DateTime<Utc>, e: DateTime<Utc>, distance_m: f64) -> CheckInFacts {
+        CheckInFacts { now, starts_at: s, ends_at: e, settled: false, distance_m, checked_in: false }
+    }
+
     #[test]
     fn window_boundaries() {
         let s = Utc::now();
         let e = s + Duration::hours(2);
         let r = rules();
-        let at = |m: i64| check_in(&r, s + Duration::minutes(m), s, e, 10.0);
+        let at = |m: i64| check_in(&r, &facts(s + Duration::minutes(m), s, e, 10.0));
         assert_eq!(at(-61), Err(Reason::NotOpenYet));
         assert_eq!(at(-59), Ok(Attendance::Attend));
         assert_eq!(at(19), Ok(Attendance::Attend));
         assert_eq!(at(20), Ok(Attendance::Attend));
         assert_eq!(at(21), Ok(Attendance::Late));
         assert_eq!(at(120), Err(Reason::EventEnded));
-        assert_eq!(check_in(&r, s, s, e, 401.0), Err(Reason::TooFar));
-        assert_eq!(check_in(&r, s, s, e, 399.0), Ok(Attendance::Attend));
+        assert_eq!(check_in(&r, &facts(s, s, e, 401.0)), Err(Reason::TooFar));
+        assert_eq!(check_in(&r, &facts(s, s, e, 399.0)), Ok(Attendance::Attend));
+        assert_eq!(check_in(&r, &facts(s, s, e, 400.0)), Ok(Attendance::Attend));
+        assert_eq!(check_in(&r, &facts(s, s, e, 400.05)), Err(Reason::TooFar));
+    }
+
+    /// docs/events.md: ended, not open yet, too far, already checked in, then the attendance.
+    #[test]
+    fn refusals_follow_the_documented_order() {
+        let s = Utc::now();
+        let e = s + Duration::hours(2);
+        let r = rules();
+        let checked_in =
+            |now: DateTime<Utc>, distance_m: f64| CheckInFacts { checked_in: true, ..facts(now, s, e, distance_m) };
+        // After the end, a participant who checked in hears EVENT_ENDED, near or far.
+        assert_eq!(check_in(&r, &checked_in(e, 10.0)), Err(Reason::EventEnded));
+        assert_eq!(check_in(&r, &checked_in(e + Duration::days(1), 5_000.0)), Err(Reason::EventEnded));
+        // Settled counts as ended, even if the clock says otherwise.
+        let settled = CheckInFacts { settled: true, ..checked_in(s, 10.0) };
+        assert_eq!(check_in(&r, &settled), Err(Reason::EventEnded));
+        // Before the window the window wins over the distance and the earlier check-in.
+        assert_eq!(check_in(&r, &checked_in(s - Duration::hours(2), 5_000.0)), Err(Reason::NotOpenYet));
+        // In the window: too far before already checked in.
+        assert_eq!(check_in(&r, &checked_in(s, 5_000.0)), Err(Reason::TooFar));
+        assert_eq!(check_in(&r, &checked_in(s, 10.0)), Err(Reason::AlreadyCheckedIn));
+        assert_eq!(check_in(&r, &checked_in(s + Duration::minutes(30), 10.0)), Err(Reason::AlreadyCheckedIn));
+    }
+
+    #[test]
+    fn shown_distances_never_round_down_to_the_radius() {
+        assert_eq!(shown_metres(400.05), "400.1");
+        assert_eq!(shown_metres(400.01), "400.1");
+        assert_eq!(shown_metres(400.000_001), "400.1");
+        assert_eq!(shown_metres(400.1), "400.1");
+        assert_eq!(shown_metres(400.0), "400.0");
+        assert_eq!(shown_metres(1_437.46), "1437.5");
+        assert_eq!(shown_metres(0.0), "0.0");
+        assert_eq!(shown_radius(400.0), "400");
+        assert_eq!(shown_radius(400.5), "400.5");
+        assert_eq!(too_far_message(400.05, 400.0), "you are 400.1 m from the venue; check-in needs 400 m or less");
+        // Every refused distance reads as more than the radius.
+        for d in [400.000_000_000_1, 400.000_000_1, 400.001, 400.04, 400.05, 400.09, 400.099_999] {
+            let shown: f64 = shown_metres(d).parse().unwrap();
+            assert!(shown > 400.0, "{d} shown as {shown}");
+        }
     }
 
     #[test]

@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use super::geocode;
 use super::model::{
-    Attendance, Category, CheckIn, CheckInRules, Coords, CreateEvent, EventRow, EventUser, EventView, FeeStatus,
-    ListEvents, MemberRow, ParticipantRow, Participation, PenaltyRow, PendingFeeRow, StatsRow, UpdateEvent, Venue,
-    haversine_m,
+    Attendance, Category, CheckIn, CheckInFacts, CheckInRules, Coords, CreateEvent, EventRow, EventUser, EventView,
+    FeeStatus, ListEvents, MemberRow, ParticipantRow, Participation, PenaltyRow, PendingFeeRow, StatsRow, UpdateEvent,
+    Venue, haversine_m, shown_metres, shown_radius, too_far_message,
 };
 use super::store;
 use crate::app::AppState;
@@ -291,34 +291,34 @@ pub async fn check_in(state: &AppState, caller: &Caller, cmd: CheckIn) -> AppRes
     // Share lock: settlement waits for this check-in, or this check-in sees the event settled.
     let event = store::lock_event_shared(&mut tx, cmd.event_id).await?.ok_or_else(event_not_found)?;
     let me = store::get_participant(&mut *tx, cmd.event_id, caller.user_id).await?.ok_or_else(not_participant)?;
-    if me.checked_in_at.is_some() {
-        count_check_in("already_checked_in");
-        return Err(already_checked_in());
-    }
     let now = state.clock.now();
     let venue = Coords { latitude: event.latitude, longitude: event.longitude };
     let distance = haversine_m(venue, cmd.at);
-    let decided = if event.settled_at.is_some() {
-        Err(Reason::EventEnded)
-    } else {
-        super::model::check_in(&rules, now, event.starts_at, event.ends_at, distance)
+    let facts = CheckInFacts {
+        now,
+        starts_at: event.starts_at,
+        ends_at: event.ends_at,
+        settled: event.settled_at.is_some(),
+        distance_m: distance,
+        checked_in: me.checked_in_at.is_some(),
     };
-    let attendance = match decided {
+    let attendance = match super::model::check_in(&rules, &facts) {
         Ok(a) => a,
         Err(Reason::TooFar) => {
             count_check_in("too_far");
-            return Err(AppError::failed_precondition(
-                Reason::TooFar,
-                format!("you are {:.0} m from the venue; check-in needs {:.0} m or less", distance, rules.radius_m),
-            )
-            .with_meta("distance_m", format!("{distance:.1}"))
-            .with_meta("radius_m", format!("{:.0}", rules.radius_m)));
+            return Err(AppError::failed_precondition(Reason::TooFar, too_far_message(distance, rules.radius_m))
+                .with_meta("distance_m", shown_metres(distance))
+                .with_meta("radius_m", shown_radius(rules.radius_m)));
         }
         Err(Reason::NotOpenYet) => {
             count_check_in("not_open_yet");
             let opens = event.starts_at - rules.opens_before;
             return Err(AppError::failed_precondition(Reason::NotOpenYet, "check-in is not open yet")
                 .with_meta("opens_at", opens.to_rfc3339()));
+        }
+        Err(Reason::AlreadyCheckedIn) => {
+            count_check_in("already_checked_in");
+            return Err(already_checked_in());
         }
         Err(reason) => {
             count_check_in("event_ended");
@@ -473,4 +473,32 @@ pub async fn list_penalties(
     let page = state.pager.page::<store::PenaltyCursor>(page_size, page_token, &query)?;
     let rows = store::list_penalties(&state.db, community_id, user_id, page.after, page.fetch_limit()).await?;
     Ok(state.pager.finish(&page, rows, &query, |p| (p.created_at, p.id)))
+}
+
+/// Describes the events metrics (recorded here, in `settle`, `outbox` and the settlement job);
+/// called once by the telemetry start-up, so every family has its HELP line (docs/events.md).
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "maru_event_check_ins_total",
+        "Event check-ins by result (attend, late, forced; refusals too_far, not_open_yet, event_ended, already_checked_in)."
+    );
+    describe_counter!("maru_event_fee_transitions_total", "Event fee status changes by target status.");
+    describe_counter!("maru_event_penalties_total", "Penalty rows written by settlements, by reason.");
+    describe_counter!("maru_event_settlements_total", "Events settled (each exactly once).");
+    describe_histogram!(
+        "maru_event_settlement_lag_seconds",
+        Unit::Seconds,
+        "Time from an event's end to its settlement."
+    );
+    describe_gauge!(
+        "maru_event_settlement_pending_seconds",
+        Unit::Seconds,
+        "Age of the oldest ended, unsettled event (0 when none; from the database, on every replica)."
+    );
+    describe_counter!("maru_event_webhook_deliveries_total", "Settlement webhook POSTs by result (delivered, failed).");
+    describe_gauge!(
+        "maru_event_outbox_backlog",
+        "Settlement notices not delivered yet, given-up ones included (from the database, on every replica)."
+    );
 }

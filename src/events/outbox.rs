@@ -5,10 +5,12 @@
 //! [`deliver_due`] (the settlement job, every replica) takes due rows one at a time under
 //! `FOR UPDATE SKIP LOCKED`, POSTs `{"text", "content"}` (Slack reads `text`, Discord
 //! `content`) and records success, or the error and the next attempt with exponential backoff
-//! (`events.webhook_backoff_ms` doubling, at most one hour) up to `events.webhook_max_attempts`.
+//! ([`crate::retry`]: `events.webhook_backoff_ms` doubling up to one hour, plus up to as much
+//! again in jitter; a `Retry-After` on 429/503 instead, at most one hour) up to
+//! `events.webhook_max_attempts`.
 //! Delivery is at least once: a crash between the POST and the commit sends the notice again.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
 use sqlx::PgConnection;
@@ -17,6 +19,19 @@ use uuid::Uuid;
 use super::model::PenaltyReason;
 use crate::app::AppState;
 use crate::error::AppResult;
+use crate::retry::{self, Policy};
+
+/// The longest wait between two deliveries of a notice (before jitter), and the longest
+/// `Retry-After` honoured as it is.
+const MAX_BACKOFF: Duration = Duration::from_secs(3_600);
+
+/// When to try a notice again after `attempts` failed deliveries: the webhook's `Retry-After`
+/// (capped), or the backoff of `events.webhook_backoff_ms`.
+pub fn next_attempt_in(first: Duration, attempts: i32, retry_after: Option<Duration>) -> Duration {
+    let policy = Policy { first, max: MAX_BACKOFF, retries: None };
+    let n = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0);
+    retry_after.map(|w| w.min(MAX_BACKOFF)).or_else(|| policy.delay(n)).unwrap_or(MAX_BACKOFF)
+}
 
 /// The notice text of a settlement.
 pub fn message(community: &str, title: &str, penalties: &[PenaltyReason]) -> String {
@@ -80,9 +95,11 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
         let Some((id, payload, attempts)) = row else { return Ok(delivered) };
         let outcome = match client.post(url.expose_secret()).json(&payload).send().await {
             Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("HTTP {}", r.status())),
-            Err(e) if e.is_timeout() => Err("timed out".to_owned()),
-            Err(_) => Err("request failed".to_owned()),
+            Ok(r) => {
+                Err((format!("HTTP {}", r.status()), retry::retry_after(r.status(), r.headers(), SystemTime::now())))
+            }
+            Err(e) if e.is_timeout() => Err(("timed out".to_owned(), None)),
+            Err(_) => Err(("request failed".to_owned(), None)),
         };
         match outcome {
             Ok(()) => {
@@ -96,9 +113,9 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
                 metrics::counter!("maru_event_webhook_deliveries_total", "result" => "delivered").increment(1);
                 delivered += 1;
             }
-            Err(error) => {
-                let backoff_ms =
-                    cfg.webhook_backoff_ms.saturating_mul(1u64 << attempts.clamp(0, 20)).min(3_600_000) as f64;
+            Err((error, retry_after)) => {
+                let first = Duration::from_millis(cfg.webhook_backoff_ms);
+                let backoff_ms = next_attempt_in(first, attempts + 1, retry_after).as_millis() as f64;
                 sqlx::query(
                     "update event_webhook_outbox
                         set attempts = attempts + 1, last_error = $2,
@@ -128,6 +145,22 @@ pub async fn backlog(state: &AppState) -> AppResult<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_back_off_with_jitter_or_follow_retry_after() {
+        let first = Duration::from_millis(1_000);
+        for _ in 0..20 {
+            // After the 1st failure 1-2 s, after the 3rd 4-8 s, late ones at most 1 h (+ jitter).
+            let d = next_attempt_in(first, 1, None);
+            assert!(d >= first && d <= first * 2, "{d:?}");
+            let d = next_attempt_in(first, 3, None);
+            assert!(d >= first * 4 && d <= first * 8, "{d:?}");
+            let d = next_attempt_in(first, 30, None);
+            assert!(d >= MAX_BACKOFF && d <= MAX_BACKOFF * 2, "{d:?}");
+        }
+        assert_eq!(next_attempt_in(first, 1, Some(Duration::from_secs(30))), Duration::from_secs(30));
+        assert_eq!(next_attempt_in(first, 1, Some(Duration::from_secs(86_400))), MAX_BACKOFF);
+    }
 
     #[test]
     fn message_counts_reasons() {

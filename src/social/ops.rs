@@ -15,7 +15,8 @@
 //! `feed.cache_enabled = false`) as an anonymous reader sees them; a signed-in reader's
 //! `followed_by_me` is read from their own follow row. Every write that changes what a profile
 //! shows invalidates it after its commit: a follow or unfollow both profiles, a profile update
-//! the caller's, and a deleted account every profile (its follows leave everyone's counts).
+//! the caller's (and their home screen, whose memberships show their name), and a deleted
+//! account every profile (its follows leave everyone's counts).
 //! Only found profiles are cached, so a handle signed up after a NOT_FOUND is found at once.
 
 use std::time::Duration;
@@ -103,9 +104,11 @@ pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePat
     if !store::update_profile(&state.db, caller.user_id, &patch).await? {
         return Err(user_not_found());
     }
-    // WhoAmI caches the user with its display name; cached posts show it too.
+    // WhoAmI caches the user with its display name; cached posts show it too, and so do the
+    // caller's memberships on their home screen.
     state.cache.invalidate(&[user_cache_key(caller.user_id)]).await;
     crate::feed::cache::authors_changed(state).await;
+    crate::communities::cache::members_changed(&state.cache, &[caller.user_id]).await;
     profiles_changed(state, &[caller.user_id]).await;
     store::get_profile(&state.db, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)
 }

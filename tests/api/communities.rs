@@ -14,6 +14,7 @@ use axum::response::Response;
 use maru::communities::registry::{self, Source, Summary};
 use maru::grpc::pb;
 use maru::grpc::pb::community_service_client::CommunityServiceClient;
+use maru::grpc::pb::profile_service_client::ProfileServiceClient;
 use parking_lot::Mutex;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -950,6 +951,31 @@ async fn authorization_matrix(pool: PgPool) {
 // ---------------------------------------------------------------------------------------------
 // The home screen and its cache.
 
+/// Community names of a home screen, in order.
+fn names_of(items: &[pb::MyCommunity]) -> Vec<String> {
+    items.iter().map(|m| m.community.as_ref().unwrap().name.clone()).collect()
+}
+
+/// Runs `maru import apartments --file` with `rows` against the test's database and Redis key
+/// prefix, as an operator would; returns what it printed.
+fn cli_import(pool: &PgPool, redis_prefix: &str, rows: &Value) -> String {
+    let file = std::env::temp_dir().join(format!("apartments-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, serde_json::to_vec(rows).unwrap()).unwrap();
+    let o = pool.connect_options();
+    let url =
+        format!("postgres://{}@{}:{}/{}", o.get_username(), o.get_host(), o.get_port(), o.get_database().unwrap());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_maru"))
+        .args(["import", "apartments", "--file", file.to_str().unwrap()])
+        .env("MARU__DATABASE__URL", &url)
+        .env("MARU__REDIS__KEY_PREFIX", redis_prefix)
+        .env("MARU__LOG__LEVEL", "error")
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).ok();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[sqlx::test]
 async fn home_screen_is_never_stale_after_a_write_on_either_instance(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
@@ -958,7 +984,19 @@ async fn home_screen_is_never_stale_after_a_write_on_either_instance(pool: PgPoo
     let app2 = TestApp::spawn_with(pool.clone(), move |s| s.redis.key_prefix = prefix).await;
     let manager = app.user("manager").await;
     let user = app.user("resident").await;
-    let apt = app.community("APARTMENT", "가나다 아파트").await;
+    let admin = app.admin_user("boss").await;
+    // The complex comes from the registry, imported by the CLI (a third process) on the same
+    // database and Redis.
+    let complex = |name: &str| {
+        json!([{"kaptCode": "A10000001", "kaptName": name, "as1": "경기도", "as2": "수원장안구", "as3": "파장동",
+                "as4": "", "bjdCode": "4111112900"}])
+    };
+    let import = cli_import(&pool, &app.redis_prefix, &complex("가나다 아파트"));
+    assert!(import.contains("created 1  updated 0"), "{import}");
+    let apt: String = sqlx::query_scalar("select id::text from communities where external_code = 'A10000001'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let club = app.community("CLUB", "라마바 모임").await;
     app.add_member(&apt, &manager, "APPROVED", "MANAGER").await;
     app.add_member(&club, &manager, "APPROVED", "MANAGER").await;
@@ -993,6 +1031,42 @@ async fn home_screen_is_never_stale_after_a_write_on_either_instance(pool: PgPoo
     request(&app2, &user, &club).await;
     for a in [&app, &app2] {
         assert_eq!(home(&my_communities(a, Some(&user)).await), [(apt.clone(), approved), (club.clone(), pending)]);
+    }
+    // A profile edit (instance 2): the memberships show the member's new name.
+    ProfileServiceClient::new(app2.channel.clone())
+        .update_profile(user.req(pb::UpdateProfileRequest {
+            display_name: "새 이름".into(),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["display_name".into()] }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    for a in [&app, &app2] {
+        let items = my_communities(a, Some(&user)).await;
+        let names: Vec<&str> =
+            items.iter().map(|m| m.membership.as_ref().unwrap().user_display_name.as_str()).collect();
+        assert_eq!(names, ["새 이름", "새 이름"]);
+    }
+    // `maru import apartments` renames the complex: every member's home screen and the
+    // anonymous sample show the new name at once, on both instances (it was 5 minutes).
+    for a in [&app, &app2] {
+        assert!(names_of(&my_communities(a, None).await).contains(&"가나다 아파트".to_owned()));
+    }
+    let import = cli_import(&pool, &app.redis_prefix, &complex("가나다 아파트 리모델링"));
+    assert!(import.contains("created 0  updated 1"), "{import}");
+    assert!(!import.contains("warning"), "{import}");
+    for a in [&app, &app2] {
+        for who in [&user, &manager] {
+            let names = names_of(&my_communities(a, Some(who)).await);
+            assert_eq!(names, ["가나다 아파트 리모델링", "라마바 모임"]);
+        }
+        let sample = names_of(&my_communities(a, None).await);
+        assert!(sample.contains(&"가나다 아파트 리모델링".to_owned()), "{sample:?}");
+    }
+    // A community created (instance 2) joins the cached anonymous sample on both instances.
+    create(&app2, &admin, pb::CommunityKind::Club, "마바사 동호회", "").await;
+    for a in [&app, &app2] {
+        assert!(names_of(&my_communities(a, None).await).contains(&"마바사 동호회".to_owned()));
     }
     // Paging over the cached list.
     let first = client(&app)

@@ -499,6 +499,35 @@ async fn check_in_boundaries(pool: PgPool) {
     }
 }
 
+/// docs/events.md's order: the end (or the settlement) is decided before "already checked in",
+/// and a refused distance is never shown rounded down to the radius.
+#[sqlx::test]
+async fn check_in_refusals_follow_the_documented_order(pool: PgPool) {
+    let c = Club::new(pool).await;
+    let other = c.join("keeper").await;
+    let e = c.event(&[&c.member, &other]).await;
+    let start = t0() + Duration::hours(2);
+    c.clock.set(start);
+
+    // 400.05 m: TOO_FAR, shown as 400.1 m (it used to read "you are 400 m …; … 400 m or less").
+    let s = assert_err(c.check_in(&other, &e, north(400.05)).await, Code::FailedPrecondition, "TOO_FAR");
+    assert_eq!(s.message(), "you are 400.1 m from the venue; check-in needs 400 m or less");
+    let meta = s.get_details_error_info().unwrap().metadata;
+    assert_eq!((meta["distance_m"].as_str(), meta["radius_m"].as_str()), ("400.1", "400"));
+
+    assert_eq!(c.check_in(&c.member, &e, VENUE).await.unwrap().attendance, pb::Attendance::Attend as i32);
+    // In the window: too far is decided before "already checked in", which follows.
+    assert_err(c.check_in(&c.member, &e, north(5_000.0)).await, Code::FailedPrecondition, "TOO_FAR");
+    assert_err(c.check_in(&c.member, &e, VENUE).await, Code::AlreadyExists, "ALREADY_CHECKED_IN");
+
+    // After the end: EVENT_ENDED for the participant who checked in too, before and after settlement.
+    c.clock.set(start + Duration::hours(2));
+    assert_err(c.check_in(&c.member, &e, VENUE).await, Code::FailedPrecondition, "EVENT_ENDED");
+    assert_err(c.check_in(&other, &e, VENUE).await, Code::FailedPrecondition, "EVENT_ENDED");
+    c.wait_settled(&e).await;
+    assert_err(c.check_in(&c.member, &e, VENUE).await, Code::FailedPrecondition, "EVENT_ENDED");
+}
+
 #[sqlx::test]
 async fn fifty_concurrent_check_ins_make_one_row(pool: PgPool) {
     let c = Club::new(pool).await;
@@ -1181,4 +1210,106 @@ async fn settlement_notices_reach_the_webhook_once_with_retries(pool: PgPool) {
     let m = c.app.metrics().await;
     assert!(m.contains("maru_event_outbox_backlog"));
     assert!(m.contains(r#"maru_event_webhook_deliveries_total{result="failed"}"#) || m.contains("delivered"));
+}
+
+/// A webhook that answers 503 with `Retry-After: 30` is tried again in 30 s, not after the
+/// 20 ms backoff (which it would be, were Retry-After ignored).
+#[sqlx::test]
+async fn the_outbox_honours_retry_after(pool: PgPool) {
+    use axum::http::StatusCode;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let calls = counter.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "30")], "slow down")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut s = settings();
+    s.events.webhook_url = Some(SecretString::from(url));
+    s.events.webhook_backoff_ms = 20;
+    let c = Club::with(pool.clone(), s).await;
+    let (e, _) = scenario(&c).await;
+    c.clock.set(t0() + Duration::hours(4));
+    c.wait_settled(&e).await;
+    let row = || async {
+        sqlx::query_as::<_, (i32, f64, Option<String>)>(
+            "select attempts, extract(epoch from next_attempt_at - now())::float8, last_error
+               from event_webhook_outbox where event_id = $1",
+        )
+        .bind(Uuid::parse_str(&e).unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let mut got = row().await;
+    for _ in 0..200 {
+        if got.0 >= 1 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+        got = row().await;
+    }
+    let (attempts, next_in_s, last_error) = got;
+    assert_eq!(attempts, 1);
+    assert_eq!(last_error.as_deref(), Some("HTTP 503 Service Unavailable"));
+    assert!(next_in_s > 20.0 && next_in_s <= 30.0, "next attempt in {next_in_s} s");
+    // Several settlement ticks later, still one call.
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+// ---- metrics hygiene
+
+/// `promtool check metrics` refuses a family without HELP: after a check-in, fee reports, a
+/// settlement and a delivered webhook notice (every events family recorded), every `# TYPE` on
+/// `/metrics` has its `# HELP`. CI also runs promtool itself on a live scrape
+/// (`monitoring/ci_live.sh`).
+#[sqlx::test]
+async fn every_metric_family_on_metrics_has_help(pool: PgPool) {
+    let router = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut s = settings();
+    s.events.webhook_url = Some(SecretString::from(url));
+    let c = Club::with(pool, s).await;
+    let (e, _) = scenario(&c).await;
+    c.clock.set(t0() + Duration::hours(4));
+    c.wait_settled(&e).await;
+
+    let families = [
+        "maru_event_check_ins_total",
+        "maru_event_fee_transitions_total",
+        "maru_event_penalties_total",
+        "maru_event_settlements_total",
+        "maru_event_settlement_lag_seconds",
+        "maru_event_settlement_pending_seconds",
+        "maru_event_webhook_deliveries_total",
+        "maru_event_outbox_backlog",
+    ];
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = c.app.metrics().await;
+        if families.iter().all(|f| text.contains(&format!("# TYPE {f} "))) {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    let typed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let helped: std::collections::HashSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# HELP ")?.split(' ').next()).collect();
+    for f in families {
+        assert!(typed.contains(&f), "{f} was not recorded:\n{text}");
+    }
+    assert!(typed.len() > 30, "{typed:?}");
+    let missing: Vec<&&str> = typed.iter().filter(|t| !helped.contains(**t)).collect();
+    assert!(missing.is_empty(), "families without HELP: {missing:?}");
 }

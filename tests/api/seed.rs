@@ -23,10 +23,11 @@ async fn token(app: &TestApp, handle: &str) -> String {
 #[sqlx::test]
 async fn seed_demo_builds_the_walk_through_complex_once(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let first = maru::seed::demo(&app.state, PathBuf::from(REGISTRY)).await.unwrap();
+    // The registry compiled into the binary; then the same data from a file (`--registry`).
+    let first = maru::seed::demo(&app.state, None).await.unwrap();
     assert!(first.created);
     assert_eq!(first.registry.as_ref().map(|s| s.created), Some(5067));
-    let again = maru::seed::demo(&app.state, PathBuf::from(REGISTRY)).await.unwrap();
+    let again = maru::seed::demo(&app.state, Some(PathBuf::from(REGISTRY))).await.unwrap();
     assert!(!again.created, "a second run changes nothing");
     assert_eq!(again.community_id, first.community_id);
     assert_eq!(again.registry.as_ref().map(|s| s.unchanged), Some(5067));
@@ -116,4 +117,41 @@ async fn seed_demo_builds_the_walk_through_complex_once(pool: PgPool) {
         .events;
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.participant_count == 2), "{events:?}");
+}
+
+/// `maru seed demo` from a directory that is not the repository (as in the container image,
+/// which holds only the binary): the registry is compiled in. It used to fail there, looking
+/// for `tests/fixtures/apartments-gyeonggi.json` relative to the working directory.
+#[sqlx::test]
+async fn seed_demo_works_from_any_directory(pool: PgPool) {
+    let o = pool.connect_options();
+    let url =
+        format!("postgres://{}@{}:{}/{}", o.get_username(), o.get_host(), o.get_port(), o.get_database().unwrap());
+    let elsewhere = std::env::temp_dir().join(format!("maru-seed-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    assert!(!elsewhere.join("tests/fixtures/apartments-gyeonggi.json").exists());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_maru"))
+        .args(["seed", "demo"])
+        .current_dir(&elsewhere)
+        .env("MARU__DATABASE__URL", &url)
+        .env("MARU__REDIS__URL", "redis://127.0.0.1:1")
+        .env("MARU__LOG__LEVEL", "error")
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&elsewhere).ok();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("created 5067  updated 0  unchanged 0  failed 0"), "{stdout}");
+    assert!(stdout.contains(&format!("demo complex 용인신갈푸르지오 ({DEMO_KAPT_CODE}): created")), "{stdout}");
+
+    // What it seeded works through the API.
+    let app = TestApp::spawn(pool).await;
+    let kim = token(&app, "demo.kim").await;
+    let home = CommunityServiceClient::new(app.channel.clone())
+        .list_my_communities(bearer(&kim, pb::ListMyCommunitiesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .communities;
+    assert_eq!(home.len(), 2);
 }
