@@ -1,0 +1,2 @@
+mod fuzz_rpcs;
+mod redis_outage;
