@@ -1,5 +1,5 @@
-//! The application: shared state, the gRPC server with its layers, the admin HTTP server,
-//! readiness, background jobs and graceful shutdown.
+//! The application: the gRPC server with its layers, the admin HTTP server, readiness,
+//! background jobs and graceful shutdown. The state ops share is [`crate::state`].
 //!
 //! Start-up: both listeners bind at once; health is NOT_SERVING (and `/readyz` 503) until the
 //! database is reachable, created if missing and migrated. Shutdown (SIGTERM, SIGINT or
@@ -8,7 +8,6 @@
 //! `grpc.drain_timeout_ms` to finish.
 
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,8 +17,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use http::{HeaderName, Method};
-use rand::RngCore;
-use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -27,83 +24,21 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use crate::accounts::password::Passwords;
 use crate::accounts::service::AuthApi;
-use crate::accounts::tokens::TokenKeys;
 use crate::admin::service::AdminApi;
-use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::communities::content::service::{ComplaintApi, ContactApi, NoticeApi, PollApi, ScheduleApi};
 use crate::communities::service::CommunityApi;
-use crate::config::{Environment, Settings};
+use crate::config::Settings;
 use crate::events::service::EventApi;
 use crate::feed::service::FeedApi;
 use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{FILE_DESCRIPTOR_SET, maru_services, pb};
-use crate::paging::Pager;
 use crate::social::service::{ProfileApi, SocialApi};
+use crate::state::AppState;
 use crate::trials::service::TrialApi;
 use crate::{db, jobs, telemetry};
-
-/// Everything an op needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<StateInner>);
-
-pub struct StateInner {
-    pub db: PgPool,
-    pub cache: Cache,
-    pub settings: Arc<Settings>,
-    pub tokens: Arc<TokenKeys>,
-    pub passwords: Passwords,
-    pub pager: Pager,
-    /// "Now" for time-dependent rules (events); a test clock in tests.
-    pub clock: Arc<dyn Clock>,
-}
-
-impl Deref for AppState {
-    type Target = StateInner;
-    fn deref(&self) -> &StateInner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// State for the CLI and tests: no servers, same rules.
-    pub fn new(settings: Settings, db: PgPool) -> anyhow::Result<Self> {
-        Self::with_clock(settings, db, Arc::new(SystemClock))
-    }
-
-    /// As [`Self::new`] with another clock.
-    pub fn with_clock(settings: Settings, db: PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let (secret, _) = jwt_secret(&settings)?;
-        let cache = Cache::new(&settings.redis);
-        Ok(Self(Arc::new(StateInner {
-            db,
-            cache,
-            tokens: Arc::new(TokenKeys::new(&secret, &settings.auth.issuer, settings.auth.access_ttl_s)),
-            passwords: Passwords::new(settings.auth.max_concurrent_hashes),
-            pager: Pager::new(&secret),
-            settings: Arc::new(settings),
-            clock,
-        })))
-    }
-}
-
-/// The configured key, the key file, or — in development only — a random key (`true`).
-fn jwt_secret(settings: &Settings) -> anyhow::Result<(Vec<u8>, bool)> {
-    if let Some(key) = &settings.auth.jwt_key {
-        return Ok((key.expose_secret().as_bytes().to_vec(), false));
-    }
-    if let Some(path) = &settings.auth.jwt_key_file {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok((bytes.trim_ascii().to_vec(), false));
-    }
-    anyhow::ensure!(settings.env == Environment::Development, "auth.jwt_key is required in production");
-    let mut key = vec![0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    Ok((key, true))
-}
 
 /// Triggers the same graceful shutdown as SIGTERM.
 #[derive(Clone)]

@@ -7,10 +7,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::{AppState, Application};
+use crate::app::Application;
 use crate::caller::Role;
 use crate::communities::registry;
 use crate::config::Settings;
+use crate::state::AppState;
 use crate::trials::ingest::{IngestRequest, Source};
 use crate::trials::model::{IngestRun, Progress, RunResult, Trigger};
 use crate::{accounts, db, telemetry, trials};

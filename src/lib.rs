@@ -24,5 +24,6 @@ pub mod opendata;
 pub mod paging;
 pub mod seed;
 pub mod social;
+pub mod state;
 pub mod telemetry;
 pub mod trials;

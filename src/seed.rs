@@ -24,7 +24,6 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::accounts::model::{Email, Handle, SignUp};
-use crate::app::AppState;
 use crate::caller::{Caller, Role};
 use crate::communities::access::MemberRole;
 use crate::communities::content::complaints::{self, FileComplaint};
@@ -36,6 +35,7 @@ use crate::communities::model::{Decision, JoinRequest, Kind, NewCommunity};
 use crate::communities::{ops as communities, registry};
 use crate::events::model::{Category, Coords, CreateEvent, EventUser, Venue};
 use crate::events::ops as events;
+use crate::state::AppState;
 
 /// Registry code of the demo complex.
 pub const DEMO_KAPT_CODE: &str = "A44658807";

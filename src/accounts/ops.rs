@@ -9,10 +9,10 @@ use serde::Serialize;
 use super::model::{ChangePassword, Login, SignUp, Tokens, User};
 use super::store::{self, NewUser, TokenUse};
 use super::tokens::{hash_refresh_token, new_refresh_token};
-use crate::app::AppState;
 use crate::caller::{Caller, Role};
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::idempotency::{self, Claim};
+use crate::state::AppState;
 
 /// Cache key of a user as WhoAmI returns it.
 pub fn user_cache_key(id: uuid::Uuid) -> String {

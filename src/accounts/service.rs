@@ -4,8 +4,8 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{refresh_token, timestamp, user_to_pb};
 use super::ops;
-use crate::app::AppState;
 use crate::grpc::{caller, pb};
+use crate::state::AppState;
 
 pub struct AuthApi {
     pub state: AppState,

@@ -5,9 +5,9 @@ use uuid::Uuid;
 
 use crate::accounts::model::{User, UserFilter};
 use crate::accounts::store;
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::AppResult;
+use crate::state::AppState;
 
 /// Users newest first; the page token is bound to `filter`.
 #[tracing::instrument(name = "admin.list_users", skip_all, err(level = "debug"))]

@@ -5,10 +5,10 @@ use tonic::{Request, Response, Status};
 use super::ops;
 use crate::accounts::convert::user_to_pb;
 use crate::accounts::model::UserFilter;
-use crate::app::AppState;
 use crate::caller::Role;
 use crate::error::AppError;
 use crate::grpc::{caller, pb};
+use crate::state::AppState;
 
 pub struct AdminApi {
     pub state: AppState,

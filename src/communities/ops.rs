@@ -32,11 +32,11 @@ use super::model::{
     NewCommunity, SearchQuery, Status, codes_match, parse_dwelling,
 };
 use super::store::{self, NewMembership};
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::idempotency::{self, Claim};
 use crate::paging::Page;
+use crate::state::AppState;
 
 /// Cache name (label of the cache metrics) of the home screen.
 pub const MY_COMMUNITIES_CACHE: &str = "my_communities";

@@ -7,9 +7,9 @@ use super::convert::{
 };
 use super::model::{Decision, JoinRequest, NewCommunity, SearchQuery};
 use super::ops;
-use crate::app::AppState;
 use crate::error::AppError;
 use crate::grpc::{caller, maybe_caller, pb};
+use crate::state::AppState;
 
 pub struct CommunityApi {
     pub state: AppState,

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::model::Coords;
-use crate::app::AppState;
 use crate::config::EventsSettings;
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::state::AppState;
 
 /// Looks addresses up. Returns every match; the caller decides what is acceptable.
 #[async_trait::async_trait]

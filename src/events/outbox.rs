@@ -15,8 +15,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::model::PenaltyReason;
-use crate::app::AppState;
 use crate::error::AppResult;
+use crate::state::AppState;
 
 /// The notice text of a settlement.
 pub fn message(community: &str, title: &str, penalties: &[PenaltyReason]) -> String {

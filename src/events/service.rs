@@ -6,8 +6,8 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, attendance_to_pb, community_id, event_id, event_user, fee_to_pb};
 use super::model::{CheckIn, CreateEvent, ListEvents, UpdateEvent};
 use super::ops;
-use crate::app::AppState;
 use crate::grpc::{caller, pb};
+use crate::state::AppState;
 
 pub struct EventApi {
     pub state: AppState,

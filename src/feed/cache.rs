@@ -23,9 +23,9 @@ use uuid::Uuid;
 use super::model::{Post, PostFilter};
 use super::ops::{self, Seen};
 use super::store::{self, PostCursor, Reader};
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::AppResult;
+use crate::state::AppState;
 
 pub const POST_CACHE: &str = "feed_post";
 pub const PAGE_CACHE: &str = "feed_page";

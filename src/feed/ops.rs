@@ -29,11 +29,11 @@ use super::model::{
     Comment, CommentView, CreateComment, CreatePost, Liker, Post, PostFilter, PostStatus, PostView, Target, UpdatePost,
 };
 use super::store::{self, CommentCursor, LikerCursor, PostCursor, Reader};
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
 use crate::communities::content::{remember, replayed};
 use crate::error::{AppError, AppResult, Reason};
+use crate::state::AppState;
 
 pub fn post_not_found() -> AppError {
     AppError::not_found(Reason::PostNotFound, "post")

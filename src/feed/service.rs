@@ -5,9 +5,9 @@ use tonic::{Request, Response, Status};
 use super::convert::{comment_to_pb, comment_update, id_field, liker_to_pb, post_to_pb, status_from_pb, target};
 use super::model::{CreateComment, CreatePost, PostFilter, UpdatePost};
 use super::ops;
-use crate::app::AppState;
 use crate::grpc::admission::client_ip;
 use crate::grpc::{caller, maybe_caller, pb};
+use crate::state::AppState;
 
 pub struct FeedApi {
     pub state: AppState,

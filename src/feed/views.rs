@@ -28,8 +28,8 @@ use chrono::Utc;
 use deadpool_redis::redis::Script;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::error::AppResult;
+use crate::state::AppState;
 
 /// Advisory lock key of the flush ("maruview").
 const LOCK_KEY: i64 = 0x6d61_7275_7669_6577;

@@ -26,10 +26,10 @@ use super::model::{Profile, ProfilePatch, ProfileSummary};
 use super::store::{self, Cursor};
 use crate::accounts::model::Handle;
 use crate::accounts::ops::user_cache_key;
-use crate::app::AppState;
 use crate::cache::Cache;
 use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::state::AppState;
 
 fn user_not_found() -> AppError {
     AppError::not_found(Reason::UserNotFound, "user")

@@ -34,11 +34,11 @@ use sqlx::PgConnection;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::idempotency::{self, Claim, RequestId};
+use crate::state::AppState;
 
 /// The caller's access to `community_id` when the call named a content id of it: NOT_FOUND
 /// `not_found` unless the caller may see the community's content (see the module docs).

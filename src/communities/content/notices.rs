@@ -7,12 +7,12 @@ use uuid::Uuid;
 
 use super::{id, mask, not_found, remember, replayed, request_id, text, visible};
 use crate::accounts::convert::timestamp;
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::communities::access;
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::grpc::pb;
 use crate::idempotency::RequestId;
+use crate::state::AppState;
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 20_000;

@@ -16,12 +16,12 @@ use uuid::Uuid;
 
 use super::{id, not_found, remember, replayed, request_id, text, time, visible};
 use crate::accounts::convert::timestamp;
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::communities::access;
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::grpc::pb;
 use crate::idempotency::RequestId;
+use crate::state::AppState;
 
 pub const MAX_QUESTION_CHARS: usize = 300;
 pub const MAX_OPTION_CHARS: usize = 200;

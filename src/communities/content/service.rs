@@ -5,9 +5,9 @@
 use tonic::{Request, Response, Status};
 
 use super::{complaints, contacts, notices, polls, schedules};
-use crate::app::AppState;
 use crate::error::Violations;
 use crate::grpc::{caller, pb};
+use crate::state::AppState;
 
 /// A required community id.
 fn community_id(raw: &str) -> Result<uuid::Uuid, Status> {
