@@ -17,6 +17,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod feed;
+pub mod fields;
 pub mod grpc;
 pub mod idempotency;
 pub mod jobs;

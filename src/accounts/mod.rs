@@ -13,3 +13,5 @@ pub mod password;
 pub mod service;
 pub mod store;
 pub mod tokens;
+
+pub use model::{Handle, parse_display_name};
