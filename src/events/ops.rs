@@ -20,8 +20,8 @@ use super::model::{
 use super::store;
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
-use crate::communities::content::{remember, replayed};
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::idempotency::{remember, replayed};
 use crate::state::AppState;
 
 fn event_not_found() -> AppError {

@@ -31,8 +31,8 @@ use super::model::{
 use super::store::{self, CommentCursor, LikerCursor, PostCursor, Reader};
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
-use crate::communities::content::{remember, replayed};
 use crate::error::{AppError, AppResult, Reason};
+use crate::idempotency::{remember, replayed};
 use crate::state::AppState;
 
 pub fn post_not_found() -> AppError {

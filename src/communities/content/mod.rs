@@ -26,16 +26,12 @@ pub mod polls;
 pub mod schedules;
 pub mod service;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use sqlx::PgConnection;
 use tonic::Code;
 use uuid::Uuid;
 
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
 use crate::error::{AppError, AppResult, Reason};
-use crate::idempotency::{self, Claim, RequestId};
 use crate::state::AppState;
 
 /// The caller's access to `community_id` when the call named a content id of it: NOT_FOUND
@@ -63,38 +59,4 @@ fn what(reason: Reason) -> &'static str {
 /// NOT_FOUND for a content id.
 pub fn not_found(reason: Reason) -> AppError {
     AppError::not_found(reason, what(reason))
-}
-
-// ---- idempotent creates
-
-/// Claims the caller's `request_id` for `method` in `tx`; `Some` is the original result.
-pub async fn replayed<T: DeserializeOwned>(
-    state: &AppState,
-    tx: &mut PgConnection,
-    method: &str,
-    caller: &Caller,
-    rid: Option<&RequestId>,
-    request: &impl Serialize,
-) -> AppResult<Option<T>> {
-    let Some(rid) = rid else { return Ok(None) };
-    let scope = idempotency::scope(method, Some(caller.user_id));
-    let fp = idempotency::fingerprint(request);
-    match idempotency::claim::<T>(tx, &scope, rid, &fp, state.settings.idempotency.ttl_s).await? {
-        Claim::Replay(t) => Ok(Some(t)),
-        Claim::Fresh => Ok(None),
-    }
-}
-
-/// Stores the result of a fresh create under its `request_id`, in the create's transaction.
-pub async fn remember<T: Serialize>(
-    tx: &mut PgConnection,
-    method: &str,
-    caller: &Caller,
-    rid: Option<&RequestId>,
-    result: &T,
-) -> AppResult<()> {
-    match rid {
-        Some(rid) => idempotency::complete(tx, &idempotency::scope(method, Some(caller.user_id)), rid, result).await,
-        None => Ok(()),
-    }
 }

@@ -14,13 +14,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{not_found, remember, replayed, visible};
+use super::{not_found, visible};
 use crate::caller::Caller;
 use crate::communities::access;
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::fields::{enum_value, id, request_id, text, time, timestamp};
 use crate::grpc::pb;
-use crate::idempotency::RequestId;
+use crate::idempotency::{RequestId, remember, replayed};
 use crate::state::AppState;
 
 pub const MAX_QUESTION_CHARS: usize = 300;
