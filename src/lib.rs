@@ -23,6 +23,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod opendata;
 pub mod paging;
+pub mod secrets;
 pub mod seed;
 pub mod social;
 pub mod state;

@@ -15,6 +15,7 @@
 //! members and leave. See [`ops`] for the full table, caching and invalidation.
 
 pub mod access;
+pub mod config;
 pub mod content;
 pub mod convert;
 pub mod model;

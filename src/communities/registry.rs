@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::config::RegistrySettings;
 use super::model::MAX_NAME_CHARS;
 use super::ops::anonymous_sample_key;
 use super::store::{self, ApartmentRow, UpsertCounts};
-use crate::config::RegistrySettings;
 use crate::opendata::{KeyedClient, MAX_BODY_BYTES, Page, Retry, fetch_all_pages};
 use crate::state::AppState;
 

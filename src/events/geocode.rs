@@ -11,8 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::config::EventsSettings;
 use super::model::Coords;
-use crate::config::EventsSettings;
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::state::AppState;
 

@@ -18,6 +18,7 @@
 //!
 //! "Now" comes from the injected [`crate::clock::Clock`].
 
+pub mod config;
 pub mod convert;
 pub mod geocode;
 pub mod model;

@@ -11,6 +11,7 @@
 //! in [`cache`].
 
 pub mod cache;
+pub mod config;
 pub mod convert;
 pub mod model;
 pub mod ops;

@@ -11,6 +11,7 @@
 //! and list them; the scheduler (`trials.schedule` in `trials.time_zone`) and the CLI
 //! (`maru ingest trials [--from-file F]`) run ingests too.
 
+pub mod config;
 pub mod convert;
 pub mod ingest;
 pub mod model;

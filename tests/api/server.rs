@@ -466,6 +466,22 @@ async fn check_config_masks_secrets_and_reports_every_problem(pool: PgPool) {
     }
 }
 
+/// Values of the wrong type are all reported, each naming its variable (serde alone stops at
+/// the first).
+#[sqlx::test]
+async fn check_config_reports_every_value_of_the_wrong_type(pool: PgPool) {
+    let out = maru_cli(
+        &pool,
+        &["check-config"],
+        &[("MARU__ENV", "prod"), ("MARU__DATABASE__MAX_CONNECTIONS", "abc"), ("MARU__GRPC__REQUEST_TIMEOUT_MS", "x")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for var in ["MARU__ENV", "MARU__DATABASE__MAX_CONNECTIONS", "MARU__GRPC__REQUEST_TIMEOUT_MS"] {
+        assert!(err.contains(var), "{var} missing: {err}");
+    }
+}
+
 #[sqlx::test]
 async fn concurrent_misses_of_one_key_and_version_share_one_load(pool: PgPool) {
     use std::sync::Arc;
