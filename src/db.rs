@@ -1,4 +1,5 @@
-//! PostgreSQL: pool construction, database creation and embedded migrations.
+//! PostgreSQL: pool construction, database creation, embedded migrations, and the SQL helpers
+//! every store shares.
 
 use std::time::Duration;
 
@@ -69,6 +70,11 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
+pub fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 /// What an operator should hear about the server's PostgreSQL settings: things maru relies on
 /// but cannot set itself. Without autovacuum (or the statistics it runs on, `track_counts`)
 /// nothing ANALYZEs the tables, so the planner works from the statistics of an empty table
@@ -102,7 +108,13 @@ fn warnings_for(autovacuum: &str, track_counts: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod setting_tests {
-    use super::warnings_for;
+    use super::{escape_like, warnings_for};
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(escape_like("파장"), "파장");
+        assert_eq!(escape_like("10%_a\\"), "10\\%\\_a\\\\");
+    }
 
     #[test]
     fn warns_only_about_what_is_off() {

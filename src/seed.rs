@@ -54,7 +54,7 @@ pub struct Demo {
 
 /// Imports the registry from `registry_file` and builds the demo complex once.
 pub async fn demo(state: &AppState, registry_file: PathBuf) -> anyhow::Result<Demo> {
-    let summary = crate::cli::import_apartments(state, registry::Source::File(registry_file)).await?;
+    let summary = crate::console::import_apartments(state, registry::Source::File(registry_file)).await?;
     let community_id: Uuid = sqlx::query_scalar("select id from communities where external_code = $1")
         .bind(DEMO_KAPT_CODE)
         .fetch_optional(&state.db)

@@ -10,12 +10,12 @@ use rand::RngCore;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
-use crate::accounts::password::Passwords;
-use crate::accounts::tokens::TokenKeys;
 use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Environment, Settings};
 use crate::paging::Pager;
+use crate::password::Passwords;
+use crate::tokens::TokenKeys;
 
 /// Everything an op needs; cheap to clone.
 #[derive(Clone)]

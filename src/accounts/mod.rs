@@ -9,9 +9,24 @@
 pub mod convert;
 pub mod model;
 pub mod ops;
-pub mod password;
+pub mod refresh;
 pub mod service;
 pub mod store;
-pub mod tokens;
 
-pub use model::{Handle, parse_display_name};
+use crate::grpc::pb;
+use crate::services::{RoutesBuilder, add_service};
+use crate::state::AppState;
+
+// Public API: what other domains may use of accounts.
+pub use convert::user_to_pb;
+pub use model::{Handle, User, UserFilter, parse_display_name};
+pub use ops::{list_users, user_cache_key};
+
+/// Puts `AuthService` on the server.
+pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    add_service!(
+        routes,
+        state,
+        pb::auth_service_server::AuthServiceServer::new(service::AuthApi { state: state.clone() })
+    );
+}

@@ -6,9 +6,9 @@
 use chrono::{Duration, Utc};
 use serde::Serialize;
 
-use super::model::{ChangePassword, Login, SignUp, Tokens, User};
+use super::model::{ChangePassword, Login, SignUp, Tokens, User, UserFilter};
+use super::refresh::{hash_refresh_token, new_refresh_token};
 use super::store::{self, NewUser, TokenUse};
-use super::tokens::{hash_refresh_token, new_refresh_token};
 use crate::caller::{Caller, Role};
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::idempotency::{self, Owner};
@@ -201,6 +201,17 @@ pub async fn who_am_i(state: &AppState, caller: &Caller) -> AppResult<User> {
         })
         .await?;
     user.ok_or_else(|| AppError::not_found(Reason::UserNotFound, "user"))
+}
+
+/// Users newest first, after the `(created_at, id)` cursor: for operator tools, which decide
+/// who may list them.
+pub async fn list_users(
+    state: &AppState,
+    filter: &UserFilter,
+    after: Option<(chrono::DateTime<Utc>, uuid::Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<User>> {
+    store::list_users(&state.db, filter, after, limit).await
 }
 
 /// Grants or revokes the deployment-wide ADMIN role (CLI bootstrap path).

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::model::{User, UserFilter};
 use crate::caller::Role;
+use crate::db::escape_like;
 use crate::error::{AppResult, Reason};
 
 const USER_COLUMNS: &str = "id, handle, email, display_name, role, created_at";
@@ -121,11 +122,6 @@ pub async fn list_users(
         .bind(limit)
         .fetch_all(db)
         .await?)
-}
-
-/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
-pub fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
 pub async fn insert_session(conn: &mut PgConnection, user_id: Uuid) -> AppResult<Uuid> {

@@ -3,8 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::ops;
-use crate::accounts::convert::user_to_pb;
-use crate::accounts::model::UserFilter;
+use crate::accounts::{UserFilter, user_to_pb};
 use crate::caller::Role;
 use crate::error::AppError;
 use crate::fields::enum_value;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::access::MemberRole;
 use super::model::{Community, Kind, Membership, MyCommunity, NewCommunity, SearchQuery, Status};
-use crate::accounts::store::escape_like;
+use crate::db::escape_like;
 use crate::error::{AppError, AppResult};
 
 /// Community columns, prefixed `c_` (so they can sit next to membership columns).

@@ -19,6 +19,13 @@ pub mod service;
 pub mod store;
 pub mod views;
 
+use crate::grpc::pb;
+use crate::services::{RoutesBuilder, add_service};
+use crate::state::AppState;
+
+// Public API: what other domains may use of the feed.
+pub use cache::authors_changed;
+
 /// Describes the feed metrics and registers the counters at zero, so dashboards and rates have
 /// series before the first event (docs/feed.md#metrics).
 pub fn register_metrics() {
@@ -41,5 +48,14 @@ pub fn register_metrics() {
         "maru_view_flush_last_success_timestamp_seconds",
         Unit::Seconds,
         "Unix time of the last view flush that reached Redis and PostgreSQL."
+    );
+}
+
+/// Puts `FeedService` on the server.
+pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    add_service!(
+        routes,
+        state,
+        pb::feed_service_server::FeedServiceServer::new(service::FeedApi { state: state.clone() })
     );
 }

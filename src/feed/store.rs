@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::model::{Comment, CreateComment, CreatePost, Liker, Post, PostFilter, PostPatch, PostStatus, Target};
-use crate::accounts::store::escape_like;
+use crate::db::escape_like;
 use crate::error::AppResult;
 
 /// Sort key of post lists: (created_at, id), both descending.

@@ -3,7 +3,6 @@
 
 pub mod admission;
 pub mod layer;
-pub mod request_id;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};

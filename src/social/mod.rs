@@ -18,3 +18,21 @@ pub mod model;
 pub mod ops;
 pub mod service;
 pub mod store;
+
+use crate::grpc::pb;
+use crate::services::{RoutesBuilder, add_service};
+use crate::state::AppState;
+
+/// Puts `ProfileService` and `SocialService` on the server.
+pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    add_service!(
+        routes,
+        state,
+        pb::profile_service_server::ProfileServiceServer::new(service::ProfileApi { state: state.clone() })
+    );
+    add_service!(
+        routes,
+        state,
+        pb::social_service_server::SocialServiceServer::new(service::SocialApi { state: state.clone() })
+    );
+}

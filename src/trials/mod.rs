@@ -20,3 +20,16 @@ pub mod schedule;
 pub mod service;
 pub mod source;
 pub mod store;
+
+use crate::grpc::pb;
+use crate::services::{RoutesBuilder, add_service};
+use crate::state::AppState;
+
+/// Puts `TrialService` on the server.
+pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    add_service!(
+        routes,
+        state,
+        pb::trial_service_server::TrialServiceServer::new(service::TrialApi { state: state.clone() })
+    );
+}

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::model::{
     Counts, FieldChange, IngestRun, Origin, Revision, RowError, SOURCE, Trial, TrialData, TrialFilter, Trigger,
 };
-use crate::accounts::store::escape_like;
+use crate::db::escape_like;
 use crate::error::AppResult;
 
 /// Session-level advisory lock held (on a dedicated connection) for a whole ingest run, so one
