@@ -128,3 +128,50 @@ mod setting_tests {
         assert_eq!(warnings_for("off", "off").len(), 2);
     }
 }
+
+/// Rows the store tests of several domains start from, written straight to the database.
+#[cfg(test)]
+pub mod fixtures {
+    use sqlx::PgPool;
+    use uuid::Uuid;
+
+    /// A live account (`ADMIN` when `admin`).
+    pub async fn user(db: &PgPool, handle: &str, admin: bool) -> Uuid {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "insert into users (id, handle, email, password_hash, display_name, role)
+             values ($1, $2, $2 || '@example.com', 'x', $2, $3)",
+        )
+        .bind(id)
+        .bind(handle)
+        .bind(if admin { "ADMIN" } else { "USER" })
+        .execute(db)
+        .await
+        .unwrap();
+        id
+    }
+
+    /// A club named `name`.
+    pub async fn community(db: &PgPool, name: &str) -> Uuid {
+        let id = Uuid::now_v7();
+        sqlx::query("insert into communities (id, kind, name) values ($1, 'CLUB', $2)")
+            .bind(id)
+            .bind(name)
+            .execute(db)
+            .await
+            .unwrap();
+        id
+    }
+
+    /// A membership of `user` in `community` with `status` (`PENDING`, `APPROVED`, …).
+    pub async fn membership(db: &PgPool, community: Uuid, user: Uuid, status: &str) {
+        sqlx::query("insert into community_memberships (id, community_id, user_id, status) values ($1, $2, $3, $4)")
+            .bind(Uuid::now_v7())
+            .bind(community)
+            .bind(user)
+            .bind(status)
+            .execute(db)
+            .await
+            .unwrap();
+    }
+}

@@ -11,8 +11,9 @@
 //! and expire (`feed.*_cache_ttl_s`, far below the one-day life of a version).
 //!
 //! Cached rows are the same for every reader: a page is cached as an admin sees it (suspended
-//! posts included) and each reader's view is filtered after paging ([`visible_status`]), so a
-//! page may be shorter than `page_size` but page tokens stay exact. `liked_by_me` is looked up
+//! posts included) and each reader's view is filtered after paging with the visibility rule
+//! ([`super::visibility::sees`]), so a page may be shorter than `page_size` but page tokens
+//! stay exact. `liked_by_me` is looked up
 //! per reader, never cached. Other lists (author, tag, text search, home feed) depend on who is
 //! reading and are not cached. When Redis is unavailable everything is read from PostgreSQL.
 
@@ -21,8 +22,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::model::{Post, PostFilter};
-use super::ops::{self, Seen};
-use super::store::{self, PostCursor, Reader};
+use super::store::{self, PostCursor};
+use super::visibility::{self, Reader, Seen};
 use crate::caller::Caller;
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -40,12 +41,7 @@ fn community_scope(id: Uuid) -> String {
     format!("feed:community:{id}")
 }
 
-/// Whether `reader` sees a post of this status (the list-side twin of `ops::visible_post`).
-pub fn visible_status(p: &Post, reader: Reader) -> bool {
-    p.status() == super::model::PostStatus::Published || reader.is_admin || p.author_id == reader.user_id
-}
-
-/// [`ops::check_visible`] of post `id`, reading the post through the cache.
+/// [`visibility::check_visible`] of post `id`, reading the post through the cache.
 pub async fn visible_post_cached(state: &AppState, caller: Option<&Caller>, id: Uuid, likes: bool) -> AppResult<Seen> {
     let post = if state.settings.feed.cache_enabled {
         let ttl = Duration::from_secs(state.settings.feed.post_cache_ttl_s);
@@ -58,11 +54,11 @@ pub async fn visible_post_cached(state: &AppState, caller: Option<&Caller>, id: 
     } else {
         store::get_post(&state.db, id).await?
     };
-    ops::check_visible(state, caller, post, likes).await
+    visibility::check_visible(state, caller, post, likes).await
 }
 
 /// Rows of a post list in canonical order. Community pages come from the cache as an admin
-/// sees them; callers filter with [`visible_status`] after paging.
+/// sees them; callers filter with [`visibility::sees`] after paging.
 pub async fn list_posts_cached(
     state: &AppState,
     reader: Reader,
@@ -73,7 +69,7 @@ pub async fn list_posts_cached(
     let PostFilter::Community(c) = filter else {
         return store::list_posts(&state.db, reader, Some(filter), after, limit).await;
     };
-    let canonical = Reader { user_id: Uuid::nil(), is_admin: true };
+    let canonical = Reader::CANONICAL;
     if !state.settings.feed.cache_enabled {
         return store::list_posts(&state.db, canonical, Some(filter), after, limit).await;
     }

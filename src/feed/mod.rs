@@ -18,6 +18,7 @@ pub mod ops;
 pub mod service;
 pub mod store;
 pub mod views;
+pub mod visibility;
 
 use crate::grpc::pb;
 use crate::services::{RoutesBuilder, add_service};
