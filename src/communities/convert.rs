@@ -3,10 +3,9 @@
 
 use uuid::Uuid;
 
-use super::access::MemberRole;
 use super::model::{
-    Community, Decision, JoinRequest, Kind, Membership, MyCommunity, NewCommunity, SearchQuery, Status, parse_address,
-    parse_external_code, parse_join_code, parse_name, parse_note, parse_query,
+    Community, Decision, JoinRequest, Kind, MemberRole, Membership, MyCommunity, NewCommunity, SearchQuery, Status,
+    parse_address, parse_external_code, parse_join_code, parse_name, parse_note, parse_query,
 };
 use crate::error::{AppError, AppResult, Violations};
 use crate::fields::{enum_value, parse_id, request_id, required_id, timestamp};

@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::access::MemberRole;
 use crate::fields;
 use crate::idempotency::RequestId;
 
@@ -18,6 +17,29 @@ pub const MAX_DWELLING_CHARS: usize = 20;
 pub const ANONYMOUS_SAMPLE: i64 = 10;
 /// Most memberships of one user kept in the home-screen cache entry.
 pub const MAX_MY_COMMUNITIES: i64 = 1000;
+
+/// A member's role inside one community.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MemberRole {
+    Member,
+    Manager,
+}
+
+impl MemberRole {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            MemberRole::Member => "MEMBER",
+            MemberRole::Manager => "MANAGER",
+        }
+    }
+    pub fn from_db(s: &str) -> Option<Self> {
+        match s {
+            "MEMBER" => Some(MemberRole::Member),
+            "MANAGER" => Some(MemberRole::Manager),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
