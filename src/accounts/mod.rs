@@ -5,6 +5,10 @@
 //! each usable once, and presenting a used one revokes its whole session (token family).
 //! Access tokens are stateless JWTs: a revoked session's access token stays valid until it
 //! expires (`auth.access_ttl_s`, 15 min by default).
+//!
+//! Public API (what other domains may use; `tests/layering.rs` checks it): [`Handle`],
+//! [`parse_display_name`], [`User`], [`UserFilter`], [`user_to_pb`], [`list_users`] and the
+//! WhoAmI cache key [`user_cache_key`]; and [`add_services`].
 
 pub mod convert;
 pub mod model;
@@ -17,7 +21,7 @@ use crate::grpc::pb;
 use crate::services::{RoutesBuilder, add_service};
 use crate::state::AppState;
 
-// Public API: what other domains may use of accounts.
+// Public API (see the module docs).
 pub use convert::user_to_pb;
 pub use model::{Handle, User, UserFilter, parse_display_name};
 pub use ops::{list_users, user_cache_key};

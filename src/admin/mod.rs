@@ -1,4 +1,6 @@
 //! Operator tools. Every RPC requires a caller whose deployment-wide role is ADMIN.
+//!
+//! Public API: none besides [`add_services`].
 
 pub mod ops;
 pub mod service;

@@ -13,6 +13,9 @@
 //! admins create them (or import the apartment registry, [`registry`]); signed-in users ask to
 //! join; managers and admins decide requests, change roles and remove members; members list
 //! members and leave. See [`ops`] for the full table, caching and invalidation.
+//!
+//! Public API (what other domains may use; `tests/layering.rs` checks it): [`access`] — who may
+//! act in a community, with [`access::MemberRole`] — and [`add_services`].
 
 /// Public API: who may act in a community — used by content, events and the feed.
 pub mod access;
@@ -30,7 +33,8 @@ use crate::grpc::pb;
 use crate::services::{RoutesBuilder, add_service};
 use crate::state::AppState;
 
-/// Puts `CommunityService` and the content services (notices, complaints, contacts, schedules, polls) on the server.
+/// Puts `CommunityService` and the content services (notices, complaints, contacts, schedules,
+/// polls) on the server.
 pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
     add_service!(
         routes,

@@ -17,6 +17,8 @@
 //!   once it is settled (`EVENT_SETTLED`).
 //!
 //! "Now" comes from the injected [`crate::clock::Clock`].
+//!
+//! Public API: none besides [`add_services`].
 
 pub mod config;
 pub mod convert;

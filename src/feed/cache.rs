@@ -23,8 +23,7 @@ use uuid::Uuid;
 
 use super::model::{Post, PostFilter};
 use super::store::{self, PostCursor};
-use super::visibility::{self, Reader, Seen};
-use crate::caller::Caller;
+use super::visibility::Reader;
 use crate::error::AppResult;
 use crate::state::AppState;
 
@@ -41,24 +40,23 @@ fn community_scope(id: Uuid) -> String {
     format!("feed:community:{id}")
 }
 
-/// [`visibility::check_visible`] of post `id`, reading the post through the cache.
-pub async fn visible_post_cached(state: &AppState, caller: Option<&Caller>, id: Uuid, likes: bool) -> AppResult<Seen> {
-    let post = if state.settings.feed.cache_enabled {
+/// Post `id` (whatever its status and community: callers decide who sees it), through the cache.
+pub async fn get_post_cached(state: &AppState, id: Uuid) -> AppResult<Option<Post>> {
+    if state.settings.feed.cache_enabled {
         let ttl = Duration::from_secs(state.settings.feed.post_cache_ttl_s);
         let (db, scopes) = (&state.db, [ALL.to_owned(), post_scope(id)]);
         let base = format!("feed:post:{id}");
         state
             .cache
             .get_or_load_scoped(POST_CACHE, &scopes, &base, ttl, || async { store::get_post(db, id).await })
-            .await?
+            .await
     } else {
-        store::get_post(&state.db, id).await?
-    };
-    visibility::check_visible(state, caller, post, likes).await
+        store::get_post(&state.db, id).await
+    }
 }
 
 /// Rows of a post list in canonical order. Community pages come from the cache as an admin
-/// sees them; callers filter with [`visibility::sees`] after paging.
+/// sees them; callers filter with [`super::visibility::sees`] after paging.
 pub async fn list_posts_cached(
     state: &AppState,
     reader: Reader,

@@ -9,6 +9,10 @@
 //! counts applied once per flush batch ([`views`]). Who may do what is in [`ops`]; community
 //! membership is decided by [`crate::communities::access`]. Caching and its invalidation are
 //! in [`cache`].
+//!
+//! Public API (what other domains may use; `tests/layering.rs` checks it): [`authors_changed`]
+//! (the invalidation after a change to how authors are shown, e.g. a profile edit) and
+//! [`add_services`].
 
 pub mod cache;
 pub mod config;
@@ -24,7 +28,7 @@ use crate::grpc::pb;
 use crate::services::{RoutesBuilder, add_service};
 use crate::state::AppState;
 
-// Public API: what other domains may use of the feed.
+// Public API (see the module docs).
 pub use cache::authors_changed;
 
 /// Describes the feed metrics and registers the counters at zero, so dashboards and rates have

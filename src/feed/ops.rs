@@ -29,12 +29,53 @@ use super::model::{
     Comment, CommentView, CreateComment, CreatePost, Liker, Post, PostFilter, PostStatus, PostView, Target, UpdatePost,
 };
 use super::store::{self, CommentCursor, LikerCursor, PostCursor};
-use super::visibility::{self, Reader, check_visible, post_not_found};
+use super::visibility::{self, Reader};
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
 use crate::error::{AppError, AppResult, Reason};
 use crate::idempotency::{remember, replayed};
 use crate::state::AppState;
+
+pub fn post_not_found() -> AppError {
+    AppError::not_found(Reason::PostNotFound, "post")
+}
+
+/// A post the caller may see: their access to its community (if any) and whether they like it.
+pub struct Seen {
+    pub post: Post,
+    pub access: Option<Access>,
+    /// Read only when asked for (`likes`), in the same round trip as the membership.
+    pub liked_by_me: bool,
+}
+
+/// NOT_FOUND `POST_NOT_FOUND` unless `post` exists and the caller [`visibility::sees`] it. With `likes`,
+/// also reads whether the caller likes it: in the same query as their membership for a
+/// community post, so a post detail costs one database round trip.
+pub async fn check_visible(
+    state: &AppState,
+    caller: Option<&Caller>,
+    post: Option<Post>,
+    likes: bool,
+) -> AppResult<Seen> {
+    let post = post.ok_or_else(post_not_found)?;
+    let (access, liked) = match (post.community_id, caller) {
+        (None, Some(who)) if likes => (None, !store::liked_posts(&state.db, who.user_id, &[post.id]).await?.is_empty()),
+        (None, _) | (Some(_), None) => (None, false),
+        (Some(c), Some(who)) => {
+            let ids: &[Uuid] = if likes { &[post.id] } else { &[] };
+            let (standing, liked) = store::standing_and_liked_posts(&state.db, c, who.user_id, ids).await?;
+            match access::standing_from(who, c, standing) {
+                Ok(a) => (Some(a), !liked.is_empty()),
+                Err(e) if e.code() == Code::NotFound => return Err(post_not_found()),
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    if !visibility::sees(Reader::of(caller), &post, access.is_some_and(|a| a.is_member())) {
+        return Err(post_not_found());
+    }
+    Ok(Seen { post, access, liked_by_me: liked })
+}
 
 pub fn comment_not_found() -> AppError {
     AppError::not_found(Reason::CommentNotFound, "comment")
@@ -100,7 +141,8 @@ pub async fn get_post(
     id: Uuid,
     client_ip: Option<&str>,
 ) -> AppResult<PostView> {
-    let seen = super::cache::visible_post_cached(state, caller, id, true).await?;
+    let post = super::cache::get_post_cached(state, id).await?;
+    let seen = check_visible(state, caller, post, true).await?;
     super::views::record(state, seen.post.id, caller.map(|c| c.user_id), client_ip).await;
     Ok(PostView { liked_by_me: seen.liked_by_me, post: seen.post })
 }

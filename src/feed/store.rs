@@ -344,7 +344,8 @@ mod tests {
     use crate::caller::{Caller, Role};
     use crate::config::Settings;
     use crate::db::fixtures::{community, membership, user};
-    use crate::feed::visibility::{check_visible, sees};
+    use crate::feed::ops::check_visible;
+    use crate::feed::visibility::sees;
     use crate::state::AppState;
 
     async fn post(db: &PgPool, author: Uuid, community: Option<Uuid>, text: &str, tags: &[&str]) -> Uuid {

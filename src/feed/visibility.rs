@@ -1,4 +1,4 @@
-//! Who can see a post: the one rule, used by the use cases ([`check_visible`]), the cached
+//! Who can see a post: the one rule, used by the use cases (`ops::check_visible`), the cached
 //! community pages (filtered after paging) and every list read from the database ([`sql`]).
 //!
 //! - A post of a community: only APPROVED members of that community, and admins.
@@ -10,15 +10,10 @@
 //! ([`sees`]) and its SQL twin ([`sql`]) sit side by side and a test checks that they agree on
 //! every combination of reader and post (`store::tests::visibility_rule_and_sql_agree`).
 
-use tonic::Code;
 use uuid::Uuid;
 
 use super::model::{Post, PostStatus};
-use super::store;
 use crate::caller::Caller;
-use crate::communities::access::{self, Access};
-use crate::error::{AppError, AppResult, Reason};
-use crate::state::AppState;
 
 /// Who is reading: a user (`Uuid::nil()` when anonymous) and whether they are an admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,47 +49,6 @@ pub fn sql(user: &str, admin: &str) -> String {
                 select 1 from community_memberships m
                  where m.community_id = p.community_id and m.user_id = {user} and m.status = 'APPROVED')))"
     )
-}
-
-pub fn post_not_found() -> AppError {
-    AppError::not_found(Reason::PostNotFound, "post")
-}
-
-/// A post the caller may see: their access to its community (if any) and whether they like it.
-pub struct Seen {
-    pub post: Post,
-    pub access: Option<Access>,
-    /// Read only when asked for (`likes`), in the same round trip as the membership.
-    pub liked_by_me: bool,
-}
-
-/// NOT_FOUND `POST_NOT_FOUND` unless `post` exists and the caller [`sees`] it. With `likes`,
-/// also reads whether the caller likes it: in the same query as their membership for a
-/// community post, so a post detail costs one database round trip.
-pub async fn check_visible(
-    state: &AppState,
-    caller: Option<&Caller>,
-    post: Option<Post>,
-    likes: bool,
-) -> AppResult<Seen> {
-    let post = post.ok_or_else(post_not_found)?;
-    let (access, liked) = match (post.community_id, caller) {
-        (None, Some(who)) if likes => (None, !store::liked_posts(&state.db, who.user_id, &[post.id]).await?.is_empty()),
-        (None, _) | (Some(_), None) => (None, false),
-        (Some(c), Some(who)) => {
-            let ids: &[Uuid] = if likes { &[post.id] } else { &[] };
-            let (standing, liked) = store::standing_and_liked_posts(&state.db, c, who.user_id, ids).await?;
-            match access::standing_from(who, c, standing) {
-                Ok(a) => (Some(a), !liked.is_empty()),
-                Err(e) if e.code() == Code::NotFound => return Err(post_not_found()),
-                Err(e) => return Err(e),
-            }
-        }
-    };
-    if !sees(Reader::of(caller), &post, access.is_some_and(|a| a.is_member())) {
-        return Err(post_not_found());
-    }
-    Ok(Seen { post, access, liked_by_me: liked })
 }
 
 #[cfg(test)]

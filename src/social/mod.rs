@@ -12,6 +12,8 @@
 //! own followers and deletes their own account. A deleted account (soft delete) is
 //! NOT_FOUND `USER_NOT_FOUND` everywhere, its follows vanish from lists and counts, and its
 //! handle stays reserved.
+//!
+//! Public API: none besides [`add_services`].
 
 pub mod convert;
 pub mod model;

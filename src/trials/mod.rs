@@ -10,6 +10,8 @@
 //! Who may do what: anyone (anonymous included) reads trials and revisions; admins trigger runs
 //! and list them; the scheduler (`trials.schedule` in `trials.time_zone`) and the CLI
 //! (`maru ingest trials [--from-file F]`) run ingests too.
+//!
+//! Public API: none besides [`add_services`].
 
 pub mod config;
 pub mod convert;
