@@ -281,9 +281,7 @@ fn strip(text: &str) -> String {
                 }
                 j += 1;
             }
-            for k in i..j.min(b.len()) {
-                out.push(blank(b[k]));
-            }
+            out.extend(b[i..j.min(b.len())].iter().map(|c| blank(*c)));
             i = j;
         } else if c == '"' {
             out.push(' ');
@@ -351,13 +349,13 @@ fn blank_test_modules(src: &str) -> String {
     while let Some(at) = out[from..].find("#[cfg(test)]") {
         let at = from + at;
         let after = out[at + 12..].trim_start();
-        if after.starts_with("mod ") || after.starts_with("pub mod ") || after.starts_with("pub(crate) mod ") {
-            if let Some((_, end)) = block(&out, at) {
-                let blanked: String = out[at..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
-                out.replace_range(at..end, &blanked);
-                from = end;
-                continue;
-            }
+        let is_mod = ["mod ", "pub mod ", "pub(crate) mod "].iter().any(|m| after.starts_with(m));
+        if is_mod && let Some((_, end)) = block(&out, at) {
+            let blanked: String = out[at..end].chars().map(|c| if c == '\n' { '\n' } else { ' ' }).collect();
+            out.replace_range(at..end, &blanked);
+            // The blanked text may be shorter (multi-byte characters became one space).
+            from = at + blanked.len();
+            continue;
         }
         from = at + 12;
     }

@@ -67,14 +67,14 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
         };
         match outcome {
             Ok(()) => {
-                store::update_notice_delivered(&mut *tx, id).await?;
+                store::update_notice_delivered(&mut tx, id).await?;
                 metrics::counter!("maru_event_webhook_deliveries_total", "result" => "delivered").increment(1);
                 delivered += 1;
             }
             Err(error) => {
                 let backoff_ms =
                     cfg.webhook_backoff_ms.saturating_mul(1u64 << attempts.clamp(0, 20)).min(3_600_000) as f64;
-                store::update_notice_failed(&mut *tx, id, &error, backoff_ms).await?;
+                store::update_notice_failed(&mut tx, id, &error, backoff_ms).await?;
                 metrics::counter!("maru_event_webhook_deliveries_total", "result" => "failed").increment(1);
                 tracing::warn!(outbox_id = %id, attempt = attempts + 1, error, "settlement webhook not delivered");
             }

@@ -356,7 +356,7 @@ mod tests {
             image_urls: vec![],
             request_id: None,
         };
-        insert_post(&mut *db.acquire().await.unwrap(), &cmd, author).await.unwrap()
+        insert_post(&mut db.acquire().await.unwrap(), &cmd, author).await.unwrap()
     }
 
     /// The visibility rule in Rust (`visibility::sees`, and `check_visible` of the use cases)
@@ -455,7 +455,7 @@ mod tests {
         let bob = user(&pool, "bob", false).await;
         let p = post(&pool, alice, None, "post", &[]).await;
         let c = insert_comment(
-            &mut *pool.acquire().await.unwrap(),
+            &mut pool.acquire().await.unwrap(),
             &CreateComment { post_id: p, parent_id: None, text: "comment".into(), request_id: None },
             alice,
         )

@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(handles(rest), ["ben"]);
 
         // A deleted account leaves lists and counts.
-        assert!(delete_account(&mut *pool.acquire().await.unwrap(), cho).await.unwrap());
+        assert!(delete_account(&mut pool.acquire().await.unwrap(), cho).await.unwrap());
         assert_eq!(handles(list_follows(&pool, ann, true, None, 10).await.unwrap()), ["ben"]);
         let after = get_profile(&pool, ann, ben).await.unwrap().unwrap();
         assert_eq!((after.follower_count, after.following_count), (1, 0));
