@@ -14,11 +14,11 @@
 
 use std::time::{Duration, Instant};
 
-use maru::app::AppState;
 use maru::communities::model::SearchQuery;
 use maru::communities::ops::search_communities;
 use maru::communities::synthetic::{self, QUERIES};
 use maru::config::Settings;
+use maru::state::AppState;
 use secrecy::SecretString;
 use sqlx::PgPool;
 

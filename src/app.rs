@@ -1,5 +1,5 @@
-//! The application: shared state, the gRPC server with its layers, the admin HTTP server,
-//! readiness, background jobs and graceful shutdown.
+//! The application: the gRPC server with its layers, the admin HTTP server, readiness,
+//! background jobs and graceful shutdown. The state ops share is [`crate::state`].
 //!
 //! Start-up: both listeners bind at once; health is NOT_SERVING (and `/readyz` 503) until the
 //! database is reachable, created if missing and migrated. Shutdown (SIGTERM, SIGINT or
@@ -8,7 +8,6 @@
 //! `grpc.drain_timeout_ms` to finish.
 
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,92 +17,22 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use http::{HeaderName, Method};
-use rand::RngCore;
-use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use crate::accounts::password::Passwords;
-use crate::accounts::service::AuthApi;
-use crate::accounts::tokens::TokenKeys;
-use crate::admin::service::AdminApi;
-use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
-use crate::communities::content::service::{ComplaintApi, ContactApi, NoticeApi, PollApi, ScheduleApi};
-use crate::communities::service::CommunityApi;
-use crate::config::{Environment, Settings};
-use crate::events::service::EventApi;
-use crate::feed::service::FeedApi;
+use crate::config::Settings;
 use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
-use crate::grpc::{maru_services, pb, reflection};
-use crate::paging::Pager;
-use crate::social::service::{ProfileApi, SocialApi};
-use crate::trials::service::TrialApi;
-use crate::{db, jobs, telemetry};
-
-/// Everything an op needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<StateInner>);
-
-pub struct StateInner {
-    pub db: PgPool,
-    pub cache: Cache,
-    pub settings: Arc<Settings>,
-    pub tokens: Arc<TokenKeys>,
-    pub passwords: Passwords,
-    pub pager: Pager,
-    /// "Now" for time-dependent rules (events); a test clock in tests.
-    pub clock: Arc<dyn Clock>,
-}
-
-impl Deref for AppState {
-    type Target = StateInner;
-    fn deref(&self) -> &StateInner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// State for the CLI and tests: no servers, same rules.
-    pub fn new(settings: Settings, db: PgPool) -> anyhow::Result<Self> {
-        Self::with_clock(settings, db, Arc::new(SystemClock))
-    }
-
-    /// As [`Self::new`] with another clock.
-    pub fn with_clock(settings: Settings, db: PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let (secret, _) = jwt_secret(&settings)?;
-        let cache = Cache::new(&settings.redis);
-        Ok(Self(Arc::new(StateInner {
-            db,
-            cache,
-            tokens: Arc::new(TokenKeys::new(&secret, &settings.auth.issuer, settings.auth.access_ttl_s)),
-            passwords: Passwords::new(settings.auth.max_concurrent_hashes),
-            pager: Pager::new(&secret),
-            settings: Arc::new(settings),
-            clock,
-        })))
-    }
-}
-
-/// The configured key, the key file, or — in development only — a random key (`true`).
-fn jwt_secret(settings: &Settings) -> anyhow::Result<(Vec<u8>, bool)> {
-    if let Some(key) = &settings.auth.jwt_key {
-        return Ok((key.expose_secret().as_bytes().to_vec(), false));
-    }
-    if let Some(path) = &settings.auth.jwt_key_file {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok((bytes.trim_ascii().to_vec(), false));
-    }
-    anyhow::ensure!(settings.env == Environment::Development, "auth.jwt_key is required in production");
-    let mut key = vec![0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    Ok((key, true))
-}
+use crate::grpc::{maru_services, reflection};
+use crate::services::{Routes, RoutesBuilder};
+use crate::state::AppState;
+use crate::{accounts, admin, communities, db, events, feed, jobs, social, telemetry, trials};
 
 /// Triggers the same graceful shutdown as SIGTERM.
 #[derive(Clone)]
@@ -188,156 +117,24 @@ impl Application {
         let Application { state, grpc, admin, ready, prepare_db, shutdown_tx } = self;
         let settings = state.settings.clone();
         let admission = Admission::new(&settings.rate_limit, crate::grpc::registry()?)?;
-        let metrics = telemetry::metrics_handle();
-
-        // OS signals feed the same shutdown channel as the handle.
-        let signal_tx = shutdown_tx.clone();
-        let signals = tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutdown signal received");
-            let _ = signal_tx.send(true);
-        });
-
+        let signals = spawn_signal_listener(&shutdown_tx);
         let (reporter, health_service) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::NotServing).await;
-
-        let mut background =
-            vec![signals, state.cache.spawn_monitor(Duration::from_millis(settings.redis.probe_interval_ms))];
-        background.push(tokio::spawn(become_ready(state.clone(), ready.clone(), reporter.clone(), prepare_db)));
-        background.extend(jobs::spawn_all(&state, shutdown_tx.subscribe()));
-
-        // Admin HTTP: metrics and probes.
-        let admin_state =
-            AdminHttp { state: state.clone(), ready: ready.clone(), metrics, stopping: shutdown_tx.subscribe() };
-        let admin_router = axum::Router::new()
-            .route("/metrics", get(metrics_endpoint))
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(readyz))
-            .with_state(Arc::new(admin_state));
+        let mut background = spawn_background(&state, &ready, &reporter, prepare_db, &shutdown_tx);
+        background.push(signals);
         let admin_addr = admin.local_addr()?;
-        let admin_stop = shutdown_tx.subscribe();
-        let admin_server = tokio::spawn(async move {
-            // Kept up during the drain so the last scrapes see the shutdown.
-            let stop = async move {
-                stopped(admin_stop).await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            };
-            if let Err(e) = axum::serve(admin, admin_router).with_graceful_shutdown(stop).await {
-                tracing::error!(error = %e, "admin server failed");
-            }
-        });
+        let admin_server = spawn_admin_server(admin, &state, &ready, &shutdown_tx);
 
-        let reflection_v1 = reflection::v1()?;
-        let reflection_v1alpha = reflection::v1alpha()?;
-
-        let max = settings.grpc.max_message_bytes;
-        let auth = pb::auth_service_server::AuthServiceServer::new(AuthApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let admin_api = pb::admin_service_server::AdminServiceServer::new(AdminApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let trials = pb::trial_service_server::TrialServiceServer::new(TrialApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        // Community content.
-        let notices = pb::notice_service_server::NoticeServiceServer::new(NoticeApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let complaints =
-            pb::complaint_service_server::ComplaintServiceServer::new(ComplaintApi { state: state.clone() })
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max);
-        let contacts = pb::contact_service_server::ContactServiceServer::new(ContactApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let schedules = pb::schedule_service_server::ScheduleServiceServer::new(ScheduleApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let polls = pb::poll_service_server::PollServiceServer::new(PollApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let communities =
-            pb::community_service_server::CommunityServiceServer::new(CommunityApi { state: state.clone() })
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max);
-        let events = pb::event_service_server::EventServiceServer::new(EventApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        // Profiles, the social graph and the feed.
-        let profiles = pb::profile_service_server::ProfileServiceServer::new(ProfileApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let social = pb::social_service_server::SocialServiceServer::new(SocialApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let feed = pb::feed_service_server::FeedServiceServer::new(FeedApi { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-
-        let rpc_layer = RpcLayer::new(RpcLayerConfig {
-            tokens: state.tokens.clone(),
-            max_timeout: settings.grpc.request_timeout(),
-            access_log: settings.log.access_log,
-            metrics: settings.grpc.rpc_metrics,
-            ready: ready.clone(),
-        });
-
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(health_service);
+        let routes = grpc_routes(&state, routes)?;
         background.push(admission.spawn_cleanup(Duration::from_secs(settings.rate_limit.cleanup_interval_s.max(1))));
-
-        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-        let grace = Duration::from_millis(settings.grpc.shutdown_grace_ms);
-        let stop_rx = shutdown_tx.subscribe();
-        let reporter_stop = reporter.clone();
-        let shutdown_signal = async move {
-            stopped(stop_rx).await;
-            // Health first, so balancers stop sending before the listener closes.
-            set_health(&reporter_stop, ServingStatus::NotServing).await;
-            tracing::info!(grace_ms = grace.as_millis() as u64, "health NOT_SERVING; draining");
-            tokio::time::sleep(grace).await;
-            let _ = drain_tx.send(());
-        };
+        let (shutdown_signal, drained) = shutdown_signalling(&settings, &reporter, &shutdown_tx);
 
         tracing::info!(grpc = %grpc.local_addr()?, admin = %admin_addr, "maru listening");
-        let server = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .layer(cors_layer(&settings.grpc.cors_allowed_origins))
-            .layer(tower::util::MapRequestLayer::new(mark_protocol))
-            .layer(tonic_web::GrpcWebLayer::new())
-            .layer(rpc_layer)
-            .layer(AdmissionLayer::new(admission))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(auth)
-            .add_service(admin_api)
-            .add_service(trials)
-            .add_service(notices)
-            .add_service(complaints)
-            .add_service(contacts)
-            .add_service(schedules)
-            .add_service(polls)
-            .add_service(communities)
-            .add_service(events)
-            .add_service(profiles)
-            .add_service(social)
-            .add_service(feed)
-            // TCP_NODELAY: without it a reply of more than one segment (a feed page) waits for
-            // the client's delayed ACK — a flat 40 ms on every ListPosts in the feed load run.
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                shutdown_signal,
-            );
-        tokio::pin!(server);
+        let server = serve_grpc(grpc, &state, &ready, routes, AdmissionLayer::new(admission), shutdown_signal);
+        let result = drain(server, drained, Duration::from_millis(settings.grpc.drain_timeout_ms)).await;
 
-        let drain_timeout = Duration::from_millis(settings.grpc.drain_timeout_ms);
-        let result = tokio::select! {
-            r = &mut server => r.map_err(anyhow::Error::from),
-            _ = async { let _ = drain_rx.await; tokio::time::sleep(drain_timeout).await; } => {
-                tracing::warn!(drain_ms = drain_timeout.as_millis() as u64, "drain timeout: closing remaining connections");
-                Ok(())
-            }
-        };
         let _ = shutdown_tx.send(true);
         let _ = admin_server.await;
         for task in background {
@@ -345,6 +142,149 @@ impl Application {
         }
         tracing::info!("maru stopped");
         result
+    }
+}
+
+/// OS signals feed the same shutdown channel as the handle.
+fn spawn_signal_listener(shutdown_tx: &watch::Sender<bool>) -> JoinHandle<()> {
+    let signal_tx = shutdown_tx.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        let _ = signal_tx.send(true);
+    })
+}
+
+/// The Redis monitor, the readiness task (database prepared, then health SERVING) and the jobs.
+fn spawn_background(
+    state: &AppState,
+    ready: &Arc<AtomicBool>,
+    reporter: &HealthReporter,
+    prepare_db: bool,
+    shutdown_tx: &watch::Sender<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut background = vec![state.cache.spawn_monitor(Duration::from_millis(state.settings.redis.probe_interval_ms))];
+    background.push(tokio::spawn(become_ready(state.clone(), ready.clone(), reporter.clone(), prepare_db)));
+    background.extend(jobs::spawn_all(state, shutdown_tx.subscribe()));
+    background
+}
+
+/// Admin HTTP: metrics and probes, kept up during the drain so the last scrapes see the shutdown.
+fn spawn_admin_server(
+    listener: TcpListener,
+    state: &AppState,
+    ready: &Arc<AtomicBool>,
+    shutdown_tx: &watch::Sender<bool>,
+) -> JoinHandle<()> {
+    let admin_state = AdminHttp {
+        state: state.clone(),
+        ready: ready.clone(),
+        metrics: telemetry::metrics_handle(),
+        stopping: shutdown_tx.subscribe(),
+    };
+    let admin_router = axum::Router::new()
+        .route("/metrics", get(metrics_endpoint))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(Arc::new(admin_state));
+    let admin_stop = shutdown_tx.subscribe();
+    tokio::spawn(async move {
+        let stop = async move {
+            stopped(admin_stop).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if let Err(e) = axum::serve(listener, admin_router).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    })
+}
+
+/// `routes` (health) plus reflection and every domain's services; each domain adds its own
+/// (`<domain>::add_services`), with the message-size limits of [`crate::services`].
+fn grpc_routes(state: &AppState, mut routes: RoutesBuilder) -> anyhow::Result<Routes> {
+    routes.add_service(reflection::v1()?);
+    routes.add_service(reflection::v1alpha()?);
+    accounts::add_services(&mut routes, state);
+    admin::add_services(&mut routes, state);
+    trials::add_services(&mut routes, state);
+    communities::add_services(&mut routes, state);
+    events::add_services(&mut routes, state);
+    social::add_services(&mut routes, state);
+    feed::add_services(&mut routes, state);
+    Ok(routes.routes())
+}
+
+/// The shutdown sequence of the gRPC server: once shutdown is asked for, health turns
+/// NOT_SERVING first (so balancers stop sending), the listener stays open for
+/// `grpc.shutdown_grace_ms`, then the returned future completes and the server stops accepting;
+/// the receiver fires at that moment, starting the drain.
+fn shutdown_signalling(
+    settings: &Settings,
+    reporter: &HealthReporter,
+    shutdown_tx: &watch::Sender<bool>,
+) -> (impl Future<Output = ()> + Send + 'static, oneshot::Receiver<()>) {
+    let (drain_tx, drain_rx) = oneshot::channel::<()>();
+    let grace = Duration::from_millis(settings.grpc.shutdown_grace_ms);
+    let stop_rx = shutdown_tx.subscribe();
+    let reporter = reporter.clone();
+    let signal = async move {
+        stopped(stop_rx).await;
+        set_health(&reporter, ServingStatus::NotServing).await;
+        tracing::info!(grace_ms = grace.as_millis() as u64, "health NOT_SERVING; draining");
+        tokio::time::sleep(grace).await;
+        let _ = drain_tx.send(());
+    };
+    (signal, drain_rx)
+}
+
+/// The gRPC server on `listener` with its layers (outermost first: CORS, protocol marking,
+/// gRPC-web, the per-RPC layer, admission), until `shutdown` completes.
+fn serve_grpc(
+    listener: TcpListener,
+    state: &AppState,
+    ready: &Arc<AtomicBool>,
+    routes: Routes,
+    admission: AdmissionLayer,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> {
+    let settings = &state.settings;
+    let rpc_layer = RpcLayer::new(RpcLayerConfig {
+        tokens: state.tokens.clone(),
+        max_timeout: settings.grpc.request_timeout(),
+        access_log: settings.log.access_log,
+        metrics: settings.grpc.rpc_metrics,
+        ready: ready.clone(),
+    });
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(cors_layer(&settings.grpc.cors_allowed_origins))
+        .layer(tower::util::MapRequestLayer::new(mark_protocol))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(rpc_layer)
+        .layer(admission)
+        .add_routes(routes)
+        // TCP_NODELAY: without it a reply of more than one segment (a feed page) waits for
+        // the client's delayed ACK — a flat 40 ms on every ListPosts in the feed load run.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+}
+
+/// Runs the server until it stops by itself, or until `drained` fires and in-flight RPCs had
+/// `timeout` to finish (the rest of the connections are then closed).
+async fn drain(
+    server: impl Future<Output = Result<(), tonic::transport::Error>>,
+    drained: oneshot::Receiver<()>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r.map_err(anyhow::Error::from),
+        _ = async { let _ = drained.await; tokio::time::sleep(timeout).await; } => {
+            tracing::warn!(drain_ms = timeout.as_millis() as u64, "drain timeout: closing remaining connections");
+            Ok(())
+        }
     }
 }
 

@@ -2,15 +2,14 @@
 
 use std::path::PathBuf;
 
-use std::time::Duration;
-
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::{AppState, Application};
+use crate::app::Application;
 use crate::caller::Role;
 use crate::communities::registry;
 use crate::config::Settings;
+use crate::console::{import_apartments, row_progress_bar};
+use crate::state::AppState;
 use crate::trials::ingest::{IngestRequest, Source};
 use crate::trials::model::{IngestRun, Progress, RunResult, Trigger};
 use crate::{accounts, db, telemetry, trials};
@@ -220,61 +219,6 @@ async fn ingest_trials(state: &AppState, from_file: Option<PathBuf>) -> anyhow::
         println!("  error: {error}");
     }
     Ok(run)
-}
-
-/// Imports the apartment registry with a progress bar on stderr and prints a summary.
-pub async fn import_apartments(state: &AppState, source: registry::Source) -> anyhow::Result<registry::Summary> {
-    let bar = row_progress_bar();
-    let progress = {
-        let bar = bar.clone();
-        move |p: registry::Progress| match p {
-            registry::Progress::Fetched { rows, total } => {
-                bar.set_length(total as u64);
-                bar.set_position(rows as u64);
-            }
-            registry::Progress::Written { rows, total } => {
-                bar.set_message("writing");
-                bar.set_length(total as u64);
-                bar.set_position(rows as u64);
-            }
-        }
-    };
-    let started = std::time::Instant::now();
-    let summary = registry::import(state, source, &progress).await;
-    bar.finish_and_clear();
-    let s = summary?;
-    println!("apartment registry import: fetched {}", s.fetched);
-    println!(
-        "  created {}  updated {}  unchanged {}  failed {}  in {:.1} s",
-        s.created,
-        s.updated,
-        s.unchanged,
-        s.failed,
-        started.elapsed().as_secs_f64()
-    );
-    for (row, reason) in &s.problems {
-        println!("  row {row}: {reason}");
-    }
-    if !s.home_cache_current {
-        println!(
-            "  warning: Redis was unreachable, so cached home screens were not invalidated: servers that \
-             use that Redis may show the old names for up to 5 minutes"
-        );
-    }
-    Ok(s)
-}
-
-/// A spinner-and-bar on stderr counting rows, starting at "fetching".
-fn row_progress_bar() -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} rows")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar.set_message("fetching");
-    bar
 }
 
 async fn prepared_state(settings: Settings) -> anyhow::Result<AppState> {

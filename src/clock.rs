@@ -1,5 +1,5 @@
 //! The time source of rules that depend on "now" (check-in windows, event settlement), injected
-//! through [`crate::app::AppState`] so tests can move time. Production uses [`SystemClock`].
+//! through [`crate::state::AppState`] so tests can move time. Production uses [`SystemClock`].
 
 use std::sync::Arc;
 

@@ -2,7 +2,12 @@
 //!
 //! Every setting has a default that works on a machine with PostgreSQL on 127.0.0.1:5432 and
 //! nothing else. Secrets are [`SecretString`] and never printed; `maru check-config` shows
-//! them masked. [`Settings::validate`] reports every problem at once.
+//! them masked. [`Settings::load`] reports every problem at once: values of the wrong type
+//! first (all of them), then every rule [`Settings::validate`] finds.
+//!
+//! This module holds the platform's sections and assembles the settings; each domain owns its
+//! own section and its validation (`trials`, `registry` (communities), `events`, `feed`:
+//! `src/<domain>/config.rs`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +16,13 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::communities::config::RegistrySettings;
+use crate::events::config::EventsSettings;
+use crate::feed::config::FeedSettings;
+use crate::secrets::{masked_opt, masked_url};
+use crate::trials::config::TrialsSettings;
 
 /// Deployment environment. `production` refuses to start without a configured JWT key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,270 +203,6 @@ impl Default for RateLimitSettings {
     }
 }
 
-/// Clinical-trial open data: the odcloud gateway and the ingest schedule.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrialsSettings {
-    /// Gateway base URL, e.g. `https://api.odcloud.kr/api`.
-    pub base_url: String,
-    /// Dataset path under the base URL.
-    pub dataset_path: String,
-    /// The gateway's service key (the "Decoding" key; it is URL-encoded when sent). Secret:
-    /// set `MARU__TRIALS__SERVICE_KEY`; never in a file in the repository.
-    #[serde(serialize_with = "masked_opt")]
-    pub service_key: Option<SecretString>,
-    /// Rows requested per page.
-    pub per_page: u32,
-    /// Longest time one page request may take, connection included.
-    pub request_timeout_ms: u64,
-    /// Retries of a page after a time-out, a connection error, 429 or 5xx (not after 4xx).
-    pub retries: u32,
-    /// First retry delay; doubles with each retry up to `max_backoff_ms`.
-    pub backoff_ms: u64,
-    pub max_backoff_ms: u64,
-    /// Cron expression (5 fields, or 6 with seconds first) of the scheduled ingest.
-    pub schedule: String,
-    /// IANA time zone the schedule is read in.
-    pub time_zone: String,
-    /// Run the scheduled ingest (it also needs `service_key`).
-    pub enabled: bool,
-}
-
-/// Sports-club events: check-in rules, penalty points, settlement and the Naver geocoder.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EventsSettings {
-    /// Farthest a check-in may be from the venue, metres.
-    pub check_in_radius_m: f64,
-    /// Check-in opens this many minutes before the start.
-    pub check_in_opens_min: i64,
-    /// A check-in up to this many minutes after the start is ATTEND; later is LATE.
-    pub late_after_min: i64,
-    /// Penalty points applied at settlement.
-    pub absent_points: i32,
-    pub late_points: i32,
-    pub not_paid_points: i32,
-    /// How often each replica looks for ended, unsettled events.
-    pub settle_interval_ms: u64,
-    /// Naver Cloud geocoding API base URL (path `/map-geocode/v2/geocode` is appended).
-    pub geocoder_base_url: String,
-    /// `X-NCP-APIGW-API-KEY-ID`. Geocoding is off (explicit coordinates required) without it.
-    pub geocoder_key_id: Option<String>,
-    /// `X-NCP-APIGW-API-KEY`. Secret: set `MARU__EVENTS__GEOCODER_KEY`.
-    #[serde(serialize_with = "masked_opt")]
-    pub geocoder_key: Option<SecretString>,
-    pub geocoder_timeout_ms: u64,
-    /// Retries after a time-out, a connection error, 429 or 5xx.
-    pub geocoder_retries: u32,
-    /// How long a geocoding result is cached in Redis.
-    pub geocode_cache_ttl_s: u64,
-    /// Slack/Discord-compatible incoming webhook notified of each settlement. Secret (the URL
-    /// is the credential): set `MARU__EVENTS__WEBHOOK_URL`.
-    #[serde(serialize_with = "masked_opt")]
-    pub webhook_url: Option<SecretString>,
-    pub webhook_timeout_ms: u64,
-    /// Delivery attempts before a notice is given up (kept in the outbox with its last error).
-    pub webhook_max_attempts: i32,
-    /// First retry delay; doubles with each attempt, at most one hour.
-    pub webhook_backoff_ms: u64,
-}
-
-impl Default for EventsSettings {
-    fn default() -> Self {
-        Self {
-            check_in_radius_m: 400.0,
-            check_in_opens_min: 60,
-            late_after_min: 20,
-            absent_points: 3,
-            late_points: 1,
-            not_paid_points: 1,
-            settle_interval_ms: 5_000,
-            geocoder_base_url: "https://naveropenapi.apigw.ntruss.com".into(),
-            geocoder_key_id: None,
-            geocoder_key: None,
-            geocoder_timeout_ms: 5_000,
-            geocoder_retries: 2,
-            geocode_cache_ttl_s: 7 * 24 * 3600,
-            webhook_url: None,
-            webhook_timeout_ms: 5_000,
-            webhook_max_attempts: 10,
-            webhook_backoff_ms: 1_000,
-        }
-    }
-}
-
-impl EventsSettings {
-    fn validate(&self, errs: &mut Vec<String>) {
-        if !(self.check_in_radius_m.is_finite() && self.check_in_radius_m > 0.0) {
-            errs.push("events.check_in_radius_m: must be positive".into());
-        }
-        if self.check_in_opens_min < 0 || self.late_after_min < 0 {
-            errs.push("events.check_in_opens_min, events.late_after_min: must not be negative".into());
-        }
-        if self.absent_points < 0 || self.late_points < 0 || self.not_paid_points < 0 {
-            errs.push("events.*_points: must not be negative".into());
-        }
-        if self.settle_interval_ms == 0 {
-            errs.push("events.settle_interval_ms: must be positive".into());
-        }
-        match url::Url::parse(&self.geocoder_base_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
-            _ => errs.push(format!(
-                "events.geocoder_base_url: `{}` is not an http(s) URL without a query",
-                self.geocoder_base_url
-            )),
-        }
-        if self.geocoder_key_id.is_some() != self.geocoder_key.is_some() {
-            errs.push("events.geocoder_key_id and events.geocoder_key: set both or neither".into());
-        }
-        if self.geocoder_timeout_ms == 0 {
-            errs.push("events.geocoder_timeout_ms: must be positive".into());
-        }
-        if self.geocoder_retries > 10 {
-            errs.push("events.geocoder_retries: must be at most 10".into());
-        }
-        if let Some(url) = &self.webhook_url
-            && !url::Url::parse(url.expose_secret()).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-        {
-            errs.push("events.webhook_url: must be an http(s) URL".into());
-        }
-        if self.webhook_timeout_ms == 0 || self.webhook_max_attempts < 1 {
-            errs.push("events.webhook_timeout_ms, events.webhook_max_attempts: must be positive".into());
-        }
-    }
-}
-
-/// The public apartment registry (AptListService) for `maru import apartments --from-api`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RegistrySettings {
-    /// API base URL, e.g. `https://apis.data.go.kr/1613000/AptListService3`.
-    pub base_url: String,
-    /// Path of the list operation under the base URL.
-    pub list_path: String,
-    /// The portal's service key (the "Decoding" key; it is URL-encoded when sent). Secret:
-    /// set `MARU__REGISTRY__SERVICE_KEY`; never in a file in the repository.
-    #[serde(serialize_with = "masked_opt")]
-    pub service_key: Option<SecretString>,
-    /// Rows requested per page (`numOfRows`).
-    pub rows_per_page: u32,
-    /// Longest time one page request may take, connection included.
-    pub request_timeout_ms: u64,
-    /// Retries of a page after a time-out, a connection error, 429 or 5xx.
-    pub retries: u32,
-    /// First retry delay; doubles with each retry (at most 30 s).
-    pub backoff_ms: u64,
-}
-
-impl Default for RegistrySettings {
-    fn default() -> Self {
-        Self {
-            base_url: "https://apis.data.go.kr/1613000/AptListService3".into(),
-            list_path: "/getTotalAptList3".into(),
-            service_key: None,
-            rows_per_page: 1000,
-            request_timeout_ms: 10_000,
-            retries: 3,
-            backoff_ms: 500,
-        }
-    }
-}
-
-impl RegistrySettings {
-    fn validate(&self, errs: &mut Vec<String>) {
-        match url::Url::parse(&self.base_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
-            _ => errs.push(format!("registry.base_url: `{}` is not an http(s) URL without a query", self.base_url)),
-        }
-        if !self.list_path.starts_with('/') || self.list_path.contains(['?', '#']) {
-            errs.push("registry.list_path: must start with `/` and hold no query".into());
-        }
-        if let Some(key) = &self.service_key
-            && key.expose_secret().trim().is_empty()
-        {
-            errs.push("registry.service_key: must not be empty when set".into());
-        }
-        if !(1..=10_000).contains(&self.rows_per_page) {
-            errs.push("registry.rows_per_page: must be 1 to 10000".into());
-        }
-        if self.request_timeout_ms == 0 {
-            errs.push("registry.request_timeout_ms: must be positive".into());
-        }
-        if self.retries > 10 {
-            errs.push("registry.retries: must be at most 10".into());
-        }
-    }
-}
-
-/// The feed: view counting and caching (docs/feed.md).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FeedSettings {
-    /// How often pending post views are flushed from Redis to PostgreSQL (one replica at a time).
-    pub view_flush_interval_s: u64,
-    /// Cache post detail, community feed pages and profiles in Redis.
-    pub cache_enabled: bool,
-    /// Lifetime of a cached post (invalidated by every write that changes it before that).
-    pub post_cache_ttl_s: u64,
-    /// Lifetime of a cached community feed page (invalidated likewise).
-    pub page_cache_ttl_s: u64,
-    /// Lifetime of a cached profile (invalidated likewise).
-    pub profile_cache_ttl_s: u64,
-}
-
-impl Default for FeedSettings {
-    fn default() -> Self {
-        Self {
-            view_flush_interval_s: 60,
-            cache_enabled: true,
-            post_cache_ttl_s: 300,
-            page_cache_ttl_s: 60,
-            profile_cache_ttl_s: 300,
-        }
-    }
-}
-
-impl FeedSettings {
-    fn validate(&self, errs: &mut Vec<String>) {
-        if !(1..=3600).contains(&self.view_flush_interval_s) {
-            errs.push("feed.view_flush_interval_s: must be 1 to 3600".into());
-        }
-        // Cached entries must expire well before the version keys that guard them (1 day).
-        for (name, v) in [
-            ("post_cache_ttl_s", self.post_cache_ttl_s),
-            ("page_cache_ttl_s", self.page_cache_ttl_s),
-            ("profile_cache_ttl_s", self.profile_cache_ttl_s),
-        ] {
-            if !(1..=3600).contains(&v) {
-                errs.push(format!("feed.{name}: must be 1 to 3600"));
-            }
-        }
-    }
-}
-
-fn masked_url<S: Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&mask_url(v.expose_secret()))
-}
-
-fn masked_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(_) => s.serialize_str("********"),
-        None => s.serialize_none(),
-    }
-}
-
-/// Hides the password of a URL, keeping the rest readable.
-pub fn mask_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("********"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "********".to_owned(),
-    }
-}
-
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -551,24 +298,6 @@ impl Default for IdempotencySettings {
     }
 }
 
-impl Default for TrialsSettings {
-    fn default() -> Self {
-        Self {
-            base_url: "https://api.odcloud.kr/api".into(),
-            dataset_path: "/3074271/v1/uddi:cfc19dda-6f75-4c57-86a8-bb9c8b103887".into(),
-            service_key: None,
-            per_page: 100,
-            request_timeout_ms: 10_000,
-            retries: 3,
-            backoff_ms: 500,
-            max_backoff_ms: 10_000,
-            schedule: "0 0 * * *".into(),
-            time_zone: "Asia/Seoul".into(),
-            enabled: true,
-        }
-    }
-}
-
 /// Every problem found in the settings, reported together.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid settings:\n  - {}", .0.join("\n  - "))]
@@ -585,10 +314,34 @@ impl Settings {
             fig = fig.merge(Toml::file(file));
         }
         fig = fig.merge(Env::prefixed("MARU__").split("__"));
-        let settings: Settings =
-            fig.extract().map_err(|e| ConfigErrors(e.into_iter().map(|e| e.to_string()).collect()))?;
+        let settings = Self::extract(&fig)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The settings `fig` holds, or every value of the wrong type (or unknown) in it.
+    ///
+    /// Deserialization stops at the first bad value, so after a failure each setting the
+    /// providers set (`section.key`, or a top-level key) is tried alone on top of the defaults,
+    /// and the errors of all of them are reported, each naming where its value came from
+    /// (`database.max_connections: invalid type: … (MARU__DATABASE__MAX_CONNECTIONS)`).
+    pub fn extract(fig: &Figment) -> Result<Self, ConfigErrors> {
+        let first = match fig.extract::<Settings>() {
+            Ok(settings) => return Ok(settings),
+            Err(e) => e,
+        };
+        let mut errs = Vec::new();
+        for (key, value) in provided_keys(fig) {
+            let alone =
+                Figment::from(Serialized::defaults(Settings::default())).merge(Serialized::global(&key, &value));
+            if let Err(e) = alone.extract::<Settings>() {
+                errs.extend(e.into_iter().map(|e| format!("{key}: {} ({})", e.kind, origin(fig, &key))));
+            }
+        }
+        if errs.is_empty() {
+            errs = first.into_iter().map(|e| e.to_string()).collect();
+        }
+        Err(ConfigErrors(errs))
     }
 
     /// Checks every setting and reports all problems at once.
@@ -703,39 +456,35 @@ impl GrpcSettings {
     }
 }
 
-impl TrialsSettings {
-    fn validate(&self, errs: &mut Vec<String>) {
-        match url::Url::parse(&self.base_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
-            _ => errs.push(format!("trials.base_url: `{}` is not an http(s) URL without a query", self.base_url)),
-        }
-        if !self.dataset_path.starts_with('/') || self.dataset_path.contains(['?', '#']) {
-            errs.push("trials.dataset_path: must start with `/` and hold no query".into());
-        }
-        if let Some(key) = &self.service_key
-            && key.expose_secret().trim().is_empty()
-        {
-            errs.push("trials.service_key: must not be empty when set".into());
-        }
-        if !(1..=1000).contains(&self.per_page) {
-            errs.push("trials.per_page: must be 1 to 1000".into());
-        }
-        if self.request_timeout_ms == 0 {
-            errs.push("trials.request_timeout_ms: must be positive".into());
-        }
-        if self.retries > 10 {
-            errs.push("trials.retries: must be at most 10".into());
-        }
-        if self.backoff_ms > self.max_backoff_ms {
-            errs.push("trials.backoff_ms: must not exceed max_backoff_ms".into());
-        }
-        if let Err(e) = crate::trials::schedule::Schedule::parse(&self.schedule, &self.time_zone) {
-            errs.extend(e);
+/// Every key the providers of `fig` set, down to one level inside a section (a section's
+/// field; map-valued fields such as `rate_limit.methods` as a whole), with its merged value.
+fn provided_keys(fig: &Figment) -> Vec<(String, figment::value::Value)> {
+    let mut out = Vec::new();
+    let Ok(figment::value::Value::Dict(_, top)) = fig.find_value("") else {
+        return out;
+    };
+    for (section, value) in top {
+        match value {
+            figment::value::Value::Dict(_, fields) => {
+                out.extend(fields.into_iter().map(|(k, v)| (format!("{section}.{k}"), v)));
+            }
+            other => out.push((section, other)),
         }
     }
+    out
+}
 
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
+/// Where the value of `key` came from: its environment variable, or the file.
+fn origin(fig: &Figment, key: &str) -> String {
+    match fig.find_metadata(key) {
+        Some(md) if md.name.contains("environment variable") => {
+            format!("MARU__{}", key.replace('.', "__").to_uppercase())
+        }
+        Some(md) => match &md.source {
+            Some(source) => format!("{} {source}", md.name),
+            None => md.name.to_string(),
+        },
+        None => "unknown source".to_owned(),
     }
 }
 
@@ -790,6 +539,30 @@ mod tests {
         let errs = s.validate().unwrap_err().0;
         assert_eq!(errs.len(), 4, "{errs:?}");
         assert!(errs.iter().all(|e| e.starts_with("trials.")), "{errs:?}");
+    }
+
+    #[test]
+    fn every_value_of_the_wrong_type_is_reported_at_once() {
+        let file = "env = 'prod'\nbogus = 1\n[database]\nmax_connections = 'abc'\nmin_connections = 'x'\n\
+                    [grpc]\nrequest_timeout_ms = 'x'\n[feed]\ncache_enabled = true\n";
+        let fig = Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(file));
+        let errs = Settings::extract(&fig).unwrap_err().0;
+        assert_eq!(errs.len(), 5, "{errs:#?}");
+        for (key, what) in [
+            ("env", "unknown variant: found `prod`"),
+            ("bogus", "unknown field: found `bogus`"),
+            ("database.max_connections", "found string \"abc\""),
+            ("database.min_connections", "found string \"x\""),
+            ("grpc.request_timeout_ms", "found string \"x\""),
+        ] {
+            let named = |e: &&String| e.starts_with(&format!("{key}: ")) && e.contains(what) && e.contains("TOML");
+            assert!(errs.iter().any(|e| named(&e)), "{key}: {errs:#?}");
+        }
+        // Good values next to bad ones are not reported; without bad ones the settings load.
+        let fig = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string("[database]\nmax_connections = 7\n[feed]\ncache_enabled = false\n"));
+        let s = Settings::extract(&fig).unwrap();
+        assert_eq!((s.database.max_connections, s.feed.cache_enabled), (7, false));
     }
 
     #[test]

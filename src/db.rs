@@ -1,4 +1,5 @@
-//! PostgreSQL: pool construction, database creation and embedded migrations.
+//! PostgreSQL: pool construction, database creation, embedded migrations, and the SQL helpers
+//! every store shares.
 
 use std::time::Duration;
 
@@ -106,6 +107,11 @@ pub async fn prepare_with_retry(
         .err()
 }
 
+/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
+pub fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 /// What an operator should hear about the server's PostgreSQL settings: things maru relies on
 /// but cannot set itself. Without autovacuum (or the statistics it runs on, `track_counts`)
 /// nothing ANALYZEs the tables, so the planner works from the statistics of an empty table
@@ -139,7 +145,13 @@ fn warnings_for(autovacuum: &str, track_counts: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod setting_tests {
-    use super::warnings_for;
+    use super::{escape_like, warnings_for};
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(escape_like("파장"), "파장");
+        assert_eq!(escape_like("10%_a\\"), "10\\%\\_a\\\\");
+    }
 
     #[test]
     fn warns_only_about_what_is_off() {
@@ -192,5 +204,52 @@ mod retry_tests {
         // waiting at least 50 + 100 ms (jitter only adds).
         assert_eq!(connections.load(Ordering::SeqCst), 3);
         assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
+    }
+}
+
+/// Rows the store tests of several domains start from, written straight to the database.
+#[cfg(test)]
+pub mod fixtures {
+    use sqlx::PgPool;
+    use uuid::Uuid;
+
+    /// A live account (`ADMIN` when `admin`).
+    pub async fn user(db: &PgPool, handle: &str, admin: bool) -> Uuid {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "insert into users (id, handle, email, password_hash, display_name, role)
+             values ($1, $2, $2 || '@example.com', 'x', $2, $3)",
+        )
+        .bind(id)
+        .bind(handle)
+        .bind(if admin { "ADMIN" } else { "USER" })
+        .execute(db)
+        .await
+        .unwrap();
+        id
+    }
+
+    /// A club named `name`.
+    pub async fn community(db: &PgPool, name: &str) -> Uuid {
+        let id = Uuid::now_v7();
+        sqlx::query("insert into communities (id, kind, name) values ($1, 'CLUB', $2)")
+            .bind(id)
+            .bind(name)
+            .execute(db)
+            .await
+            .unwrap();
+        id
+    }
+
+    /// A membership of `user` in `community` with `status` (`PENDING`, `APPROVED`, …).
+    pub async fn membership(db: &PgPool, community: Uuid, user: Uuid, status: &str) {
+        sqlx::query("insert into community_memberships (id, community_id, user_id, status) values ($1, $2, $3, $4)")
+            .bind(Uuid::now_v7())
+            .bind(community)
+            .bind(user)
+            .bind(status)
+            .execute(db)
+            .await
+            .unwrap();
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-use crate::grpc::request_id;
+use crate::request_id;
 
 pub type AppResult<T> = Result<T, AppError>;
 

@@ -26,7 +26,6 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::accounts::model::{Email, Handle, SignUp};
-use crate::app::AppState;
 use crate::caller::{Caller, Role};
 use crate::communities::access::MemberRole;
 use crate::communities::content::complaints::{self, FileComplaint};
@@ -38,6 +37,7 @@ use crate::communities::model::{Decision, JoinRequest, Kind, NewCommunity};
 use crate::communities::{ops as communities, registry};
 use crate::events::model::{Category, Coords, CreateEvent, EventUser, Venue};
 use crate::events::ops as events;
+use crate::state::AppState;
 
 /// Registry code of the demo complex.
 pub const DEMO_KAPT_CODE: &str = "A44658807";
@@ -64,7 +64,7 @@ pub async fn demo(state: &AppState, registry_file: Option<PathBuf>) -> anyhow::R
         Some(path) => registry::Source::File(path),
         None => registry::Source::Bundled { name: "the bundled Gyeonggi registry", json: DEMO_REGISTRY },
     };
-    let summary = crate::cli::import_apartments(state, source).await?;
+    let summary = crate::console::import_apartments(state, source).await?;
     let community_id: Uuid = sqlx::query_scalar("select id from communities where external_code = $1")
         .bind(DEMO_KAPT_CODE)
         .fetch_optional(&state.db)

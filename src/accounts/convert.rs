@@ -1,18 +1,13 @@
 //! Protobuf ⇄ model conversions for accounts. Requests become commands or every bad field is
 //! reported at once.
 
-use prost_types::Timestamp;
 use secrecy::SecretString;
 
 use super::model::{ChangePassword, Email, Handle, Login, SignUp, User, parse_display_name, parse_password};
 use crate::caller::{Caller, Role};
 use crate::error::{AppError, Violations};
+use crate::fields::{request_id, timestamp};
 use crate::grpc::pb;
-use crate::idempotency::RequestId;
-
-pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
-    Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
-}
 
 pub fn role_to_pb(role: Role) -> pb::Role {
     match role {
@@ -46,9 +41,9 @@ impl TryFrom<pb::SignUpRequest> for SignUp {
         let email = v.check("email", Email::parse(&r.email));
         let password = v.check("password", parse_password(&r.password));
         let display_name = v.check("display_name", parse_display_name(&r.display_name));
-        let request_id = v.check("request_id", RequestId::parse(&r.request_id));
-        match (handle, email, password, display_name, request_id) {
-            (Some(handle), Some(email), Some(password), Some(display_name), Some(request_id)) if v.is_empty() => {
+        let request_id = request_id(&mut v, &r.request_id);
+        match (handle, email, password, display_name) {
+            (Some(handle), Some(email), Some(password), Some(display_name)) if v.is_empty() => {
                 Ok(SignUp { handle, email, password, display_name, request_id })
             }
             _ => Err(v.into_error()),

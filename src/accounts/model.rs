@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::caller::Role;
+use crate::fields;
 use crate::idempotency::RequestId;
 
 /// A user as every RPC returns it.
@@ -90,18 +91,7 @@ pub fn parse_password(raw: &str) -> Result<SecretString, String> {
 
 /// 1–50 characters, no control characters, trimmed.
 pub fn parse_display_name(raw: &str) -> Result<String, String> {
-    let d = raw.trim();
-    let n = d.chars().count();
-    if n == 0 {
-        return Err("is required".into());
-    }
-    if n > 50 {
-        return Err("must be at most 50 characters".into());
-    }
-    if d.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(d.to_owned())
+    fields::parse_text(raw, 1, 50, false)
 }
 
 #[derive(Debug)]

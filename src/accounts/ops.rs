@@ -6,13 +6,13 @@
 use chrono::{Duration, Utc};
 use serde::Serialize;
 
-use super::model::{ChangePassword, Login, SignUp, Tokens, User};
+use super::model::{ChangePassword, Login, SignUp, Tokens, User, UserFilter};
+use super::refresh::{hash_refresh_token, new_refresh_token};
 use super::store::{self, NewUser, TokenUse};
-use super::tokens::{hash_refresh_token, new_refresh_token};
-use crate::app::AppState;
 use crate::caller::{Caller, Role};
 use crate::error::{AppError, AppResult, Reason, Violations};
-use crate::idempotency::{self, Claim};
+use crate::idempotency::{self, Owner};
+use crate::state::AppState;
 
 /// Cache key of a user as WhoAmI returns it.
 pub fn user_cache_key(id: uuid::Uuid) -> String {
@@ -27,15 +27,11 @@ pub async fn sign_up(state: &AppState, cmd: SignUp) -> AppResult<User> {
         email: &'a str,
         display_name: &'a str,
     }
-    let fp = idempotency::fingerprint(&Fingerprint {
-        handle: cmd.handle.as_str(),
-        email: &cmd.email.as_str().to_lowercase(),
-        display_name: &cmd.display_name,
-    });
-    let scope = idempotency::scope("SignUp", None);
-    if let Some(rid) = &cmd.request_id
-        && let Some(user) = idempotency::lookup::<User>(&state.db, &scope, rid, &fp).await?
-    {
+    let email = cmd.email.as_str().to_lowercase();
+    let fp = Fingerprint { handle: cmd.handle.as_str(), email: &email, display_name: &cmd.display_name };
+    let rid = cmd.request_id.as_ref();
+    // A completed duplicate is answered before the expensive hash.
+    if let Some(user) = idempotency::lookup(&state.db, "SignUp", Owner::Anonymous, rid, &fp).await? {
         return Ok(user);
     }
     // Cheap refusal before an expensive hash; the unique indexes still decide races.
@@ -46,10 +42,7 @@ pub async fn sign_up(state: &AppState, cmd: SignUp) -> AppResult<User> {
     let hash = state.passwords.hash(&cmd.password).await?;
 
     let mut tx = state.db.begin().await?;
-    if let Some(rid) = &cmd.request_id
-        && let Claim::Replay(user) =
-            idempotency::claim::<User>(&mut tx, &scope, rid, &fp, state.settings.idempotency.ttl_s).await?
-    {
+    if let Some(user) = idempotency::replayed(state, &mut tx, "SignUp", Owner::Anonymous, rid, &fp).await? {
         return Ok(user);
     }
     let user = store::insert_user(
@@ -62,9 +55,7 @@ pub async fn sign_up(state: &AppState, cmd: SignUp) -> AppResult<User> {
         },
     )
     .await?;
-    if let Some(rid) = &cmd.request_id {
-        idempotency::complete(&mut tx, &scope, rid, &user).await?;
-    }
+    idempotency::remember(&mut tx, "SignUp", Owner::Anonymous, rid, &user).await?;
     tx.commit().await?;
     metrics::counter!("maru_auth_events_total", "event" => "sign_up", "outcome" => "ok").increment(1);
     tracing::info!(user_id = %user.id, "account created");
@@ -210,6 +201,17 @@ pub async fn who_am_i(state: &AppState, caller: &Caller) -> AppResult<User> {
         })
         .await?;
     user.ok_or_else(|| AppError::not_found(Reason::UserNotFound, "user"))
+}
+
+/// Users newest first, after the `(created_at, id)` cursor: for operator tools, which decide
+/// who may list them.
+pub async fn list_users(
+    state: &AppState,
+    filter: &UserFilter,
+    after: Option<(chrono::DateTime<Utc>, uuid::Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<User>> {
+    store::list_users(&state.db, filter, after, limit).await
 }
 
 /// Grants or revokes the deployment-wide ADMIN role (CLI bootstrap path).

@@ -2,10 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{refresh_token, timestamp, user_to_pb};
+use super::convert::{refresh_token, user_to_pb};
 use super::ops;
-use crate::app::AppState;
+use crate::fields::timestamp;
 use crate::grpc::{caller, pb};
+use crate::state::AppState;
 
 pub struct AuthApi {
     pub state: AppState,

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::model::{User, UserFilter};
 use crate::caller::Role;
+use crate::db::escape_like;
 use crate::error::{AppResult, Reason};
 
 const USER_COLUMNS: &str = "id, handle, email, display_name, role, created_at";
@@ -123,11 +124,6 @@ pub async fn list_users(
         .await?)
 }
 
-/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
-pub fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-}
-
 pub async fn insert_session(conn: &mut PgConnection, user_id: Uuid) -> AppResult<Uuid> {
     let id = Uuid::now_v7();
     sqlx::query("insert into sessions (id, user_id) values ($1, $2)").bind(id).bind(user_id).execute(conn).await?;
@@ -241,4 +237,40 @@ pub async fn delete_expired_refresh_tokens(db: impl PgExecutor<'_>) -> AppResult
         .execute(db)
         .await?
         .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::PgPool;
+
+    use super::*;
+    use crate::db::fixtures::user;
+
+    /// The user statements share one column list; the list filters on text (wildcards
+    /// literal), role and the cursor.
+    #[sqlx::test]
+    async fn users_by_filter_and_cursor(pool: PgPool) {
+        let kim = user(&pool, "kim_100", false).await;
+        let lee = user(&pool, "lee", true).await;
+        let park = user(&pool, "park1000", false).await;
+        let ids = |v: Vec<User>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
+        let list = |query: Option<&str>, role: Option<Role>| {
+            let (pool, filter) = (pool.clone(), UserFilter { query: query.map(Into::into), role });
+            async move { ids(list_users(&pool, &filter, None, 10).await.unwrap()) }
+        };
+        assert_eq!(list(None, None).await, [park, lee, kim]);
+        assert_eq!(list(Some("_1"), None).await, [kim], "_ is literal");
+        assert_eq!(list(Some("100"), None).await, [park, kim]);
+        assert_eq!(list(None, Some(Role::Admin)).await, [lee]);
+        let all = list_users(&pool, &UserFilter { query: None, role: None }, None, 1).await.unwrap();
+        let rest = list_users(&pool, &UserFilter { query: None, role: None }, Some((all[0].created_at, all[0].id)), 10);
+        assert_eq!(ids(rest.await.unwrap()), [lee, kim]);
+
+        assert_eq!(get_user(&pool, kim).await.unwrap().unwrap().handle, "kim_100");
+        let (found, hash) = find_for_login(&pool, "LEE@example.com").await.unwrap().unwrap();
+        assert_eq!((found.id, hash.as_str()), (lee, "x"));
+        let promoted = set_role_by_handle(&pool, "KIM_100", Role::Admin).await.unwrap().unwrap();
+        assert_eq!((promoted.id, promoted.role), (kim, Role::Admin));
+        assert!(set_role_by_handle(&pool, "nobody", Role::Admin).await.unwrap().is_none());
+    }
 }

@@ -3,12 +3,12 @@
 use tonic::{Request, Response, Status};
 
 use super::ops;
-use crate::accounts::convert::user_to_pb;
-use crate::accounts::model::UserFilter;
-use crate::app::AppState;
+use crate::accounts::{UserFilter, user_to_pb};
 use crate::caller::Role;
 use crate::error::AppError;
+use crate::fields::enum_value;
 use crate::grpc::{caller, pb};
+use crate::state::AppState;
 
 pub struct AdminApi {
     pub state: AppState,
@@ -19,11 +19,10 @@ impl pb::admin_service_server::AdminService for AdminApi {
     async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let role = match pb::Role::try_from(r.role) {
-            Ok(pb::Role::Unspecified) => None,
-            Ok(pb::Role::User) => Some(Role::User),
-            Ok(pb::Role::Admin) => Some(Role::Admin),
-            Err(_) => return Err(AppError::invalid("role", "is not a known role").into()),
+        let role = match enum_value::<pb::Role>(r.role, "role").map_err(|e| AppError::invalid("role", e))? {
+            pb::Role::Unspecified => None,
+            pb::Role::User => Some(Role::User),
+            pb::Role::Admin => Some(Role::Admin),
         };
         let query = Some(r.query.trim().to_owned()).filter(|q| !q.is_empty());
         if query.as_ref().is_some_and(|q| q.chars().count() > 100) {

@@ -16,31 +16,10 @@
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+pub use super::model::MemberRole;
+use super::store;
 use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason};
-
-/// A member's role inside one community.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum MemberRole {
-    Member,
-    Manager,
-}
-
-impl MemberRole {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            MemberRole::Member => "MEMBER",
-            MemberRole::Manager => "MANAGER",
-        }
-    }
-    pub fn from_db(s: &str) -> Option<Self> {
-        match s {
-            "MEMBER" => Some(MemberRole::Member),
-            "MANAGER" => Some(MemberRole::Manager),
-            _ => None,
-        }
-    }
-}
 
 /// What the caller is in a community, once allowed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,18 +45,7 @@ impl Access {
 /// The caller's standing in `community_id`: NOT_FOUND for an unknown community, otherwise
 /// their APPROVED role (if any). Does not refuse anything by itself.
 pub async fn standing<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id: Uuid) -> AppResult<Access> {
-    let row: Option<(Option<String>,)> = sqlx::query_as(
-        "select m.role
-           from communities c
-           left join community_memberships m
-             on m.community_id = c.id and m.user_id = $2 and m.status = 'APPROVED'
-          where c.id = $1",
-    )
-    .bind(community_id)
-    .bind(caller.user_id)
-    .fetch_optional(db)
-    .await?;
-    standing_from(caller, community_id, row.map(|(role,)| role))
+    standing_from(caller, community_id, store::standing_role(db, community_id, caller.user_id).await?)
 }
 
 /// [`standing`] from rows read elsewhere (a query that reads the standing together with other

@@ -3,15 +3,13 @@
 
 use uuid::Uuid;
 
-use super::access::MemberRole;
 use super::model::{
-    Community, Decision, JoinRequest, Kind, Membership, MyCommunity, NewCommunity, SearchQuery, Status, parse_address,
-    parse_external_code, parse_id, parse_join_code, parse_name, parse_note, parse_query,
+    Community, Decision, JoinRequest, Kind, MemberRole, Membership, MyCommunity, NewCommunity, SearchQuery, Status,
+    parse_address, parse_external_code, parse_join_code, parse_name, parse_note, parse_query,
 };
-use crate::accounts::convert::timestamp;
 use crate::error::{AppError, AppResult, Violations};
+use crate::fields::{enum_value, parse_id, request_id, required_id, timestamp};
 use crate::grpc::pb;
-use crate::idempotency::RequestId;
 
 pub fn kind_to_pb(k: Kind) -> pb::CommunityKind {
     match k {
@@ -23,23 +21,21 @@ pub fn kind_to_pb(k: Kind) -> pb::CommunityKind {
 
 /// A kind field: `Ok(None)` for UNSPECIFIED, an error for unknown numbers.
 fn kind_from_pb(raw: i32) -> Result<Option<Kind>, String> {
-    match pb::CommunityKind::try_from(raw) {
-        Ok(pb::CommunityKind::Unspecified) => Ok(None),
-        Ok(pb::CommunityKind::Apartment) => Ok(Some(Kind::Apartment)),
-        Ok(pb::CommunityKind::Club) => Ok(Some(Kind::Club)),
-        Ok(pb::CommunityKind::SportsClub) => Ok(Some(Kind::SportsClub)),
-        Err(_) => Err("is not a known community kind".into()),
-    }
+    Ok(match enum_value::<pb::CommunityKind>(raw, "community kind")? {
+        pb::CommunityKind::Unspecified => None,
+        pb::CommunityKind::Apartment => Some(Kind::Apartment),
+        pb::CommunityKind::Club => Some(Kind::Club),
+        pb::CommunityKind::SportsClub => Some(Kind::SportsClub),
+    })
 }
 
 /// A role field: `Ok(None)` for UNSPECIFIED.
 pub fn role_from_pb(raw: i32) -> Result<Option<MemberRole>, String> {
-    match pb::MemberRole::try_from(raw) {
-        Ok(pb::MemberRole::Unspecified) => Ok(None),
-        Ok(pb::MemberRole::Member) => Ok(Some(MemberRole::Member)),
-        Ok(pb::MemberRole::Manager) => Ok(Some(MemberRole::Manager)),
-        Err(_) => Err("is not a known member role".into()),
-    }
+    Ok(match enum_value::<pb::MemberRole>(raw, "member role")? {
+        pb::MemberRole::Unspecified => None,
+        pb::MemberRole::Member => Some(MemberRole::Member),
+        pb::MemberRole::Manager => Some(MemberRole::Manager),
+    })
 }
 
 fn status_to_pb(s: Status) -> pb::MembershipStatus {
@@ -93,11 +89,6 @@ pub fn my_community_to_pb(m: MyCommunity) -> pb::MyCommunity {
     pb::MyCommunity { community: Some(community_to_pb(m.community)), membership: m.membership.map(membership_to_pb) }
 }
 
-/// A required uuid field.
-pub fn id_field(field: &str, raw: &str) -> AppResult<Uuid> {
-    parse_id(raw).map_err(|e| AppError::invalid(field, e))
-}
-
 impl TryFrom<&pb::SearchCommunitiesRequest> for SearchQuery {
     type Error = AppError;
     fn try_from(r: &pb::SearchCommunitiesRequest) -> Result<Self, AppError> {
@@ -146,7 +137,7 @@ impl TryFrom<pb::CreateCommunityRequest> for NewCommunity {
         } else {
             v.check("external_code", parse_external_code(&r.external_code))
         };
-        let request_id = v.check("request_id", RequestId::parse(&r.request_id)).flatten();
+        let request_id = request_id(&mut v, &r.request_id);
         v.finish()?;
         match (kind, name, address) {
             (Some(kind), Some(name), Some(address)) => {
@@ -161,7 +152,7 @@ impl TryFrom<pb::RequestMembershipRequest> for JoinRequest {
     type Error = AppError;
     fn try_from(r: pb::RequestMembershipRequest) -> Result<Self, AppError> {
         Ok(JoinRequest {
-            community_id: id_field("community_id", &r.community_id)?,
+            community_id: required_id("community_id", &r.community_id)?,
             building: r.building,
             unit: r.unit,
             verification_code: r.verification_code,

@@ -13,9 +13,16 @@
 //! admins create them (or import the apartment registry, [`registry`]); signed-in users ask to
 //! join; managers and admins decide requests, change roles and remove members; members list
 //! members and leave. See [`ops`] for the full table, caching and invalidation.
+//!
+//! Public API (what other domains may use; `tests/layering.rs` checks it): [`access`] — who may
+//! act in a community, with [`access::MemberRole`] — [`cache`] (the home-screen keys a profile
+//! edit invalidates) and [`add_services`].
 
+/// Public API: who may act in a community — used by content, events and the feed.
 pub mod access;
+/// Public API: the home-screen cache keys — social invalidates a member's entry after a profile edit.
 pub mod cache;
+pub mod config;
 pub mod content;
 pub mod convert;
 pub mod model;
@@ -24,3 +31,44 @@ pub mod registry;
 pub mod service;
 pub mod store;
 pub mod synthetic;
+
+use crate::grpc::pb;
+use crate::services::{RoutesBuilder, add_service};
+use crate::state::AppState;
+
+/// Puts `CommunityService` and the content services (notices, complaints, contacts, schedules,
+/// polls) on the server.
+pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    add_service!(
+        routes,
+        state,
+        pb::community_service_server::CommunityServiceServer::new(service::CommunityApi { state: state.clone() })
+    );
+    add_service!(
+        routes,
+        state,
+        pb::notice_service_server::NoticeServiceServer::new(content::service::NoticeApi { state: state.clone() })
+    );
+    add_service!(
+        routes,
+        state,
+        pb::complaint_service_server::ComplaintServiceServer::new(content::service::ComplaintApi {
+            state: state.clone()
+        })
+    );
+    add_service!(
+        routes,
+        state,
+        pb::contact_service_server::ContactServiceServer::new(content::service::ContactApi { state: state.clone() })
+    );
+    add_service!(
+        routes,
+        state,
+        pb::schedule_service_server::ScheduleServiceServer::new(content::service::ScheduleApi { state: state.clone() })
+    );
+    add_service!(
+        routes,
+        state,
+        pb::poll_service_server::PollServiceServer::new(content::service::PollApi { state: state.clone() })
+    );
+}

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::access::MemberRole;
+use crate::fields;
 use crate::idempotency::RequestId;
 
 pub const MIN_QUERY_CHARS: usize = 2;
@@ -17,6 +17,29 @@ pub const MAX_DWELLING_CHARS: usize = 20;
 pub const ANONYMOUS_SAMPLE: i64 = 10;
 /// Most memberships of one user kept in the home-screen cache entry.
 pub const MAX_MY_COMMUNITIES: i64 = 1000;
+
+/// A member's role inside one community.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MemberRole {
+    Member,
+    Manager,
+}
+
+impl MemberRole {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            MemberRole::Member => "MEMBER",
+            MemberRole::Manager => "MANAGER",
+        }
+    }
+    pub fn from_db(s: &str) -> Option<Self> {
+        match s {
+            "MEMBER" => Some(MemberRole::Member),
+            "MANAGER" => Some(MemberRole::Manager),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
@@ -159,44 +182,17 @@ pub struct Decision {
 
 /// Search text: trimmed, 2 to 100 characters, no control characters.
 pub fn parse_query(raw: &str) -> Result<String, String> {
-    let s = raw.trim();
-    let n = s.chars().count();
-    if n < MIN_QUERY_CHARS {
-        return Err(format!("must be at least {MIN_QUERY_CHARS} characters"));
-    }
-    if n > MAX_QUERY_CHARS {
-        return Err(format!("must be at most {MAX_QUERY_CHARS} characters"));
-    }
-    if s.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(s.to_owned())
+    fields::parse_text(raw, MIN_QUERY_CHARS, MAX_QUERY_CHARS, false)
 }
 
 /// A community name: trimmed, 1 to 100 characters, no control characters.
 pub fn parse_name(raw: &str) -> Result<String, String> {
-    let s = raw.trim();
-    if s.is_empty() {
-        return Err("is required".into());
-    }
-    if s.chars().count() > MAX_NAME_CHARS {
-        return Err(format!("must be at most {MAX_NAME_CHARS} characters"));
-    }
-    if s.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(s.to_owned())
+    fields::parse_text(raw, 1, MAX_NAME_CHARS, false)
 }
 
+/// An address: trimmed, at most 200 characters, no control characters.
 pub fn parse_address(raw: &str) -> Result<String, String> {
-    let s = raw.trim();
-    if s.chars().count() > MAX_ADDRESS_CHARS {
-        return Err(format!("must be at most {MAX_ADDRESS_CHARS} characters"));
-    }
-    if s.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(s.to_owned())
+    fields::parse_text(raw, 0, MAX_ADDRESS_CHARS, false)
 }
 
 /// A SPORTS_CLUB join code: 4 to 32 visible characters without spaces.
@@ -240,15 +236,6 @@ pub fn parse_note(raw: &str) -> Result<Option<String>, String> {
         return Err(format!("must be at most {MAX_NOTE_CHARS} characters"));
     }
     Ok(Some(s.to_owned()))
-}
-
-/// A uuid field.
-pub fn parse_id(raw: &str) -> Result<Uuid, String> {
-    let s = raw.trim();
-    if s.is_empty() {
-        return Err("is required".into());
-    }
-    Uuid::parse_str(s).map_err(|_| "must be a UUID".to_owned())
 }
 
 /// Compares secrets in time independent of where they differ.

@@ -35,11 +35,11 @@ use super::model::{
     NewCommunity, SearchQuery, Status, codes_match, parse_dwelling,
 };
 use super::store::{self, NewMembership};
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason, Violations};
-use crate::idempotency::{self, Claim};
+use crate::idempotency::{remember, replayed};
 use crate::paging::Page;
+use crate::state::AppState;
 
 const MY_COMMUNITIES_TTL: Duration = Duration::from_secs(300);
 const SAMPLE_TTL: Duration = Duration::from_secs(60);
@@ -91,25 +91,19 @@ pub async fn create_community(state: &AppState, caller: &Caller, cmd: NewCommuni
         join_code: Option<&'a str>,
         external_code: Option<&'a str>,
     }
-    let fp = idempotency::fingerprint(&Fingerprint {
+    let fp = Fingerprint {
         kind: cmd.kind.as_db(),
         name: &cmd.name,
         address: &cmd.address,
         join_code: cmd.join_code.as_deref(),
         external_code: cmd.external_code.as_deref(),
-    });
-    let scope = idempotency::scope("CreateCommunity", Some(caller.user_id));
+    };
     let mut tx = state.db.begin().await?;
-    if let Some(rid) = &cmd.request_id
-        && let Claim::Replay(community) =
-            idempotency::claim::<Community>(&mut tx, &scope, rid, &fp, state.settings.idempotency.ttl_s).await?
-    {
+    if let Some(community) = replayed(state, &mut tx, "CreateCommunity", caller, cmd.request_id.as_ref(), &fp).await? {
         return Ok(community);
     }
     let community = store::insert_community(&mut tx, &cmd, caller.user_id).await?;
-    if let Some(rid) = &cmd.request_id {
-        idempotency::complete(&mut tx, &scope, rid, &community).await?;
-    }
+    remember(&mut tx, "CreateCommunity", caller, cmd.request_id.as_ref(), &community).await?;
     tx.commit().await?;
     home::community_created(&state.cache).await;
     tracing::info!(community_id = %community.id, kind = community.kind.as_db(), "community created");

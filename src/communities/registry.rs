@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::config::RegistrySettings;
 use super::model::MAX_NAME_CHARS;
 use super::store::{self, ApartmentRow, UpsertCounts};
-use crate::app::AppState;
-use crate::config::RegistrySettings;
 use crate::opendata::{KeyedClient, MAX_BODY_BYTES, Page, Retry, fetch_all_pages};
+use crate::state::AppState;
 
 /// Rows per upsert statement.
 pub const BATCH_ROWS: usize = 1000;

@@ -2,14 +2,13 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{
-    community_and_user, community_to_pb, id_field, membership_to_pb, my_community_to_pb, role_from_pb,
-};
+use super::convert::{community_and_user, community_to_pb, membership_to_pb, my_community_to_pb, role_from_pb};
 use super::model::{Decision, JoinRequest, NewCommunity, SearchQuery};
 use super::ops;
-use crate::app::AppState;
 use crate::error::AppError;
+use crate::fields::required_id;
 use crate::grpc::{caller, maybe_caller, pb};
+use crate::state::AppState;
 
 pub struct CommunityApi {
     pub state: AppState,
@@ -41,7 +40,7 @@ impl pb::community_service_server::CommunityService for CommunityApi {
         req: Request<pb::GetCommunityRequest>,
     ) -> Result<Response<pb::GetCommunityResponse>, Status> {
         let who = maybe_caller(&req)?;
-        let id = id_field("community_id", &req.get_ref().community_id)?;
+        let id = required_id("community_id", &req.get_ref().community_id)?;
         let c = ops::get_community(&self.state, who.as_ref(), id).await?;
         Ok(Response::new(pb::GetCommunityResponse { community: Some(community_to_pb(c)) }))
     }
@@ -74,7 +73,7 @@ impl pb::community_service_server::CommunityService for CommunityApi {
     ) -> Result<Response<pb::ListMembershipRequestsResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let id = id_field("community_id", &r.community_id)?;
+        let id = required_id("community_id", &r.community_id)?;
         let (rows, next) = ops::list_membership_requests(&self.state, &caller, id, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListMembershipRequestsResponse {
             memberships: rows.into_iter().map(membership_to_pb).collect(),
@@ -98,7 +97,7 @@ impl pb::community_service_server::CommunityService for CommunityApi {
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let id = id_field("community_id", &r.community_id)?;
+        let id = required_id("community_id", &r.community_id)?;
         let role = role_from_pb(r.role).map_err(|e| AppError::invalid("role", e))?;
         let (rows, next) = ops::list_members(&self.state, &caller, id, role, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListMembersResponse {
@@ -126,7 +125,7 @@ impl pb::community_service_server::CommunityService for CommunityApi {
         req: Request<pb::LeaveCommunityRequest>,
     ) -> Result<Response<pb::LeaveCommunityResponse>, Status> {
         let caller = caller(&req)?;
-        let id = id_field("community_id", &req.get_ref().community_id)?;
+        let id = required_id("community_id", &req.get_ref().community_id)?;
         ops::leave_community(&self.state, &caller, id).await?;
         Ok(Response::new(pb::LeaveCommunityResponse {}))
     }

@@ -5,9 +5,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
 
-use super::access::MemberRole;
-use super::model::{Community, Kind, Membership, MyCommunity, NewCommunity, SearchQuery, Status};
-use crate::accounts::store::escape_like;
+use super::model::{Community, Kind, MemberRole, Membership, MyCommunity, NewCommunity, SearchQuery, Status};
+use crate::db::escape_like;
 use crate::error::{AppError, AppResult};
 
 /// Community columns, prefixed `c_` (so they can sit next to membership columns).
@@ -152,6 +151,28 @@ pub async fn get_community(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Optio
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
     row.map(|r| community_from(&r, r.try_get("member_count")?)).transpose()
+}
+
+/// The APPROVED role of `user_id` in `community_id` (as `communities::access::standing_from`
+/// reads it): `None` when the community does not exist, `Some(None)` without an approved
+/// membership.
+pub async fn standing_role(
+    db: impl PgExecutor<'_>,
+    community_id: Uuid,
+    user_id: Uuid,
+) -> AppResult<Option<Option<String>>> {
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "select m.role
+           from communities c
+           left join community_memberships m
+             on m.community_id = c.id and m.user_id = $2 and m.status = 'APPROVED'
+          where c.id = $1",
+    )
+    .bind(community_id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(role,)| role))
 }
 
 /// Locks the community row for the rest of the transaction: membership changes that must see
@@ -421,13 +442,171 @@ pub async fn upsert_apartments(db: impl PgExecutor<'_>, rows: &[ApartmentRow]) -
     Ok(UpsertCounts { created, updated, unchanged: rows.len() as u64 - written.len() as u64 })
 }
 
+// ---- synthetic complexes and the search indexes (benchmarks and the `search` load scenario,
+// `super::synthetic`)
+
+/// Inserts complexes `from..to` built from the registry's `(names, addresses, bjd codes)`
+/// (external code `{code_prefix}{i:09}`, brand prefixes and phase suffixes by `i`); complexes
+/// already there are kept. Returns rows inserted.
+pub async fn insert_synthetic_apartments(
+    db: &mut PgConnection,
+    (names, addresses, bjd): (&[String], &[String], &[String]),
+    code_prefix: &str,
+    from: i64,
+    to: i64,
+) -> AppResult<u64> {
+    let done = sqlx::query(
+        "with f as (
+             select row_number() over () - 1 as idx, name, address, bjd
+               from unnest($1::text[], $2::text[], $3::text[]) as t(name, address, bjd)),
+         n as (select count(*) as n from f)
+         insert into communities (id, kind, name, address, external_code, registry)
+         select gen_random_uuid(), 'APARTMENT',
+                (array['', '신', '더샵', '래미안', '푸르지오', '힐스테이트', '센트럴', '자이', 'e편한세상', '뉴'])
+                    [((g.i / n.n) % 10) + 1] || f.name
+                    || case when g.i / n.n / 10 > 0 then ' ' || (g.i / n.n / 10 + 1) || '차' else '' end,
+                f.address,
+                $4 || lpad(g.i::text, 9, '0'),
+                jsonb_build_object('bjdCode', f.bjd)
+           from generate_series($5::bigint, $6::bigint - 1) as g(i)
+           cross join n
+           join f on f.idx = g.i % n.n
+         on conflict (external_code) where external_code is not null do nothing",
+    )
+    .bind(names)
+    .bind(addresses)
+    .bind(bjd)
+    .bind(code_prefix)
+    .bind(from)
+    .bind(to)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Drops the named indexes if they exist, and refreshes the statistics of `communities`.
+pub async fn drop_indexes(db: &mut PgConnection, names: &[&str]) -> AppResult<()> {
+    for name in names {
+        let sql = format!("drop index if exists \"{}\"", name.replace('"', "\"\""));
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *db).await?;
+    }
+    sqlx::query("analyze communities").execute(db).await?;
+    Ok(())
+}
+
+/// Runs the index DDL statements (`create index if not exists …`), then refreshes the statistics.
+pub async fn create_indexes(db: &mut PgConnection, ddl: &[&str]) -> AppResult<()> {
+    for statement in ddl {
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_string())).execute(&mut *db).await?;
+    }
+    sqlx::query("analyze communities").execute(db).await?;
+    Ok(())
+}
+
+/// How many of the named indexes exist on `communities`.
+pub async fn count_indexes(db: &mut PgConnection, names: &[&str]) -> AppResult<i64> {
+    Ok(sqlx::query_scalar("select count(*) from pg_indexes where tablename = 'communities' and indexname = any($1)")
+        .bind(names)
+        .fetch_one(db)
+        .await?)
+}
+
 #[cfg(test)]
 mod tests {
+    use sqlx::PgPool;
+
     use super::*;
+    use crate::communities::synthetic::{self, SEARCH_INDEXES, Templates};
+    use crate::db::fixtures::{community, membership, user};
 
     #[test]
     fn patterns_escape_wildcards() {
         assert_eq!(contains_pattern("파장"), "%파장%");
         assert_eq!(contains_pattern("10%_a\\"), "%10\\%\\_a\\\\%");
+    }
+
+    fn apartment(code: &str, name: &str, address: &str) -> ApartmentRow {
+        ApartmentRow { code: code.into(), name: name.into(), address: address.into(), registry: serde_json::json!({}) }
+    }
+
+    fn query(text: &str, kind: Option<Kind>) -> SearchQuery {
+        SearchQuery { text: text.into(), kind }
+    }
+
+    async fn names(pool: &PgPool, q: &SearchQuery, after: Option<&(String, Uuid)>) -> Vec<String> {
+        search_communities(pool, q, after, 10).await.unwrap().into_iter().map(|c| c.name).collect()
+    }
+
+    /// The search statement changes with the query: two characters go through the bigram
+    /// columns (one more parameter), longer ones through ILIKE; the count uses the same predicate.
+    #[sqlx::test]
+    async fn search_and_count_by_query_length_kind_and_cursor(pool: PgPool) {
+        let rows = [
+            apartment("A1", "파장 주공", "경기도 수원시 장안구 파장동"),
+            apartment("A2", "정자 푸르지오", "경기도 수원시 장안구 정자동"),
+            apartment("A3", "100% 아파트", "서울특별시 중구"),
+        ];
+        assert_eq!(upsert_apartments(&pool, &rows).await.unwrap().created, 3);
+        community(&pool, "파장 클럽").await;
+        for (text, kind, expected) in [
+            ("파장", None, vec!["파장 주공", "파장 클럽"]),
+            ("파장", Some(Kind::Apartment), vec!["파장 주공"]),
+            ("정자", None, vec!["정자 푸르지오"]),
+            ("장안구", None, vec!["정자 푸르지오", "파장 주공"]),
+            ("0%", None, vec!["100% 아파트"]),
+            ("00% 아", None, vec!["100% 아파트"]),
+            ("없는말", None, vec![]),
+        ] {
+            let q = query(text, kind);
+            assert_eq!(names(&pool, &q, None).await, expected, "{text}");
+            assert_eq!(count_communities(&pool, &q).await.unwrap(), expected.len() as i64, "{text}");
+        }
+        let q = query("장안구", None);
+        let first = search_communities(&pool, &q, None, 1).await.unwrap().remove(0);
+        assert_eq!(names(&pool, &q, Some(&(first.name, first.id))).await, ["파장 주공"]);
+    }
+
+    #[sqlx::test]
+    async fn standing_roles(pool: PgPool) {
+        let (manager, pending, outsider) =
+            (user(&pool, "manager", false).await, user(&pool, "pending", false).await, user(&pool, "out", false).await);
+        let club = community(&pool, "club").await;
+        membership(&pool, club, manager, "APPROVED").await;
+        sqlx::query("update community_memberships set role = 'MANAGER' where user_id = $1")
+            .bind(manager)
+            .execute(&pool)
+            .await
+            .unwrap();
+        membership(&pool, club, pending, "PENDING").await;
+        assert_eq!(standing_role(&pool, club, manager).await.unwrap(), Some(Some("MANAGER".to_owned())));
+        assert_eq!(standing_role(&pool, club, pending).await.unwrap(), Some(None));
+        assert_eq!(standing_role(&pool, club, outsider).await.unwrap(), Some(None));
+        assert_eq!(standing_role(&pool, Uuid::now_v7(), manager).await.unwrap(), None);
+    }
+
+    /// The synthetic complexes and the index statements built from names and DDL.
+    #[sqlx::test]
+    async fn synthetic_complexes_and_search_indexes(pool: PgPool) {
+        let t = Templates::from_json(
+            r#"[{"kaptName":"파장 주공","as1":"경기도","as2":"수원시","bjdCode":"41"},
+                                        {"kaptName":"정자","as1":"경기도","bjdCode":"42"}]"#,
+        )
+        .unwrap();
+        let mut db = pool.acquire().await.unwrap();
+        assert_eq!(synthetic::insert(&mut db, &t, "T", 0, 25).await.unwrap(), 25);
+        assert_eq!(synthetic::insert(&mut db, &t, "T", 20, 30).await.unwrap(), 5, "existing codes are kept");
+        let (n, brands): (i64, i64) = sqlx::query_as(
+            "select count(*), count(*) filter (where name like '래미안%') from communities where external_code like 'T%'",
+        )
+        .fetch_one(&mut *db)
+        .await
+        .unwrap();
+        assert_eq!((n, brands), (30, 4), "complexes 6, 7, 26 and 27");
+        assert_eq!(synthetic::search_indexes_present(&mut db).await.unwrap(), SEARCH_INDEXES.len() as i64);
+        synthetic::drop_search_indexes(&mut db).await.unwrap();
+        assert_eq!(synthetic::search_indexes_present(&mut db).await.unwrap(), 0);
+        assert_eq!(count_communities(&pool, &query("파장", None)).await.unwrap(), 15, "searches work without them");
+        synthetic::create_search_indexes(&mut db).await.unwrap();
+        assert_eq!(synthetic::search_indexes_present(&mut db).await.unwrap(), SEARCH_INDEXES.len() as i64);
     }
 }

@@ -6,6 +6,9 @@
 
 use sqlx::PgConnection;
 
+use super::store;
+use crate::error::AppResult;
+
 /// Queries people type: complex names and brands, districts and dongs, 2 to 5 characters.
 pub const QUERIES: &[&str] =
     &["파장", "래미안", "수원", "현대", "정자동", "푸르지오", "센트럴", "주공", "분당구", "삼익", "힐스테이트", "성남"];
@@ -59,65 +62,24 @@ impl Templates {
 
 /// Inserts complexes `from..to` (external code `{code_prefix}{i:09}`); complexes already
 /// there are kept. Complex `i` is always the same name and address. Returns rows inserted.
-pub async fn insert(
-    db: &mut PgConnection,
-    t: &Templates,
-    code_prefix: &str,
-    from: i64,
-    to: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "with f as (
-             select row_number() over () - 1 as idx, name, address, bjd
-               from unnest($1::text[], $2::text[], $3::text[]) as t(name, address, bjd)),
-         n as (select count(*) as n from f)
-         insert into communities (id, kind, name, address, external_code, registry)
-         select gen_random_uuid(), 'APARTMENT',
-                (array['', '신', '더샵', '래미안', '푸르지오', '힐스테이트', '센트럴', '자이', 'e편한세상', '뉴'])
-                    [((g.i / n.n) % 10) + 1] || f.name
-                    || case when g.i / n.n / 10 > 0 then ' ' || (g.i / n.n / 10 + 1) || '차' else '' end,
-                f.address,
-                $4 || lpad(g.i::text, 9, '0'),
-                jsonb_build_object('bjdCode', f.bjd)
-           from generate_series($5::bigint, $6::bigint - 1) as g(i)
-           cross join n
-           join f on f.idx = g.i % n.n
-         on conflict (external_code) where external_code is not null do nothing",
-    )
-    .bind(&t.names)
-    .bind(&t.addresses)
-    .bind(&t.bjd)
-    .bind(code_prefix)
-    .bind(from)
-    .bind(to)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+pub async fn insert(db: &mut PgConnection, t: &Templates, code_prefix: &str, from: i64, to: i64) -> AppResult<u64> {
+    store::insert_synthetic_apartments(db, (&t.names, &t.addresses, &t.bjd), code_prefix, from, to).await
 }
 
 /// Drops the search indexes (searches then scan the table), and refreshes the statistics.
-pub async fn drop_search_indexes(db: &mut PgConnection) -> Result<(), sqlx::Error> {
-    for (name, _) in SEARCH_INDEXES {
-        sqlx::query(sqlx::AssertSqlSafe(format!("drop index if exists {name}"))).execute(&mut *db).await?;
-    }
-    sqlx::query("analyze communities").execute(db).await?;
-    Ok(())
+pub async fn drop_search_indexes(db: &mut PgConnection) -> AppResult<()> {
+    let names: Vec<&str> = SEARCH_INDEXES.iter().map(|(n, _)| *n).collect();
+    store::drop_indexes(db, &names).await
 }
 
 /// Creates whichever search index is missing, and refreshes the statistics.
-pub async fn create_search_indexes(db: &mut PgConnection) -> Result<(), sqlx::Error> {
-    for (_, ddl) in SEARCH_INDEXES {
-        sqlx::query(sqlx::AssertSqlSafe(ddl.to_string())).execute(&mut *db).await?;
-    }
-    sqlx::query("analyze communities").execute(db).await?;
-    Ok(())
+pub async fn create_search_indexes(db: &mut PgConnection) -> AppResult<()> {
+    let ddl: Vec<&str> = SEARCH_INDEXES.iter().map(|(_, d)| *d).collect();
+    store::create_indexes(db, &ddl).await
 }
 
 /// How many of the search indexes exist.
-pub async fn search_indexes_present(db: &mut PgConnection) -> Result<i64, sqlx::Error> {
+pub async fn search_indexes_present(db: &mut PgConnection) -> AppResult<i64> {
     let names: Vec<&str> = SEARCH_INDEXES.iter().map(|(n, _)| *n).collect();
-    sqlx::query_scalar("select count(*) from pg_indexes where tablename = 'communities' and indexname = any($1)")
-        .bind(&names)
-        .fetch_one(db)
-        .await
+    store::count_indexes(db, &names).await
 }

@@ -7,9 +7,8 @@ use super::model::{
     MAX_ADDRESS_CHARS, MAX_DESCRIPTION_CHARS, MAX_FEE, MAX_TITLE_CHARS, MemberRow, ParticipantRow, Participation,
     PenaltyReason, PenaltyRow, PendingFeeRow, StatsRow, UpdateEvent, Venue,
 };
-use crate::accounts::convert::timestamp;
-use crate::communities::content::{id, mask, request_id, text, time};
 use crate::error::{AppError, Violations};
+use crate::fields::{id, mask, request_id, text, time, timestamp};
 use crate::grpc::pb;
 
 pub const UPDATABLE: &[&str] =
@@ -163,22 +162,6 @@ impl TryFrom<pb::CheckInRequest> for CheckIn {
         v.finish()?;
         Ok(CheckIn { event_id, at })
     }
-}
-
-/// A required `event_id`.
-pub fn event_id(raw: &str) -> Result<Uuid, AppError> {
-    let mut v = Violations::new();
-    let id = id(&mut v, "event_id", raw);
-    v.finish()?;
-    Ok(id)
-}
-
-/// A required `community_id`.
-pub fn community_id(raw: &str) -> Result<Uuid, AppError> {
-    let mut v = Violations::new();
-    let id = id(&mut v, "community_id", raw);
-    v.finish()?;
-    Ok(id)
 }
 
 /// Required `event_id` and `user_id`.

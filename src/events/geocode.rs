@@ -14,11 +14,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::config::EventsSettings;
 use super::model::Coords;
-use crate::app::AppState;
-use crate::config::EventsSettings;
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::retry::{self, Policy, RETRY_AFTER_CAP};
+use crate::state::AppState;
 
 /// A failed attempt: what went wrong, whether trying again may help, the server's `Retry-After`.
 #[derive(Debug)]

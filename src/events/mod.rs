@@ -17,7 +17,10 @@
 //!   once it is settled (`EVENT_SETTLED`).
 //!
 //! "Now" comes from the injected [`crate::clock::Clock`].
+//!
+//! Public API: none besides [`add_services`].
 
+pub mod config;
 pub mod convert;
 pub mod geocode;
 pub mod model;
@@ -26,3 +29,16 @@ pub mod outbox;
 pub mod service;
 pub mod settle;
 pub mod store;
+
+use crate::grpc::pb;
+use crate::services::{RoutesBuilder, add_service};
+use crate::state::AppState;
+
+/// Puts `EventService` on the server.
+pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    add_service!(
+        routes,
+        state,
+        pb::event_service_server::EventServiceServer::new(service::EventApi { state: state.clone() })
+    );
+}

@@ -18,11 +18,11 @@ use super::model::{
     Venue, haversine_m, shown_metres, shown_radius, too_far_message,
 };
 use super::store;
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
-use crate::communities::content::{remember, replayed};
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::idempotency::{remember, replayed};
+use crate::state::AppState;
 
 fn event_not_found() -> AppError {
     AppError::not_found(Reason::EventNotFound, "event")

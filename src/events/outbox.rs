@@ -17,9 +17,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::model::PenaltyReason;
-use crate::app::AppState;
+use super::store;
 use crate::error::AppResult;
 use crate::retry::{self, Policy};
+use crate::state::AppState;
 
 /// The longest wait between two deliveries of a notice (before jitter), and the longest
 /// `Retry-After` honoured as it is.
@@ -52,20 +53,9 @@ pub async fn enqueue(
     title: &str,
     penalties: &[PenaltyReason],
 ) -> AppResult<()> {
-    let community: String =
-        sqlx::query_scalar("select name from communities where id = $1").bind(community_id).fetch_one(&mut *tx).await?;
+    let community = store::community_name(&mut *tx, community_id).await?;
     let text = message(&community, title, penalties);
-    let payload = serde_json::json!({ "text": text, "content": text });
-    sqlx::query(
-        "insert into event_webhook_outbox (id, event_id, payload) values ($1, $2, $3)
-         on conflict on constraint event_webhook_outbox_event_id_key do nothing",
-    )
-    .bind(Uuid::now_v7())
-    .bind(event_id)
-    .bind(payload)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    store::insert_notice(&mut *tx, event_id, &serde_json::json!({ "text": text, "content": text })).await
 }
 
 /// Delivers every due notice; returns how many were delivered by this call.
@@ -82,16 +72,7 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
     let mut delivered = 0;
     loop {
         let mut tx = state.db.begin().await?;
-        let row: Option<(Uuid, serde_json::Value, i32)> = sqlx::query_as(
-            "select id, payload, attempts from event_webhook_outbox
-              where delivered_at is null and next_attempt_at <= now() and attempts < $1
-              order by next_attempt_at, id
-              limit 1
-              for update skip locked",
-        )
-        .bind(cfg.webhook_max_attempts)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = store::take_due_notice(&mut tx, cfg.webhook_max_attempts).await?;
         let Some((id, payload, attempts)) = row else { return Ok(delivered) };
         let outcome = match client.post(url.expose_secret()).json(&payload).send().await {
             Ok(r) if r.status().is_success() => Ok(()),
@@ -103,30 +84,14 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
         };
         match outcome {
             Ok(()) => {
-                sqlx::query(
-                    "update event_webhook_outbox set delivered_at = now(), attempts = attempts + 1, last_error = null
-                      where id = $1",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                store::update_notice_delivered(&mut tx, id).await?;
                 metrics::counter!("maru_event_webhook_deliveries_total", "result" => "delivered").increment(1);
                 delivered += 1;
             }
             Err((error, retry_after)) => {
                 let first = Duration::from_millis(cfg.webhook_backoff_ms);
                 let backoff_ms = next_attempt_in(first, attempts + 1, retry_after).as_millis() as f64;
-                sqlx::query(
-                    "update event_webhook_outbox
-                        set attempts = attempts + 1, last_error = $2,
-                            next_attempt_at = now() + make_interval(secs => $3::float8 / 1000)
-                      where id = $1",
-                )
-                .bind(id)
-                .bind(&error)
-                .bind(backoff_ms)
-                .execute(&mut *tx)
-                .await?;
+                store::update_notice_failed(&mut tx, id, &error, backoff_ms).await?;
                 metrics::counter!("maru_event_webhook_deliveries_total", "result" => "failed").increment(1);
                 tracing::warn!(outbox_id = %id, attempt = attempts + 1, error, "settlement webhook not delivered");
             }
@@ -137,9 +102,7 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
 
 /// Notices not delivered yet (given-up ones included), for `maru_event_outbox_backlog`.
 pub async fn backlog(state: &AppState) -> AppResult<i64> {
-    Ok(sqlx::query_scalar("select count(*) from event_webhook_outbox where delivered_at is null")
-        .fetch_one(&state.db)
-        .await?)
+    store::count_undelivered_notices(&state.db).await
 }
 
 #[cfg(test)]

@@ -3,11 +3,12 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, attendance_to_pb, community_id, event_id, event_user, fee_to_pb};
+use super::convert::{self, attendance_to_pb, event_user, fee_to_pb};
 use super::model::{CheckIn, CreateEvent, ListEvents, UpdateEvent};
 use super::ops;
-use crate::app::AppState;
+use crate::fields::required_id;
 use crate::grpc::{caller, pb};
+use crate::state::AppState;
 
 pub struct EventApi {
     pub state: AppState,
@@ -33,14 +34,14 @@ impl pb::event_service_server::EventService for EventApi {
 
     async fn delete_event(&self, req: Request<pb::DeleteEventRequest>) -> Reply<pb::DeleteEventResponse> {
         let caller = caller(&req)?;
-        let id = event_id(&req.get_ref().event_id)?;
+        let id = required_id("event_id", &req.get_ref().event_id)?;
         ops::delete_event(&self.state, &caller, id).await?;
         Ok(Response::new(pb::DeleteEventResponse {}))
     }
 
     async fn get_event(&self, req: Request<pb::GetEventRequest>) -> Reply<pb::GetEventResponse> {
         let caller = caller(&req)?;
-        let id = event_id(&req.get_ref().event_id)?;
+        let id = required_id("event_id", &req.get_ref().event_id)?;
         let event = ops::get_event(&self.state, &caller, id).await?;
         Ok(Response::new(pb::GetEventResponse { event: Some(event.into()) }))
     }
@@ -78,7 +79,7 @@ impl pb::event_service_server::EventService for EventApi {
     ) -> Reply<pb::ListParticipantsResponse> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let id = event_id(&r.event_id)?;
+        let id = required_id("event_id", &r.event_id)?;
         let (rows, next) = ops::list_participants(&self.state, &caller, id, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListParticipantsResponse {
             participants: rows.into_iter().map(Into::into).collect(),
@@ -92,7 +93,7 @@ impl pb::event_service_server::EventService for EventApi {
     ) -> Reply<pb::ListNonParticipantsResponse> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let id = event_id(&r.event_id)?;
+        let id = required_id("event_id", &r.event_id)?;
         let (rows, next) = ops::list_non_participants(&self.state, &caller, id, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListNonParticipantsResponse {
             members: rows.into_iter().map(Into::into).collect(),
@@ -123,7 +124,7 @@ impl pb::event_service_server::EventService for EventApi {
 
     async fn report_fee_paid(&self, req: Request<pb::ReportFeePaidRequest>) -> Reply<pb::ReportFeePaidResponse> {
         let caller = caller(&req)?;
-        let id = event_id(&req.get_ref().event_id)?;
+        let id = required_id("event_id", &req.get_ref().event_id)?;
         let s = ops::report_fee_paid(&self.state, &caller, id).await?;
         Ok(Response::new(pb::ReportFeePaidResponse { fee_status: fee_to_pb(s) as i32 }))
     }
@@ -131,7 +132,7 @@ impl pb::event_service_server::EventService for EventApi {
     async fn list_pending_fees(&self, req: Request<pb::ListPendingFeesRequest>) -> Reply<pb::ListPendingFeesResponse> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let id = community_id(&r.community_id)?;
+        let id = required_id("community_id", &r.community_id)?;
         let (rows, next) = ops::list_pending_fees(&self.state, &caller, id, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListPendingFeesResponse {
             fees: rows.into_iter().map(Into::into).collect(),
@@ -164,7 +165,7 @@ impl pb::event_service_server::EventService for EventApi {
     async fn list_member_stats(&self, req: Request<pb::ListMemberStatsRequest>) -> Reply<pb::ListMemberStatsResponse> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let id = community_id(&r.community_id)?;
+        let id = required_id("community_id", &r.community_id)?;
         let (rows, next) = ops::list_member_stats(&self.state, &caller, id, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListMemberStatsResponse {
             stats: rows.into_iter().map(Into::into).collect(),

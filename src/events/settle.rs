@@ -13,8 +13,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::model::PenaltyReason;
-use crate::app::AppState;
+use super::store;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 /// One settled event.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,19 +55,8 @@ pub async fn settle_due(state: &AppState) -> AppResult<Vec<Settled>> {
 async fn settle_one(state: &AppState, skip: &[Uuid]) -> Result<Option<Settled>, (Option<Uuid>, AppError)> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await.map_err(|e| (None, e.into()))?;
-    let row: Option<(Uuid, Uuid, DateTime<Utc>, i64, String)> = sqlx::query_as(
-        "select id, community_id, ends_at, fee, title from events
-          where settled_at is null and ends_at <= $1 and id <> all($2)
-          order by ends_at, id
-          limit 1
-          for update skip locked",
-    )
-    .bind(now)
-    .bind(skip)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(|e| (None, e.into()))?;
-    let Some((event_id, community_id, ends_at, fee, title)) = row else { return Ok(None) };
+    let row = store::take_due_event(&mut tx, now, skip).await.map_err(|e| (None, e))?;
+    let Some(store::DueEvent { event_id, community_id, ends_at, fee, title }) = row else { return Ok(None) };
     let penalties = apply(state, &mut tx, event_id, community_id, fee, now).await.map_err(|e| (Some(event_id), e))?;
     if state.settings.events.webhook_url.is_some() {
         super::outbox::enqueue(&mut tx, event_id, community_id, &title, &penalties)
@@ -95,40 +85,15 @@ async fn apply(
     now: DateTime<Utc>,
 ) -> AppResult<Vec<PenaltyReason>> {
     let cfg = &state.settings.events;
-    let reasons: Vec<String> = sqlx::query_scalar(
-        "insert into event_penalties (id, community_id, event_id, user_id, reason, points)
-         select gen_random_uuid(), $2, p.event_id, p.user_id, r.reason, r.points
-           from event_participants p
-          cross join lateral (values
-                ('ABSENT', $3::int, p.attendance = 'ABSENT'),
-                ('LATE', $4::int, p.attendance = 'LATE'),
-                ('NOT_PAID', $5::int, p.fee_status = 'NOT_PAID' and $6::bigint > 0 and p.attendance <> 'ABSENT')
-          ) as r(reason, points, applies)
-          where p.event_id = $1 and r.applies and r.points > 0
-         returning reason",
-    )
-    .bind(event_id)
-    .bind(community_id)
-    .bind(cfg.absent_points)
-    .bind(cfg.late_points)
-    .bind(cfg.not_paid_points)
-    .bind(fee)
-    .fetch_all(&mut *tx)
-    .await?;
-    sqlx::query("update events set settled_at = $2, updated_at = now() where id = $1 and settled_at is null")
-        .bind(event_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    let points =
+        store::PenaltyPoints { absent: cfg.absent_points, late: cfg.late_points, not_paid: cfg.not_paid_points };
+    let reasons = store::insert_penalties(&mut *tx, event_id, community_id, points, fee).await?;
+    store::update_event_settled(&mut *tx, event_id, now).await?;
     Ok(reasons.iter().filter_map(|r| PenaltyReason::from_db(r)).collect())
 }
 
 /// Seconds the oldest ended, unsettled event has waited (0 when none), for the lag alert.
 pub async fn oldest_unsettled_lag(state: &AppState) -> AppResult<f64> {
-    let oldest: Option<DateTime<Utc>> =
-        sqlx::query_scalar("select min(ends_at) from events where settled_at is null and ends_at <= $1")
-            .bind(state.clock.now())
-            .fetch_one(&state.db)
-            .await?;
+    let oldest = store::oldest_unsettled_end(&state.db, state.clock.now()).await?;
     Ok(oldest.map_or(0.0, |t| (state.clock.now() - t).num_milliseconds().max(0) as f64 / 1000.0))
 }

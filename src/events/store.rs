@@ -470,3 +470,167 @@ pub async fn list_penalties(
     .fetch_all(db)
     .await?)
 }
+
+// ---- settlement (`super::settle`)
+
+/// An ended, unsettled event taken for settlement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueEvent {
+    pub event_id: Uuid,
+    pub community_id: Uuid,
+    pub ends_at: DateTime<Utc>,
+    pub fee: i64,
+    pub title: String,
+}
+
+/// Locks the first event that ended by `now`, is unsettled, is not in `skip` and no other
+/// transaction holds (`FOR UPDATE SKIP LOCKED`).
+pub async fn take_due_event(conn: &mut PgConnection, now: DateTime<Utc>, skip: &[Uuid]) -> AppResult<Option<DueEvent>> {
+    let row: Option<(Uuid, Uuid, DateTime<Utc>, i64, String)> = sqlx::query_as(
+        "select id, community_id, ends_at, fee, title from events
+          where settled_at is null and ends_at <= $1 and id <> all($2)
+          order by ends_at, id
+          limit 1
+          for update skip locked",
+    )
+    .bind(now)
+    .bind(skip)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(event_id, community_id, ends_at, fee, title)| DueEvent {
+        event_id,
+        community_id,
+        ends_at,
+        fee,
+        title,
+    }))
+}
+
+/// Penalty points of a settlement (`events.*_points`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PenaltyPoints {
+    pub absent: i32,
+    pub late: i32,
+    pub not_paid: i32,
+}
+
+/// Inserts the penalties of an event's participants; returns their reasons. ABSENT and LATE by
+/// attendance; NOT_PAID for a participant who came to an event with a fee and did not pay.
+/// Reasons worth 0 points are not recorded.
+pub async fn insert_penalties(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+    community_id: Uuid,
+    points: PenaltyPoints,
+    fee: i64,
+) -> AppResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "insert into event_penalties (id, community_id, event_id, user_id, reason, points)
+         select gen_random_uuid(), $2, p.event_id, p.user_id, r.reason, r.points
+           from event_participants p
+          cross join lateral (values
+                ('ABSENT', $3::int, p.attendance = 'ABSENT'),
+                ('LATE', $4::int, p.attendance = 'LATE'),
+                ('NOT_PAID', $5::int, p.fee_status = 'NOT_PAID' and $6::bigint > 0 and p.attendance <> 'ABSENT')
+          ) as r(reason, points, applies)
+          where p.event_id = $1 and r.applies and r.points > 0
+         returning reason",
+    )
+    .bind(event_id)
+    .bind(community_id)
+    .bind(points.absent)
+    .bind(points.late)
+    .bind(points.not_paid)
+    .bind(fee)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Marks the event settled at `now` (once).
+pub async fn update_event_settled(conn: &mut PgConnection, event_id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+    sqlx::query("update events set settled_at = $2, updated_at = now() where id = $1 and settled_at is null")
+        .bind(event_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The end of the oldest event that ended by `now` and is not settled.
+pub async fn oldest_unsettled_end(db: impl PgExecutor<'_>, now: DateTime<Utc>) -> AppResult<Option<DateTime<Utc>>> {
+    Ok(sqlx::query_scalar("select min(ends_at) from events where settled_at is null and ends_at <= $1")
+        .bind(now)
+        .fetch_one(db)
+        .await?)
+}
+
+// ---- the settlement webhook outbox (`super::outbox`)
+
+pub async fn community_name(conn: &mut PgConnection, community_id: Uuid) -> AppResult<String> {
+    Ok(sqlx::query_scalar("select name from communities where id = $1").bind(community_id).fetch_one(conn).await?)
+}
+
+/// The notice of an event's settlement; at most one per event
+/// (`event_webhook_outbox_event_id_key`).
+pub async fn insert_notice(conn: &mut PgConnection, event_id: Uuid, payload: &serde_json::Value) -> AppResult<()> {
+    sqlx::query(
+        "insert into event_webhook_outbox (id, event_id, payload) values ($1, $2, $3)
+         on conflict on constraint event_webhook_outbox_event_id_key do nothing",
+    )
+    .bind(Uuid::now_v7())
+    .bind(event_id)
+    .bind(payload)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks the next notice due for delivery (`(id, payload, attempts)`) that no other transaction
+/// holds and that has had fewer than `max_attempts`.
+pub async fn take_due_notice(
+    conn: &mut PgConnection,
+    max_attempts: i32,
+) -> AppResult<Option<(Uuid, serde_json::Value, i32)>> {
+    Ok(sqlx::query_as(
+        "select id, payload, attempts from event_webhook_outbox
+          where delivered_at is null and next_attempt_at <= now() and attempts < $1
+          order by next_attempt_at, id
+          limit 1
+          for update skip locked",
+    )
+    .bind(max_attempts)
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn update_notice_delivered(conn: &mut PgConnection, id: Uuid) -> AppResult<()> {
+    sqlx::query(
+        "update event_webhook_outbox set delivered_at = now(), attempts = attempts + 1, last_error = null
+          where id = $1",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt and when to try again (`backoff_ms` from now).
+pub async fn update_notice_failed(conn: &mut PgConnection, id: Uuid, error: &str, backoff_ms: f64) -> AppResult<()> {
+    sqlx::query(
+        "update event_webhook_outbox
+            set attempts = attempts + 1, last_error = $2,
+                next_attempt_at = now() + make_interval(secs => $3::float8 / 1000)
+          where id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(backoff_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Notices not delivered yet (given-up ones included).
+pub async fn count_undelivered_notices(db: impl PgExecutor<'_>) -> AppResult<i64> {
+    Ok(sqlx::query_scalar("select count(*) from event_webhook_outbox where delivered_at is null").fetch_one(db).await?)
+}

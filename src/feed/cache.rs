@@ -11,8 +11,9 @@
 //! and expire (`feed.*_cache_ttl_s`, far below the one-day life of a version).
 //!
 //! Cached rows are the same for every reader: a page is cached as an admin sees it (suspended
-//! posts included) and each reader's view is filtered after paging ([`visible_status`]), so a
-//! page may be shorter than `page_size` but page tokens stay exact. `liked_by_me` is looked up
+//! posts included) and each reader's view is filtered after paging with the visibility rule
+//! ([`super::visibility::sees`]), so a page may be shorter than `page_size` but page tokens
+//! stay exact. `liked_by_me` is looked up
 //! per reader, never cached. Other lists (author, tag, text search, home feed) depend on who is
 //! reading and are not cached. When Redis is unavailable everything is read from PostgreSQL.
 
@@ -21,11 +22,10 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::model::{Post, PostFilter};
-use super::ops::{self, Seen};
-use super::store::{self, PostCursor, Reader};
-use crate::app::AppState;
-use crate::caller::Caller;
+use super::store::{self, PostCursor};
+use super::visibility::Reader;
 use crate::error::AppResult;
+use crate::state::AppState;
 
 pub const POST_CACHE: &str = "feed_post";
 pub const PAGE_CACHE: &str = "feed_page";
@@ -40,29 +40,23 @@ fn community_scope(id: Uuid) -> String {
     format!("feed:community:{id}")
 }
 
-/// Whether `reader` sees a post of this status (the list-side twin of `ops::visible_post`).
-pub fn visible_status(p: &Post, reader: Reader) -> bool {
-    p.status() == super::model::PostStatus::Published || reader.is_admin || p.author_id == reader.user_id
-}
-
-/// [`ops::check_visible`] of post `id`, reading the post through the cache.
-pub async fn visible_post_cached(state: &AppState, caller: Option<&Caller>, id: Uuid, likes: bool) -> AppResult<Seen> {
-    let post = if state.settings.feed.cache_enabled {
+/// Post `id` (whatever its status and community: callers decide who sees it), through the cache.
+pub async fn get_post_cached(state: &AppState, id: Uuid) -> AppResult<Option<Post>> {
+    if state.settings.feed.cache_enabled {
         let ttl = Duration::from_secs(state.settings.feed.post_cache_ttl_s);
         let (db, scopes) = (&state.db, [ALL.to_owned(), post_scope(id)]);
         let base = format!("feed:post:{id}");
         state
             .cache
             .get_or_load_scoped(POST_CACHE, &scopes, &base, ttl, || async { store::get_post(db, id).await })
-            .await?
+            .await
     } else {
-        store::get_post(&state.db, id).await?
-    };
-    ops::check_visible(state, caller, post, likes).await
+        store::get_post(&state.db, id).await
+    }
 }
 
 /// Rows of a post list in canonical order. Community pages come from the cache as an admin
-/// sees them; callers filter with [`visible_status`] after paging.
+/// sees them; callers filter with [`super::visibility::sees`] after paging.
 pub async fn list_posts_cached(
     state: &AppState,
     reader: Reader,
@@ -73,7 +67,7 @@ pub async fn list_posts_cached(
     let PostFilter::Community(c) = filter else {
         return store::list_posts(&state.db, reader, Some(filter), after, limit).await;
     };
-    let canonical = Reader { user_id: Uuid::nil(), is_admin: true };
+    let canonical = Reader::CANONICAL;
     if !state.settings.feed.cache_enabled {
         return store::list_posts(&state.db, canonical, Some(filter), after, limit).await;
     }

@@ -7,24 +7,10 @@ use super::model::{
     CommentView, CreateComment, CreatePost, Liker, MAX_COMMENT_CHARS, MAX_POST_CHARS, PostFilter, PostPatch,
     PostStatus, PostView, Target, UpdatePost, parse_etag, parse_image_urls, parse_query, parse_tag, parse_tags,
 };
-use crate::accounts::convert::timestamp;
-use crate::accounts::model::Handle;
-use crate::communities::content::{id, mask, request_id, text};
+use crate::accounts::Handle;
 use crate::error::{AppError, AppResult, Violations};
+use crate::fields::{id, mask, opt_id, request_id, text, timestamp};
 use crate::grpc::pb;
-
-/// An optional id field (empty = none).
-fn opt_id(v: &mut Violations, field: &str, raw: &str) -> Option<Uuid> {
-    if raw.trim().is_empty() { None } else { Some(id(v, field, raw)) }
-}
-
-/// A required id field on its own.
-pub fn id_field(field: &str, raw: &str) -> AppResult<Uuid> {
-    let mut v = Violations::new();
-    let id = id(&mut v, field, raw);
-    v.finish()?;
-    Ok(id)
-}
 
 impl TryFrom<pb::CreatePostRequest> for CreatePost {
     type Error = AppError;

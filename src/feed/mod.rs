@@ -9,14 +9,27 @@
 //! counts applied once per flush batch ([`views`]). Who may do what is in [`ops`]; community
 //! membership is decided by [`crate::communities::access`]. Caching and its invalidation are
 //! in [`cache`].
+//!
+//! Public API (what other domains may use; `tests/layering.rs` checks it): [`authors_changed`]
+//! (the invalidation after a change to how authors are shown, e.g. a profile edit) and
+//! [`add_services`].
 
 pub mod cache;
+pub mod config;
 pub mod convert;
 pub mod model;
 pub mod ops;
 pub mod service;
 pub mod store;
 pub mod views;
+pub mod visibility;
+
+use crate::grpc::pb;
+use crate::services::{RoutesBuilder, add_service};
+use crate::state::AppState;
+
+// Public API (see the module docs).
+pub use cache::authors_changed;
 
 /// Describes the feed metrics and registers the counters at zero, so dashboards and rates have
 /// series before the first event (docs/feed.md#metrics).
@@ -40,5 +53,14 @@ pub fn register_metrics() {
         "maru_view_flush_last_success_timestamp_seconds",
         Unit::Seconds,
         "Unix time of the last view flush that reached Redis and PostgreSQL."
+    );
+}
+
+/// Puts `FeedService` on the server.
+pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    add_service!(
+        routes,
+        state,
+        pb::feed_service_server::FeedServiceServer::new(service::FeedApi { state: state.clone() })
     );
 }

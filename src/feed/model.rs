@@ -193,7 +193,7 @@ pub fn parse_image_urls(raw: &[String]) -> Result<Vec<String>, String> {
     }
     raw.iter()
         .enumerate()
-        .map(|(i, u)| match crate::social::model::parse_url(u) {
+        .map(|(i, u)| match crate::fields::parse_url(u) {
             Ok(u) if !u.is_empty() => Ok(u),
             Ok(_) => Err(format!("image {}: must not be empty", i + 1)),
             Err(e) => Err(format!("image {}: {e}", i + 1)),

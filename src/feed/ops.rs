@@ -13,9 +13,9 @@
 //! | list_posts{author, tag, query} | anyone: public posts, plus posts of the caller's communities |
 //! | list_home_feed | signed-in users: public posts of the people they follow |
 //!
-//! Who can see a post: its author must be a live account; a community post needs a caller who
-//! is a member (or admin); a SUSPENDED post only its author and admins. Anyone else gets
-//! NOT_FOUND `POST_NOT_FOUND` (an id leaks nothing).
+//! Who can see a post is decided by [`super::visibility`] (one rule for these use cases, the
+//! cache and the lists): a community post its members and admins, a SUSPENDED post its author
+//! and admins; anyone else gets NOT_FOUND `POST_NOT_FOUND` (an id leaks nothing).
 //!
 //! Decided by the database: one like per user and target (primary keys; `on conflict do
 //! nothing`), counts counted from rows, edits conditional on the etag's version.
@@ -28,26 +28,16 @@ use uuid::Uuid;
 use super::model::{
     Comment, CommentView, CreateComment, CreatePost, Liker, Post, PostFilter, PostStatus, PostView, Target, UpdatePost,
 };
-use super::store::{self, CommentCursor, LikerCursor, PostCursor, Reader};
-use crate::app::AppState;
+use super::store::{self, CommentCursor, LikerCursor, PostCursor};
+use super::visibility::{self, Reader};
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
-use crate::communities::content::{remember, replayed};
 use crate::error::{AppError, AppResult, Reason};
+use crate::idempotency::{remember, replayed};
+use crate::state::AppState;
 
 pub fn post_not_found() -> AppError {
     AppError::not_found(Reason::PostNotFound, "post")
-}
-
-pub fn comment_not_found() -> AppError {
-    AppError::not_found(Reason::CommentNotFound, "comment")
-}
-
-/// A post the caller may see, with their access to its community (if any).
-pub async fn visible_post(state: &AppState, caller: Option<&Caller>, id: Uuid) -> AppResult<(Post, Option<Access>)> {
-    let post = store::get_post(&state.db, id).await?;
-    let seen = check_visible(state, caller, post, false).await?;
-    Ok((seen.post, seen.access))
 }
 
 /// A post the caller may see: their access to its community (if any) and whether they like it.
@@ -58,7 +48,7 @@ pub struct Seen {
     pub liked_by_me: bool,
 }
 
-/// NOT_FOUND `POST_NOT_FOUND` unless `post` exists and the caller may see it. With `likes`,
+/// NOT_FOUND `POST_NOT_FOUND` unless `post` exists and the caller [`visibility::sees`] it. With `likes`,
 /// also reads whether the caller likes it: in the same query as their membership for a
 /// community post, so a post detail costs one database round trip.
 pub async fn check_visible(
@@ -70,22 +60,32 @@ pub async fn check_visible(
     let post = post.ok_or_else(post_not_found)?;
     let (access, liked) = match (post.community_id, caller) {
         (None, Some(who)) if likes => (None, !store::liked_posts(&state.db, who.user_id, &[post.id]).await?.is_empty()),
-        (None, _) => (None, false),
-        (Some(_), None) => return Err(post_not_found()),
+        (None, _) | (Some(_), None) => (None, false),
         (Some(c), Some(who)) => {
             let ids: &[Uuid] = if likes { &[post.id] } else { &[] };
             let (standing, liked) = store::standing_and_liked_posts(&state.db, c, who.user_id, ids).await?;
-            match access::standing_from(who, c, standing).and_then(access::require_member) {
+            match access::standing_from(who, c, standing) {
                 Ok(a) => (Some(a), !liked.is_empty()),
-                Err(e) if matches!(e.code(), Code::PermissionDenied | Code::NotFound) => return Err(post_not_found()),
+                Err(e) if e.code() == Code::NotFound => return Err(post_not_found()),
                 Err(e) => return Err(e),
             }
         }
     };
-    if post.status() == PostStatus::Suspended && !caller.is_some_and(|c| c.user_id == post.author_id || c.is_admin()) {
+    if !visibility::sees(Reader::of(caller), &post, access.is_some_and(|a| a.is_member())) {
         return Err(post_not_found());
     }
     Ok(Seen { post, access, liked_by_me: liked })
+}
+
+pub fn comment_not_found() -> AppError {
+    AppError::not_found(Reason::CommentNotFound, "comment")
+}
+
+/// A post the caller may see, with their access to its community (if any).
+pub async fn visible_post(state: &AppState, caller: Option<&Caller>, id: Uuid) -> AppResult<(Post, Option<Access>)> {
+    let post = store::get_post(&state.db, id).await?;
+    let seen = check_visible(state, caller, post, false).await?;
+    Ok((seen.post, seen.access))
 }
 
 async fn with_likes(state: &AppState, caller: Option<&Caller>, posts: Vec<Post>) -> AppResult<Vec<PostView>> {
@@ -141,7 +141,8 @@ pub async fn get_post(
     id: Uuid,
     client_ip: Option<&str>,
 ) -> AppResult<PostView> {
-    let seen = super::cache::visible_post_cached(state, caller, id, true).await?;
+    let post = super::cache::get_post_cached(state, id).await?;
+    let seen = check_visible(state, caller, post, true).await?;
     super::views::record(state, seen.post.id, caller.map(|c| c.user_id), client_ip).await;
     Ok(PostView { liked_by_me: seen.liked_by_me, post: seen.post })
 }
@@ -186,16 +187,17 @@ pub async fn set_post_status(state: &AppState, caller: &Caller, id: Uuid, status
     match post.community_id {
         Some(c) if !caller.is_admin() => match access::manager(&state.db, caller, c).await {
             Ok(_) => {}
-            // Members may know the post (unless it is suspended); others may not.
-            Err(e) if e.reason() == Reason::ManagerRequired && post.status() == PostStatus::Published => {
+            // Members who see the post learn they may not moderate it; others do not learn of it.
+            Err(e)
+                if e.reason() == Reason::ManagerRequired && visibility::sees(Reader::of(Some(caller)), &post, true) =>
+            {
                 return Err(e);
             }
-            Err(e) if e.reason() == Reason::ManagerRequired && post.author_id == caller.user_id => return Err(e),
             Err(_) => return Err(post_not_found()),
         },
         Some(_) => {}
         None => {
-            if post.status() == PostStatus::Suspended && !caller.is_admin() && post.author_id != caller.user_id {
+            if !visibility::sees(Reader::of(Some(caller)), &post, false) {
                 return Err(post_not_found());
             }
             caller.require_admin()?;
@@ -227,21 +229,22 @@ pub async fn list_posts(
         }
         _ => None,
     };
-    let reader =
-        Reader { user_id: caller.map_or(Uuid::nil(), |c| c.user_id), is_admin: caller.is_some_and(|c| c.is_admin()) };
+    let reader = Reader::of(caller);
     // A community page is read (from the cache, mostly) before the membership is checked, so
     // that the check and `liked_by_me` share one query; nothing is returned before the check.
     let rows = super::cache::list_posts_cached(state, reader, &filter, page.after, page.fetch_limit()).await?;
-    let (mut rows, next) = state.pager.finish(&page, rows, &query, |p| (p.created_at, p.id));
-    rows.retain(|p| super::cache::visible_status(p, reader));
+    let (rows, next) = state.pager.finish(&page, rows, &query, |p| (p.created_at, p.id));
     let Some((c, who)) = community else {
+        // Read with the visibility rule in SQL.
         return Ok((with_likes(state, caller, rows).await?, next));
     };
     let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
     let (standing, liked) = store::standing_and_liked_posts(&state.db, c, who.user_id, &ids).await?;
-    access::standing_from(who, c, standing).and_then(access::require_member)?;
+    let access = access::standing_from(who, c, standing).and_then(access::require_member)?;
     let liked: HashSet<Uuid> = liked.into_iter().collect();
-    Ok((rows.into_iter().map(|p| PostView { liked_by_me: liked.contains(&p.id), post: p }).collect(), next))
+    // The page was cached as every reader's: this reader's part of it.
+    let rows = rows.into_iter().filter(|p| visibility::sees(reader, p, access.is_member()));
+    Ok((rows.map(|p| PostView { liked_by_me: liked.contains(&p.id), post: p }).collect(), next))
 }
 
 #[tracing::instrument(name = "feed.list_home_feed", skip_all, err(level = "debug"))]
@@ -253,8 +256,7 @@ pub async fn list_home_feed(
 ) -> AppResult<(Vec<PostView>, String)> {
     let query = ("home", caller.user_id);
     let page = state.pager.page::<PostCursor>(page_size, page_token, &query)?;
-    let reader = Reader { user_id: caller.user_id, is_admin: caller.is_admin() };
-    let rows = store::list_posts(&state.db, reader, None, page.after, page.fetch_limit()).await?;
+    let rows = store::list_posts(&state.db, Reader::of(Some(caller)), None, page.after, page.fetch_limit()).await?;
     let (rows, next) = state.pager.finish(&page, rows, &query, |p| (p.created_at, p.id));
     Ok((with_likes(state, Some(caller), rows).await?, next))
 }

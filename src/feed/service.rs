@@ -2,12 +2,13 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{comment_to_pb, comment_update, id_field, liker_to_pb, post_to_pb, status_from_pb, target};
+use super::convert::{comment_to_pb, comment_update, liker_to_pb, post_to_pb, status_from_pb, target};
 use super::model::{CreateComment, CreatePost, PostFilter, UpdatePost};
 use super::ops;
-use crate::app::AppState;
+use crate::fields::required_id;
 use crate::grpc::admission::client_ip;
 use crate::grpc::{caller, maybe_caller, pb};
+use crate::state::AppState;
 
 pub struct FeedApi {
     pub state: AppState,
@@ -29,7 +30,7 @@ impl pb::feed_service_server::FeedService for FeedApi {
         let who = maybe_caller(&req)?;
         let trusted = &self.state.settings.rate_limit.trusted_proxies;
         let ip = req.remote_addr().map(|a| client_ip(trusted, a.ip(), req.metadata().as_ref()).to_string());
-        let id = id_field("post_id", &req.get_ref().post_id)?;
+        let id = required_id("post_id", &req.get_ref().post_id)?;
         let p = ops::get_post(&self.state, who.as_ref(), id, ip.as_deref()).await?;
         Ok(Response::new(pb::GetPostResponse { post: Some(post_to_pb(p)) }))
     }
@@ -49,7 +50,7 @@ impl pb::feed_service_server::FeedService for FeedApi {
         req: Request<pb::DeletePostRequest>,
     ) -> Result<Response<pb::DeletePostResponse>, Status> {
         let caller = caller(&req)?;
-        let id = id_field("post_id", &req.get_ref().post_id)?;
+        let id = required_id("post_id", &req.get_ref().post_id)?;
         ops::delete_post(&self.state, &caller, id).await?;
         Ok(Response::new(pb::DeletePostResponse {}))
     }
@@ -60,7 +61,7 @@ impl pb::feed_service_server::FeedService for FeedApi {
     ) -> Result<Response<pb::SetPostStatusResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let id = id_field("post_id", &r.post_id)?;
+        let id = required_id("post_id", &r.post_id)?;
         let status = status_from_pb(r.status)?;
         let p = ops::set_post_status(&self.state, &caller, id, status).await?;
         Ok(Response::new(pb::SetPostStatusResponse { post: Some(post_to_pb(p)) }))
@@ -106,8 +107,8 @@ impl pb::feed_service_server::FeedService for FeedApi {
     ) -> Result<Response<pb::ListCommentsResponse>, Status> {
         let who = maybe_caller(&req)?;
         let r = req.into_inner();
-        let post = id_field("post_id", &r.post_id)?;
-        let parent = if r.parent_id.trim().is_empty() { None } else { Some(id_field("parent_id", &r.parent_id)?) };
+        let post = required_id("post_id", &r.post_id)?;
+        let parent = if r.parent_id.trim().is_empty() { None } else { Some(required_id("parent_id", &r.parent_id)?) };
         let (rows, next) =
             ops::list_comments(&self.state, who.as_ref(), post, parent, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListCommentsResponse {
@@ -131,7 +132,7 @@ impl pb::feed_service_server::FeedService for FeedApi {
         req: Request<pb::DeleteCommentRequest>,
     ) -> Result<Response<pb::DeleteCommentResponse>, Status> {
         let caller = caller(&req)?;
-        let id = id_field("comment_id", &req.get_ref().comment_id)?;
+        let id = required_id("comment_id", &req.get_ref().comment_id)?;
         ops::delete_comment(&self.state, &caller, id).await?;
         Ok(Response::new(pb::DeleteCommentResponse {}))
     }

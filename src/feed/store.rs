@@ -6,7 +6,8 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::model::{Comment, CreateComment, CreatePost, Liker, Post, PostFilter, PostPatch, PostStatus, Target};
-use crate::accounts::store::escape_like;
+use super::visibility::{self, Reader};
+use crate::db::escape_like;
 use crate::error::AppResult;
 
 /// Sort key of post lists: (created_at, id), both descending.
@@ -97,14 +98,8 @@ pub async fn delete_post(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<bool> {
     Ok(sqlx::query("delete from posts where id = $1").bind(id).execute(db).await?.rows_affected() == 1)
 }
 
-/// Who is reading a list: decides which community posts and which suspended posts it shows.
-#[derive(Debug, Clone, Copy)]
-pub struct Reader {
-    pub user_id: Uuid,
-    pub is_admin: bool,
-}
-
-/// A page of posts newest first. `filter = None` is the home feed of `reader`.
+/// A page of the posts `reader` sees ([`visibility::sql`]) newest first. `filter = None` is the
+/// home feed of `reader`.
 pub async fn list_posts(
     db: impl PgExecutor<'_>,
     reader: Reader,
@@ -126,13 +121,11 @@ pub async fn list_posts(
     let sql = format!(
         "{POST_SELECT}
           where {cond}
-            and (p.status = 'PUBLISHED' or p.author_id = $1 or $2)
-            and (p.community_id is null or $2 or exists (
-                  select 1 from community_memberships m
-                   where m.community_id = p.community_id and m.user_id = $1 and m.status = 'APPROVED'))
+            and {visible}
             and ($3::timestamptz is null or (p.created_at, p.id) < ($3, $4))
           order by p.created_at desc, p.id desc
-          limit $5"
+          limit $5",
+        visible = visibility::sql("$1", "$2"),
     );
     let (at, id) = after.map_or((None, None), |(a, i)| (Some(a), Some(i)));
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -297,4 +290,193 @@ pub async fn list_likers(
           limit $4"
     );
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(at).bind(uid).bind(limit).fetch_all(db).await?)
+}
+
+/// Advisory lock key of the view flush ("maruview").
+const VIEW_FLUSH_LOCK: i64 = 0x6d61_7275_7669_6577;
+
+/// Takes the view-flush lock for the rest of the transaction, unless another flush holds it.
+pub async fn try_lock_view_flush(conn: &mut PgConnection) -> AppResult<bool> {
+    let (locked,): (bool,) =
+        sqlx::query_as("select pg_try_advisory_xact_lock($1)").bind(VIEW_FLUSH_LOCK).fetch_one(conn).await?;
+    Ok(locked)
+}
+
+/// Records a flushed batch of views; `false` when it was applied before (taken again after an
+/// interrupted flush).
+pub async fn insert_view_flush(conn: &mut PgConnection, batch_id: Uuid, posts: i32, views: i64) -> AppResult<bool> {
+    Ok(sqlx::query("insert into post_view_flushes (batch_id, posts, views) values ($1, $2, $3) on conflict do nothing")
+        .bind(batch_id)
+        .bind(posts)
+        .bind(views)
+        .execute(conn)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// Adds `counts[i]` views to post `ids[i]`, in one statement.
+pub async fn add_post_views(conn: &mut PgConnection, ids: &[Uuid], counts: &[i64]) -> AppResult<()> {
+    sqlx::query(
+        "update posts p set view_count = p.view_count + d.n
+           from unnest($1::uuid[], $2::bigint[]) as d (id, n) where p.id = d.id",
+    )
+    .bind(ids)
+    .bind(counts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets flushed batches older than a week (none is taken again that late).
+pub async fn delete_old_view_flushes(conn: &mut PgConnection) -> AppResult<()> {
+    sqlx::query("delete from post_view_flushes where applied_at < now() - interval '7 days'").execute(conn).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use sqlx::PgPool;
+
+    use super::*;
+    use crate::caller::{Caller, Role};
+    use crate::config::Settings;
+    use crate::db::fixtures::{community, membership, user};
+    use crate::feed::ops::check_visible;
+    use crate::feed::visibility::sees;
+    use crate::state::AppState;
+
+    async fn post(db: &PgPool, author: Uuid, community: Option<Uuid>, text: &str, tags: &[&str]) -> Uuid {
+        let cmd = CreatePost {
+            community_id: community,
+            text: text.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            image_urls: vec![],
+            request_id: None,
+        };
+        insert_post(&mut db.acquire().await.unwrap(), &cmd, author).await.unwrap()
+    }
+
+    /// The visibility rule in Rust (`visibility::sees`, and `check_visible` of the use cases)
+    /// and in SQL (`visibility::sql`, through `list_posts`) agree on every reader and post.
+    #[sqlx::test]
+    async fn visibility_rule_and_sql_agree(pool: PgPool) {
+        let state = AppState::new(Settings::default(), pool.clone()).unwrap();
+        let author = user(&pool, "author", false).await;
+        let member = user(&pool, "member", false).await;
+        let pending = user(&pool, "pending", false).await;
+        let outsider = user(&pool, "outsider", false).await;
+        let admin = user(&pool, "admin", true).await;
+        let club = community(&pool, "club").await;
+        membership(&pool, club, author, "APPROVED").await;
+        membership(&pool, club, member, "APPROVED").await;
+        membership(&pool, club, pending, "PENDING").await;
+        let mut posts = Vec::new();
+        for place in [None, Some(club)] {
+            for suspended in [false, true] {
+                let id = post(&pool, author, place, "matrix", &["matrix"]).await;
+                if suspended {
+                    set_post_status(&pool, id, PostStatus::Suspended).await.unwrap();
+                }
+                posts.push(get_post(&pool, id).await.unwrap().unwrap());
+            }
+        }
+        // (reader, approved member of the club, posts seen)
+        let readers = [(None, false, 1), (Some((author, Role::User)), true, 4), (Some((member, Role::User)), true, 2)];
+        let readers = readers.into_iter().chain([
+            (Some((pending, Role::User)), false, 1),
+            (Some((outsider, Role::User)), false, 1),
+            (Some((admin, Role::Admin)), false, 4),
+        ]);
+        for (who, is_member, expected) in readers {
+            let caller = who.map(|(user_id, role)| Caller { user_id, session_id: Uuid::nil(), role });
+            let reader = Reader::of(caller.as_ref());
+            let filter = PostFilter::Tag("matrix".into());
+            let listed: HashSet<Uuid> =
+                list_posts(&pool, reader, Some(&filter), None, 100).await.unwrap().iter().map(|p| p.id).collect();
+            let mut seen = 0;
+            for p in &posts {
+                let rule = sees(reader, p, is_member);
+                let by_ops = check_visible(&state, caller.as_ref(), Some(p.clone()), true).await.is_ok();
+                assert_eq!(listed.contains(&p.id), rule, "SQL vs rule: {who:?} on {:?} {}", p.community_id, p.status);
+                assert_eq!(by_ops, rule, "use cases vs rule: {who:?} on {:?} {}", p.community_id, p.status);
+                seen += usize::from(rule);
+            }
+            assert_eq!(seen, expected, "{who:?}");
+        }
+    }
+
+    /// `list_posts` builds its condition from the filter: each filter, the home feed and the
+    /// cursor, with LIKE wildcards in a query matched literally.
+    #[sqlx::test]
+    async fn list_posts_per_filter(pool: PgPool) {
+        let alice = user(&pool, "alice", false).await;
+        let bob = user(&pool, "bob", false).await;
+        let club = community(&pool, "club").await;
+        membership(&pool, club, alice, "APPROVED").await;
+        let a1 = post(&pool, alice, None, "100% sure", &["rust"]).await;
+        let a2 = post(&pool, alice, Some(club), "in the club", &["rust"]).await;
+        let b1 = post(&pool, bob, None, "1000 ways", &["go"]).await;
+        let ids = |rows: Vec<Post>| rows.into_iter().map(|p| p.id).collect::<Vec<_>>();
+        let as_alice = Reader { user_id: alice, is_admin: false };
+        let as_bob = Reader { user_id: bob, is_admin: false };
+        let list = |r: Reader, f: Option<PostFilter>| {
+            let pool = pool.clone();
+            async move { ids(list_posts(&pool, r, f.as_ref(), None, 10).await.unwrap()) }
+        };
+        assert_eq!(list(as_alice, Some(PostFilter::Community(club))).await, [a2]);
+        assert_eq!(list(as_bob, Some(PostFilter::Author("ALICE".into()))).await, [a1]);
+        assert_eq!(list(as_alice, Some(PostFilter::Author("alice".into()))).await, [a2, a1]);
+        assert_eq!(list(as_alice, Some(PostFilter::Tag("rust".into()))).await, [a2, a1]);
+        assert_eq!(list(as_bob, Some(PostFilter::Query("0%".into()))).await, [a1], "% is literal");
+        assert_eq!(list(as_bob, Some(PostFilter::Query("000".into()))).await, [b1]);
+        // The home feed: public posts of the people the reader follows.
+        assert!(list(as_bob, None).await.is_empty());
+        sqlx::query("insert into follows (follower_id, followee_id) values ($1, $2)")
+            .bind(bob)
+            .bind(alice)
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(list(as_bob, None).await, [a1]);
+        // After the cursor of the first row, newest first.
+        let first = get_post(&pool, a2).await.unwrap().unwrap();
+        let rust = PostFilter::Tag("rust".into());
+        let rest = list_posts(&pool, as_alice, Some(&rust), Some((first.created_at, a2)), 10).await.unwrap();
+        assert_eq!(ids(rest), [a1]);
+    }
+
+    /// The like statements pick their table from the target: posts and comments alike.
+    #[sqlx::test]
+    async fn likes_of_posts_and_comments(pool: PgPool) {
+        let alice = user(&pool, "alice", false).await;
+        let bob = user(&pool, "bob", false).await;
+        let p = post(&pool, alice, None, "post", &[]).await;
+        let c = insert_comment(
+            &mut pool.acquire().await.unwrap(),
+            &CreateComment { post_id: p, parent_id: None, text: "comment".into(), request_id: None },
+            alice,
+        )
+        .await
+        .unwrap();
+        for target in [Target::Post(p), Target::Comment(c)] {
+            assert!(insert_like(&pool, target, alice).await.unwrap());
+            assert!(!insert_like(&pool, target, alice).await.unwrap(), "one like per user");
+            assert!(insert_like(&pool, target, bob).await.unwrap());
+            assert_eq!(count_likes(&pool, target).await.unwrap(), 2);
+            let likers = list_likers(&pool, target, None, 10).await.unwrap();
+            assert_eq!(likers.iter().map(|l| l.user_id).collect::<Vec<_>>(), [bob, alice], "newest first");
+            let after = (likers[0].liked_at, likers[0].user_id);
+            assert_eq!(list_likers(&pool, target, Some(after), 10).await.unwrap()[0].user_id, alice);
+            assert!(delete_like(&pool, target, bob).await.unwrap());
+            assert!(!delete_like(&pool, target, bob).await.unwrap());
+            assert_eq!(count_likes(&pool, target).await.unwrap(), 1);
+        }
+        assert_eq!(get_post(&pool, p).await.unwrap().unwrap().like_count, 1);
+        assert_eq!(get_comment(&pool, c).await.unwrap().unwrap().like_count, 1);
+        assert_eq!(liked_posts(&pool, alice, &[p]).await.unwrap(), [p]);
+        assert_eq!(liked_comments(&pool, bob, &[c]).await.unwrap(), Vec::<Uuid>::new());
+    }
 }

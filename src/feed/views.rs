@@ -28,11 +28,10 @@ use chrono::Utc;
 use deadpool_redis::redis::Script;
 use uuid::Uuid;
 
-use crate::app::AppState;
+use super::store;
 use crate::error::AppResult;
+use crate::state::AppState;
 
-/// Advisory lock key of the flush ("maruview").
-const LOCK_KEY: i64 = 0x6d61_7275_7669_6577;
 const VIEWER_SET_TTL_S: u64 = 2 * 86_400;
 const PENDING: &str = "views:pending";
 const FLUSHING: &str = "views:flushing";
@@ -135,9 +134,7 @@ pub async fn flush(state: &AppState) -> AppResult<FlushOutcome> {
     let start = Instant::now();
     let mut out = FlushOutcome::default();
     let mut tx = state.db.begin().await?;
-    let (locked,): (bool,) =
-        sqlx::query_as("select pg_try_advisory_xact_lock($1)").bind(LOCK_KEY).fetch_one(&mut *tx).await?;
-    if !locked {
+    if !store::try_lock_view_flush(&mut tx).await? {
         out.locked = true;
         return Ok(out);
     }
@@ -167,25 +164,8 @@ pub async fn flush(state: &AppState) -> AppResult<FlushOutcome> {
             }
         }
         let views: i64 = counts.iter().sum();
-        let fresh = sqlx::query(
-            "insert into post_view_flushes (batch_id, posts, views) values ($1, $2, $3) on conflict do nothing",
-        )
-        .bind(batch_id)
-        .bind(ids.len() as i32)
-        .bind(views)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if fresh {
-            sqlx::query(
-                "update posts p set view_count = p.view_count + d.n
-                   from unnest($1::uuid[], $2::bigint[]) as d (id, n) where p.id = d.id",
-            )
-            .bind(&ids)
-            .bind(&counts)
-            .execute(&mut *tx)
-            .await?;
+        if store::insert_view_flush(&mut tx, batch_id, ids.len() as i32, views).await? {
+            store::add_post_views(&mut tx, &ids, &counts).await?;
             out.batches += 1;
             out.posts += ids.len() as u64;
             out.views += views;
@@ -203,13 +183,11 @@ pub async fn flush(state: &AppState) -> AppResult<FlushOutcome> {
             .await;
         flushed_posts.extend(ids);
         tx = state.db.begin().await?;
-        let (again,): (bool,) =
-            sqlx::query_as("select pg_try_advisory_xact_lock($1)").bind(LOCK_KEY).fetch_one(&mut *tx).await?;
-        if !again {
+        if !store::try_lock_view_flush(&mut tx).await? {
             break;
         }
     }
-    sqlx::query("delete from post_view_flushes where applied_at < now() - interval '7 days'").execute(&mut *tx).await?;
+    store::delete_old_view_flushes(&mut tx).await?;
     tx.commit().await?;
     if !flushed_posts.is_empty() {
         super::cache::views_flushed(state, &flushed_posts).await;

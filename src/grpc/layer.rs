@@ -22,9 +22,10 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::policy::{CallerRule, Policy, RpcClass};
-use super::{Auth, GrpcType, MethodInfo, methods, request_id};
-use crate::accounts::tokens::TokenKeys;
+use super::{Auth, GrpcType, MethodInfo, methods};
 use crate::error::{AppError, Reason, layer_status};
+use crate::request_id;
+use crate::tokens::TokenKeys;
 
 /// Which wire protocol the client spoke; set by [`mark_protocol`] before tonic-web translates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,6 @@ pub mod admission;
 pub mod layer;
 pub mod policy;
 pub mod reflection;
-pub mod request_id;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};

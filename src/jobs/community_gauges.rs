@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::app::AppState;
 use crate::communities::content::complaints::refresh_complaint_gauge;
 use crate::communities::ops::refresh_membership_gauge;
+use crate::state::AppState;
 
 const EVERY: Duration = Duration::from_secs(30);
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::app::AppState;
 use crate::events::{outbox, settle};
+use crate::state::AppState;
 
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(state.settings.events.settle_interval_ms.max(1)));

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::app::AppState;
 use crate::feed::views;
+use crate::state::AppState;
 
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     crate::feed::register_metrics();

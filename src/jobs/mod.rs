@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accounts::store as accounts_store;
-use crate::app::AppState;
 use crate::idempotency;
+use crate::state::AppState;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::trials::ingest::{IngestRequest, Source, ingest, is_in_progress, set_last_success};
 use crate::trials::model::Trigger;
 use crate::trials::schedule::Schedule;

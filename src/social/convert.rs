@@ -1,9 +1,9 @@
 //! Protobuf ⇄ model conversions for profiles and follows.
 
-use super::model::{Profile, ProfilePatch, ProfileSummary, parse_bio, parse_url};
-use crate::accounts::convert::timestamp;
-use crate::accounts::model::parse_display_name;
+use super::model::{Profile, ProfilePatch, ProfileSummary, parse_bio};
+use crate::accounts::parse_display_name;
 use crate::error::{AppError, Violations};
+use crate::fields::{mask, parse_url, timestamp};
 use crate::grpc::pb;
 
 const PROFILE_FIELDS: &[&str] = &["display_name", "bio", "link1", "link2", "image_url"];
@@ -13,7 +13,7 @@ impl TryFrom<pb::UpdateProfileRequest> for ProfilePatch {
     fn try_from(r: pb::UpdateProfileRequest) -> Result<Self, AppError> {
         let mut v = Violations::new();
         let mut p = ProfilePatch::default();
-        for path in crate::communities::content::mask(&mut v, r.update_mask.as_ref(), PROFILE_FIELDS) {
+        for path in mask(&mut v, r.update_mask.as_ref(), PROFILE_FIELDS) {
             match path.as_str() {
                 "display_name" => p.display_name = v.check("display_name", parse_display_name(&r.display_name)),
                 "bio" => p.bio = v.check("bio", parse_bio(&r.bio)),

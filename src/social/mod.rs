@@ -12,9 +12,29 @@
 //! own followers and deletes their own account. A deleted account (soft delete) is
 //! NOT_FOUND `USER_NOT_FOUND` everywhere, its follows vanish from lists and counts, and its
 //! handle stays reserved.
+//!
+//! Public API: none besides [`add_services`].
 
 pub mod convert;
 pub mod model;
 pub mod ops;
 pub mod service;
 pub mod store;
+
+use crate::grpc::pb;
+use crate::services::{RoutesBuilder, add_service};
+use crate::state::AppState;
+
+/// Puts `ProfileService` and `SocialService` on the server.
+pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    add_service!(
+        routes,
+        state,
+        pb::profile_service_server::ProfileServiceServer::new(service::ProfileApi { state: state.clone() })
+    );
+    add_service!(
+        routes,
+        state,
+        pb::social_service_server::SocialServiceServer::new(service::SocialApi { state: state.clone() })
+    );
+}

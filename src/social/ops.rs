@@ -25,12 +25,11 @@ use uuid::Uuid;
 
 use super::model::{Profile, ProfilePatch, ProfileSummary};
 use super::store::{self, Cursor};
-use crate::accounts::model::Handle;
-use crate::accounts::ops::user_cache_key;
-use crate::app::AppState;
+use crate::accounts::{Handle, user_cache_key};
 use crate::cache::Cache;
 use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::state::AppState;
 
 fn user_not_found() -> AppError {
     AppError::not_found(Reason::UserNotFound, "user")
@@ -107,7 +106,7 @@ pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePat
     // WhoAmI caches the user with its display name; cached posts show it too, and so do the
     // caller's memberships on their home screen.
     state.cache.invalidate(&[user_cache_key(caller.user_id)]).await;
-    crate::feed::cache::authors_changed(state).await;
+    crate::feed::authors_changed(state).await;
     crate::communities::cache::members_changed(&state.cache, &[caller.user_id]).await;
     profiles_changed(state, &[caller.user_id]).await;
     store::get_profile(&state.db, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)
@@ -127,7 +126,7 @@ pub async fn delete_account(state: &AppState, caller: &Caller, confirm_handle: &
     }
     state.cache.invalidate(&[user_cache_key(caller.user_id), ALL_PROFILES.to_owned()]).await;
     // Cached posts and pages may show the account's posts, comments and likes.
-    crate::feed::cache::authors_changed(state).await;
+    crate::feed::authors_changed(state).await;
     tracing::info!(user_id = %caller.user_id, "account deleted");
     Ok(())
 }

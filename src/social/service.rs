@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 use super::convert::{profile_to_pb, summary_to_pb};
 use super::model::ProfilePatch;
 use super::ops::{self, handle_field};
-use crate::app::AppState;
 use crate::grpc::{caller, maybe_caller, pb};
+use crate::state::AppState;
 
 pub struct ProfileApi {
     pub state: AppState,

@@ -154,3 +154,40 @@ pub async fn list_follows(
     );
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user).bind(at).bind(id).bind(limit).fetch_all(db).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::PgPool;
+
+    use super::*;
+    use crate::db::fixtures::user;
+
+    /// The profile statement with the viewer's parameter, and the follow lists whose columns
+    /// depend on the direction.
+    #[sqlx::test]
+    async fn profiles_and_follow_lists_both_ways(pool: PgPool) {
+        let (ann, ben, cho) =
+            (user(&pool, "ann", false).await, user(&pool, "ben", false).await, user(&pool, "cho", false).await);
+        assert!(insert_follow(&pool, ben, ann).await.unwrap());
+        assert!(insert_follow(&pool, cho, ann).await.unwrap());
+        assert!(insert_follow(&pool, ann, cho).await.unwrap());
+        let seen_by_ben = get_profile_by_handle(&pool, "ANN", ben).await.unwrap().unwrap();
+        assert_eq!((seen_by_ben.follower_count, seen_by_ben.following_count, seen_by_ben.followed_by_me), (2, 1, true));
+        let anonymous = get_profile(&pool, ann, Uuid::nil()).await.unwrap().unwrap();
+        assert_eq!((anonymous.handle.as_str(), anonymous.followed_by_me), ("ann", false));
+
+        let handles = |v: Vec<ProfileSummary>| v.into_iter().map(|p| p.handle).collect::<Vec<_>>();
+        assert_eq!(handles(list_follows(&pool, ann, true, None, 10).await.unwrap()), ["cho", "ben"]);
+        assert_eq!(handles(list_follows(&pool, ann, false, None, 10).await.unwrap()), ["cho"]);
+        let first = list_follows(&pool, ann, true, None, 1).await.unwrap().remove(0);
+        let rest = list_follows(&pool, ann, true, Some((first.followed_at, first.user_id)), 10).await.unwrap();
+        assert_eq!(handles(rest), ["ben"]);
+
+        // A deleted account leaves lists and counts.
+        assert!(delete_account(&mut pool.acquire().await.unwrap(), cho).await.unwrap());
+        assert_eq!(handles(list_follows(&pool, ann, true, None, 10).await.unwrap()), ["ben"]);
+        let after = get_profile(&pool, ann, ben).await.unwrap().unwrap();
+        assert_eq!((after.follower_count, after.following_count), (1, 0));
+        assert!(get_profile(&pool, cho, ann).await.unwrap().is_none());
+    }
+}

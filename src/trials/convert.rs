@@ -5,8 +5,8 @@ use super::model::{
     DEFAULT_LIMIT, DEFAULT_WINDOW_DAYS, FieldChange, IngestRun, ListTrials, MAX_FILTER_CHARS, MAX_LIMIT,
     MAX_WINDOW_DAYS, Revision, RunResult, Trial, TrialFilter, Trigger, Window, parse_trial_id,
 };
-use crate::accounts::convert::timestamp;
 use crate::error::{AppError, AppResult, Violations};
+use crate::fields::{parse_text, timestamp};
 use crate::grpc::pb;
 
 pub fn trial_to_pb(t: Trial) -> pb::Trial {
@@ -82,19 +82,10 @@ pub fn trial_id(raw: &str) -> AppResult<String> {
 
 /// A partial-match filter: trimmed, empty = none, at most [`MAX_FILTER_CHARS`].
 fn filter_text(v: &mut Violations, field: &str, raw: &str) -> Option<String> {
-    let s = raw.trim();
-    if s.is_empty() {
+    if raw.trim().is_empty() {
         return None;
     }
-    if s.chars().count() > MAX_FILTER_CHARS {
-        v.add(field, format!("must be at most {MAX_FILTER_CHARS} characters"));
-        return None;
-    }
-    if s.chars().any(char::is_control) {
-        v.add(field, "must not contain control characters");
-        return None;
-    }
-    Some(s.to_owned())
+    v.check(field, parse_text(raw, 0, MAX_FILTER_CHARS, false))
 }
 
 impl TryFrom<pb::ListTrialsRequest> for ListTrials {

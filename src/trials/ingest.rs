@@ -21,8 +21,8 @@ use uuid::Uuid;
 use super::model::{Counts, IngestRun, Origin, Progress, RawRow, RunResult, SOURCE, Trigger, normalise};
 use super::source::{Gateway, SourceError, read_file};
 use super::store::{self, Lookup, NewRun, TrialRow};
-use crate::app::AppState;
 use crate::error::{AppError, AppResult, Reason};
+use crate::state::AppState;
 
 /// Where a run reads its rows.
 #[derive(Debug, Clone)]

@@ -10,7 +10,10 @@
 //! Who may do what: anyone (anonymous included) reads trials and revisions; admins trigger runs
 //! and list them; the scheduler (`trials.schedule` in `trials.time_zone`) and the CLI
 //! (`maru ingest trials [--from-file F]`) run ingests too.
+//!
+//! Public API: none besides [`add_services`].
 
+pub mod config;
 pub mod convert;
 pub mod ingest;
 pub mod model;
@@ -19,3 +22,16 @@ pub mod schedule;
 pub mod service;
 pub mod source;
 pub mod store;
+
+use crate::grpc::pb;
+use crate::services::{RoutesBuilder, add_service};
+use crate::state::AppState;
+
+/// Puts `TrialService` on the server.
+pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    add_service!(
+        routes,
+        state,
+        pb::trial_service_server::TrialServiceServer::new(service::TrialApi { state: state.clone() })
+    );
+}

@@ -11,9 +11,9 @@ use uuid::Uuid;
 use super::ingest::{IngestRequest, Source, ingest};
 use super::model::{IngestRun, ListTrials, Revision, Trial, Trigger, Window};
 use super::store;
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason};
+use crate::state::AppState;
 
 /// A page of trials, the number matching the filters, and the next page token (token paging).
 #[tracing::instrument(name = "trials.list_trials", skip_all, err(level = "debug"))]

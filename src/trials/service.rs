@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 use super::convert::{revision_to_pb, run_to_pb, trial_id, trial_to_pb};
 use super::model::ListTrials;
 use super::ops;
-use crate::app::AppState;
 use crate::grpc::{caller, maybe_caller, pb};
+use crate::state::AppState;
 
 pub struct TrialApi {
     pub state: AppState,

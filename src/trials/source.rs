@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::config::TrialsSettings;
 use super::model::{Progress, RawRow};
-use crate::config::TrialsSettings;
 use crate::opendata::{KeyedClient, MAX_BODY_BYTES, Page, Retry, cut, fetch_all_pages};
 
 /// Why the rows could not be had. The text is safe to store and show to admins.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::model::{
     Counts, FieldChange, IngestRun, Origin, Revision, RowError, SOURCE, Trial, TrialData, TrialFilter, Trigger,
 };
-use crate::accounts::store::escape_like;
+use crate::db::escape_like;
 use crate::error::AppResult;
 
 /// Session-level advisory lock held (on a dedicated connection) for a whole ingest run, so one
@@ -436,4 +436,85 @@ pub async fn list_revisions(
     .bind(limit)
     .fetch_all(db)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::PgPool;
+
+    use super::*;
+
+    fn trial(id: &str, title: &str, scope: &str, phase: Option<&str>) -> TrialData {
+        TrialData {
+            trial_id: id.into(),
+            title: title.into(),
+            period: None,
+            scope: Some(scope.into()),
+            trial_type: None,
+            institution: Some("서울대학교병원".into()),
+            phase: phase.map(Into::into),
+            target_enrollment: Some(10),
+            department: None,
+        }
+    }
+
+    /// `ensure_lookup` writes to the table of its lookup: every one of them.
+    #[sqlx::test]
+    async fn lookups_per_table(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        for lookup in Lookup::ALL {
+            let first = ensure_lookup(&mut conn, lookup, &["a".into(), "b".into()]).await.unwrap();
+            assert_eq!(first.len(), 2);
+            let again = ensure_lookup(&mut conn, lookup, &["b".into(), "c".into()]).await.unwrap();
+            assert_eq!(again["b"], first["b"], "{lookup:?}: an existing name keeps its id");
+            let table = lookup.table();
+            let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(n, 3, "{table}");
+        }
+        assert!(ensure_lookup(&mut conn, Lookup::Scope, &[]).await.unwrap().is_empty());
+    }
+
+    /// The filters of `list_trials` and `count_trials`, wildcards matched literally.
+    #[sqlx::test]
+    async fn list_and_count_by_filter(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        let data = [
+            trial("T-1", "당뇨 100% 연구", "국내", Some("1상")),
+            trial("T-2", "고혈압 연구", "국내", Some("2상")),
+            trial("T-3", "당뇨 예방", "다국가", None),
+        ];
+        let mut rows = Vec::new();
+        for d in &data {
+            let mut ids = [None; 5];
+            for (i, lookup) in Lookup::ALL.into_iter().enumerate() {
+                if let Some(name) = lookup.of(d) {
+                    ids[i] = ensure_lookup(&mut conn, lookup, &[name.to_owned()]).await.unwrap().get(name).copied();
+                }
+            }
+            rows.push(TrialRow { data: d, ids });
+        }
+        insert_trials(&mut conn, &rows).await.unwrap();
+        let ids = |v: Vec<Trial>| v.into_iter().map(|t| t.data.trial_id).collect::<Vec<_>>();
+        for (filter, expected) in [
+            (TrialFilter::default(), vec!["T-1", "T-2", "T-3"]),
+            (TrialFilter { title: Some("당뇨".into()), ..Default::default() }, vec!["T-1", "T-3"]),
+            (TrialFilter { title: Some("0%".into()), ..Default::default() }, vec!["T-1"]),
+            (TrialFilter { scope: Some("국내".into()), phase: Some("2".into()), ..Default::default() }, vec!["T-2"]),
+            (TrialFilter { institution: Some("서울대".into()), ..Default::default() }, vec!["T-1", "T-2", "T-3"]),
+            (TrialFilter { updated_within_days: Some(1), department: Some("x".into()), ..Default::default() }, vec![]),
+        ] {
+            let mut got = ids(list_trials(&pool, &filter, None, 0, 10).await.unwrap());
+            got.sort();
+            assert_eq!(got, expected, "{filter:?}");
+            assert_eq!(count_trials(&pool, &filter).await.unwrap(), expected.len() as i64, "{filter:?}");
+        }
+        let all = list_trials(&pool, &TrialFilter::default(), None, 0, 10).await.unwrap();
+        let after = (all[0].updated_at, all[0].data.trial_id.clone());
+        assert_eq!(list_trials(&pool, &TrialFilter::default(), Some(&after), 0, 10).await.unwrap().len(), 2);
+        assert_eq!(list_trials(&pool, &TrialFilter::default(), None, 2, 10).await.unwrap().len(), 1);
+        assert_eq!(get_trial(&pool, "T-2").await.unwrap().unwrap().data.phase.as_deref(), Some("2상"));
+    }
 }

@@ -268,7 +268,7 @@ async fn bad_tokens_are_unauthenticated(pool: PgPool) {
     assert_err(who(&tampered).await, Code::Unauthenticated, "TOKEN_INVALID");
 
     let user_id: uuid::Uuid = u.id.parse().unwrap();
-    let foreign = maru::accounts::tokens::TokenKeys::new(&[9u8; 32], "maru", 900);
+    let foreign = maru::tokens::TokenKeys::new(&[9u8; 32], "maru", 900);
     let (t, _) = foreign.issue(user_id, user_id, maru::caller::Role::Admin, chrono::Utc::now()).unwrap();
     assert_err(who(&t).await, Code::Unauthenticated, "TOKEN_INVALID");
 

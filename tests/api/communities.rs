@@ -1324,13 +1324,13 @@ async fn imports_from_the_aptlistservice_api_page_by_page(pool: PgPool) {
     let mut settings = test_settings();
     settings.registry.base_url = format!("http://{addr}/1613000/AptListService3");
     settings.registry.service_key = Some(SecretString::from(wrong));
-    let state = maru::app::AppState::new(settings, pool.clone()).unwrap();
+    let state = maru::state::AppState::new(settings, pool.clone()).unwrap();
     let e = registry::import(&state, Source::Api, &|_| {}).await.unwrap_err().to_string();
     assert!(e.contains("30") && e.contains("SERVICE KEY"), "{e}");
     assert!(!e.contains("wrong") && !e.contains("wrong%2Bkey"), "{e}");
 
     // No key configured: refused, nothing fetched.
-    let state = maru::app::AppState::new(test_settings(), pool).unwrap();
+    let state = maru::state::AppState::new(test_settings(), pool).unwrap();
     let e = registry::import(&state, Source::Api, &|_| {}).await.unwrap_err().to_string();
     assert!(e.contains("registry.service_key"), "{e}");
 }

@@ -987,7 +987,7 @@ async fn truth_page(fx: &Fx, reader: &TestUser) -> Vec<(String, (String, Vec<Str
         session_id: Uuid::nil(),
         role: maru::caller::Role::User,
     };
-    let r = maru::feed::store::Reader { user_id: caller.user_id, is_admin: false };
+    let r = maru::feed::visibility::Reader { user_id: caller.user_id, is_admin: false };
     let filter = maru::feed::model::PostFilter::Community(Uuid::parse_str(&fx.community).unwrap());
     let rows = maru::feed::store::list_posts(&fx.app.state.db, r, Some(&filter), None, 1000).await.unwrap();
     let status =

@@ -5,12 +5,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use maru::app::{AppState, Application, ShutdownHandle};
+use maru::app::{Application, ShutdownHandle};
 use maru::config::Settings;
 use maru::grpc::pb;
 use maru::grpc::pb::admin_service_client::AdminServiceClient;
 use maru::grpc::pb::auth_service_client::AuthServiceClient;
 use maru::grpc::pb::trial_service_client::TrialServiceClient;
+use maru::state::AppState;
 use secrecy::SecretString;
 use sqlx::PgPool;
 use tonic::transport::Channel;

@@ -474,6 +474,35 @@ async fn oversized_malformed_and_unknown_calls_get_designed_errors(pool: PgPool)
     assert_err(r, Code::Unimplemented, "UNIMPLEMENTED");
 }
 
+/// Every maru service applies `grpc.max_message_bytes` (set in one place for all of them): a
+/// request over it is RESOURCE_EXHAUSTED `MESSAGE_TOO_LARGE` before anything decodes it.
+#[sqlx::test]
+async fn every_service_refuses_oversized_messages(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| s.grpc.max_message_bytes = 1024).await;
+    let mut unary: Vec<(&str, &str)> = maru::grpc::methods()
+        .values()
+        .filter(|m| m.service.starts_with("maru.") && m.grpc_type == maru::grpc::GrpcType::Unary)
+        .map(|m| (m.service, m.method))
+        .collect();
+    unary.sort_unstable();
+    unary.dedup_by_key(|(service, _)| *service);
+    assert_eq!(unary.len(), maru::grpc::maru_services().len(), "one unary method of every service");
+    for (service, method) in unary {
+        let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+        grpc.ready().await.unwrap();
+        let codec = tonic_prost::ProstCodec::<pb::SignUpRequest, pb::WhoAmIResponse>::default();
+        let path: http::uri::PathAndQuery = format!("/{service}/{method}").parse().unwrap();
+        let big = pb::SignUpRequest { display_name: "x".repeat(4096), ..Default::default() };
+        let r = grpc.unary(tonic::Request::new(big), path, codec).await;
+        let status = r.expect_err(service);
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (Code::ResourceExhausted, "MESSAGE_TOO_LARGE"),
+            "{service}"
+        );
+    }
+}
+
 #[sqlx::test]
 async fn serves_without_redis(pool: PgPool) {
     let captured = crate::logs::capture();
@@ -561,6 +590,22 @@ async fn check_config_masks_secrets_and_reports_every_problem(pool: PgPool) {
     let err = String::from_utf8_lossy(&out.stderr);
     for field in ["grpc.listen", "database.max_connections", "auth.jwt_key"] {
         assert!(err.contains(field), "{err}");
+    }
+}
+
+/// Values of the wrong type are all reported, each naming its variable (serde alone stops at
+/// the first).
+#[sqlx::test]
+async fn check_config_reports_every_value_of_the_wrong_type(pool: PgPool) {
+    let out = maru_cli(
+        &pool,
+        &["check-config"],
+        &[("MARU__ENV", "prod"), ("MARU__DATABASE__MAX_CONNECTIONS", "abc"), ("MARU__GRPC__REQUEST_TIMEOUT_MS", "x")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for var in ["MARU__ENV", "MARU__DATABASE__MAX_CONNECTIONS", "MARU__GRPC__REQUEST_TIMEOUT_MS"] {
+        assert!(err.contains(var), "{var} missing: {err}");
     }
 }
 

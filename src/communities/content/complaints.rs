@@ -16,14 +16,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{id, not_found, remember, replayed, request_id, text, visible};
-use crate::accounts::convert::timestamp;
-use crate::app::AppState;
+use super::{not_found, visible};
 use crate::caller::Caller;
 use crate::communities::access;
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::fields::{enum_value, id, request_id, text, timestamp};
 use crate::grpc::pb;
-use crate::idempotency::RequestId;
+use crate::idempotency::{RequestId, remember, replayed};
+use crate::state::AppState;
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 10_000;
@@ -86,15 +86,14 @@ impl Status {
     }
     /// `Ok(None)` for UNSPECIFIED.
     pub fn from_pb(raw: i32) -> Result<Option<Self>, String> {
-        match pb::ComplaintStatus::try_from(raw) {
-            Ok(pb::ComplaintStatus::Unspecified) => Ok(None),
-            Ok(pb::ComplaintStatus::Received) => Ok(Some(Status::Received)),
-            Ok(pb::ComplaintStatus::InProgress) => Ok(Some(Status::InProgress)),
-            Ok(pb::ComplaintStatus::Resolved) => Ok(Some(Status::Resolved)),
-            Ok(pb::ComplaintStatus::Rejected) => Ok(Some(Status::Rejected)),
-            Ok(pb::ComplaintStatus::Withdrawn) => Ok(Some(Status::Withdrawn)),
-            Err(_) => Err(format!("unknown status {raw}")),
-        }
+        Ok(match enum_value::<pb::ComplaintStatus>(raw, "complaint status")? {
+            pb::ComplaintStatus::Unspecified => None,
+            pb::ComplaintStatus::Received => Some(Status::Received),
+            pb::ComplaintStatus::InProgress => Some(Status::InProgress),
+            pb::ComplaintStatus::Resolved => Some(Status::Resolved),
+            pb::ComplaintStatus::Rejected => Some(Status::Rejected),
+            pb::ComplaintStatus::Withdrawn => Some(Status::Withdrawn),
+        })
     }
 }
 
@@ -197,14 +196,6 @@ impl TryFrom<pb::UpdateComplaintStatusRequest> for UpdateStatus {
         v.finish()?;
         Ok(UpdateStatus { complaint_id, status, reply })
     }
-}
-
-/// A `complaint_id` field.
-pub fn complaint_id(raw: &str) -> AppResult<Uuid> {
-    let mut v = Violations::new();
-    let id = id(&mut v, "complaint_id", raw);
-    v.finish()?;
-    Ok(id)
 }
 
 pub fn to_pb(c: Complaint) -> pb::Complaint {

@@ -6,14 +6,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{id, mask, not_found, remember, replayed, request_id, text, visible};
-use crate::accounts::convert::timestamp;
-use crate::app::AppState;
+use super::{not_found, visible};
 use crate::caller::Caller;
 use crate::communities::access;
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::fields::{id, mask, request_id, text, timestamp};
 use crate::grpc::pb;
-use crate::idempotency::RequestId;
+use crate::idempotency::{RequestId, remember, replayed};
+use crate::state::AppState;
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_CATEGORY_CHARS: usize = 50;
@@ -132,14 +132,6 @@ impl TryFrom<pb::UpdateContactRequest> for UpdateContact {
         v.finish()?;
         Ok(UpdateContact { contact_id, patch })
     }
-}
-
-/// A `contact_id` field.
-pub fn contact_id(raw: &str) -> AppResult<Uuid> {
-    let mut v = Violations::new();
-    let id = id(&mut v, "contact_id", raw);
-    v.finish()?;
-    Ok(id)
 }
 
 pub fn to_pb(c: Contact) -> pb::Contact {

@@ -5,14 +5,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{id, mask, not_found, remember, replayed, request_id, text, visible};
-use crate::accounts::convert::timestamp;
-use crate::app::AppState;
+use super::{not_found, visible};
 use crate::caller::Caller;
 use crate::communities::access;
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::fields::{id, mask, request_id, text, timestamp};
 use crate::grpc::pb;
-use crate::idempotency::RequestId;
+use crate::idempotency::{RequestId, remember, replayed};
+use crate::state::AppState;
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 20_000;
@@ -89,14 +89,6 @@ impl TryFrom<pb::UpdateNoticeRequest> for UpdateNotice {
         v.finish()?;
         Ok(UpdateNotice { notice_id, patch })
     }
-}
-
-/// A `notice_id` field.
-pub fn notice_id(raw: &str) -> AppResult<Uuid> {
-    let mut v = Violations::new();
-    let id = id(&mut v, "notice_id", raw);
-    v.finish()?;
-    Ok(id)
 }
 
 pub fn to_pb(n: Notice) -> pb::Notice {

@@ -14,14 +14,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{id, not_found, remember, replayed, request_id, text, time, visible};
-use crate::accounts::convert::timestamp;
-use crate::app::AppState;
+use super::{not_found, visible};
 use crate::caller::Caller;
 use crate::communities::access;
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::fields::{enum_value, id, request_id, text, time, timestamp};
 use crate::grpc::pb;
-use crate::idempotency::RequestId;
+use crate::idempotency::{RequestId, remember, replayed};
+use crate::state::AppState;
 
 pub const MAX_QUESTION_CHARS: usize = 300;
 pub const MAX_OPTION_CHARS: usize = 200;
@@ -139,14 +139,10 @@ impl TryFrom<pb::ListPollsRequest> for ListPolls {
     fn try_from(r: pb::ListPollsRequest) -> Result<Self, AppError> {
         let mut v = Violations::new();
         let community_id = id(&mut v, "community_id", &r.community_id);
-        let state = match pb::PollState::try_from(r.state) {
-            Ok(pb::PollState::Unspecified) => StateFilter::All,
-            Ok(pb::PollState::Open) => StateFilter::Open,
-            Ok(pb::PollState::Closed) => StateFilter::Closed,
-            Err(_) => {
-                v.add("state", format!("unknown state {}", r.state));
-                StateFilter::All
-            }
+        let state = match v.check("state", enum_value::<pb::PollState>(r.state, "poll state")) {
+            Some(pb::PollState::Open) => StateFilter::Open,
+            Some(pb::PollState::Closed) => StateFilter::Closed,
+            Some(pb::PollState::Unspecified) | None => StateFilter::All,
         };
         v.finish()?;
         Ok(ListPolls { community_id, state, page_size: r.page_size, page_token: r.page_token })
@@ -162,14 +158,6 @@ impl TryFrom<pb::CastVoteRequest> for CastVote {
         v.finish()?;
         Ok(cmd)
     }
-}
-
-/// A `poll_id` field.
-pub fn poll_id(raw: &str) -> AppResult<Uuid> {
-    let mut v = Violations::new();
-    let id = id(&mut v, "poll_id", raw);
-    v.finish()?;
-    Ok(id)
 }
 
 pub fn to_pb(p: Poll) -> pb::Poll {

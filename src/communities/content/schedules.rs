@@ -6,14 +6,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{id, mask, not_found, remember, replayed, request_id, text, time, visible};
-use crate::accounts::convert::timestamp;
-use crate::app::AppState;
+use super::{not_found, visible};
 use crate::caller::Caller;
 use crate::communities::access;
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::fields::{id, mask, request_id, text, time, timestamp};
 use crate::grpc::pb;
-use crate::idempotency::RequestId;
+use crate::idempotency::{RequestId, remember, replayed};
+use crate::state::AppState;
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_LOCATION_CHARS: usize = 200;
@@ -180,14 +180,6 @@ impl TryFrom<pb::ListSchedulesRequest> for ListSchedules {
         };
         Ok(ListSchedules { community_id, from, to, page_size: r.page_size, page_token: r.page_token })
     }
-}
-
-/// A `schedule_id` field.
-pub fn schedule_id(raw: &str) -> AppResult<Uuid> {
-    let mut v = Violations::new();
-    let id = id(&mut v, "schedule_id", raw);
-    v.finish()?;
-    Ok(id)
 }
 
 pub fn to_pb(s: Schedule) -> pb::Schedule {

@@ -5,17 +5,9 @@
 use tonic::{Request, Response, Status};
 
 use super::{complaints, contacts, notices, polls, schedules};
-use crate::app::AppState;
-use crate::error::Violations;
+use crate::fields::required_id;
 use crate::grpc::{caller, pb};
-
-/// A required community id.
-fn community_id(raw: &str) -> Result<uuid::Uuid, Status> {
-    let mut v = Violations::new();
-    let id = super::id(&mut v, "community_id", raw);
-    v.finish()?;
-    Ok(id)
-}
+use crate::state::AppState;
 
 pub struct NoticeApi {
     pub state: AppState,
@@ -35,7 +27,7 @@ impl pb::notice_service_server::NoticeService for NoticeApi {
 
     async fn get_notice(&self, req: Request<pb::GetNoticeRequest>) -> Result<Response<pb::GetNoticeResponse>, Status> {
         let caller = caller(&req)?;
-        let id = notices::notice_id(&req.get_ref().notice_id)?;
+        let id = required_id("notice_id", &req.get_ref().notice_id)?;
         let notice = notices::get_notice(&self.state, &caller, id).await?;
         Ok(Response::new(pb::GetNoticeResponse { notice: Some(notices::to_pb(notice)) }))
     }
@@ -46,7 +38,7 @@ impl pb::notice_service_server::NoticeService for NoticeApi {
     ) -> Result<Response<pb::ListNoticesResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let community = community_id(&r.community_id)?;
+        let community = required_id("community_id", &r.community_id)?;
         let (rows, next) = notices::list_notices(&self.state, &caller, community, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListNoticesResponse {
             notices: rows.into_iter().map(notices::to_pb).collect(),
@@ -69,7 +61,7 @@ impl pb::notice_service_server::NoticeService for NoticeApi {
         req: Request<pb::DeleteNoticeRequest>,
     ) -> Result<Response<pb::DeleteNoticeResponse>, Status> {
         let caller = caller(&req)?;
-        let id = notices::notice_id(&req.get_ref().notice_id)?;
+        let id = required_id("notice_id", &req.get_ref().notice_id)?;
         notices::delete_notice(&self.state, &caller, id).await?;
         Ok(Response::new(pb::DeleteNoticeResponse {}))
     }
@@ -96,7 +88,7 @@ impl pb::complaint_service_server::ComplaintService for ComplaintApi {
         req: Request<pb::GetComplaintRequest>,
     ) -> Result<Response<pb::GetComplaintResponse>, Status> {
         let caller = caller(&req)?;
-        let id = complaints::complaint_id(&req.get_ref().complaint_id)?;
+        let id = required_id("complaint_id", &req.get_ref().complaint_id)?;
         let c = complaints::get_complaint(&self.state, &caller, id).await?;
         Ok(Response::new(pb::GetComplaintResponse { complaint: Some(complaints::to_pb(c)) }))
     }
@@ -129,7 +121,7 @@ impl pb::complaint_service_server::ComplaintService for ComplaintApi {
         req: Request<pb::WithdrawComplaintRequest>,
     ) -> Result<Response<pb::WithdrawComplaintResponse>, Status> {
         let caller = caller(&req)?;
-        let id = complaints::complaint_id(&req.get_ref().complaint_id)?;
+        let id = required_id("complaint_id", &req.get_ref().complaint_id)?;
         let c = complaints::withdraw_complaint(&self.state, &caller, id).await?;
         Ok(Response::new(pb::WithdrawComplaintResponse { complaint: Some(complaints::to_pb(c)) }))
     }
@@ -157,7 +149,7 @@ impl pb::contact_service_server::ContactService for ContactApi {
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let community = community_id(&r.community_id)?;
+        let community = required_id("community_id", &r.community_id)?;
         let (rows, next) = contacts::list_contacts(&self.state, &caller, community, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListContactsResponse {
             contacts: rows.into_iter().map(contacts::to_pb).collect(),
@@ -180,7 +172,7 @@ impl pb::contact_service_server::ContactService for ContactApi {
         req: Request<pb::DeleteContactRequest>,
     ) -> Result<Response<pb::DeleteContactResponse>, Status> {
         let caller = caller(&req)?;
-        let id = contacts::contact_id(&req.get_ref().contact_id)?;
+        let id = required_id("contact_id", &req.get_ref().contact_id)?;
         contacts::delete_contact(&self.state, &caller, id).await?;
         Ok(Response::new(pb::DeleteContactResponse {}))
     }
@@ -230,7 +222,7 @@ impl pb::schedule_service_server::ScheduleService for ScheduleApi {
         req: Request<pb::DeleteScheduleRequest>,
     ) -> Result<Response<pb::DeleteScheduleResponse>, Status> {
         let caller = caller(&req)?;
-        let id = schedules::schedule_id(&req.get_ref().schedule_id)?;
+        let id = required_id("schedule_id", &req.get_ref().schedule_id)?;
         schedules::delete_schedule(&self.state, &caller, id).await?;
         Ok(Response::new(pb::DeleteScheduleResponse {}))
     }
@@ -254,7 +246,7 @@ impl pb::poll_service_server::PollService for PollApi {
 
     async fn get_poll(&self, req: Request<pb::GetPollRequest>) -> Result<Response<pb::GetPollResponse>, Status> {
         let caller = caller(&req)?;
-        let id = polls::poll_id(&req.get_ref().poll_id)?;
+        let id = required_id("poll_id", &req.get_ref().poll_id)?;
         let p = polls::get_poll(&self.state, &caller, id).await?;
         Ok(Response::new(pb::GetPollResponse { poll: Some(polls::to_pb(p)) }))
     }
@@ -271,7 +263,7 @@ impl pb::poll_service_server::PollService for PollApi {
 
     async fn close_poll(&self, req: Request<pb::ClosePollRequest>) -> Result<Response<pb::ClosePollResponse>, Status> {
         let caller = caller(&req)?;
-        let id = polls::poll_id(&req.get_ref().poll_id)?;
+        let id = required_id("poll_id", &req.get_ref().poll_id)?;
         let p = polls::close_poll(&self.state, &caller, id).await?;
         Ok(Response::new(pb::ClosePollResponse { poll: Some(polls::to_pb(p)) }))
     }

@@ -1,13 +1,12 @@
-//! Access tokens (HS256 JWT, short-lived, stateless) and refresh tokens (opaque random
-//! strings, stored only as SHA-256, single use).
+//! Access tokens: HS256 JWTs, short-lived and stateless, issued by accounts (Login, Refresh)
+//! and verified by the per-RPC layer on every call. Refresh tokens are accounts' own
+//! (`accounts::refresh`).
 
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::caller::{Auth, Caller, Role};
@@ -108,19 +107,6 @@ impl TokenKeys {
             Err(reason) => Auth::Rejected(reason),
         }
     }
-}
-
-/// A new opaque refresh token and the hash stored for it.
-pub fn new_refresh_token() -> (String, Vec<u8>) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
-    let hash = hash_refresh_token(&token);
-    (token, hash)
-}
-
-pub fn hash_refresh_token(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 #[cfg(test)]
