@@ -34,6 +34,13 @@ use crate::services::{Routes, RoutesBuilder};
 use crate::state::AppState;
 use crate::{accounts, admin, communities, db, events, feed, jobs, social, telemetry, trials};
 
+/// The HELP lines of the domains' metric families (the platform's are described with the
+/// recorder, in [`telemetry`]).
+fn describe_domain_metrics() {
+    events::ops::describe_metrics();
+    feed::register_metrics();
+}
+
 /// Triggers the same graceful shutdown as SIGTERM.
 #[derive(Clone)]
 pub struct ShutdownHandle(watch::Sender<bool>);
@@ -79,6 +86,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         // Before anything records a metric.
         telemetry::metrics_handle();
+        describe_domain_metrics();
         let grpc = TcpListener::bind(settings.grpc_addr())
             .await
             .with_context(|| format!("binding {}", settings.grpc.listen))?;

@@ -53,13 +53,12 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Gives every metric family its HELP line (`promtool check metrics` refuses families without
-/// one): the platform's here, each domain's through its own function. A metric recorded
+/// Gives every platform metric family its HELP line (`promtool check metrics` refuses families
+/// without one); each domain describes its own through its own function, which the application
+/// calls at start-up (a lower layer does not call up into the domains). A metric recorded
 /// anywhere under `src/` without a description fails `describes_every_metric_recorded_in_src`.
 pub fn describe() {
     describe_platform();
-    crate::events::ops::describe_metrics();
-    crate::feed::register_metrics();
 }
 
 fn describe_platform() {

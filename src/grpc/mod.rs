@@ -11,15 +11,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 pub use crate::caller::{Auth, Caller, Role};
-use crate::error::{AppError, AppResult, Reason};
-use policy::{Policy, Registry, RegistryError};
+use crate::error::AppResult;
+pub use policy::{GrpcType, MethodInfo};
+use policy::{Registry, RegistryError, token_error, token_missing};
 use tonic::Request;
 
 /// Generated protobuf and gRPC code.
-#[allow(clippy::all, clippy::pedantic)]
-pub mod pb {
-    tonic::include_proto!("maru.v1");
-}
+pub mod pb;
 
 /// Encoded `FileDescriptorSet` of every maru proto, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("maru_descriptor");
@@ -40,48 +38,6 @@ pub fn maybe_caller<T>(req: &Request<T>) -> AppResult<Option<Caller>> {
         Some(Auth::Rejected(reason)) => Err(token_error(*reason)),
         Some(Auth::Anonymous) | None => Ok(None),
     }
-}
-
-fn token_missing() -> AppError {
-    AppError::unauthenticated(Reason::TokenMissing, "this call requires a bearer token")
-}
-
-/// The refusal of a presented token that was rejected for `reason`.
-fn token_error(reason: Reason) -> AppError {
-    let message = match reason {
-        Reason::TokenExpired => "access token expired; refresh it",
-        _ => "access token is not valid",
-    };
-    AppError::unauthenticated(reason, message)
-}
-
-/// The RPC kinds of the `grpc_type` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrpcType {
-    Unary,
-    ClientStream,
-    ServerStream,
-    BidiStream,
-}
-
-impl GrpcType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrpcType::Unary => "unary",
-            GrpcType::ClientStream => "client_stream",
-            GrpcType::ServerStream => "server_stream",
-            GrpcType::BidiStream => "bidi_stream",
-        }
-    }
-}
-
-/// One known RPC: the labels it reports under and its policy.
-#[derive(Debug, Clone)]
-pub struct MethodInfo {
-    pub service: &'static str,
-    pub method: &'static str,
-    pub grpc_type: GrpcType,
-    pub policy: Policy,
 }
 
 /// The registry of every RPC this server answers, built from [`FILE_DESCRIPTOR_SET`] once.

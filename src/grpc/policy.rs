@@ -11,9 +11,52 @@ use std::sync::Arc;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, ExtensionDescriptor};
 
-use super::{GrpcType, MethodInfo, pb};
+use super::pb;
 use crate::caller::Auth;
-use crate::error::AppError;
+use crate::error::{AppError, Reason};
+
+/// The RPC kinds of the `grpc_type` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcType {
+    Unary,
+    ClientStream,
+    ServerStream,
+    BidiStream,
+}
+
+impl GrpcType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrpcType::Unary => "unary",
+            GrpcType::ClientStream => "client_stream",
+            GrpcType::ServerStream => "server_stream",
+            GrpcType::BidiStream => "bidi_stream",
+        }
+    }
+}
+
+/// One known RPC: the labels it reports under and its policy.
+#[derive(Debug, Clone)]
+pub struct MethodInfo {
+    pub service: &'static str,
+    pub method: &'static str,
+    pub grpc_type: GrpcType,
+    pub policy: Policy,
+}
+
+/// UNAUTHENTICATED `TOKEN_MISSING`: the call needs a bearer token.
+pub(super) fn token_missing() -> AppError {
+    AppError::unauthenticated(Reason::TokenMissing, "this call requires a bearer token")
+}
+
+/// The refusal of a presented token that was rejected for `reason`.
+pub(super) fn token_error(reason: Reason) -> AppError {
+    let message = match reason {
+        Reason::TokenExpired => "access token expired; refresh it",
+        _ => "access token is not valid",
+    };
+    AppError::unauthenticated(reason, message)
+}
 
 /// Full name of the method option.
 pub const POLICY_EXTENSION: &str = "maru.v1.policy";
@@ -60,9 +103,9 @@ impl CallerRule {
     pub fn admit(self, auth: &Auth) -> Result<(), AppError> {
         match (self, auth) {
             (CallerRule::None, _) => Ok(()),
-            (_, Auth::Rejected(reason)) => Err(super::token_error(*reason)),
+            (_, Auth::Rejected(reason)) => Err(token_error(*reason)),
             (CallerRule::AnonymousOk, _) => Ok(()),
-            (CallerRule::Required | CallerRule::Admin, Auth::Anonymous) => Err(super::token_missing()),
+            (CallerRule::Required | CallerRule::Admin, Auth::Anonymous) => Err(token_missing()),
             (CallerRule::Required, Auth::Caller(_)) => Ok(()),
             (CallerRule::Admin, Auth::Caller(c)) => c.require_admin(),
         }
