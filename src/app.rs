@@ -36,7 +36,7 @@ use crate::{accounts, admin, communities, db, events, feed, jobs, social, teleme
 
 /// The HELP lines of the domains' metric families (the platform's are described with the
 /// recorder, in [`telemetry`]).
-fn describe_domain_metrics() {
+pub fn describe_domain_metrics() {
     events::ops::describe_metrics();
     feed::register_metrics();
 }

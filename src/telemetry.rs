@@ -280,7 +280,10 @@ mod tests {
     fn describes_every_metric_recorded_in_src() {
         let recorder = Descriptions::default();
         let described = recorder.0.clone();
-        metrics::with_local_recorder(&recorder, super::describe);
+        metrics::with_local_recorder(&recorder, || {
+            super::describe();
+            crate::app::describe_domain_metrics();
+        });
         let described = described.lock().clone();
         let mut recorded = BTreeSet::new();
         recorded_names(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut recorded);
