@@ -183,3 +183,155 @@ async fn without_redis_the_database_decides(pool: PgPool) {
     let m = app.metrics().await;
     assert!(m.contains("maru_cache_requests_total{cache=\"session\",result=\"bypass\"}"), "{m}");
 }
+
+/// Issue 14 point 2, step by step: a token from before DeleteAccount acts nowhere, CreatePost
+/// writes nothing, and the account leaves every membership read and count.
+#[sqlx::test]
+async fn a_deleted_account_cannot_act_and_leaves_every_membership_read(pool: PgPool) {
+    use maru::grpc::pb::complaint_service_client::ComplaintServiceClient;
+    use maru::grpc::pb::feed_service_client::FeedServiceClient;
+    use maru::grpc::pb::notice_service_client::NoticeServiceClient;
+    use maru::grpc::pb::profile_service_client::ProfileServiceClient;
+    use maru::grpc::pb::social_service_client::SocialServiceClient;
+
+    let app = TestApp::spawn(pool).await;
+    let communities = || CommunityServiceClient::new(app.channel.clone());
+    let feed = || FeedServiceClient::new(app.channel.clone());
+    let c = app.community("APARTMENT", "푸르지오").await;
+    let other = app.community("CLUB", "클럽").await;
+    let mgr = app.user("mgr").await;
+    let gone = app.user("gone").await;
+    let applicant = app.user("applicant").await;
+    app.add_member(&c, &mgr, "APPROVED", "MANAGER").await;
+    app.add_member(&c, &gone, "APPROVED", "MANAGER").await;
+    app.add_member(&c, &applicant, "PENDING", "MEMBER").await;
+    let post = feed()
+        .create_post(mgr.req(pb::CreatePostRequest {
+            community_id: c.clone(),
+            text: "안녕하세요".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .post
+        .unwrap();
+    // The token works before the deletion (and its session state is cached as live).
+    NoticeServiceClient::new(app.channel.clone())
+        .list_notices(gone.req(pb::ListNoticesRequest { community_id: c.clone(), ..Default::default() }))
+        .await
+        .expect("a member lists notices");
+
+    let profiles = || ProfileServiceClient::new(app.channel.clone());
+    profiles().delete_account(gone.req(pb::DeleteAccountRequest { confirm_handle: "gone".into() })).await.unwrap();
+    profiles()
+        .delete_account(applicant.req(pb::DeleteAccountRequest { confirm_handle: "applicant".into() }))
+        .await
+        .unwrap();
+
+    // The old token acts nowhere.
+    let ended = |r: Result<(), tonic::Status>, what: &str| {
+        let s = r.expect_err(what);
+        assert_eq!((s.code(), reason(&s).as_str()), (Code::Unauthenticated, "SESSION_ENDED"), "{what}: {s:?}");
+    };
+    let r = communities()
+        .request_membership(
+            gone.req(pb::RequestMembershipRequest { community_id: other.clone(), ..Default::default() }),
+        )
+        .await;
+    ended(r.map(drop), "RequestMembership");
+    let r = NoticeServiceClient::new(app.channel.clone())
+        .list_notices(gone.req(pb::ListNoticesRequest { community_id: c.clone(), ..Default::default() }))
+        .await;
+    ended(r.map(drop), "ListNotices");
+    let r = feed().list_posts(gone.req(pb::ListPostsRequest { community_id: c.clone(), ..Default::default() })).await;
+    ended(r.map(drop), "ListPosts");
+    let r = ComplaintServiceClient::new(app.channel.clone())
+        .file_complaint(gone.req(pb::FileComplaintRequest {
+            community_id: c.clone(),
+            title: "소음".into(),
+            body: "윗집".into(),
+            ..Default::default()
+        }))
+        .await;
+    ended(r.map(drop), "FileComplaint");
+    let r = SocialServiceClient::new(app.channel.clone())
+        .follow(gone.req(pb::FollowRequest { handle: "mgr".into() }))
+        .await;
+    ended(r.map(drop), "Follow");
+    let r = feed().like(gone.req(pb::LikeRequest { post_id: post.id.clone(), comment_id: String::new() })).await;
+    ended(r.map(drop), "Like");
+    let r = feed()
+        .create_post(gone.req(pb::CreatePostRequest {
+            community_id: c.clone(),
+            text: "유령".into(),
+            ..Default::default()
+        }))
+        .await;
+    ended(r.map(drop), "CreatePost");
+    let gone_id = uuid::Uuid::parse_str(&gone.id).unwrap();
+    let count = |sql: &'static str| {
+        let db = app.state.db.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).bind(gone_id).fetch_one(&db).await.unwrap() }
+    };
+    assert_eq!(count("select count(*) from posts where author_id = $1").await, 0);
+    assert_eq!(count("select count(*) from community_complaints where filed_by = $1").await, 0);
+    assert_eq!(count("select count(*) from follows where follower_id = $1").await, 0);
+    assert_eq!(count("select count(*) from post_likes where user_id = $1").await, 0);
+
+    // CreatePost itself (below the auth layer) refuses before writing, never after.
+    let cmd = maru::feed::model::CreatePost {
+        community_id: None,
+        text: "유령".into(),
+        tags: vec![],
+        image_urls: vec![],
+        request_id: None,
+    };
+    let caller = maru::caller::Caller { user_id: gone_id, session_id: uuid::Uuid::now_v7(), role: Role::User };
+    let r = maru::feed::ops::create_post(&app.state, &caller, cmd).await;
+    assert_eq!(r.map(|_| ()).map_err(|e| e.code()), Err(Code::Unauthenticated));
+    assert_eq!(count("select count(*) from posts where author_id = $1").await, 0, "no row written");
+
+    // Membership reads and counts.
+    let members = communities()
+        .list_members(mgr.req(pb::ListMembersRequest { community_id: c.clone(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    assert_eq!(members.iter().map(|m| m.user_handle.as_str()).collect::<Vec<_>>(), ["mgr"]);
+    let community = communities()
+        .get_community(mgr.req(pb::GetCommunityRequest { community_id: c.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .community
+        .unwrap();
+    assert_eq!(community.member_count, 1);
+    let pending = communities()
+        .list_membership_requests(
+            mgr.req(pb::ListMembershipRequestsRequest { community_id: c.clone(), ..Default::default() }),
+        )
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships;
+    assert!(pending.is_empty(), "the deleted applicant's request is gone: {pending:?}");
+    let applicant_membership: uuid::Uuid =
+        sqlx::query_scalar("select id from community_memberships where user_id = $1")
+            .bind(uuid::Uuid::parse_str(&applicant.id).unwrap())
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    let r = communities()
+        .decide_membership(mgr.req(pb::DecideMembershipRequest {
+            membership_id: applicant_membership.to_string(),
+            approve: true,
+            note: String::new(),
+        }))
+        .await;
+    assert_err(r, Code::NotFound, "MEMBERSHIP_NOT_FOUND");
+    // The deleted co-manager does not count: mgr is the last manager and may not leave.
+    let r = communities().leave_community(mgr.req(pb::LeaveCommunityRequest { community_id: c.clone() })).await;
+    assert_err(r, Code::FailedPrecondition, "LAST_MANAGER");
+}
