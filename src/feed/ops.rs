@@ -122,6 +122,11 @@ pub async fn create_post(state: &AppState, caller: &Caller, cmd: CreatePost) -> 
     let id = match replayed::<Uuid>(state, &mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &cmd).await? {
         Some(id) => id,
         None => {
+            // A post whose author is gone would be hidden at once: refuse it before writing,
+            // never answer an error after the row was written.
+            if !store::lock_live_author(&mut tx, caller.user_id).await? {
+                return Err(AppError::unauthenticated(Reason::SessionEnded, "the account was deleted"));
+            }
             let id = store::insert_post(&mut tx, &cmd, caller.user_id).await?;
             remember(&mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &id).await?;
             tx.commit().await?;

@@ -126,6 +126,8 @@ pub async fn delete_account(state: &AppState, caller: &Caller, confirm_handle: &
         return Err(user_not_found());
     }
     state.cache.invalidate(&[user_cache_key(caller.user_id), ALL_PROFILES.to_owned()]).await;
+    // Its access tokens stop at once (the sessions were revoked in the transaction).
+    crate::sessions::sessions_changed(&state.cache, caller.user_id).await;
     // Cached posts and pages may show the account's posts, comments and likes.
     crate::feed::authors_changed(state).await;
     tracing::info!(user_id = %caller.user_id, "account deleted");

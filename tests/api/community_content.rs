@@ -998,7 +998,7 @@ async fn voters(app: &TestApp, community: &str, n: usize) -> Vec<TestUser> {
         .execute(&app.state.db)
         .await
         .unwrap();
-        let (token, _) = app.state.tokens.issue(id, Uuid::new_v4(), maru::caller::Role::User, Utc::now()).unwrap();
+        let token = app.session_token(id, maru::caller::Role::User).await;
         let user = TestUser { id: id.to_string(), handle, token, refresh: String::new() };
         app.add_member(community, &user, "APPROVED", "MEMBER").await;
         out.push(user);

@@ -195,11 +195,11 @@ async fn a_deleted_account_disappears_but_keeps_its_handle(pool: PgPool) {
         Code::AlreadyExists,
         "HANDLE_TAKEN",
     );
-    // Deleting twice: the account is gone.
+    // Deleting twice: the account's old token no longer acts at all (issue 14).
     assert_err(
         profiles(&app).delete_account(gone.req(pb::DeleteAccountRequest { confirm_handle: "leaving".into() })).await,
-        Code::NotFound,
-        "USER_NOT_FOUND",
+        Code::Unauthenticated,
+        "SESSION_ENDED",
     );
     // Its refresh token was revoked with every session.
     assert_eq!(
