@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
@@ -142,6 +142,7 @@ impl Application {
         background.push(admission.spawn_cleanup(Duration::from_secs(settings.rate_limit.cleanup_interval_s.max(1))));
         let (shutdown_signal, drained) = shutdown_signalling(&settings, &reporter, &shutdown_tx);
 
+        settings.warnings().iter().for_each(|w| tracing::warn!("{w}"));
         tracing::info!(grpc = %grpc.local_addr()?, admin = %admin_addr, "maru listening");
         let server = serve_grpc(grpc, &state, &ready, routes, AdmissionLayer::new(admission), shutdown_signal);
         let result = drain(server, drained, Duration::from_millis(settings.grpc.drain_timeout_ms)).await;
@@ -351,6 +352,10 @@ async fn become_ready(
     .await;
 }
 
+/// The request headers gRPC-web clients send (grpc-web, protobuf-es/connect-web transports).
+pub const ALLOWED_REQUEST_HEADERS: [&str; 6] =
+    ["authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "x-request-id"];
+
 fn cors_layer(origins: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
@@ -360,7 +365,8 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers(Any)
+        // Listed, not `*`: by the Fetch standard a wildcard does not cover `authorization`.
+        .allow_headers(ALLOWED_REQUEST_HEADERS.map(HeaderName::from_static))
         .expose_headers([
             HeaderName::from_static("grpc-status"),
             HeaderName::from_static("grpc-message"),

@@ -348,6 +348,19 @@ impl Settings {
         Err(ConfigErrors(errs))
     }
 
+    /// Settings that are valid but probably not meant: logged at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.env == Environment::Production && self.grpc.cors_allowed_origins.iter().any(|o| o == "*") {
+            warnings.push(
+                "grpc.cors_allowed_origins: `*` lets any web site call maru from its visitors' browsers; \
+                 list your frontends' origins in production"
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
+
     /// Checks every setting and reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errs = Vec::new();
@@ -358,6 +371,11 @@ impl Settings {
         }
         if self.grpc.max_message_bytes < 1024 {
             errs.push("grpc.max_message_bytes: must be at least 1024".into());
+        }
+        for origin in &self.grpc.cors_allowed_origins {
+            if let Err(why) = check_cors_origin(origin) {
+                errs.push(format!("grpc.cors_allowed_origins: `{origin}` {why}"));
+            }
         }
         if self.grpc.request_timeout_ms == 0 {
             errs.push("grpc.request_timeout_ms: must be positive".into());
@@ -513,6 +531,31 @@ fn toml_like(v: &serde_json::Value) -> String {
     out.join("\n")
 }
 
+/// An allowed CORS origin is `*` or exactly what a browser sends in `Origin`:
+/// `scheme://host[:port]`, without a path, query or trailing slash (which would never match).
+fn check_cors_origin(origin: &str) -> Result<(), &'static str> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let Ok(url) = url::Url::parse(origin) else {
+        return Err("is not an origin like https://app.example.com");
+    };
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("is not an http(s) origin like https://app.example.com");
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+        return Err("must be scheme://host[:port] only");
+    }
+    if origin.ends_with('/') || url.path() != "/" {
+        return Err("must not have a path or a trailing slash (browsers send scheme://host[:port])");
+    }
+    // Browsers send the origin's ASCII serialization: lower-case host, no default port.
+    if url.origin().ascii_serialization() != origin {
+        return Err("is not written as browsers send it (lower-case host, no default port)");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,6 +610,40 @@ mod tests {
             .merge(Toml::string("[database]\nmax_connections = 7\n[feed]\ncache_enabled = false\n"));
         let s = Settings::extract(&fig).unwrap();
         assert_eq!((s.database.max_connections, s.feed.cache_enabled), (7, false));
+    }
+
+    #[test]
+    fn cors_origins_are_checked() {
+        let mut s = Settings::default();
+        s.grpc.cors_allowed_origins = vec![
+            "https://app.example.com".into(),
+            "http://localhost:5173".into(),
+            "*".into(),
+            "https://app.example.com/".into(),
+            "https://app.example.com/path".into(),
+            "app.example.com".into(),
+            "ftp://app.example.com".into(),
+            "https://App.Example.com".into(),
+            "https://app.example.com:443".into(),
+        ];
+        let errs = s.validate().unwrap_err().0;
+        let cors: Vec<_> = errs.iter().filter(|e| e.starts_with("grpc.cors_allowed_origins")).collect();
+        assert_eq!(cors.len(), 6, "{cors:#?}");
+        assert!(cors[0].contains("`https://app.example.com/`") && cors[0].contains("trailing slash"), "{}", cors[0]);
+        for ok in ["`https://app.example.com`", "`http://localhost:5173`", "`*`"] {
+            assert!(!cors.iter().any(|e| e.contains(ok)), "{ok} is valid");
+        }
+    }
+
+    #[test]
+    fn a_wildcard_origin_in_production_is_warned_about() {
+        let mut s = Settings::default();
+        assert!(s.warnings().is_empty());
+        s.env = Environment::Production;
+        assert_eq!(s.grpc.cors_allowed_origins, vec!["*".to_owned()]);
+        assert!(s.warnings().iter().any(|w| w.starts_with("grpc.cors_allowed_origins")));
+        s.grpc.cors_allowed_origins = vec!["https://app.example.com".into()];
+        assert!(s.warnings().is_empty());
     }
 
     #[test]

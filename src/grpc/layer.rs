@@ -140,8 +140,11 @@ where
         // A client deadline is kept a millisecond early: tonic enforces `grpc-timeout` itself,
         // outside every layer, and would answer CANCELLED "Timeout expired" with no ErrorInfo,
         // metrics or access line. Ours fires first and answers DEADLINE_EXCEEDED.
+        // The deadline is fixed here, synchronously: tonic's own timer starts only after this
+        // `call` returns, so ours is always the earlier one (and tonic polls us first).
         let timeout = client_timeout(req.headers())
             .map_or(cfg.max_timeout, |t| t.saturating_sub(CLIENT_DEADLINE_MARGIN).min(cfg.max_timeout));
+        let deadline = tokio::time::Instant::now() + timeout;
 
         if cfg.metrics {
             metrics::counter!("grpc_server_started_total",
@@ -185,7 +188,7 @@ where
                 None => {
                     let call = request_id::scope(request_id.clone(), inner.call(req)).instrument(span);
                     if info.grpc_type == GrpcType::Unary {
-                        match tokio::time::timeout(timeout, call).await {
+                        match tokio::time::timeout_at(deadline, call).await {
                             Ok(r) => r,
                             Err(_) => Ok(error_response(
                                 &request_id,

@@ -329,6 +329,12 @@ async fn grpc_web_over_http1_with_cors(pool: PgPool) {
         .unwrap();
     assert!(pre.status().is_success(), "{}", pre.status());
     assert!(pre.headers().get("access-control-allow-origin").is_some());
+    // Listed by name: a `*` does not cover `authorization` by the Fetch standard.
+    let allowed = pre.headers().get("access-control-allow-headers").unwrap().to_str().unwrap().to_lowercase();
+    let allowed: Vec<&str> = allowed.split(',').map(str::trim).collect();
+    for h in ["authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "x-request-id"] {
+        assert!(allowed.contains(&h), "{h} is not in {allowed:?}");
+    }
 
     let req = pb::SignUpRequest { display_name: "Web".into(), ..sign_up_req("webby", "webby@example.com") };
     let resp = http
