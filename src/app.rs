@@ -2,7 +2,8 @@
 //! background jobs and graceful shutdown. The state ops share is [`crate::state`].
 //!
 //! Start-up: both listeners bind at once; health is NOT_SERVING (and `/readyz` 503) until the
-//! database is reachable, created if missing and migrated. Shutdown (SIGTERM, SIGINT or
+//! database is reachable, created if missing and migrated; afterwards a monitor probes the
+//! database and reports NOT_SERVING (and `/readyz` 503) while it does not answer. Shutdown (SIGTERM, SIGINT or
 //! [`ShutdownHandle::shutdown`]): health flips to NOT_SERVING first, the listener stays open
 //! for `grpc.shutdown_grace_ms` so balancers notice, then in-flight RPCs get at most
 //! `grpc.drain_timeout_ms` to finish.
@@ -129,10 +130,12 @@ impl Application {
         let signals = spawn_signal_listener(&shutdown_tx);
         let (reporter, health_service) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::NotServing).await;
-        let mut background = spawn_background(&state, &ready, &reporter, prepare_db, &shutdown_tx);
+        // False while the database monitor finds the database unreachable (after readiness).
+        let db_up = Arc::new(AtomicBool::new(true));
+        let mut background = spawn_background(&state, &ready, &db_up, &reporter, prepare_db, &shutdown_tx);
         background.push(signals);
         let admin_addr = admin.local_addr()?;
-        let admin_server = spawn_admin_server(admin, &state, &ready, &shutdown_tx);
+        let admin_server = spawn_admin_server(admin, &state, &ready, &db_up, &shutdown_tx);
 
         let mut routes = RoutesBuilder::default();
         routes.add_service(health_service);
@@ -169,12 +172,20 @@ fn spawn_signal_listener(shutdown_tx: &watch::Sender<bool>) -> JoinHandle<()> {
 fn spawn_background(
     state: &AppState,
     ready: &Arc<AtomicBool>,
+    db_up: &Arc<AtomicBool>,
     reporter: &HealthReporter,
     prepare_db: bool,
     shutdown_tx: &watch::Sender<bool>,
 ) -> Vec<JoinHandle<()>> {
     let mut background = vec![state.cache.spawn_monitor(Duration::from_millis(state.settings.redis.probe_interval_ms))];
-    background.push(tokio::spawn(become_ready(state.clone(), ready.clone(), reporter.clone(), prepare_db)));
+    background.push(tokio::spawn(become_ready(
+        state.clone(),
+        ready.clone(),
+        db_up.clone(),
+        reporter.clone(),
+        prepare_db,
+        shutdown_tx.subscribe(),
+    )));
     background.extend(jobs::spawn_all(state, shutdown_tx.subscribe()));
     background
 }
@@ -184,11 +195,13 @@ fn spawn_admin_server(
     listener: TcpListener,
     state: &AppState,
     ready: &Arc<AtomicBool>,
+    db_up: &Arc<AtomicBool>,
     shutdown_tx: &watch::Sender<bool>,
 ) -> JoinHandle<()> {
     let admin_state = AdminHttp {
         state: state.clone(),
         ready: ready.clone(),
+        db_up: db_up.clone(),
         metrics: telemetry::metrics_handle(),
         stopping: shutdown_tx.subscribe(),
     };
@@ -310,8 +323,17 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Connects, creates and migrates the database (retrying with backoff), then flips health.
-async fn become_ready(state: AppState, ready: Arc<AtomicBool>, reporter: HealthReporter, prepare_db: bool) {
+/// Connects, creates and migrates the database (retrying with backoff), then flips health; then
+/// watches the database ([`db::monitor`]): NOT_SERVING (and `/readyz` 503) while it does not
+/// answer, SERVING again when it does — unless the server is shutting down.
+async fn become_ready(
+    state: AppState,
+    ready: Arc<AtomicBool>,
+    db_up: Arc<AtomicBool>,
+    reporter: HealthReporter,
+    prepare_db: bool,
+    stopping: watch::Receiver<bool>,
+) {
     db::prepare_until_ready(&state.settings.database, &state.db, prepare_db).await;
     match db::setting_warnings(&state.db).await {
         Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
@@ -321,6 +343,19 @@ async fn become_ready(state: AppState, ready: Arc<AtomicBool>, reporter: HealthR
     metrics::gauge!("maru_ready").set(1.0);
     set_health(&reporter, ServingStatus::Serving).await;
     tracing::info!("database ready: SERVING");
+    let interval = Duration::from_millis(state.settings.database.probe_interval_ms.max(50));
+    // The pool's own options: tests hand the application a pool for another database.
+    let opts = (*state.db.connect_options()).clone();
+    db::monitor(opts, interval, |up| {
+        let (reporter, stopping, db_up) = (reporter.clone(), stopping.clone(), db_up.clone());
+        async move {
+            db_up.store(up, Ordering::Release);
+            if !*stopping.borrow() {
+                set_health(&reporter, if up { ServingStatus::Serving } else { ServingStatus::NotServing }).await;
+            }
+        }
+    })
+    .await;
 }
 
 /// The request headers gRPC-web clients send (grpc-web, protobuf-es/connect-web transports).
@@ -372,6 +407,8 @@ async fn wait_for_signal() {
 struct AdminHttp {
     state: AppState,
     ready: Arc<AtomicBool>,
+    /// False while the database does not answer the monitor's probe.
+    db_up: Arc<AtomicBool>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     stopping: watch::Receiver<bool>,
 }
@@ -399,6 +436,8 @@ fn process_collector() -> &'static metrics_process::Collector {
 async fn readyz(State(s): State<Arc<AdminHttp>>) -> (StatusCode, &'static str) {
     if *s.stopping.borrow() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else if s.ready.load(Ordering::Acquire) && !s.db_up.load(Ordering::Acquire) {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
     } else if s.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready")
     } else {

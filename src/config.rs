@@ -87,6 +87,9 @@ pub struct DatabaseSettings {
     pub min_connections: u32,
     /// Longest wait for a pooled connection before the RPC fails with UNAVAILABLE.
     pub acquire_timeout_ms: u64,
+    /// How often the database is probed (on a connection of its own, outside the pool) once the
+    /// server is ready: health NOT_SERVING and `/readyz` 503 while it does not answer.
+    pub probe_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,6 +257,7 @@ impl Default for DatabaseSettings {
             max_connections: 20,
             min_connections: 0,
             acquire_timeout_ms: 2_000,
+            probe_interval_ms: 1_000,
         }
     }
 }

@@ -107,6 +107,48 @@ pub async fn prepare_with_retry(
         .err()
 }
 
+/// Watches a database that was reachable: probes it every `interval` on a connection of its
+/// own (outside the pool, so a pool held by busy or slow calls is not taken for an outage;
+/// re-opened after a failure) and calls `changed(up)` whenever the answer changes. A probe that
+/// takes longer than the interval (at least 1 s) counts as down. Runs until dropped.
+pub async fn monitor<F, Fut>(opts: PgConnectOptions, interval: Duration, mut changed: F)
+where
+    F: FnMut(bool) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let limit = interval.max(Duration::from_secs(1));
+    let mut conn: Option<PgConnection> = None;
+    let mut up = true;
+    metrics::gauge!("maru_database_up").set(1.0);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let probe = async {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => conn.insert(PgConnection::connect_with(&opts).await?),
+            };
+            c.ping().await
+        };
+        let ok = matches!(tokio::time::timeout(limit, probe).await, Ok(Ok(())));
+        if !ok {
+            // A broken or timed-out connection is not reused.
+            conn = None;
+        }
+        if ok != up {
+            up = ok;
+            metrics::gauge!("maru_database_up").set(if up { 1.0 } else { 0.0 });
+            if up {
+                tracing::info!("database reachable again: SERVING");
+            } else {
+                tracing::warn!("database unreachable: NOT_SERVING until it answers again");
+            }
+            changed(up).await;
+        }
+    }
+}
+
 /// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
 pub fn escape_like(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")

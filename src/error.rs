@@ -143,6 +143,31 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+/// At most this many characters of client input are echoed in an error (a grpc-message, a field
+/// violation): a C-core client refuses trailers over 8 KiB and would never see the real error.
+pub const MAX_ECHO_CHARS: usize = 200;
+/// Bounds of what one status carries, whatever its parts echo: the message, and each violation's
+/// field and description.
+/// With 3-byte characters throughout, the trailers stay under 6 KiB: the message (percent-encoded)
+/// plus `grpc-status-details-bin` (base64 of the message and the violations).
+const MAX_MESSAGE_CHARS: usize = 250;
+const MAX_DESCRIPTION_CHARS: usize = 400;
+const MAX_VIOLATIONS: usize = 10;
+const MAX_VIOLATION_CHARS: usize = 600;
+
+/// `s` cut to `max` characters, with an ellipsis when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((at, _)) => format!("{}…", &s[..at]),
+    }
+}
+
+/// Client input as an error may echo it: at most [`MAX_ECHO_CHARS`] characters.
+pub fn echo(s: &str) -> String {
+    truncate(s, MAX_ECHO_CHARS)
+}
+
 fn describe(v: &[FieldViolation]) -> String {
     v.iter().map(|f| format!("{}: {}", f.field, f.description)).collect::<Vec<_>>().join("; ")
 }
@@ -246,6 +271,18 @@ impl Violations {
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
+            // PostgreSQL cannot store NUL in text (22021) or jsonb (22P05). The field helpers
+            // refuse it with the field's name ([`crate::fields`]); this catches a text that
+            // escaped them, still as the client's fault.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")) => {
+                tracing::warn!(error = %db, "text PostgreSQL rejects reached the database: a field escaped fields::check_chars");
+                Violations::one("", "text must not contain NUL or other characters the database cannot store")
+                    .into_error()
+            }
+            // The connection was lost: the backend was terminated (57P01), the server is
+            // shutting down or starting (57P02, 57P03), or the connection broke (class 08).
+            // The pool tests a connection when it comes back and drops a dead one.
+            sqlx::Error::Database(db) if db.code().as_deref().is_some_and(connection_lost) => lost_connection(),
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 let name = db.constraint().unwrap_or("");
                 let (label, reason) = UNIQUE_CONSTRAINTS
@@ -256,25 +293,40 @@ impl From<sqlx::Error> for AppError {
                 metrics::counter!("maru_unique_conflicts_total", "constraint" => label).increment(1);
                 AppError::already_exists(reason, reason_message(reason))
             }
+            // No connection within the acquire timeout: the database is down or every
+            // connection is taken. Either way it is unavailable to this call.
             sqlx::Error::PoolTimedOut => {
                 metrics::counter!("maru_db_pool_acquire_timeouts_total").increment(1);
                 AppError::Retry {
                     code: Code::Unavailable,
                     reason: Reason::DatabaseUnavailable,
-                    message: "database is busy; retry shortly".into(),
+                    message: "database unavailable; retry shortly".into(),
                     retry_after: Duration::from_millis(500),
                     metadata: BTreeMap::new(),
                 }
             }
-            sqlx::Error::Io(_) | sqlx::Error::PoolClosed => AppError::Retry {
-                code: Code::Unavailable,
-                reason: Reason::DatabaseUnavailable,
-                message: "database is unreachable; retry shortly".into(),
-                retry_after: Duration::from_secs(1),
-                metadata: BTreeMap::new(),
-            },
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Tls(_) => {
+                lost_connection()
+            }
             _ => AppError::Internal(anyhow::Error::new(err)),
         }
+    }
+}
+
+/// SQLSTATEs of a lost connection: `admin_shutdown` (`pg_terminate_backend`), `crash_shutdown`,
+/// `cannot_connect_now`, and class 08 (connection exception).
+fn connection_lost(code: &str) -> bool {
+    matches!(code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
+}
+
+fn lost_connection() -> AppError {
+    metrics::counter!("maru_db_connections_lost_total").increment(1);
+    AppError::Retry {
+        code: Code::Unavailable,
+        reason: Reason::DatabaseUnavailable,
+        message: "database unavailable: the connection was lost; retry shortly".into(),
+        retry_after: Duration::from_secs(1),
+        metadata: BTreeMap::new(),
     }
 }
 
@@ -300,6 +352,7 @@ impl From<AppError> for Status {
         }
         let (code, message) = match err {
             AppError::Invalid { reason, violations } => {
+                let violations = bounded(violations);
                 let message = format!("invalid argument: {}", describe(&violations));
                 details.set_error_info(reason.as_str(), "maru", std::collections::HashMap::new());
                 details.set_bad_request(violations);
@@ -333,8 +386,31 @@ impl From<AppError> for Status {
                 (Code::Internal, message)
             }
         };
-        Status::with_error_details(code, message, details)
+        Status::with_error_details(code, truncate(&message, MAX_MESSAGE_CHARS), details)
     }
+}
+
+/// The violations a status carries: each cut ([`MAX_ECHO_CHARS`] of field name,
+/// [`MAX_DESCRIPTION_CHARS`] of description), at most [`MAX_VIOLATIONS`] of them and
+/// [`MAX_VIOLATION_CHARS`] in all; the rest are counted in a last one.
+fn bounded(violations: Vec<FieldViolation>) -> Vec<FieldViolation> {
+    let total = violations.len();
+    let mut budget = MAX_VIOLATION_CHARS;
+    let mut kept = Vec::new();
+    for mut v in violations {
+        if kept.len() >= MAX_VIOLATIONS || budget == 0 {
+            break;
+        }
+        v.field = truncate(&v.field, MAX_ECHO_CHARS);
+        v.description = truncate(&v.description, MAX_DESCRIPTION_CHARS.min(budget));
+        budget = budget.saturating_sub(v.field.chars().count() + v.description.chars().count());
+        kept.push(v);
+    }
+    if kept.len() < total {
+        let more = total - kept.len();
+        kept.push(FieldViolation::new("", format!("and {more} more")));
+    }
+    kept
 }
 
 /// A `Status` for a request refused by a layer before it reached a service.
@@ -380,6 +456,31 @@ mod tests {
         assert_eq!(fields, ["handle", "email"]);
         assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
         assert_eq!(details.error_info().unwrap().domain, "maru");
+    }
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        assert_eq!(echo("short"), "short");
+        let long = "가".repeat(100_000);
+        assert_eq!(echo(&long).chars().count(), MAX_ECHO_CHARS + 1);
+        assert!(echo(&long).ends_with('…'));
+        let mut v = Violations::new();
+        for _ in 0..20 {
+            v.add(&long, long.clone());
+        }
+        let status: Status = v.into_error().into();
+        assert!(status.message().chars().count() <= MAX_MESSAGE_CHARS + 1, "{}", status.message());
+        // What a C-core client (8 KiB of trailers) receives: the percent-encoded message and the
+        // base64 of the details.
+        let trailers = 9 * status.message().chars().count() + status.details().len() * 4 / 3;
+        assert!(trailers < 6 * 1024, "{trailers} bytes of trailers");
+        let details = status.get_error_details();
+        let kept = &details.bad_request().unwrap().field_violations;
+        assert!(kept.len() < 20 && kept.last().unwrap().description.ends_with("more"), "{kept:?}");
+        for f in kept {
+            assert!(f.field.chars().count() <= MAX_ECHO_CHARS + 1);
+            assert!(f.description.chars().count() <= MAX_DESCRIPTION_CHARS + 1);
+        }
     }
 
     #[test]

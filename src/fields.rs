@@ -12,7 +12,7 @@ use chrono::{DateTime, Datelike, Utc};
 use prost_types::{FieldMask, Timestamp};
 use uuid::Uuid;
 
-use crate::error::{AppResult, Violations};
+use crate::error::{AppResult, Violations, echo};
 use crate::idempotency::RequestId;
 
 /// Longest URL accepted (links, images).
@@ -49,13 +49,20 @@ pub fn required_id(field: &str, raw: &str) -> AppResult<Uuid> {
 
 // ---- text
 
-/// The characters no text field may hold: control characters, except line breaks and tabs in
-/// `multiline` text. Every free-text field is checked here.
+/// The characters no text field may hold: control characters (NUL among them, which
+/// PostgreSQL cannot store in text), except line breaks and tabs in `multiline` text. Every
+/// free-text field is checked here.
 pub fn check_chars(s: &str, multiline: bool) -> Result<(), String> {
     if s.chars().any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'))) {
         return Err("must not contain control characters".into());
     }
     Ok(())
+}
+
+/// A string used as given (a login, a search), not stored: still only characters the database
+/// can take ([`check_chars`]), so a lookup with it never fails in PostgreSQL.
+pub fn lookup(v: &mut Violations, field: &str, raw: &str) {
+    v.check(field, check_chars(raw, false));
 }
 
 /// Trimmed text of `min..=max` characters that passes [`check_chars`].
@@ -128,7 +135,7 @@ pub fn mask(v: &mut Violations, mask: Option<&FieldMask>, allowed: &[&str]) -> V
     }
     for p in &paths {
         if !allowed.contains(&p.as_str()) {
-            v.add("update_mask", format!("unknown field {p:?}; allowed: {}", allowed.join(", ")));
+            v.add("update_mask", format!("unknown field {:?}; allowed: {}", echo(p), allowed.join(", ")));
         }
     }
     paths

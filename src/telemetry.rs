@@ -87,6 +87,14 @@ fn describe_platform() {
     describe_gauge!("maru_inflight_requests", "RPCs in flight (health and reflection excluded).");
     describe_counter!("maru_load_shed_total", "RPCs refused with UNAVAILABLE because the in-flight limit was reached.");
     describe_gauge!("maru_ready", "1 once the database is reachable and migrated.");
+    describe_gauge!(
+        "maru_database_up",
+        "1 while the database answers the readiness probe (its own connection), 0 during an outage (health NOT_SERVING)."
+    );
+    describe_counter!(
+        "maru_db_connections_lost_total",
+        "Queries that failed because their database connection was lost (terminated backend, restart); answered UNAVAILABLE."
+    );
     describe_gauge!("maru_build_info", "Build information.");
     describe_counter!("maru_ingest_runs_total", "Ingest runs by source and result (succeeded, failed, skipped).");
     describe_counter!(

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use super::model::{ChangePassword, Email, Handle, Login, SignUp, User, parse_display_name, parse_password};
 use crate::caller::{Caller, Role};
 use crate::error::{AppError, Violations};
-use crate::fields::{request_id, timestamp};
+use crate::fields::{lookup, request_id, timestamp};
 use crate::grpc::pb;
 
 pub fn role_to_pb(role: Role) -> pb::Role {
@@ -58,6 +58,7 @@ impl TryFrom<pb::LoginRequest> for Login {
         if r.login.trim().is_empty() {
             v.add("login", "is required");
         }
+        lookup(&mut v, "login", &r.login);
         if r.password.is_empty() {
             v.add("password", "is required");
         }

@@ -6,7 +6,7 @@ use super::ops;
 use crate::accounts::{UserFilter, user_to_pb};
 use crate::caller::Role;
 use crate::error::AppError;
-use crate::fields::enum_value;
+use crate::fields::{enum_value, parse_text};
 use crate::grpc::{caller, pb};
 use crate::state::AppState;
 
@@ -24,10 +24,8 @@ impl pb::admin_service_server::AdminService for AdminApi {
             pb::Role::User => Some(Role::User),
             pb::Role::Admin => Some(Role::Admin),
         };
-        let query = Some(r.query.trim().to_owned()).filter(|q| !q.is_empty());
-        if query.as_ref().is_some_and(|q| q.chars().count() > 100) {
-            return Err(AppError::invalid("query", "must be at most 100 characters").into());
-        }
+        let query = parse_text(&r.query, 0, 100, false).map_err(|e| AppError::invalid("query", e))?;
+        let query = Some(query).filter(|q| !q.is_empty());
         let (users, next) =
             ops::list_users(&self.state, &caller, UserFilter { query, role }, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListUsersResponse {

@@ -236,10 +236,7 @@ pub fn parse_note(raw: &str) -> Result<Option<String>, String> {
     if s.is_empty() {
         return Ok(None);
     }
-    if s.chars().count() > MAX_NOTE_CHARS {
-        return Err(format!("must be at most {MAX_NOTE_CHARS} characters"));
-    }
-    Ok(Some(s.to_owned()))
+    fields::parse_text(s, 1, MAX_NOTE_CHARS, true).map(Some)
 }
 
 /// Compares secrets in time independent of where they differ.

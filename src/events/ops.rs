@@ -8,6 +8,7 @@
 //! | GetMemberStats, ListPenalties | managers and admins for anyone; members for themselves |
 
 use chrono::Duration;
+use sqlx::{PgConnection, PgExecutor};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -58,9 +59,9 @@ async fn managed_event(state: &AppState, caller: &Caller, event_id: Uuid) -> App
     Ok(event)
 }
 
-async fn views(state: &AppState, caller: &Caller, rows: Vec<EventRow>) -> AppResult<Vec<EventView>> {
+async fn views(db: impl PgExecutor<'_>, caller: &Caller, rows: Vec<EventRow>) -> AppResult<Vec<EventView>> {
     let ids: Vec<Uuid> = rows.iter().map(|e| e.id).collect();
-    let mine: std::collections::HashMap<Uuid, Participation> = store::participations(&state.db, &ids, caller.user_id)
+    let mine: std::collections::HashMap<Uuid, Participation> = store::participations(db, &ids, caller.user_id)
         .await?
         .into_iter()
         .map(|(id, a, f, at)| {
@@ -93,9 +94,11 @@ async fn views(state: &AppState, caller: &Caller, rows: Vec<EventRow>) -> AppRes
         .collect())
 }
 
-async fn view(state: &AppState, caller: &Caller, event_id: Uuid) -> AppResult<EventView> {
-    let row = store::get_event(&state.db, event_id).await?.ok_or_else(event_not_found)?;
-    views(state, caller, vec![row]).await?.pop().ok_or_else(event_not_found)
+/// One event as `caller` sees it, read on `conn`: writes read their answer inside their
+/// transaction, so a committed write is never answered with a retryable error.
+async fn view(conn: &mut PgConnection, caller: &Caller, event_id: Uuid) -> AppResult<EventView> {
+    let row = store::get_event(&mut *conn, event_id).await?.ok_or_else(event_not_found)?;
+    views(&mut *conn, caller, vec![row]).await?.pop().ok_or_else(event_not_found)
 }
 
 #[tracing::instrument(name = "events.create_event", skip_all, err(level = "debug"))]
@@ -115,11 +118,12 @@ pub async fn create_event(state: &AppState, caller: &Caller, cmd: CreateEvent) -
         None => {
             let id = store::insert_event(&mut tx, &cmd, at, caller.user_id).await?;
             remember(&mut tx, "CreateEvent", caller, cmd.request_id.as_ref(), &id).await?;
-            tx.commit().await?;
             id
         }
     };
-    view(state, caller, event_id).await
+    let event = view(&mut tx, caller, event_id).await?;
+    tx.commit().await?;
+    Ok(event)
 }
 
 #[tracing::instrument(name = "events.update_event", skip_all, err(level = "debug"))]
@@ -147,8 +151,9 @@ pub async fn update_event(state: &AppState, caller: &Caller, mut cmd: UpdateEven
         return Err(Violations::one("ends_at", "must be after starts_at").into_error());
     }
     store::update_event(&mut tx, cmd.event_id, p).await?;
+    let event = view(&mut tx, caller, cmd.event_id).await?;
     tx.commit().await?;
-    view(state, caller, cmd.event_id).await
+    Ok(event)
 }
 
 #[tracing::instrument(name = "events.delete_event", skip_all, err(level = "debug"))]
@@ -160,7 +165,7 @@ pub async fn delete_event(state: &AppState, caller: &Caller, event_id: Uuid) -> 
 #[tracing::instrument(name = "events.get_event", skip_all, err(level = "debug"))]
 pub async fn get_event(state: &AppState, caller: &Caller, event_id: Uuid) -> AppResult<EventView> {
     let (event, _) = visible_event(state, caller, event_id).await?;
-    views(state, caller, vec![event]).await?.pop().ok_or_else(event_not_found)
+    views(&state.db, caller, vec![event]).await?.pop().ok_or_else(event_not_found)
 }
 
 /// Events by start time: members see their category's, managers every one.
@@ -177,7 +182,7 @@ pub async fn list_events(state: &AppState, caller: &Caller, q: ListEvents) -> Ap
     let rows =
         store::list_events(&state.db, q.community_id, visible_to, q.from, q.to, page.after, page.fetch_limit()).await?;
     let (rows, next) = state.pager.finish(&page, rows, &query, |e| (e.starts_at, e.id));
-    Ok((views(state, caller, rows).await?, next))
+    Ok((views(&state.db, caller, rows).await?, next))
 }
 
 #[tracing::instrument(name = "events.add_participant", skip_all, err(level = "debug"))]
@@ -207,17 +212,15 @@ pub async fn add_participant(
         ));
     }
     store::insert_participant(&mut tx, cmd.event_id, cmd.user_id, caller.user_id).await?;
-    // Read in the transaction: a committed insert is never answered with an error.
-    let row = store::get_participant(&mut *tx, cmd.event_id, cmd.user_id)
-        .await?
-        .ok_or_else(|| AppError::not_found(Reason::ParticipantNotFound, "participant"))?;
+    let row = participant(&mut tx, cmd).await?;
     remember(&mut tx, "AddParticipant", caller, request_id, &row).await?;
     tx.commit().await?;
     Ok(row)
 }
 
-async fn participant(state: &AppState, cmd: EventUser) -> AppResult<ParticipantRow> {
-    store::get_participant(&state.db, cmd.event_id, cmd.user_id)
+/// Read inside the writing transaction (see [`view`]).
+async fn participant(conn: &mut PgConnection, cmd: EventUser) -> AppResult<ParticipantRow> {
+    store::get_participant(conn, cmd.event_id, cmd.user_id)
         .await?
         .ok_or_else(|| AppError::not_found(Reason::ParticipantNotFound, "participant"))
 }
@@ -375,9 +378,10 @@ pub async fn force_attend(state: &AppState, caller: &Caller, cmd: EventUser) -> 
         return Err(AppError::not_found(Reason::ParticipantNotFound, "participant"));
     }
     store::force_attend(&mut tx, cmd.event_id, cmd.user_id, caller.user_id, state.clock.now()).await?;
+    let row = participant(&mut tx, cmd).await?;
     tx.commit().await?;
     count_check_in("forced");
-    participant(state, cmd).await
+    Ok(row)
 }
 
 /// Moves a fee `from` → `to` by a conditional UPDATE; on a miss, the specific reason from the

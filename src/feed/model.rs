@@ -203,15 +203,7 @@ pub fn parse_image_urls(raw: &[String]) -> Result<Vec<String>, String> {
 
 /// A search query of 2–100 characters.
 pub fn parse_query(raw: &str) -> Result<String, String> {
-    let q = raw.trim();
-    let n = q.chars().count();
-    if n < MIN_QUERY_CHARS {
-        return Err(format!("must be at least {MIN_QUERY_CHARS} characters"));
-    }
-    if n > MAX_QUERY_CHARS {
-        return Err(format!("must be at most {MAX_QUERY_CHARS} characters"));
-    }
-    Ok(q.to_owned())
+    crate::fields::parse_text(raw, MIN_QUERY_CHARS, MAX_QUERY_CHARS, false)
 }
 
 /// An etag as [`Post::etag`] makes it; empty = none.

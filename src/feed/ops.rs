@@ -118,25 +118,31 @@ pub async fn create_post(state: &AppState, caller: &Caller, cmd: CreatePost) -> 
     if let Some(c) = cmd.community_id {
         access::member(&state.db, caller, c).await?;
     }
+    // The answer is read inside the transaction: once it commits nothing can fail, so a
+    // committed post is never answered with a retryable error (issue 14, point 6).
     let mut tx = state.db.begin().await?;
-    let id = match replayed::<Uuid>(state, &mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &cmd).await? {
-        Some(id) => id,
-        None => {
-            // A post whose author is gone would be hidden at once: refuse it before writing,
-            // never answer an error after the row was written.
-            if !store::lock_live_author(&mut tx, caller.user_id).await? {
-                return Err(AppError::unauthenticated(Reason::SessionEnded, "the account was deleted"));
+    let (id, created) =
+        match replayed::<Uuid>(state, &mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &cmd).await? {
+            Some(id) => (id, false),
+            None => {
+                // A post whose author is gone would be hidden at once: refuse it before
+                // writing, never answer an error after the row was written.
+                if !store::lock_live_author(&mut tx, caller.user_id).await? {
+                    return Err(AppError::unauthenticated(Reason::SessionEnded, "the account was deleted"));
+                }
+                let id = store::insert_post(&mut tx, &cmd, caller.user_id).await?;
+                remember(&mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &id).await?;
+                (id, true)
             }
-            let id = store::insert_post(&mut tx, &cmd, caller.user_id).await?;
-            remember(&mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &id).await?;
-            tx.commit().await?;
-            metrics::counter!("maru_posts_created_total").increment(1);
-            super::cache::post_listed(state, cmd.community_id).await;
-            id
-        }
-    };
-    let post = store::get_post(&state.db, id).await?.ok_or_else(post_not_found)?;
-    one_with_likes(state, Some(caller), post).await
+        };
+    let post = store::get_post(&mut *tx, id).await?.ok_or_else(post_not_found)?;
+    let liked_by_me = !created && !store::liked_posts(&mut *tx, caller.user_id, &[id]).await?.is_empty();
+    tx.commit().await?;
+    if created {
+        metrics::counter!("maru_posts_created_total").increment(1);
+        super::cache::post_listed(state, cmd.community_id).await;
+    }
+    Ok(PostView { post, liked_by_me })
 }
 
 #[tracing::instrument(name = "feed.get_post", skip_all, err(level = "debug"))]
@@ -158,14 +164,18 @@ pub async fn update_post(state: &AppState, caller: &Caller, cmd: UpdatePost) -> 
     if post.author_id != caller.user_id {
         return Err(AppError::permission_denied(Reason::PostAuthorRequired, "only the author may edit this post"));
     }
-    if !store::update_post(&state.db, post.id, &cmd.patch, cmd.expected_version).await? {
-        let now = store::get_post(&state.db, post.id).await?.ok_or_else(post_not_found)?;
+    // The answer is read inside the transaction (see `create_post`).
+    let mut tx = state.db.begin().await?;
+    if !store::update_post(&mut *tx, post.id, &cmd.patch, cmd.expected_version).await? {
+        let now = store::get_post(&mut *tx, post.id).await?.ok_or_else(post_not_found)?;
         return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the post changed since it was read")
             .with_meta("etag", now.etag()));
     }
+    let updated = store::get_post(&mut *tx, post.id).await?.ok_or_else(post_not_found)?;
+    let liked_by_me = !store::liked_posts(&mut *tx, caller.user_id, &[post.id]).await?.is_empty();
+    tx.commit().await?;
     super::cache::post_changed(state, &post).await;
-    let post = store::get_post(&state.db, post.id).await?.ok_or_else(post_not_found)?;
-    one_with_likes(state, Some(caller), post).await
+    Ok(PostView { post: updated, liked_by_me })
 }
 
 #[tracing::instrument(name = "feed.delete_post", skip_all, err(level = "debug"))]
@@ -276,19 +286,23 @@ pub async fn create_comment(state: &AppState, caller: &Caller, mut cmd: CreateCo
         // One level of replies: a reply to a reply joins the same thread.
         cmd.parent_id = Some(p.parent_id.unwrap_or(p.id));
     }
+    // Read inside the transaction, as in `create_post`.
     let mut tx = state.db.begin().await?;
-    let id = match replayed::<Uuid>(state, &mut tx, "CreateComment", caller, cmd.request_id.as_ref(), &cmd).await? {
-        Some(id) => id,
-        None => {
-            let id = store::insert_comment(&mut tx, &cmd, caller.user_id).await?;
-            remember(&mut tx, "CreateComment", caller, cmd.request_id.as_ref(), &id).await?;
-            tx.commit().await?;
-            metrics::counter!("maru_comments_created_total").increment(1);
-            super::cache::post_changed(state, &post).await;
-            id
-        }
-    };
-    let c = store::get_comment(&state.db, id).await?.ok_or_else(comment_not_found)?;
+    let (id, created) =
+        match replayed::<Uuid>(state, &mut tx, "CreateComment", caller, cmd.request_id.as_ref(), &cmd).await? {
+            Some(id) => (id, false),
+            None => {
+                let id = store::insert_comment(&mut tx, &cmd, caller.user_id).await?;
+                remember(&mut tx, "CreateComment", caller, cmd.request_id.as_ref(), &id).await?;
+                (id, true)
+            }
+        };
+    let c = store::get_comment(&mut *tx, id).await?.ok_or_else(comment_not_found)?;
+    tx.commit().await?;
+    if created {
+        metrics::counter!("maru_comments_created_total").increment(1);
+        super::cache::post_changed(state, &post).await;
+    }
     Ok(CommentView { comment: c, liked_by_me: false })
 }
 
@@ -336,12 +350,16 @@ pub async fn update_comment(state: &AppState, caller: &Caller, id: Uuid, text: S
             "only the author may edit this comment",
         ));
     }
-    if !store::update_comment(&state.db, id, &text).await? {
+    // The answer is read inside the transaction (see `create_post`).
+    let mut tx = state.db.begin().await?;
+    if !store::update_comment(&mut *tx, id, &text).await? {
         return Err(comment_not_found());
     }
+    let comment = store::get_comment(&mut *tx, id).await?.ok_or_else(comment_not_found)?;
+    let liked_by_me = !store::liked_comments(&mut *tx, caller.user_id, &[id]).await?.is_empty();
+    tx.commit().await?;
     super::cache::post_changed(state, &post).await;
-    let c = store::get_comment(&state.db, id).await?.ok_or_else(comment_not_found)?;
-    Ok(comments_with_likes(state, caller, vec![c]).await?.remove(0))
+    Ok(CommentView { comment, liked_by_me })
 }
 
 #[tracing::instrument(name = "feed.delete_comment", skip_all, err(level = "debug"))]

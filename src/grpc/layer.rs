@@ -258,7 +258,8 @@ fn normalize_status(headers: &mut http::HeaderMap, request_id: &str, info: &Meth
     }
     let msg = status.message();
     let (code, reason) = builtin_reason(code, msg, info);
-    let err = AppError::refused(code, reason, msg.to_owned());
+    // Library messages may echo input (reflection's unknown symbol, a bad path).
+    let err = AppError::refused(code, reason, crate::error::truncate(msg, 2 * crate::error::MAX_ECHO_CHARS));
     let rebuilt = request_id::scope_sync(request_id, || layer_status(err));
     // Only fails for header values that cannot be encoded; the original status then stands.
     let _ = rebuilt.add_header(headers);
@@ -279,6 +280,8 @@ fn builtin_reason(code: Code, msg: &str, info: &MethodInfo) -> (Code, Reason) {
         // A bad compression flag or a body that does not decompress.
         "protocol error:",
         "Error decompressing:",
+        // gRPC-web: a grpc-web-text body that is not base64, or a malformed frame.
+        "tonic-web: ",
     ];
     if msg.starts_with("h2 protocol error") {
         return (code, Reason::TransportError);
@@ -504,6 +507,13 @@ mod tests {
                 Reason::MalformedMessage,
             ),
             (Code::Internal, "Error encoding: x", &maru, Code::Internal, Reason::Internal),
+            (
+                Code::Internal,
+                "tonic-web: Invalid symbol 33, offset 0.",
+                &maru,
+                Code::InvalidArgument,
+                Reason::MalformedMessage,
+            ),
             (Code::Internal, "h2 protocol error: stream reset", &maru, Code::Internal, Reason::TransportError),
             (
                 Code::OutOfRange,

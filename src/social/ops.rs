@@ -101,16 +101,21 @@ async fn profiles_changed(state: &AppState, users: &[Uuid]) {
 
 #[tracing::instrument(name = "social.update_profile", skip_all, err(level = "debug"))]
 pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePatch) -> AppResult<Profile> {
-    if !store::update_profile(&state.db, caller.user_id, &patch).await? {
+    // The answer is read inside the transaction: once it commits nothing can fail, so a
+    // committed change is never answered with a retryable error.
+    let mut tx = state.db.begin().await?;
+    if !store::update_profile(&mut *tx, caller.user_id, &patch).await? {
         return Err(user_not_found());
     }
+    let profile = store::get_profile(&mut *tx, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)?;
+    tx.commit().await?;
     // WhoAmI caches the user with its display name; cached posts show it too, and so do the
     // caller's memberships on their home screen.
     state.cache.invalidate(&[user_cache_key(caller.user_id)]).await;
     crate::feed::authors_changed(state).await;
     crate::communities::cache::members_changed(&state.cache, &[caller.user_id]).await;
     profiles_changed(state, &[caller.user_id]).await;
-    store::get_profile(&state.db, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)
+    Ok(profile)
 }
 
 #[tracing::instrument(name = "social.delete_account", skip_all, err(level = "debug"))]

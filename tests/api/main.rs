@@ -7,6 +7,7 @@ mod logs;
 mod auth;
 mod communities;
 mod community_content;
+mod errors;
 mod events;
 mod feed;
 mod ops;

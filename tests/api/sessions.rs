@@ -256,10 +256,12 @@ async fn a_deleted_account_cannot_act_and_leaves_every_membership_read(pool: PgP
         .await;
     ended(r.map(drop), "FileComplaint");
     let r = SocialServiceClient::new(app.channel.clone())
-        .follow(gone.req(pb::FollowRequest { handle: "mgr".into() }))
+        .follow(gone.req(pb::FollowRequest { handle: "mgr".into(), ..Default::default() }))
         .await;
     ended(r.map(drop), "Follow");
-    let r = feed().like(gone.req(pb::LikeRequest { post_id: post.id.clone(), comment_id: String::new() })).await;
+    let r = feed()
+        .like(gone.req(pb::LikeRequest { post_id: post.id.clone(), comment_id: String::new(), ..Default::default() }))
+        .await;
     ended(r.map(drop), "Like");
     let r = feed()
         .create_post(gone.req(pb::CreatePostRequest {

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{not_found, visible};
@@ -190,13 +191,15 @@ pub fn to_pb(p: Poll) -> pb::Poll {
 // ---- use cases
 
 /// Results and the caller's vote for `rows`, in the same order.
-async fn views(state: &AppState, caller: &Caller, rows: Vec<PollRow>) -> AppResult<Vec<Poll>> {
+/// Polls as `caller` sees them, read on `conn` (writes read their answer inside their
+/// transaction, so a committed write is never answered with a retryable error).
+async fn views(conn: &mut PgConnection, caller: &Caller, rows: Vec<PollRow>) -> AppResult<Vec<Poll>> {
     let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
     let mut options: HashMap<Uuid, Vec<OptionResult>> = HashMap::new();
-    for o in store::results(&state.db, &ids).await? {
+    for o in store::results(&mut *conn, &ids).await? {
         options.entry(o.poll_id).or_default().push(o);
     }
-    let mine: HashMap<Uuid, Uuid> = store::votes_of(&state.db, &ids, caller.user_id).await?.into_iter().collect();
+    let mine: HashMap<Uuid, Uuid> = store::votes_of(&mut *conn, &ids, caller.user_id).await?.into_iter().collect();
     let now = Utc::now();
     Ok(rows
         .into_iter()
@@ -209,9 +212,9 @@ async fn views(state: &AppState, caller: &Caller, rows: Vec<PollRow>) -> AppResu
         .collect())
 }
 
-async fn view(state: &AppState, caller: &Caller, poll_id: Uuid) -> AppResult<Poll> {
-    let row = store::get_poll(&state.db, poll_id).await?.ok_or_else(|| not_found(Reason::PollNotFound))?;
-    views(state, caller, vec![row]).await?.pop().ok_or_else(|| not_found(Reason::PollNotFound))
+async fn view(conn: &mut PgConnection, caller: &Caller, poll_id: Uuid) -> AppResult<Poll> {
+    let row = store::get_poll(&mut *conn, poll_id).await?.ok_or_else(|| not_found(Reason::PollNotFound))?;
+    views(conn, caller, vec![row]).await?.pop().ok_or_else(|| not_found(Reason::PollNotFound))
 }
 
 #[tracing::instrument(name = "polls.create_poll", skip_all, err(level = "debug"))]
@@ -224,18 +227,20 @@ pub async fn create_poll(state: &AppState, caller: &Caller, cmd: CreatePoll) -> 
         None => {
             let id = store::insert_poll(&mut tx, &cmd, caller.user_id).await?;
             remember(&mut tx, "CreatePoll", caller, cmd.request_id.as_ref(), &id).await?;
-            tx.commit().await?;
             id
         }
     };
-    view(state, caller, poll_id).await
+    let poll = view(&mut tx, caller, poll_id).await?;
+    tx.commit().await?;
+    Ok(poll)
 }
 
 #[tracing::instrument(name = "polls.get_poll", skip_all, err(level = "debug"))]
 pub async fn get_poll(state: &AppState, caller: &Caller, poll_id: Uuid) -> AppResult<Poll> {
     let row = store::get_poll(&state.db, poll_id).await?.ok_or_else(|| not_found(Reason::PollNotFound))?;
     visible(state, caller, row.community_id, Reason::PollNotFound).await?;
-    views(state, caller, vec![row]).await?.pop().ok_or_else(|| not_found(Reason::PollNotFound))
+    let mut conn = state.db.acquire().await?;
+    views(&mut conn, caller, vec![row]).await?.pop().ok_or_else(|| not_found(Reason::PollNotFound))
 }
 
 /// A page of polls, newest first, optionally only open or closed ones.
@@ -246,7 +251,8 @@ pub async fn list_polls(state: &AppState, caller: &Caller, q: ListPolls) -> AppR
     access::member(&state.db, caller, q.community_id).await?;
     let rows = store::list_polls(&state.db, q.community_id, q.state, page.after, page.fetch_limit()).await?;
     let (rows, next) = state.pager.finish(&page, rows, &query, |p| (p.created_at, p.id));
-    Ok((views(state, caller, rows).await?, next))
+    let mut conn = state.db.acquire().await?;
+    Ok((views(&mut conn, caller, rows).await?, next))
 }
 
 /// Closes a poll now; a closed poll is returned unchanged.
@@ -255,8 +261,11 @@ pub async fn close_poll(state: &AppState, caller: &Caller, poll_id: Uuid) -> App
     let row = store::get_poll(&state.db, poll_id).await?.ok_or_else(|| not_found(Reason::PollNotFound))?;
     visible(state, caller, row.community_id, Reason::PollNotFound).await?;
     access::manager(&state.db, caller, row.community_id).await?;
-    store::close_poll(&state.db, poll_id).await?;
-    view(state, caller, poll_id).await
+    let mut tx = state.db.begin().await?;
+    store::close_poll(&mut *tx, poll_id).await?;
+    let poll = view(&mut tx, caller, poll_id).await?;
+    tx.commit().await?;
+    Ok(poll)
 }
 
 #[tracing::instrument(name = "polls.cast_vote", skip_all, err(level = "debug"))]
@@ -269,7 +278,7 @@ pub async fn cast_vote(state: &AppState, caller: &Caller, cmd: CastVote) -> AppR
     // A retry of a counted vote is answered like the first call (the poll with the vote
     // counted), not ALREADY_VOTED.
     if replayed::<()>(state, &mut tx, "CastVote", caller, cmd.request_id.as_ref(), &cmd).await?.is_some() {
-        return view(state, caller, cmd.poll_id).await;
+        return view(&mut tx, caller, cmd.poll_id).await;
     }
     // Share lock: ClosePoll (an UPDATE) waits for votes in flight and vice versa.
     let (poll, now) =
@@ -284,9 +293,10 @@ pub async fn cast_vote(state: &AppState, caller: &Caller, cmd: CastVote) -> AppR
     }
     store::insert_vote(&mut tx, cmd.poll_id, cmd.option_id, caller.user_id).await?;
     remember(&mut tx, "CastVote", caller, cmd.request_id.as_ref(), &()).await?;
+    let poll = view(&mut tx, caller, cmd.poll_id).await?;
     tx.commit().await?;
     metrics::counter!("maru_poll_votes_total").increment(1);
-    view(state, caller, cmd.poll_id).await
+    Ok(poll)
 }
 
 /// Every SQL statement of polls.

@@ -213,6 +213,15 @@ impl<'a> Gen<'a> {
             0 | 1 => String::new(),
             2..=4 if !self.known.strings.is_empty() => self.pick(&self.known.strings).clone(),
             5 => format!("{}\0", self.pick(&["a", "테스트", "C100001", "user"])),
+            // A real value (an id, a handle) with a NUL inside: passes the cheap checks
+            // (required, length) and would reach PostgreSQL if a field helper missed it.
+            22 | 23 if !self.known.strings.is_empty() => {
+                let mut s = self.pick(&self.known.strings).clone();
+                let boundaries: Vec<usize> = (0..=s.len()).filter(|i| s.is_char_boundary(*i)).collect();
+                let at = *self.pick(&boundaries);
+                s.insert(at, '\0');
+                s
+            }
             6 => format!("a\0b{}", char::from(self.rng.random_range(1u8..32))),
             7 => (0..self.rng.random_range(1..20)).map(|_| char::from(self.rng.random_range(0u8..32))).collect(),
             8 => self

@@ -154,6 +154,26 @@ impl Stats {
         v.iter().take(n).map(|(m, d)| format!("{m} {:.1} s", d.as_secs_f64())).collect::<Vec<_>>().join(", ")
     }
 
+    /// Adds the counts of another run (one per worker).
+    pub fn merge(&mut self, other: Stats) {
+        self.cases += other.cases;
+        for (k, v) in other.by_label {
+            *self.by_label.entry(k).or_default() += v;
+        }
+        for (k, v) in other.by_code {
+            *self.by_code.entry(k).or_default() += v;
+        }
+        for (k, (n, first)) in other.violations {
+            self.violations.entry(k).or_insert((0, first)).0 += n;
+        }
+        if other.max_status_bytes.0 > self.max_status_bytes.0 {
+            self.max_status_bytes = other.max_status_bytes;
+        }
+        for (k, v) in other.time_by_method {
+            *self.time_by_method.entry(k).or_default() += v;
+        }
+    }
+
     pub fn record(&mut self, method: &str, case: &Case, caller: &str, result: &Result<Bytes, Status>, took: Duration) {
         self.cases += 1;
         *self.time_by_method.entry(method.to_owned()).or_default() += took;

@@ -102,6 +102,25 @@ impl PgCluster {
         }
     }
 
+    /// `pg_ctl stop -m immediate`: SIGQUIT to the postmaster, which takes every backend down
+    /// at once without a checkpoint (a crash, as far as clients can tell); returns when it is
+    /// gone.
+    pub fn stop_immediate(&mut self) {
+        if let Some(mut child) = self.postmaster.take() {
+            signal(child.id(), libc::SIGQUIT);
+            if wait_timeout(&mut child, Duration::from_secs(10)).is_none() {
+                kill_and_reap(&mut child);
+            }
+        }
+    }
+
+    /// Starts it again on the same port and data (crash recovery first); returns once it
+    /// accepts connections.
+    pub async fn restart(&mut self) {
+        assert!(self.postmaster.is_none(), "restart of a running postgres");
+        self.start_postmaster().await;
+    }
+
     /// The end of the server log, for failure messages.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default();
