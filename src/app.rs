@@ -4,8 +4,9 @@
 //! Start-up: both listeners bind at once; health is NOT_SERVING (and `/readyz` 503) until the
 //! database is reachable, created if missing and migrated. Shutdown (SIGTERM, SIGINT or
 //! [`ShutdownHandle::shutdown`]): health flips to NOT_SERVING first, the listener stays open
-//! for `grpc.shutdown_grace_ms` so balancers notice, then in-flight RPCs get at most
-//! `grpc.drain_timeout_ms` to finish.
+//! for `grpc.shutdown_grace_ms` (default 5 s) so balancers notice, then in-flight RPCs get at
+//! most `grpc.drain_timeout_ms` to finish. The admin port (`/readyz` 503, `/metrics`) stays up
+//! until that drain is over.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,7 +132,10 @@ impl Application {
         let mut background = spawn_background(&state, &ready, &reporter, prepare_db, &shutdown_tx);
         background.push(signals);
         let admin_addr = admin.local_addr()?;
-        let admin_server = spawn_admin_server(admin, &state, &ready, &shutdown_tx);
+        // The admin port outlives the gRPC listener: it stops only once the drain is over, so
+        // `/readyz` (503) and `/metrics` answer throughout the shutdown.
+        let (admin_stop_tx, admin_stop) = oneshot::channel::<()>();
+        let admin_server = spawn_admin_server(admin, &state, &ready, &shutdown_tx, admin_stop);
 
         let mut routes = RoutesBuilder::default();
         routes.add_service(health_service);
@@ -144,6 +148,8 @@ impl Application {
         let result = drain(server, drained, Duration::from_millis(settings.grpc.drain_timeout_ms)).await;
 
         let _ = shutdown_tx.send(true);
+        tracing::info!("gRPC listener drained; stopping the admin port");
+        let _ = admin_stop_tx.send(());
         let _ = admin_server.await;
         for task in background {
             task.abort();
@@ -177,12 +183,14 @@ fn spawn_background(
     background
 }
 
-/// Admin HTTP: metrics and probes, kept up during the drain so the last scrapes see the shutdown.
+/// Admin HTTP: metrics and probes, kept up through the grace period and the drain (until
+/// `stop` fires) so probes and the last scrapes see the shutdown.
 fn spawn_admin_server(
     listener: TcpListener,
     state: &AppState,
     ready: &Arc<AtomicBool>,
     shutdown_tx: &watch::Sender<bool>,
+    stop: oneshot::Receiver<()>,
 ) -> JoinHandle<()> {
     let admin_state = AdminHttp {
         state: state.clone(),
@@ -195,11 +203,9 @@ fn spawn_admin_server(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(Arc::new(admin_state));
-    let admin_stop = shutdown_tx.subscribe();
     tokio::spawn(async move {
         let stop = async move {
-            stopped(admin_stop).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = stop.await;
         };
         if let Err(e) = axum::serve(listener, admin_router).with_graceful_shutdown(stop).await {
             tracing::error!(error = %e, "admin server failed");

@@ -61,7 +61,9 @@ pub struct GrpcSettings {
     pub request_timeout_ms: u64,
     /// Origins allowed for gRPC-web CORS; `*` allows any.
     pub cors_allowed_origins: Vec<String>,
-    /// After SIGTERM: time health stays NOT_SERVING before the listener closes.
+    /// After SIGTERM: time health stays NOT_SERVING (and `/readyz` 503) before the listener
+    /// closes, so balancers stop sending first. Set it to at least the balancer's health-check
+    /// interval times its unhealthy threshold.
     pub shutdown_grace_ms: u64,
     /// After the listener closes: the longest time in-flight RPCs may take to finish.
     pub drain_timeout_ms: u64,
@@ -230,7 +232,7 @@ impl Default for GrpcSettings {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 10_000,
             cors_allowed_origins: vec!["*".into()],
-            shutdown_grace_ms: 0,
+            shutdown_grace_ms: 5_000,
             drain_timeout_ms: 10_000,
             rpc_metrics: true,
         }
