@@ -29,6 +29,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::grpc::admission::{Admission, AdmissionLayer};
+use crate::grpc::connections::{ConnectionLimits, Connections, expose_connect_info};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{maru_services, reflection};
 use crate::services::{Routes, RoutesBuilder};
@@ -125,7 +126,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application { state, grpc, admin, ready, prepare_db, shutdown_tx } = self;
         let settings = state.settings.clone();
-        let admission = Admission::new(&settings.rate_limit, crate::grpc::registry()?)?;
+        let admission = Admission::with_stream_cap(
+            &settings.rate_limit,
+            crate::grpc::registry()?,
+            settings.grpc.max_streams_per_address,
+        )?;
         let signals = spawn_signal_listener(&shutdown_tx);
         let (reporter, health_service) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::NotServing).await;
@@ -251,8 +256,10 @@ fn shutdown_signalling(
     (signal, drain_rx)
 }
 
-/// The gRPC server on `listener` with its layers (outermost first: CORS, protocol marking,
-/// gRPC-web, the per-RPC layer, admission), until `shutdown` completes.
+/// The gRPC server on `listener` with its layers (outermost first: CORS, connection info and
+/// protocol marking, gRPC-web, the per-RPC layer, admission), until `shutdown` completes.
+/// Connections are admitted and watched by [`Connections`] (per-address cap, handshake and
+/// send timeouts); HTTP/2 advertises `grpc.max_concurrent_streams` and pings idle peers.
 fn serve_grpc(
     listener: TcpListener,
     state: &AppState,
@@ -269,20 +276,24 @@ fn serve_grpc(
         metrics: settings.grpc.rpc_metrics,
         ready: ready.clone(),
     });
+    let g = &settings.grpc;
+    let connections = Connections::new(ConnectionLimits::new(g, &settings.rate_limit.trusted_proxies));
+    let ms = |v: u64| (v > 0).then(|| Duration::from_millis(v));
     tonic::transport::Server::builder()
         .accept_http1(true)
+        .max_concurrent_streams(g.max_concurrent_streams)
+        .http2_keepalive_interval(ms(g.http2_keepalive_interval_ms))
+        .http2_keepalive_timeout(ms(g.http2_keepalive_timeout_ms))
         .layer(cors_layer(&settings.grpc.cors_allowed_origins))
+        .layer(tower::util::MapRequestLayer::new(expose_connect_info))
         .layer(tower::util::MapRequestLayer::new(mark_protocol))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(rpc_layer)
         .layer(admission)
         .add_routes(routes)
-        // TCP_NODELAY: without it a reply of more than one segment (a feed page) waits for
-        // the client's delayed ACK — a flat 40 ms on every ListPosts in the feed load run.
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        // TCP_NODELAY (set by `Connections`): without it a reply of more than one segment (a
+        // feed page) waits for the client's delayed ACK — a flat 40 ms on every ListPosts.
+        .serve_with_incoming_shutdown(connections.incoming(listener), shutdown)
 }
 
 /// Runs the server until it stops by itself, or until `drained` fires and in-flight RPCs had

@@ -69,6 +69,26 @@ pub struct GrpcSettings {
     pub drain_timeout_ms: u64,
     /// Record the per-RPC `grpc_server_*` metrics (off only to measure their cost).
     pub rpc_metrics: bool,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients: streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Open connections per client address (IPv6 per /64); `rate_limit.trusted_proxies` are
+    /// exempt. 0: no cap.
+    pub max_connections_per_address: usize,
+    /// A connection that has not sent its HTTP/2 preface (or HTTP/1.1 request head) by then is
+    /// closed.
+    pub handshake_timeout_ms: u64,
+    /// HTTP/2 PING interval on every connection (0: none); a peer that does not answer within
+    /// `http2_keepalive_timeout_ms` is disconnected.
+    pub http2_keepalive_interval_ms: u64,
+    pub http2_keepalive_timeout_ms: u64,
+    /// TCP keepalive idle time, seconds (0: off).
+    pub tcp_keepalive_s: u64,
+    /// Longest time a unary response may wait for its client to take it (HTTP/2 flow control);
+    /// then its connection is closed.
+    pub response_send_timeout_ms: u64,
+    /// Health/Watch and reflection streams open at once per client address; beyond that
+    /// RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED`. 0: no cap.
+    pub max_streams_per_address: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,6 +255,14 @@ impl Default for GrpcSettings {
             shutdown_grace_ms: 5_000,
             drain_timeout_ms: 10_000,
             rpc_metrics: true,
+            max_concurrent_streams: 100,
+            max_connections_per_address: 64,
+            handshake_timeout_ms: 10_000,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 10_000,
+            tcp_keepalive_s: 60,
+            response_send_timeout_ms: 30_000,
+            max_streams_per_address: 16,
         }
     }
 }
@@ -359,6 +387,16 @@ impl Settings {
         }
         if self.grpc.request_timeout_ms == 0 {
             errs.push("grpc.request_timeout_ms: must be positive".into());
+        }
+        for (name, v) in [
+            ("grpc.max_concurrent_streams", u64::from(self.grpc.max_concurrent_streams)),
+            ("grpc.handshake_timeout_ms", self.grpc.handshake_timeout_ms),
+            ("grpc.http2_keepalive_timeout_ms", self.grpc.http2_keepalive_timeout_ms),
+            ("grpc.response_send_timeout_ms", self.grpc.response_send_timeout_ms),
+        ] {
+            if v == 0 {
+                errs.push(format!("{name}: must be positive"));
+            }
         }
         match url::Url::parse(self.database.url.expose_secret()) {
             Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {
