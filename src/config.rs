@@ -109,6 +109,9 @@ pub struct DatabaseSettings {
     pub min_connections: u32,
     /// Longest wait for a pooled connection before the RPC fails with UNAVAILABLE.
     pub acquire_timeout_ms: u64,
+    /// Pooled connections expensive reads (post search) may hold at once; more are refused
+    /// with RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED`. At most `max_connections`.
+    pub max_expensive_reads: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -281,6 +284,7 @@ impl Default for DatabaseSettings {
             max_connections: 20,
             min_connections: 0,
             acquire_timeout_ms: 2_000,
+            max_expensive_reads: 5,
         }
     }
 }
@@ -387,6 +391,13 @@ impl Settings {
         }
         if self.grpc.request_timeout_ms == 0 {
             errs.push("grpc.request_timeout_ms: must be positive".into());
+        }
+        // (A pool of 0 connections is reported on its own.)
+        if self.database.max_connections > 0
+            && (self.database.max_expensive_reads == 0
+                || self.database.max_expensive_reads > self.database.max_connections as usize)
+        {
+            errs.push("database.max_expensive_reads: must be between 1 and database.max_connections".into());
         }
         for (name, v) in [
             ("grpc.max_concurrent_streams", u64::from(self.grpc.max_concurrent_streams)),

@@ -93,6 +93,15 @@ fn describe_platform() {
         "Health/Watch and reflection streams refused because their client address had too many open."
     );
     describe_gauge!("maru_grpc_connections", "Open connections of the gRPC listener.");
+    describe_counter!("maru_expensive_reads_total", "Expensive reads (post searches) started.");
+    describe_counter!(
+        "maru_expensive_reads_refused_total",
+        "Expensive reads refused with CAPACITY_EXCEEDED because their share of the pool was in use."
+    );
+    describe_counter!(
+        "maru_expensive_reads_cancelled_total",
+        "Expensive reads abandoned by their RPC and cancelled in PostgreSQL."
+    );
     describe_counter!(
         "maru_grpc_connections_total",
         "Connections to the gRPC listener by outcome (accepted, rejected_address_limit, accept_error)."

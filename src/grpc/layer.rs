@@ -190,6 +190,8 @@ where
                 None => {
                     let call = request_id::scope(request_id.clone(), inner.call(req)).instrument(span);
                     if info.grpc_type == GrpcType::Unary {
+                        // Reads bound their statements by what is left of it (`db`).
+                        let call = crate::db::with_deadline(Instant::now() + timeout, call);
                         match tokio::time::timeout(timeout, call).await {
                             Ok(r) => r,
                             Err(_) => Ok(error_response(

@@ -184,3 +184,133 @@ async fn health_watch_streams_are_capped_per_client_address(pool: PgPool) {
     }
     assert!(reopened, "a stream can be opened once another closed");
 }
+
+/// Outcomes of a search flood and of the cheap calls made during it.
+struct Flood {
+    searches: std::collections::BTreeMap<String, usize>,
+    cheap_failures: Vec<String>,
+    cheap_calls: usize,
+}
+
+/// `flooders` anonymous clients search posts for "가나다" while another user makes cheap
+/// calls — posts and reads — one after another. Every post has the bigrams 가나 and 나다 but
+/// not the word: the index returns every row as a candidate and each search rechecks them all
+/// (the hostile case of a bigram index).
+async fn search_flood(app: &TestApp, flooders: usize) -> Flood {
+    use maru::grpc::pb;
+    use maru::grpc::pb::feed_service_client::FeedServiceClient;
+    let user = app.user("cheap").await;
+    let author = app.user("author").await;
+    sqlx::query(
+        "insert into posts (id, author_id, text, created_at)
+         select gen_random_uuid(), $1::uuid,
+                '가나 나다 ' || (select string_agg(chr(44032 + ((g * 7 + s * 13) % 2000)), '') from generate_series(1, 60) s),
+                now() - g * interval '1 second'
+           from generate_series(1, 20000) g",
+    )
+    .bind(&author.id)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    sqlx::query("analyze posts").execute(&app.state.db).await.unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..flooders)
+        .map(|_| {
+            let (channel, stop) = (app.channel.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = std::collections::BTreeMap::<String, usize>::new();
+                let mut feed = FeedServiceClient::new(channel);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let req = pb::ListPostsRequest { query: "가나다".into(), page_size: 100, ..Default::default() };
+                    let label = match feed.list_posts(req).await {
+                        Ok(_) => "OK".to_owned(),
+                        Err(s) => format!("{:?} {}", s.code(), reason(&s)),
+                    };
+                    *seen.entry(label).or_default() += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    // Let the flood fill up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut feed = FeedServiceClient::new(app.channel.clone());
+    let mut cheap_failures = Vec::new();
+    let mut cheap_calls = 0;
+    for i in 0..10 {
+        let create = pb::CreatePostRequest {
+            public: true,
+            text: format!("cheap {i}"),
+            request_id: format!("cheap-{i}"),
+            ..Default::default()
+        };
+        let r = feed.create_post(user.req(create)).await;
+        cheap_calls += 1;
+        let post = match r {
+            Ok(r) => r.into_inner().post.unwrap(),
+            Err(s) => {
+                cheap_failures.push(format!("CreatePost {:?} {}", s.code(), reason(&s)));
+                continue;
+            }
+        };
+        let r = feed.get_post(user.req(pb::GetPostRequest { post_id: post.id })).await;
+        cheap_calls += 1;
+        if let Err(s) = r {
+            cheap_failures.push(format!("GetPost {:?} {}", s.code(), reason(&s)));
+        }
+        let list = pb::ListPostsRequest { author_handle: user.handle.clone(), page_size: 10, ..Default::default() };
+        let r = feed.list_posts(user.req(list)).await;
+        cheap_calls += 1;
+        if let Err(s) = r {
+            cheap_failures.push(format!("ListPosts(author) {:?} {}", s.code(), reason(&s)));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut searches = std::collections::BTreeMap::new();
+    for task in flood {
+        for (k, v) in task.await.unwrap() {
+            *searches.entry(k).or_default() += v;
+        }
+    }
+    Flood { searches, cheap_failures, cheap_calls }
+}
+
+/// The server for a flood: a pool of 10 whose acquire gives up after 300 ms (UNAVAILABLE), as
+/// a loaded deployment's does, with `expensive` of them for searches.
+async fn flood_app(pool: PgPool, expensive: usize) -> TestApp {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    TestApp::spawn_with(pool, |s| {
+        s.database.max_connections = 10;
+        s.database.max_expensive_reads = expensive;
+    })
+    .await
+}
+
+/// `FLOOD_EXPENSIVE_READS=10` (the whole pool, as before the bulkhead) reproduces the outage:
+/// cheap calls fail with UNAVAILABLE `DATABASE_UNAVAILABLE`.
+#[sqlx::test]
+async fn a_search_flood_leaves_the_cheap_calls_of_other_users_ok(pool: PgPool) {
+    let expensive = std::env::var("FLOOD_EXPENSIVE_READS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let app = flood_app(pool, expensive).await;
+    let flood = search_flood(&app, 40).await;
+    eprintln!("searches: {:?}; cheap calls failed: {:?}", flood.searches, flood.cheap_failures);
+    assert!(
+        flood.cheap_failures.is_empty(),
+        "{} of {} cheap calls failed: {:?}; searches: {:?}",
+        flood.cheap_failures.len(),
+        flood.cheap_calls,
+        flood.cheap_failures,
+        flood.searches
+    );
+    // The flood itself got answers or the bulkhead's refusal (with RetryInfo), nothing else.
+    for label in flood.searches.keys() {
+        assert!(label == "OK" || label == "ResourceExhausted CAPACITY_EXCEEDED", "{:?}", flood.searches);
+    }
+    assert!(flood.searches.contains_key("ResourceExhausted CAPACITY_EXCEEDED"), "{:?}", flood.searches);
+}
