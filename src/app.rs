@@ -5,8 +5,9 @@
 //! database is reachable, created if missing and migrated; afterwards a monitor probes the
 //! database and reports NOT_SERVING (and `/readyz` 503) while it does not answer. Shutdown (SIGTERM, SIGINT or
 //! [`ShutdownHandle::shutdown`]): health flips to NOT_SERVING first, the listener stays open
-//! for `grpc.shutdown_grace_ms` so balancers notice, then in-flight RPCs get at most
-//! `grpc.drain_timeout_ms` to finish.
+//! for `grpc.shutdown_grace_ms` (default 5 s) so balancers notice, then in-flight RPCs get at
+//! most `grpc.drain_timeout_ms` to finish. The admin port (`/readyz` 503, `/metrics`) stays up
+//! until that drain is over.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::grpc::admission::{Admission, AdmissionLayer};
+use crate::grpc::connections::{ConnectionLimits, Connections, expose_connect_info};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{maru_services, reflection};
 use crate::services::{Routes, RoutesBuilder};
@@ -126,7 +128,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application { state, grpc, admin, ready, prepare_db, shutdown_tx } = self;
         let settings = state.settings.clone();
-        let admission = Admission::new(&settings.rate_limit, crate::grpc::registry()?)?;
+        let admission = Admission::with_stream_cap(
+            &settings.rate_limit,
+            crate::grpc::registry()?,
+            settings.grpc.max_streams_per_address,
+        )?;
         let signals = spawn_signal_listener(&shutdown_tx);
         let (reporter, health_service) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::NotServing).await;
@@ -135,7 +141,10 @@ impl Application {
         let mut background = spawn_background(&state, &ready, &db_up, &reporter, prepare_db, &shutdown_tx);
         background.push(signals);
         let admin_addr = admin.local_addr()?;
-        let admin_server = spawn_admin_server(admin, &state, &ready, &db_up, &shutdown_tx);
+        // The admin port outlives the gRPC listener: it stops only once the drain is over, so
+        // `/readyz` (503) and `/metrics` answer throughout the shutdown.
+        let (admin_stop_tx, admin_stop) = oneshot::channel::<()>();
+        let admin_server = spawn_admin_server(admin, &state, &ready, &db_up, &shutdown_tx, admin_stop);
 
         let mut routes = RoutesBuilder::default();
         routes.add_service(health_service);
@@ -149,6 +158,8 @@ impl Application {
         let result = drain(server, drained, Duration::from_millis(settings.grpc.drain_timeout_ms)).await;
 
         let _ = shutdown_tx.send(true);
+        tracing::info!("gRPC listener drained; stopping the admin port");
+        let _ = admin_stop_tx.send(());
         let _ = admin_server.await;
         for task in background {
             task.abort();
@@ -190,13 +201,15 @@ fn spawn_background(
     background
 }
 
-/// Admin HTTP: metrics and probes, kept up during the drain so the last scrapes see the shutdown.
+/// Admin HTTP: metrics and probes, kept up through the grace period and the drain (until
+/// `stop` fires) so probes and the last scrapes see the shutdown.
 fn spawn_admin_server(
     listener: TcpListener,
     state: &AppState,
     ready: &Arc<AtomicBool>,
     db_up: &Arc<AtomicBool>,
     shutdown_tx: &watch::Sender<bool>,
+    stop: oneshot::Receiver<()>,
 ) -> JoinHandle<()> {
     let admin_state = AdminHttp {
         state: state.clone(),
@@ -210,11 +223,9 @@ fn spawn_admin_server(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(Arc::new(admin_state));
-    let admin_stop = shutdown_tx.subscribe();
     tokio::spawn(async move {
         let stop = async move {
-            stopped(admin_stop).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = stop.await;
         };
         if let Err(e) = axum::serve(listener, admin_router).with_graceful_shutdown(stop).await {
             tracing::error!(error = %e, "admin server failed");
@@ -260,8 +271,10 @@ fn shutdown_signalling(
     (signal, drain_rx)
 }
 
-/// The gRPC server on `listener` with its layers (outermost first: CORS, protocol marking,
-/// gRPC-web, the per-RPC layer, admission), until `shutdown` completes.
+/// The gRPC server on `listener` with its layers (outermost first: CORS, connection info and
+/// protocol marking, gRPC-web, the per-RPC layer, admission), until `shutdown` completes.
+/// Connections are admitted and watched by [`Connections`] (per-address cap, handshake and
+/// send timeouts); HTTP/2 advertises `grpc.max_concurrent_streams` and pings idle peers.
 fn serve_grpc(
     listener: TcpListener,
     state: &AppState,
@@ -283,20 +296,24 @@ fn serve_grpc(
             Duration::from_secs(settings.auth.session_cache_ttl_s),
         )),
     });
+    let g = &settings.grpc;
+    let connections = Connections::new(ConnectionLimits::new(g, &settings.rate_limit.trusted_proxies));
+    let ms = |v: u64| (v > 0).then(|| Duration::from_millis(v));
     tonic::transport::Server::builder()
         .accept_http1(true)
+        .max_concurrent_streams(g.max_concurrent_streams)
+        .http2_keepalive_interval(ms(g.http2_keepalive_interval_ms))
+        .http2_keepalive_timeout(ms(g.http2_keepalive_timeout_ms))
         .layer(cors_layer(&settings.grpc.cors_allowed_origins))
+        .layer(tower::util::MapRequestLayer::new(expose_connect_info))
         .layer(tower::util::MapRequestLayer::new(mark_protocol))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(rpc_layer)
         .layer(admission)
         .add_routes(routes)
-        // TCP_NODELAY: without it a reply of more than one segment (a feed page) waits for
-        // the client's delayed ACK — a flat 40 ms on every ListPosts in the feed load run.
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        // TCP_NODELAY (set by `Connections`): without it a reply of more than one segment (a
+        // feed page) waits for the client's delayed ACK — a flat 40 ms on every ListPosts.
+        .serve_with_incoming_shutdown(connections.incoming(listener), shutdown)
 }
 
 /// Runs the server until it stops by itself, or until `drained` fires and in-flight RPCs had

@@ -61,12 +61,34 @@ pub struct GrpcSettings {
     pub request_timeout_ms: u64,
     /// Origins allowed for gRPC-web CORS; `*` allows any.
     pub cors_allowed_origins: Vec<String>,
-    /// After SIGTERM: time health stays NOT_SERVING before the listener closes.
+    /// After SIGTERM: time health stays NOT_SERVING (and `/readyz` 503) before the listener
+    /// closes, so balancers stop sending first. Set it to at least the balancer's health-check
+    /// interval times its unhealthy threshold.
     pub shutdown_grace_ms: u64,
     /// After the listener closes: the longest time in-flight RPCs may take to finish.
     pub drain_timeout_ms: u64,
     /// Record the per-RPC `grpc_server_*` metrics (off only to measure their cost).
     pub rpc_metrics: bool,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients: streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Open connections per client address (IPv6 per /64); `rate_limit.trusted_proxies` are
+    /// exempt. 0: no cap.
+    pub max_connections_per_address: usize,
+    /// A connection that has not sent its HTTP/2 preface (or HTTP/1.1 request head) by then is
+    /// closed.
+    pub handshake_timeout_ms: u64,
+    /// HTTP/2 PING interval on every connection (0: none); a peer that does not answer within
+    /// `http2_keepalive_timeout_ms` is disconnected.
+    pub http2_keepalive_interval_ms: u64,
+    pub http2_keepalive_timeout_ms: u64,
+    /// TCP keepalive idle time, seconds (0: off).
+    pub tcp_keepalive_s: u64,
+    /// Longest time a unary response may wait for its client to take it (HTTP/2 flow control);
+    /// then its connection is closed.
+    pub response_send_timeout_ms: u64,
+    /// Health/Watch and reflection streams open at once per client address; beyond that
+    /// RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED`. 0: no cap.
+    pub max_streams_per_address: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +112,9 @@ pub struct DatabaseSettings {
     /// How often the database is probed (on a connection of its own, outside the pool) once the
     /// server is ready: health NOT_SERVING and `/readyz` 503 while it does not answer.
     pub probe_interval_ms: u64,
+    /// Pooled connections expensive reads (post search) may hold at once; more are refused
+    /// with RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED`. At most `max_connections`.
+    pub max_expensive_reads: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -236,9 +261,17 @@ impl Default for GrpcSettings {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout_ms: 10_000,
             cors_allowed_origins: vec!["*".into()],
-            shutdown_grace_ms: 0,
+            shutdown_grace_ms: 5_000,
             drain_timeout_ms: 10_000,
             rpc_metrics: true,
+            max_concurrent_streams: 100,
+            max_connections_per_address: 64,
+            handshake_timeout_ms: 10_000,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 10_000,
+            tcp_keepalive_s: 60,
+            response_send_timeout_ms: 30_000,
+            max_streams_per_address: 16,
         }
     }
 }
@@ -258,6 +291,7 @@ impl Default for DatabaseSettings {
             min_connections: 0,
             acquire_timeout_ms: 2_000,
             probe_interval_ms: 1_000,
+            max_expensive_reads: 5,
         }
     }
 }
@@ -383,6 +417,23 @@ impl Settings {
         }
         if self.grpc.request_timeout_ms == 0 {
             errs.push("grpc.request_timeout_ms: must be positive".into());
+        }
+        // (A pool of 0 connections is reported on its own.)
+        if self.database.max_connections > 0
+            && (self.database.max_expensive_reads == 0
+                || self.database.max_expensive_reads > self.database.max_connections as usize)
+        {
+            errs.push("database.max_expensive_reads: must be between 1 and database.max_connections".into());
+        }
+        for (name, v) in [
+            ("grpc.max_concurrent_streams", u64::from(self.grpc.max_concurrent_streams)),
+            ("grpc.handshake_timeout_ms", self.grpc.handshake_timeout_ms),
+            ("grpc.http2_keepalive_timeout_ms", self.grpc.http2_keepalive_timeout_ms),
+            ("grpc.response_send_timeout_ms", self.grpc.response_send_timeout_ms),
+        ] {
+            if v == 0 {
+                errs.push(format!("{name}: must be positive"));
+            }
         }
         match url::Url::parse(self.database.url.expose_secret()) {
             Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {

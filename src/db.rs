@@ -1,7 +1,24 @@
-//! PostgreSQL: pool construction, database creation, embedded migrations, and the SQL helpers
-//! every store shares.
+//! PostgreSQL: pool construction, database creation, embedded migrations, the SQL helpers
+//! every store shares, and the guard rails of expensive reads (issue 14 point 3):
+//!
+//! - **RPC deadline**: the per-RPC layer runs each unary call [`with_deadline`]; an
+//!   [`ExpensiveRead`] sets `statement_timeout` (transaction-local) to what is left of it, so
+//!   PostgreSQL cancels the statement when the RPC gives up instead of running on.
+//! - **Cancel on drop**: when the RPC future is dropped mid-read (client cancelled, server
+//!   deadline), the running statement is cancelled in PostgreSQL at once (`pg_cancel_backend`
+//!   of that backend, only while it still runs that transaction).
+//! - **Bulkhead**: expensive reads (post search) get at most `database.max_expensive_reads`
+//!   pooled connections at once; beyond that RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED` with
+//!   `RetryInfo`, so a flood of them leaves the rest of the pool to everyone else.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Code;
+
+use crate::error::{AppError, AppResult, Reason};
 
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -145,6 +162,135 @@ where
                 tracing::warn!("database unreachable: NOT_SERVING until it answers again");
             }
             changed(up).await;
+        }
+    }
+}
+
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
+/// Runs `f` (an RPC) with `deadline` visible to the reads it makes ([`deadline`]).
+pub async fn with_deadline<F: Future>(deadline: Instant, f: F) -> F::Output {
+    DEADLINE.scope(deadline, f).await
+}
+
+/// The deadline of the RPC being served, if any.
+pub fn deadline() -> Option<Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
+/// The share of the pool expensive reads may hold at once.
+#[derive(Clone)]
+pub struct Bulkhead {
+    permits: Arc<Semaphore>,
+    size: usize,
+    /// `statement_timeout` of a read outside any RPC deadline.
+    fallback_timeout: Duration,
+}
+
+impl Bulkhead {
+    pub fn new(size: usize, fallback_timeout: Duration) -> Self {
+        Self { permits: Arc::new(Semaphore::new(size)), size, fallback_timeout }
+    }
+
+    fn try_acquire(&self) -> AppResult<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("maru_expensive_reads_refused_total").increment(1);
+            AppError::Retry {
+                code: Code::ResourceExhausted,
+                reason: Reason::CapacityExceeded,
+                message: format!("{} expensive reads (searches) are running; retry shortly", self.size),
+                retry_after: Duration::from_millis(250),
+                metadata: Default::default(),
+            }
+            .with_meta("limit", "expensive_reads")
+        })
+    }
+}
+
+/// A read-only transaction of an expensive read: a slot of the [`Bulkhead`], a
+/// `statement_timeout` of the RPC's remaining deadline, and cancellation in PostgreSQL when
+/// dropped before [`Self::finish`].
+pub struct ExpensiveRead {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    cancel: CancelOnDrop,
+    until: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ExpensiveRead {
+    pub async fn begin(pool: &PgPool, bulkhead: &Bulkhead) -> AppResult<Self> {
+        let permit = bulkhead.try_acquire()?;
+        let until = deadline().unwrap_or_else(|| Instant::now() + bulkhead.fallback_timeout);
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(deadline_exceeded());
+        }
+        let mut tx = pool.begin().await?;
+        let (pid, started, _): (i32, DateTime<Utc>, String) =
+            sqlx::query_as("select pg_backend_pid(), now(), set_config('statement_timeout', $1, true)")
+                .bind(format!("{}ms", left.as_millis().max(1)))
+                .fetch_one(&mut *tx)
+                .await?;
+        metrics::counter!("maru_expensive_reads_total").increment(1);
+        Ok(Self { tx, cancel: CancelOnDrop { pool: pool.clone(), pid, started, armed: true }, until, _permit: permit })
+    }
+
+    /// The transaction's connection.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Ends the read with the result of its statements: a statement cancelled by the
+    /// deadline is DEADLINE_EXCEEDED (not an internal error).
+    pub async fn finish<T>(mut self, result: AppResult<T>) -> AppResult<T> {
+        self.cancel.armed = false;
+        let value = match result {
+            Ok(v) => v,
+            Err(AppError::Internal(_)) if Instant::now() >= self.until => return Err(deadline_exceeded()),
+            Err(e) => return Err(e),
+        };
+        // Read only: nothing to commit.
+        self.tx.rollback().await?;
+        Ok(value)
+    }
+}
+
+fn deadline_exceeded() -> AppError {
+    AppError::refused(Code::DeadlineExceeded, Reason::DeadlineExceeded, "the deadline passed during a search")
+}
+
+/// Cancels the backend's statement when an [`ExpensiveRead`] is dropped unfinished, if that
+/// backend still runs the same transaction (`xact_start`), so nothing else is cancelled.
+struct CancelOnDrop {
+    pool: PgPool,
+    pid: i32,
+    started: DateTime<Utc>,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (pool, pid, started) = (self.pool.clone(), self.pid, self.started);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let r = sqlx::query(
+                    "select pg_cancel_backend(pid) from pg_stat_activity
+                      where pid = $1 and xact_start = $2 and state = 'active'",
+                )
+                .bind(pid)
+                .bind(started)
+                .execute(&pool)
+                .await;
+                metrics::counter!("maru_expensive_reads_cancelled_total").increment(1);
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, pid, "could not cancel an abandoned read");
+                }
+            });
         }
     }
 }
@@ -293,5 +439,76 @@ pub mod fixtures {
             .execute(db)
             .await
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod expensive_read_tests {
+    use super::*;
+
+    /// Backends running `marker` now.
+    async fn running(pool: &PgPool, marker: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as(
+            "select count(*) from pg_stat_activity where state = 'active' and query like '%' || $1 || '%'
+                and pid <> pg_backend_pid()",
+        )
+        .bind(marker)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        n
+    }
+
+    /// Waits (up to a hang guard) until no backend runs `marker`.
+    async fn gone(pool: &PgPool, marker: &str) -> bool {
+        for _ in 0..100 {
+            if running(pool, marker).await == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    async fn sleep_read(pool: &PgPool, bulkhead: &Bulkhead, marker: &str) -> AppResult<()> {
+        let mut read = ExpensiveRead::begin(pool, bulkhead).await?;
+        let sql = format!("select pg_sleep(30) /* {marker} */");
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(read.conn()).await.map(|_| ()).map_err(AppError::from);
+        read.finish(r).await
+    }
+
+    #[sqlx::test]
+    async fn a_read_past_the_rpc_deadline_is_cancelled_in_postgres(pool: PgPool) {
+        // A fallback far beyond the hang guard: only the RPC deadline can end the statement.
+        let bulkhead = Bulkhead::new(2, Duration::from_secs(600));
+        let r = with_deadline(Instant::now() + Duration::from_millis(300), sleep_read(&pool, &bulkhead, "deadline-1"))
+            .await;
+        let e = r.unwrap_err();
+        assert_eq!((e.code(), e.reason()), (Code::DeadlineExceeded, Reason::DeadlineExceeded), "{e:?}");
+        assert_eq!(running(&pool, "deadline-1").await, 0, "the statement ended with the RPC");
+    }
+
+    #[sqlx::test]
+    async fn a_read_dropped_by_its_rpc_is_cancelled_in_postgres(pool: PgPool) {
+        let bulkhead = Bulkhead::new(2, Duration::from_secs(600));
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(300), sleep_read(&pool, &bulkhead, "dropped-1")).await;
+        assert!(abandoned.is_err(), "the read was still running when dropped");
+        assert!(gone(&pool, "dropped-1").await, "the abandoned statement was cancelled");
+        // Its slot is free again.
+        let mut read = ExpensiveRead::begin(&pool, &bulkhead).await.unwrap();
+        let (one,): (i32,) = sqlx::query_as("select 1").fetch_one(read.conn()).await.unwrap();
+        assert_eq!(read.finish(Ok(one)).await.unwrap(), 1);
+    }
+
+    #[sqlx::test]
+    async fn expensive_reads_beyond_their_share_are_refused_with_retry_info(pool: PgPool) {
+        let bulkhead = Bulkhead::new(1, Duration::from_secs(10));
+        let held = ExpensiveRead::begin(&pool, &bulkhead).await.unwrap();
+        let e = ExpensiveRead::begin(&pool, &bulkhead).await.err().expect("refused");
+        assert_eq!((e.code(), e.reason()), (Code::ResourceExhausted, Reason::CapacityExceeded));
+        assert!(matches!(e, AppError::Retry { .. }), "{e:?}");
+        held.finish(Ok(())).await.unwrap();
+        ExpensiveRead::begin(&pool, &bulkhead).await.unwrap().finish(Ok(())).await.unwrap();
     }
 }

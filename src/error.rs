@@ -54,6 +54,7 @@ reasons! {
     NotReady => "NOT_READY",
     RateLimited => "RATE_LIMITED",
     Overloaded => "OVERLOADED",
+    CapacityExceeded => "CAPACITY_EXCEEDED",
     DeadlineExceeded => "DEADLINE_EXCEEDED",
     MalformedMessage => "MALFORMED_MESSAGE",
     MessageTooLarge => "MESSAGE_TOO_LARGE",

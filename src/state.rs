@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Environment, Settings};
+use crate::db::Bulkhead;
 use crate::paging::Pager;
 use crate::password::Passwords;
 use crate::tokens::TokenKeys;
@@ -30,6 +31,8 @@ pub struct StateInner {
     pub pager: Pager,
     /// "Now" for time-dependent rules (events); a test clock in tests.
     pub clock: Arc<dyn Clock>,
+    /// The share of the pool expensive reads may hold ([`crate::db::ExpensiveRead`]).
+    pub expensive_reads: Bulkhead,
 }
 
 impl Deref for AppState {
@@ -55,6 +58,7 @@ impl AppState {
             tokens: Arc::new(TokenKeys::new(&secret, &settings.auth.issuer, settings.auth.access_ttl_s)),
             passwords: Passwords::new(settings.auth.max_concurrent_hashes),
             pager: Pager::new(&secret),
+            expensive_reads: Bulkhead::new(settings.database.max_expensive_reads, settings.grpc.request_timeout()),
             settings: Arc::new(settings),
             clock,
         })))

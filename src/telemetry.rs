@@ -84,8 +84,34 @@ fn describe_platform() {
     describe_counter!("maru_db_slow_queries_total", "Statements slower than 500 ms.");
     describe_counter!("maru_rate_limit_decisions_total", "Rate-limit decisions by bucket (allowed, rejected).");
     describe_gauge!("maru_rate_limit_keys", "Keys (users or client IPs) tracked by the rate limiter.");
-    describe_gauge!("maru_inflight_requests", "RPCs in flight (health and reflection excluded).");
+    describe_gauge!(
+        "maru_inflight_requests",
+        "RPCs in flight until their response is taken by the client (health and reflection excluded)."
+    );
     describe_counter!("maru_load_shed_total", "RPCs refused with UNAVAILABLE because the in-flight limit was reached.");
+    describe_counter!(
+        "maru_stream_limit_rejections_total",
+        "Health/Watch and reflection streams refused because their client address had too many open."
+    );
+    describe_gauge!("maru_grpc_connections", "Open connections of the gRPC listener.");
+    describe_counter!("maru_expensive_reads_total", "Expensive reads (post searches) started.");
+    describe_counter!(
+        "maru_expensive_reads_refused_total",
+        "Expensive reads refused with CAPACITY_EXCEEDED because their share of the pool was in use."
+    );
+    describe_counter!(
+        "maru_expensive_reads_cancelled_total",
+        "Expensive reads abandoned by their RPC and cancelled in PostgreSQL."
+    );
+    describe_counter!(
+        "maru_grpc_connections_total",
+        "Connections to the gRPC listener by outcome (accepted, rejected_address_limit, accept_error)."
+    );
+    describe_counter!(
+        "maru_grpc_connections_closed_total",
+        "Connections closed by the server by reason (handshake_timeout, send_timeout)."
+    );
+    describe_gauge!("maru_grpc_responses_unsent", "Unary responses produced but not yet taken by their client.");
     describe_gauge!("maru_ready", "1 once the database is reachable and migrated.");
     describe_gauge!(
         "maru_database_up",

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::model::{Post, PostFilter};
 use super::store::{self, PostCursor};
 use super::visibility::Reader;
+use crate::db::ExpensiveRead;
 use crate::error::AppResult;
 use crate::state::AppState;
 
@@ -64,6 +65,12 @@ pub async fn list_posts_cached(
     after: Option<PostCursor>,
     limit: i64,
 ) -> AppResult<Vec<Post>> {
+    if let PostFilter::Query(_) = filter {
+        // A search: an expensive read (bulkhead, deadline, cancelled when abandoned).
+        let mut read = ExpensiveRead::begin(&state.db, &state.expensive_reads).await?;
+        let rows = store::list_posts(read.conn(), reader, Some(filter), after, limit).await;
+        return read.finish(rows).await;
+    }
     let PostFilter::Community(c) = filter else {
         return store::list_posts(&state.db, reader, Some(filter), after, limit).await;
     };

@@ -121,7 +121,11 @@ pub async fn list_posts(
         Some(PostFilter::Community(id)) => ("p.community_id = $6::uuid", id.to_string()),
         Some(PostFilter::Author(h)) => ("lower(a.handle) = lower($6)", h.clone()),
         Some(PostFilter::Tag(t)) => ("p.tags @> array[$6::text]", t.clone()),
-        Some(PostFilter::Query(q)) => ("p.text ilike '%' || $6 || '%'", escape_like(q)),
+        // The bigram index (`text_bigrams`, queries have 2+ characters) selects candidates,
+        // ILIKE decides. The query's pairs in a sub-select: computed once, in any plan.
+        Some(PostFilter::Query(q)) => {
+            ("p.text_bigrams @> (select community_bigrams($7::text)) and p.text ilike '%' || $6 || '%'", escape_like(q))
+        }
         None => (
             "p.community_id is null and $6 = ''
              and p.author_id in (select followee_id from follows where follower_id = $1)",
@@ -145,6 +149,10 @@ pub async fn list_posts(
         .bind(id)
         .bind(limit)
         .bind(value)
+        .bind(match filter {
+            Some(PostFilter::Query(q)) => q.as_str(),
+            _ => "",
+        })
         .fetch_all(db)
         .await?)
 }

@@ -12,7 +12,13 @@
 //!   are exempt. Keys idle long enough to be full again are dropped periodically, so the key
 //!   store stays bounded.
 //! - **Load shedding**: at most `max_in_flight` RPCs at once; beyond that UNAVAILABLE
-//!   `OVERLOADED` with `RetryInfo`, before any work is done.
+//!   `OVERLOADED` with `RetryInfo`, before any work is done. An RPC counts until its response
+//!   has been taken by the client (the slot travels with the response body,
+//!   [`HeldUntilSent`]), so clients that never read cannot pile up responses beyond it.
+//! - **Streams of health and reflection**: exempt from rate limits, but Health/Watch and
+//!   reflection streams open at once are capped per client address
+//!   (`grpc.max_streams_per_address`); beyond that RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED`
+//!   with `RetryInfo`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -34,7 +40,7 @@ use tower::{Layer, Service};
 use uuid::Uuid;
 
 use super::policy::{Registry, RpcClass};
-use super::{Auth, MethodInfo};
+use super::{Auth, GrpcType, MethodInfo};
 use crate::config::{BucketSettings, RateLimitSettings};
 use crate::error::{AppError, Reason};
 
@@ -72,6 +78,30 @@ pub struct Admission {
     max_in_flight: usize,
     in_flight: AtomicUsize,
     clock: DefaultClock,
+    /// Health/Watch and reflection streams open per client address (0: no cap).
+    max_streams_per_address: usize,
+    streams: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Something held until the response body is done (taken to its end by the client, or the
+/// stream reset): the in-flight slot of an RPC, the stream slot of a Watch. The admission
+/// puts it in the response's extensions; the per-RPC layer moves it into the body.
+#[derive(Clone)]
+pub struct HeldUntilSent(pub Arc<dyn Send + Sync>);
+
+/// Gives a client address's stream slot back.
+struct StreamSlot(Arc<Admission>, IpAddr);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self.0.streams.lock();
+        if let Some(n) = streams.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                streams.remove(&self.1);
+            }
+        }
+    }
 }
 
 /// The configured bucket of a class.
@@ -88,6 +118,16 @@ impl Admission {
     /// The admission of `s` over the methods of `registry`. A start-up error names every
     /// `rate_limit.methods` key that is not a method of this server or is exempt.
     pub fn new(s: &RateLimitSettings, registry: &Registry) -> anyhow::Result<Arc<Self>> {
+        Self::with_stream_cap(s, registry, 0)
+    }
+
+    /// As [`Self::new`], with at most `max_streams_per_address` Health/Watch and reflection
+    /// streams open per client address (0: no cap).
+    pub fn with_stream_cap(
+        s: &RateLimitSettings,
+        registry: &Registry,
+        max_streams_per_address: usize,
+    ) -> anyhow::Result<Arc<Self>> {
         let classes = RpcClass::ALL.iter().map(|c| (*c, Bucket::new(*c, bucket_settings(s, *c)))).collect();
         let mut methods = HashMap::new();
         let (mut unknown, mut exempt) = (Vec::new(), Vec::new());
@@ -117,6 +157,8 @@ impl Admission {
             max_in_flight: s.max_in_flight,
             in_flight: AtomicUsize::new(0),
             clock: DefaultClock::default(),
+            max_streams_per_address,
+            streams: parking_lot::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -190,6 +232,36 @@ impl Admission {
         Some(ClientKey::Ip(group(self.client_ip(peer, req.headers()))))
     }
 
+    /// The client address of a request (grouped as rate-limit keys are).
+    fn client_address<B>(&self, req: &Request<B>) -> Option<IpAddr> {
+        let peer =
+            req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr()).map(|a: SocketAddr| a.ip())?;
+        Some(group(self.client_ip(peer, req.headers())))
+    }
+
+    /// A stream slot of `ip`, or the refusal when its streams are at the cap.
+    fn open_stream(self: &Arc<Self>, ip: IpAddr) -> Result<StreamSlot, AppError> {
+        let mut streams = self.streams.lock();
+        let n = streams.entry(ip).or_insert(0);
+        if *n >= self.max_streams_per_address {
+            drop(streams);
+            metrics::counter!("maru_stream_limit_rejections_total").increment(1);
+            return Err(AppError::Retry {
+                code: Code::ResourceExhausted,
+                reason: Reason::CapacityExceeded,
+                message: format!(
+                    "at most {} health and reflection streams per client address; close one or retry later",
+                    self.max_streams_per_address
+                ),
+                retry_after: Duration::from_secs(1),
+                metadata: Default::default(),
+            }
+            .with_meta("limit", "streams_per_address"));
+        }
+        *n += 1;
+        Ok(StreamSlot(self.clone(), ip))
+    }
+
     /// The peer, or — when the peer is a trusted proxy — the client it forwarded for.
     pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
         client_ip(&self.trusted, peer, headers)
@@ -219,7 +291,7 @@ pub fn client_ip(trusted_proxies: &[IpNet], peer: IpAddr, headers: &http::Header
 }
 
 /// IPv6 clients are grouped by /64 (one subscriber usually owns a whole /64).
-fn group(ip: IpAddr) -> IpAddr {
+pub fn group(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -288,6 +360,19 @@ where
         // Health and reflection have no class: neither rate limited nor shed.
         let exempt = info.as_ref().is_none_or(|i| i.policy.rate_class.is_none());
         if exempt {
+            let streaming = info.as_ref().is_some_and(|i| i.grpc_type != GrpcType::Unary);
+            if streaming
+                && adm.max_streams_per_address > 0
+                && let Some(ip) = adm.client_address(&req)
+            {
+                return match adm.open_stream(ip) {
+                    Ok(slot) => {
+                        let call = inner.call(req);
+                        Box::pin(async move { call.await.map(|r| held_until_sent(r, slot)) })
+                    }
+                    Err(err) => Box::pin(async move { Ok(tonic::Status::from(err).into_http()) }),
+                };
+            }
             return Box::pin(inner.call(req));
         }
 
@@ -313,11 +398,14 @@ where
             drop(guard);
             return Box::pin(async move { Ok(tonic::Status::from(err).into_http()) });
         }
-        Box::pin(async move {
-            let _guard = guard;
-            inner.call(req).await
-        })
+        Box::pin(async move { inner.call(req).await.map(|r| held_until_sent(r, guard)) })
     }
+}
+
+/// `resp` carrying `held` until its body is done (see [`HeldUntilSent`]).
+fn held_until_sent<T: Send + Sync + 'static>(mut resp: Response<Body>, held: T) -> Response<Body> {
+    resp.extensions_mut().insert(HeldUntilSent(Arc::new(held)));
+    resp
 }
 
 #[cfg(test)]

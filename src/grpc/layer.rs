@@ -22,6 +22,8 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use super::admission::HeldUntilSent;
+use super::connections::{ConnInfo, UnsentResponse};
 use super::policy::{CallerRule, Policy, RpcClass};
 use super::{Auth, GrpcType, MethodInfo, methods};
 use crate::error::{AppError, Reason, layer_status};
@@ -126,6 +128,9 @@ where
             methods().get(req.uri().path()).cloned().unwrap_or_else(|| Arc::new(UNKNOWN.clone()));
         let protocol = req.extensions().get::<Protocol>().copied().unwrap_or(Protocol::Grpc);
         let request_id = request_id::from_headers(req.headers());
+        // A unary response is tracked until its client takes it (the connection's send timeout).
+        let conn =
+            req.extensions().get::<ConnInfo>().filter(|_| info.grpc_type == GrpcType::Unary).map(|c| c.conn.clone());
         let exempt = info.service == "grpc.health.v1.Health" || info.service.starts_with("grpc.reflection.");
         let auth = cfg.tokens.authenticate(req.headers());
         req.extensions_mut().insert(info.clone());
@@ -209,6 +214,8 @@ where
                 None => {
                     let call = request_id::scope(request_id.clone(), inner.call(req)).instrument(span);
                     if info.grpc_type == GrpcType::Unary {
+                        // Reads bound their statements by what is left of it (`db`).
+                        let call = crate::db::with_deadline(deadline.into_std(), call);
                         match tokio::time::timeout_at(deadline, call).await {
                             Ok(r) => r,
                             Err(_) => Ok(error_response(
@@ -225,7 +232,8 @@ where
                     }
                 }
             };
-            response.map(|resp| finish_response(resp, &request_id, completion))
+            let unsent = conn.map(|c| c.response_pending());
+            response.map(|resp| finish_response(resp, &request_id, completion, unsent))
         })
     }
 }
@@ -235,8 +243,14 @@ fn error_response(request_id: &str, err: AppError) -> Response<Body> {
     status.into_http()
 }
 
-fn finish_response(resp: Response<Body>, request_id: &str, mut completion: Completion) -> Response<Body> {
+fn finish_response(
+    resp: Response<Body>,
+    request_id: &str,
+    mut completion: Completion,
+    unsent: Option<UnsentResponse>,
+) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
+    let held = parts.extensions.remove::<HeldUntilSent>();
     if let Ok(v) = HeaderValue::from_str(request_id) {
         parts.headers.insert(request_id::HEADER, v);
     }
@@ -244,7 +258,7 @@ fn finish_response(resp: Response<Body>, request_id: &str, mut completion: Compl
     if let Some(code) = normalize_status(&mut parts.headers, request_id, &completion.info) {
         completion.code = Some(code);
     }
-    Response::from_parts(parts, Body::new(MeteredBody { inner: body, completion }))
+    Response::from_parts(parts, Body::new(MeteredBody { inner: body, completion, _held: (held, unsent) }))
 }
 
 /// Makes every non-OK status follow the error design, including those tonic, health and
@@ -407,6 +421,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Body,
         completion: Completion,
+        // Released when the body is done: the admission's slot, the unsent-response entry.
+        _held: (Option<HeldUntilSent>, Option<UnsentResponse>),
     }
 }
 

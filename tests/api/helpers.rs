@@ -43,6 +43,8 @@ pub fn test_settings() -> Settings {
     s.log.access_log = false;
     // Every test client comes from 127.0.0.1; rate limiting has its own tests.
     s.rate_limit.enabled = false;
+    // Tests that stop a server do not wait for a balancer (the default grace is 5 s).
+    s.grpc.shutdown_grace_ms = 0;
     s
 }
 

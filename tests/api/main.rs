@@ -5,6 +5,7 @@ mod helpers;
 mod logs;
 
 mod auth;
+mod availability;
 mod communities;
 mod community_content;
 mod errors;

@@ -202,10 +202,13 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("constraint", constraints),
         ("op", set(&["get", "fill", "invalidate", "hash", "verify", "view", "flush"])),
         ("event", set(&["sign_up", "login", "refresh", "logout", "change_password"])),
-        // auth events; ingested rows
+        // auth events; ingested rows; gRPC connections
         (
             "outcome",
             set(&[
+                "accepted",
+                "rejected_address_limit",
+                "accept_error",
                 "ok",
                 "bad_credentials",
                 "invalid",
@@ -227,8 +230,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("version", set(&[env!("CARGO_PKG_VERSION")])),
         // complaint transitions (community content); event fee transitions
         ("to", set(&["received", "in_progress", "resolved", "rejected", "withdrawn", "pending", "paid", "not_paid"])),
-        // event penalties
-        ("reason", set(&["absent", "late", "not_paid"])),
+        // event penalties; connections closed by the server
+        ("reason", set(&["absent", "late", "not_paid", "handshake_timeout", "send_timeout"])),
     ])
 }
 

@@ -47,6 +47,46 @@ async fn health_flips_to_not_serving_before_the_drain(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn the_admin_port_stays_up_until_the_grpc_listener_has_drained(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| {
+        s.grpc.shutdown_grace_ms = 100;
+        s.grpc.drain_timeout_ms = 2_000;
+    })
+    .await;
+    // An open Watch stream keeps the drain going until its timeout.
+    let mut watch = app.health().watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(watch.next().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+    app.shutdown.shutdown();
+    let next = watch.next().await.unwrap().unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    // Past the grace period the gRPC listener is closed ...
+    let mut closed = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(app.grpc_addr).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(closed, "the gRPC listener closes after the grace period");
+    // ... while the drain still runs, the admin port answers: not ready, metrics scraped.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!app.task.is_finished());
+    let ready = reqwest::get(format!("http://{}/readyz", app.admin_addr)).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let metrics = reqwest::get(format!("http://{}/metrics", app.admin_addr)).await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    tokio::time::timeout(Duration::from_secs(10), app.task).await.expect("server stops").unwrap().unwrap();
+    // Then it is gone too.
+    assert!(reqwest::get(format!("http://{}/healthz", app.admin_addr)).await.is_err());
+}
+
+#[test]
+fn the_default_shutdown_grace_lets_balancers_see_not_serving() {
+    assert!(maru::config::Settings::default().grpc.shutdown_grace_ms >= 2_000);
+}
+
+#[sqlx::test]
 async fn not_serving_until_the_database_is_ready_and_created_when_missing(pool: PgPool) {
     let name = format!("maru_create_{}", uuid::Uuid::new_v4().simple());
     let base = pool.connect_options();
