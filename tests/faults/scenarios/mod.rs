@@ -1,4 +1,6 @@
 mod fuzz_rpcs;
-mod idle_flood;
+pub mod idle_flood;
+mod non_reading;
 mod redis_outage;
+mod search_flood;
 mod sigterm_replica;
