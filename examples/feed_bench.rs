@@ -61,10 +61,13 @@ async fn main() -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let tokens: Vec<String> = members
-            .iter()
-            .map(|m| state.tokens.issue(*m, Uuid::new_v4(), maru::caller::Role::User, chrono::Utc::now()).map(|t| t.0))
-            .collect::<Result<_, _>>()?;
+        // Each caller gets a live session: the auth layer refuses tokens of unknown sessions.
+        let mut tokens = Vec::new();
+        for m in &members {
+            let sid = Uuid::now_v7();
+            sqlx::query("insert into sessions (id, user_id) values ($1, $2)").bind(sid).bind(m).execute(&pool).await?;
+            tokens.push(state.tokens.issue(*m, sid, maru::caller::Role::User, chrono::Utc::now())?.0);
+        }
         // Warm-up (fills the cache for the first run; the same work for the second).
         run(&channel, &community, &tokens, Duration::from_secs(1)).await;
         let (lat, errors, elapsed) = run(&channel, &community, &tokens, Duration::from_secs(secs)).await;

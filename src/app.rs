@@ -32,6 +32,7 @@ use crate::grpc::admission::{Admission, AdmissionLayer};
 use crate::grpc::layer::{RpcLayer, RpcLayerConfig, mark_protocol};
 use crate::grpc::{maru_services, reflection};
 use crate::services::{Routes, RoutesBuilder};
+use crate::sessions::Sessions;
 use crate::state::AppState;
 use crate::{accounts, admin, communities, db, events, feed, jobs, social, telemetry, trials};
 
@@ -276,6 +277,11 @@ fn serve_grpc(
         access_log: settings.log.access_log,
         metrics: settings.grpc.rpc_metrics,
         ready: ready.clone(),
+        sessions: Arc::new(Sessions::new(
+            state.cache.clone(),
+            accounts::session_loader(state.db.clone()),
+            Duration::from_secs(settings.auth.session_cache_ttl_s),
+        )),
     });
     tonic::transport::Server::builder()
         .accept_http1(true)

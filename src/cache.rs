@@ -33,7 +33,7 @@ const PENDING_LIMIT: usize = 10_000;
 const VERSION_TTL_S: u64 = 86_400;
 
 /// Caches by name: the closed set of the `cache` metric label.
-pub const CACHES: &[&str] = &["user", "my_communities", "geocode", "feed_post", "feed_page", "profile"];
+pub const CACHES: &[&str] = &["user", "my_communities", "geocode", "feed_post", "feed_page", "profile", "session"];
 
 #[derive(Clone)]
 pub struct Cache {

@@ -139,6 +139,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             state.cache.probe().await;
             let user = accounts::ops::set_role(&state, handle, role).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{} is now {}", user.handle, role.as_db());
+            if !state.cache.is_up() {
+                // The servers' session cache could not be told; entries expire on their own.
+                eprintln!(
+                    "warning: Redis was unreachable: servers may judge {}'s existing tokens with the old role for up to {} s",
+                    user.handle, state.settings.auth.session_cache_ttl_s
+                );
+            }
             Ok(())
         }
         Command::Ingest { command: IngestCommand::Trials { from_file } } => {

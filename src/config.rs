@@ -120,6 +120,9 @@ pub struct AuthSettings {
     /// Password hashes computed at once; the rest queue, so a sign-up storm cannot starve
     /// the async runtime. 0 = number of CPUs.
     pub max_concurrent_hashes: usize,
+    /// Longest time a session's cached state (live, account active, role) is trusted without an
+    /// invalidation; every write that ends a session or changes a role invalidates it at once.
+    pub session_cache_ttl_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,6 +283,7 @@ impl Default for AuthSettings {
             access_ttl_s: 15 * 60,
             refresh_ttl_s: 30 * 24 * 3600,
             max_concurrent_hashes: 0,
+            session_cache_ttl_s: 60,
         }
     }
 }
@@ -421,6 +425,9 @@ impl Settings {
         }
         if self.auth.access_ttl_s < 30 {
             errs.push("auth.access_ttl_s: must be at least 30".into());
+        }
+        if !(1..=3600).contains(&self.auth.session_cache_ttl_s) {
+            errs.push("auth.session_cache_ttl_s: must be between 1 and 3600".into());
         }
         if self.auth.refresh_ttl_s <= self.auth.access_ttl_s {
             errs.push("auth.refresh_ttl_s: must be longer than access_ttl_s".into());

@@ -47,6 +47,7 @@ reasons! {
     RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
     RefreshTokenReused => "REFRESH_TOKEN_REUSED",
     SessionRevoked => "SESSION_REVOKED",
+    SessionEnded => "SESSION_ENDED",
     AdminRequired => "ADMIN_REQUIRED",
     RequestInProgress => "REQUEST_IN_PROGRESS",
     DatabaseUnavailable => "DATABASE_UNAVAILABLE",

@@ -146,6 +146,14 @@ pub fn request_id(v: &mut Violations, raw: &str) -> Option<RequestId> {
     v.check("request_id", RequestId::parse(raw)).flatten()
 }
 
+/// The `request_id` of a request with no other field to collect violations with.
+pub fn request_id_field(raw: &str) -> AppResult<Option<RequestId>> {
+    let mut v = Violations::new();
+    let rid = request_id(&mut v, raw);
+    v.finish()?;
+    Ok(rid)
+}
+
 /// A protobuf enum field: numbers the enum does not define are "not a known `what`".
 pub fn enum_value<E: TryFrom<i32>>(raw: i32, what: &str) -> Result<E, String> {
     E::try_from(raw).map_err(|_| format!("is not a known {what}"))

@@ -101,8 +101,13 @@ async fn join(
     building: &str,
     unit: &str,
 ) -> crate::error::AppResult<Uuid> {
-    let req =
-        JoinRequest { community_id, building: building.into(), unit: unit.into(), verification_code: String::new() };
+    let req = JoinRequest {
+        community_id,
+        building: building.into(),
+        unit: unit.into(),
+        verification_code: String::new(),
+        request_id: None,
+    };
     Ok(communities::request_membership(state, who, req).await?.id)
 }
 
@@ -203,7 +208,7 @@ async fn build(state: &AppState, c: Uuid) -> crate::error::AppResult<()> {
     let poll = polls::create_poll(state, &manager, poll).await?;
     let option_id =
         poll.options.first().map(|o| o.id).ok_or_else(|| crate::error::AppError::internal("poll without options"))?;
-    polls::cast_vote(state, &lee, CastVote { poll_id: poll.poll.id, option_id }).await?;
+    polls::cast_vote(state, &lee, CastVote { poll_id: poll.poll.id, option_id, request_id: None }).await?;
 
     sports_club(state, &admin, &manager, &[&kim, &lee]).await
 }
@@ -229,6 +234,7 @@ async fn sports_club(
             building: String::new(),
             unit: String::new(),
             verification_code: DEMO_CLUB_CODE.into(),
+            request_id: None,
         };
         let who = *who;
         async move { communities::request_membership(state, &who, req).await }
@@ -269,7 +275,7 @@ async fn sports_club(
     .id;
     for p in players {
         for event_id in [ended, under_way] {
-            events::add_participant(state, manager, EventUser { event_id, user_id: p.user_id }).await?;
+            events::add_participant(state, manager, EventUser { event_id, user_id: p.user_id }, None).await?;
         }
     }
     // The last player came to the ended match (marked by the manager); the others did not.

@@ -59,6 +59,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// anywhere under `src/` without a description fails `describes_every_metric_recorded_in_src`.
 pub fn describe() {
     describe_platform();
+    crate::sessions::describe();
 }
 
 fn describe_platform() {

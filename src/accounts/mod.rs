@@ -3,12 +3,15 @@
 //! Invariants: handles and emails are unique case-insensitively (unique indexes decide races);
 //! passwords are stored only as argon2id hashes; refresh tokens are stored only as SHA-256,
 //! each usable once, and presenting a used one revokes its whole session (token family).
-//! Access tokens are stateless JWTs: a revoked session's access token stays valid until it
-//! expires (`auth.access_ttl_s`, 15 min by default).
+//! Access tokens are signed JWTs naming their session: the auth layer checks on every call that
+//! the session is live and the account active, and takes the account's current role
+//! (`crate::sessions`), so a revoked session's access tokens stop at once. Every write here
+//! that ends a session or changes a role tells the session cache before it returns.
 //!
 //! Public API (what other domains may use; `tests/layering.rs` checks it): [`Handle`],
 //! [`parse_display_name`], [`User`], [`UserFilter`], [`user_to_pb`], [`list_users`] and the
-//! WhoAmI cache key [`user_cache_key`]; and [`add_services`].
+//! WhoAmI cache key [`user_cache_key`]; the session check's [`session_loader`]; and
+//! [`add_services`].
 
 pub mod convert;
 pub mod model;
@@ -24,7 +27,7 @@ use crate::state::AppState;
 // Public API (see the module docs).
 pub use convert::user_to_pb;
 pub use model::{Handle, User, UserFilter, parse_display_name};
-pub use ops::{list_users, user_cache_key};
+pub use ops::{list_users, session_loader, user_cache_key};
 
 /// Puts `AuthService` on the server.
 pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {

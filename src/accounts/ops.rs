@@ -12,6 +12,7 @@ use super::store::{self, NewUser, TokenUse};
 use crate::caller::{Caller, Role};
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::idempotency::{self, Owner};
+use crate::sessions::{SessionLoader, sessions_changed};
 use crate::state::AppState;
 
 /// Cache key of a user as WhoAmI returns it.
@@ -120,6 +121,7 @@ pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
     let hash = hash_refresh_token(token);
     let mut tx = state.db.begin().await?;
     let outcome = store::use_refresh_token(&mut tx, &hash).await?;
+    let mut ended = None;
     let (label, result) = match outcome {
         TokenUse::Fresh { session_id, user_id } => match store::get_user(&mut *tx, user_id).await? {
             Some(user) => {
@@ -131,8 +133,9 @@ pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
                 ("invalid", Err(AppError::unauthenticated(Reason::RefreshTokenInvalid, "account no longer exists")))
             }
         },
-        TokenUse::Reused { session_id } => {
+        TokenUse::Reused { session_id, user_id } => {
             store::revoke_session(&mut *tx, session_id, "refresh token reuse").await?;
+            ended = Some(user_id);
             tracing::warn!(session_id = %session_id, "refresh token reused: session revoked");
             (
                 "reused",
@@ -150,8 +153,12 @@ pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
             Err(AppError::unauthenticated(Reason::RefreshTokenInvalid, "refresh token is invalid or expired")),
         ),
     };
-    // The revocation of a reused token must persist even though the call fails.
+    // The revocation of a reused token must persist even though the call fails, and the
+    // session's access tokens stop working before the call returns.
     tx.commit().await?;
+    if let Some(user_id) = ended {
+        sessions_changed(&state.cache, user_id).await;
+    }
     metrics::counter!("maru_auth_events_total", "event" => "refresh", "outcome" => label).increment(1);
     result
 }
@@ -160,10 +167,11 @@ pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
 #[tracing::instrument(name = "accounts.logout", skip_all, err(level = "debug"))]
 pub async fn logout(state: &AppState, token: &str) -> AppResult<()> {
     let hash = hash_refresh_token(token);
-    let Some(session_id) = store::session_of_token(&state.db, &hash).await? else {
+    let Some((session_id, user_id)) = store::session_of_token(&state.db, &hash).await? else {
         return Err(AppError::unauthenticated(Reason::RefreshTokenInvalid, "refresh token is invalid"));
     };
     store::revoke_session(&state.db, session_id, "logout").await?;
+    sessions_changed(&state.cache, user_id).await;
     metrics::counter!("maru_auth_events_total", "event" => "logout", "outcome" => "ok").increment(1);
     Ok(())
 }
@@ -186,6 +194,7 @@ pub async fn change_password(state: &AppState, caller: &Caller, cmd: ChangePassw
     store::update_password(&mut *tx, caller.user_id, &new_hash).await?;
     let revoked = store::revoke_other_sessions(&mut *tx, caller.user_id, caller.session_id, "password changed").await?;
     tx.commit().await?;
+    sessions_changed(&state.cache, caller.user_id).await;
     metrics::counter!("maru_auth_events_total", "event" => "change_password", "outcome" => "ok").increment(1);
     tracing::info!(revoked_sessions = revoked, "password changed");
     Ok(())
@@ -201,6 +210,15 @@ pub async fn who_am_i(state: &AppState, caller: &Caller) -> AppResult<User> {
         })
         .await?;
     user.ok_or_else(|| AppError::not_found(Reason::UserNotFound, "user"))
+}
+
+/// What the auth layer's session check loads on a cache miss: sessions and accounts are
+/// accounts' tables (see [`crate::sessions`]).
+pub fn session_loader(db: sqlx::PgPool) -> SessionLoader {
+    std::sync::Arc::new(move |session_id| {
+        let db = db.clone();
+        Box::pin(async move { store::session_state(&db, session_id).await })
+    })
 }
 
 /// Users newest first, after the `(created_at, id)` cursor: for operator tools, which decide
@@ -220,6 +238,8 @@ pub async fn set_role(state: &AppState, handle: &str, role: Role) -> AppResult<U
         .await?
         .ok_or_else(|| AppError::not_found(Reason::UserNotFound, "user"))?;
     state.cache.invalidate(&[user_cache_key(user.id)]).await;
+    // Tokens issued before carry the old role; the session check reads the new one at once.
+    sessions_changed(&state.cache, user.id).await;
     tracing::info!(user_id = %user.id, role = role.as_db(), "role changed");
     Ok(user)
 }

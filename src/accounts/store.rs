@@ -8,6 +8,7 @@ use super::model::{User, UserFilter};
 use crate::caller::Role;
 use crate::db::escape_like;
 use crate::error::{AppResult, Reason};
+use crate::sessions::SessionState;
 
 const USER_COLUMNS: &str = "id, handle, email, display_name, role, created_at";
 
@@ -124,6 +125,26 @@ pub async fn list_users(
         .await?)
 }
 
+/// The state of a session as the auth layer's session check needs it (its account's deletion
+/// and role included); `None` for an unknown session.
+pub async fn session_state(db: impl PgExecutor<'_>, session_id: Uuid) -> AppResult<Option<SessionState>> {
+    let row: Option<(Uuid, bool, bool, String)> = sqlx::query_as(
+        "select s.user_id, s.revoked_at is null, u.deleted_at is null, u.role
+         from sessions s join users u on u.id = s.user_id
+         where s.id = $1",
+    )
+    .bind(session_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(user_id, live, active, role)| SessionState {
+        user_id,
+        live,
+        active,
+        // An unknown role admits nothing beyond a user's rights.
+        role: Role::from_db(&role).unwrap_or(Role::User),
+    }))
+}
+
 pub async fn insert_session(conn: &mut PgConnection, user_id: Uuid) -> AppResult<Uuid> {
     let id = Uuid::now_v7();
     sqlx::query("insert into sessions (id, user_id) values ($1, $2)").bind(id).bind(user_id).execute(conn).await?;
@@ -156,6 +177,7 @@ pub enum TokenUse {
     /// Used before: a replay (or a stolen copy).
     Reused {
         session_id: Uuid,
+        user_id: Uuid,
     },
     Revoked,
     Expired,
@@ -178,8 +200,8 @@ pub async fn use_refresh_token(conn: &mut PgConnection, hash: &[u8]) -> AppResul
     if let Some((session_id, user_id)) = fresh {
         return Ok(TokenUse::Fresh { session_id, user_id });
     }
-    let row: Option<(Uuid, bool, bool, bool)> = sqlx::query_as(
-        "select rt.session_id, rt.used_at is not null, s.revoked_at is not null, rt.expires_at <= now()
+    let row: Option<(Uuid, Uuid, bool, bool, bool)> = sqlx::query_as(
+        "select rt.session_id, s.user_id, rt.used_at is not null, s.revoked_at is not null, rt.expires_at <= now()
          from refresh_tokens rt join sessions s on s.id = rt.session_id
          where rt.token_hash = $1",
     )
@@ -188,19 +210,22 @@ pub async fn use_refresh_token(conn: &mut PgConnection, hash: &[u8]) -> AppResul
     .await?;
     Ok(match row {
         None => TokenUse::Unknown,
-        Some((_, _, true, _)) => TokenUse::Revoked,
-        Some((session_id, true, _, _)) => TokenUse::Reused { session_id },
-        Some((_, _, _, true)) => TokenUse::Expired,
+        Some((_, _, _, true, _)) => TokenUse::Revoked,
+        Some((session_id, user_id, true, _, _)) => TokenUse::Reused { session_id, user_id },
+        Some((_, _, _, _, true)) => TokenUse::Expired,
         Some(_) => TokenUse::Unknown,
     })
 }
 
-pub async fn session_of_token(db: impl PgExecutor<'_>, hash: &[u8]) -> AppResult<Option<Uuid>> {
-    let row: Option<(Uuid,)> = sqlx::query_as("select session_id from refresh_tokens where token_hash = $1")
-        .bind(hash)
-        .fetch_optional(db)
-        .await?;
-    Ok(row.map(|r| r.0))
+/// The session (and its user) a refresh token belongs to.
+pub async fn session_of_token(db: impl PgExecutor<'_>, hash: &[u8]) -> AppResult<Option<(Uuid, Uuid)>> {
+    Ok(sqlx::query_as(
+        "select rt.session_id, s.user_id from refresh_tokens rt join sessions s on s.id = rt.session_id
+         where rt.token_hash = $1",
+    )
+    .bind(hash)
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn touch_session(db: impl PgExecutor<'_>, session_id: Uuid) -> AppResult<()> {

@@ -8,7 +8,7 @@ use super::model::{
     parse_address, parse_external_code, parse_join_code, parse_name, parse_note, parse_query,
 };
 use crate::error::{AppError, AppResult, Violations};
-use crate::fields::{enum_value, parse_id, request_id, required_id, timestamp};
+use crate::fields::{enum_value, parse_id, request_id, timestamp};
 use crate::grpc::pb;
 
 pub fn kind_to_pb(k: Kind) -> pb::CommunityKind {
@@ -151,11 +151,16 @@ impl TryFrom<pb::CreateCommunityRequest> for NewCommunity {
 impl TryFrom<pb::RequestMembershipRequest> for JoinRequest {
     type Error = AppError;
     fn try_from(r: pb::RequestMembershipRequest) -> Result<Self, AppError> {
+        let mut v = Violations::new();
+        let community_id = v.check("community_id", parse_id(&r.community_id));
+        let request_id = request_id(&mut v, &r.request_id);
+        v.finish()?;
         Ok(JoinRequest {
-            community_id: required_id("community_id", &r.community_id)?,
+            community_id: community_id.unwrap_or_default(),
             building: r.building,
             unit: r.unit,
             verification_code: r.verification_code,
+            request_id,
         })
     }
 }

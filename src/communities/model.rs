@@ -165,12 +165,16 @@ pub struct NewCommunity {
     pub request_id: Option<RequestId>,
 }
 
-#[derive(Debug, Clone)]
+/// Its `request_id` fingerprint covers the community and the dwelling, never the join code.
+#[derive(Debug, Clone, Serialize)]
 pub struct JoinRequest {
     pub community_id: Uuid,
     pub building: String,
     pub unit: String,
+    #[serde(skip)]
     pub verification_code: String,
+    #[serde(skip)]
+    pub request_id: Option<RequestId>,
 }
 
 #[derive(Debug, Clone)]

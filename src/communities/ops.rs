@@ -136,9 +136,13 @@ pub async fn request_membership(state: &AppState, caller: &Caller, req: JoinRequ
             (Status::Approved, None, None)
         }
     };
-    let mut conn = state.db.acquire().await?;
+    let mut tx = state.db.begin().await?;
+    // A retry after a lost reply gets its membership, not ALREADY_MEMBER.
+    if let Some(first) = replayed(state, &mut tx, "RequestMembership", caller, req.request_id.as_ref(), &req).await? {
+        return Ok(first);
+    }
     let membership = store::insert_membership(
-        &mut conn,
+        &mut tx,
         &NewMembership {
             community_id: community.id,
             user_id: caller.user_id,
@@ -148,7 +152,8 @@ pub async fn request_membership(state: &AppState, caller: &Caller, req: JoinRequ
         },
     )
     .await?;
-    drop(conn);
+    remember(&mut tx, "RequestMembership", caller, req.request_id.as_ref(), &membership).await?;
+    tx.commit().await?;
     home::members_changed(&state.cache, &[caller.user_id]).await;
     tracing::info!(
         community_id = %community.id,

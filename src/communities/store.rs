@@ -145,8 +145,8 @@ pub async fn count_communities(db: impl PgExecutor<'_>, q: &SearchQuery) -> AppR
 pub async fn get_community(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<Community>> {
     let sql = format!(
         "select {COMMUNITY_COLUMNS},
-                (select count(*) from community_memberships m
-                  where m.community_id = c.id and m.status = 'APPROVED') as member_count
+                (select count(*) from community_memberships m join users u on u.id = m.user_id
+                  where m.community_id = c.id and m.status = 'APPROVED' and u.deleted_at is null) as member_count
          from communities c where c.id = $1"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
@@ -245,7 +245,8 @@ pub async fn insert_membership(conn: &mut PgConnection, n: &NewMembership<'_>) -
 
 pub async fn get_membership(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<Membership>> {
     let sql = format!(
-        "select {MEMBERSHIP_COLUMNS} from community_memberships m join users u on u.id = m.user_id where m.id = $1"
+        "select {MEMBERSHIP_COLUMNS} from community_memberships m join users u on u.id = m.user_id
+         where m.id = $1 and u.deleted_at is null"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
     row.as_ref().map(membership_from).transpose()
@@ -259,7 +260,8 @@ pub async fn active_membership(
 ) -> AppResult<Option<Membership>> {
     let sql = format!(
         "select {MEMBERSHIP_COLUMNS} from community_memberships m join users u on u.id = m.user_id
-         where m.community_id = $1 and m.user_id = $2 and m.status in ('PENDING', 'APPROVED')"
+         where m.community_id = $1 and m.user_id = $2 and m.status in ('PENDING', 'APPROVED')
+           and u.deleted_at is null"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(community_id).bind(user_id).fetch_optional(db).await?;
     row.as_ref().map(membership_from).transpose()
@@ -279,6 +281,7 @@ pub async fn decide_membership(
             update community_memberships
                set status = $2, note = $3, decided_by = $4, decided_at = now(), updated_at = now()
              where id = $1 and status = 'PENDING'
+               and user_id in (select id from users where deleted_at is null)
             returning *)
          select {MEMBERSHIP_COLUMNS} from m join users u on u.id = m.user_id"
     );
@@ -324,6 +327,7 @@ async fn list_by_status(
     let sql = format!(
         "select {MEMBERSHIP_COLUMNS} from community_memberships m join users u on u.id = m.user_id
          where m.community_id = $1 and m.status = $2 and ($3::text is null or m.role = $3)
+           and u.deleted_at is null
            and ($4::timestamptz is null or (m.created_at, m.id) > ($4, $5))
          order by m.created_at, m.id
          limit $6"
@@ -343,8 +347,8 @@ async fn list_by_status(
 /// APPROVED managers of a community (call with the community row locked).
 pub async fn count_managers(db: impl PgExecutor<'_>, community_id: Uuid) -> AppResult<i64> {
     let (n,): (i64,) = sqlx::query_as(
-        "select count(*) from community_memberships
-         where community_id = $1 and status = 'APPROVED' and role = 'MANAGER'",
+        "select count(*) from community_memberships m join users u on u.id = m.user_id
+         where m.community_id = $1 and m.status = 'APPROVED' and m.role = 'MANAGER' and u.deleted_at is null",
     )
     .bind(community_id)
     .fetch_one(db)
@@ -374,7 +378,7 @@ pub async fn my_communities(db: impl PgExecutor<'_>, user_id: Uuid, limit: i64) 
          from community_memberships m
          join communities c on c.id = m.community_id
          join users u on u.id = m.user_id
-         where m.user_id = $1 and m.status in ('PENDING', 'APPROVED')
+         where m.user_id = $1 and m.status in ('PENDING', 'APPROVED') and u.deleted_at is null
          order by c.name, c.id
          limit $2"
     );
@@ -386,7 +390,12 @@ pub async fn my_communities(db: impl PgExecutor<'_>, user_id: Uuid, limit: i64) 
 
 /// Memberships per status, for the `maru_community_memberships` gauge.
 pub async fn membership_counts(db: impl PgExecutor<'_>) -> AppResult<Vec<(String, i64)>> {
-    Ok(sqlx::query_as("select status, count(*) from community_memberships group by status").fetch_all(db).await?)
+    Ok(sqlx::query_as(
+        "select m.status, count(*) from community_memberships m join users u on u.id = m.user_id
+         where u.deleted_at is null group by m.status",
+    )
+    .fetch_all(db)
+    .await?)
 }
 
 /// One registry row ready to store.

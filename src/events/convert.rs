@@ -159,8 +159,9 @@ impl TryFrom<pb::CheckInRequest> for CheckIn {
         let mut v = Violations::new();
         let event_id = id(&mut v, "event_id", &r.event_id);
         let at = coords(&mut v, r.latitude, r.longitude);
+        let request_id = request_id(&mut v, &r.request_id);
         v.finish()?;
-        Ok(CheckIn { event_id, at })
+        Ok(CheckIn { event_id, at, request_id })
     }
 }
 

@@ -210,7 +210,7 @@ pub struct Participation {
 }
 
 /// A participant row joined with the user.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ParticipantRow {
     pub user_id: Uuid,
     pub handle: String,
@@ -313,16 +313,18 @@ pub struct ListEvents {
 }
 
 /// An (event, user) pair named by a manager RPC.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct EventUser {
     pub event_id: Uuid,
     pub user_id: Uuid,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 pub struct CheckIn {
     pub event_id: Uuid,
     pub at: Coords,
+    #[serde(skip)]
+    pub request_id: Option<RequestId>,
 }
 
 #[cfg(test)]

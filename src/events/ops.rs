@@ -22,7 +22,7 @@ use super::store;
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
 use crate::error::{AppError, AppResult, Reason, Violations};
-use crate::idempotency::{remember, replayed};
+use crate::idempotency::{RequestId, remember, replayed};
 use crate::state::AppState;
 
 fn event_not_found() -> AppError {
@@ -186,9 +186,18 @@ pub async fn list_events(state: &AppState, caller: &Caller, q: ListEvents) -> Ap
 }
 
 #[tracing::instrument(name = "events.add_participant", skip_all, err(level = "debug"))]
-pub async fn add_participant(state: &AppState, caller: &Caller, cmd: EventUser) -> AppResult<ParticipantRow> {
+pub async fn add_participant(
+    state: &AppState,
+    caller: &Caller,
+    cmd: EventUser,
+    request_id: Option<&RequestId>,
+) -> AppResult<ParticipantRow> {
     managed_event(state, caller, cmd.event_id).await?;
     let mut tx = state.db.begin().await?;
+    // A retry after a lost reply gets the participant, not ALREADY_PARTICIPANT.
+    if let Some(first) = replayed(state, &mut tx, "AddParticipant", caller, request_id, &cmd).await? {
+        return Ok(first);
+    }
     let event = store::lock_event_shared(&mut tx, cmd.event_id).await?.ok_or_else(event_not_found)?;
     if event.settled_at.is_some() {
         return Err(settled());
@@ -203,7 +212,11 @@ pub async fn add_participant(state: &AppState, caller: &Caller, cmd: EventUser) 
         ));
     }
     store::insert_participant(&mut tx, cmd.event_id, cmd.user_id, caller.user_id).await?;
-    let row = participant(&mut tx, cmd).await?;
+    // Read in the transaction: a committed insert is never answered with an error.
+    let row = store::get_participant(&mut *tx, cmd.event_id, cmd.user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(Reason::ParticipantNotFound, "participant"))?;
+    remember(&mut tx, "AddParticipant", caller, request_id, &row).await?;
     tx.commit().await?;
     Ok(row)
 }
@@ -295,6 +308,10 @@ pub async fn check_in(state: &AppState, caller: &Caller, cmd: CheckIn) -> AppRes
         late_after: Duration::minutes(cfg.late_after_min),
     };
     let mut tx = state.db.begin().await?;
+    // A retry after a lost reply gets its attendance, not ALREADY_CHECKED_IN.
+    if let Some(first) = replayed(state, &mut tx, "CheckIn", caller, cmd.request_id.as_ref(), &cmd).await? {
+        return Ok(first);
+    }
     // Share lock: settlement waits for this check-in, or this check-in sees the event settled.
     let event = store::lock_event_shared(&mut tx, cmd.event_id).await?.ok_or_else(event_not_found)?;
     let me = store::get_participant(&mut *tx, cmd.event_id, caller.user_id).await?.ok_or_else(not_participant)?;
@@ -339,6 +356,7 @@ pub async fn check_in(state: &AppState, caller: &Caller, cmd: CheckIn) -> AppRes
         }
         other => other?,
     }
+    remember(&mut tx, "CheckIn", caller, cmd.request_id.as_ref(), &(attendance, distance)).await?;
     tx.commit().await?;
     count_check_in(match attendance {
         Attendance::Late => "late",
@@ -370,12 +388,30 @@ pub async fn force_attend(state: &AppState, caller: &Caller, cmd: EventUser) -> 
 }
 
 /// Moves a fee `from` → `to` by a conditional UPDATE; on a miss, the specific reason from the
-/// current state.
-async fn transition(state: &AppState, e: EventUser, from: FeeStatus, to: FeeStatus, own: bool) -> AppResult<FeeStatus> {
-    if store::transition_fee(&state.db, e.event_id, e.user_id, from, to).await? {
+/// current state. `key` (method, caller, request id) makes the move idempotent per request id.
+async fn transition(
+    state: &AppState,
+    e: EventUser,
+    from: FeeStatus,
+    to: FeeStatus,
+    own: bool,
+    key: Option<(&str, &Caller, Option<&RequestId>)>,
+) -> AppResult<FeeStatus> {
+    let mut tx = state.db.begin().await?;
+    if let Some((method, caller, rid)) = key
+        && let Some(first) = replayed(state, &mut tx, method, caller, rid, &e).await?
+    {
+        return Ok(first);
+    }
+    if store::transition_fee(&mut *tx, e.event_id, e.user_id, from, to).await? {
+        if let Some((method, caller, rid)) = key {
+            remember(&mut tx, method, caller, rid, &to).await?;
+        }
+        tx.commit().await?;
         metrics::counter!("maru_event_fee_transitions_total", "to" => to.label()).increment(1);
         return Ok(to);
     }
+    drop(tx);
     Err(match store::fee_status(&state.db, e.event_id, e.user_id).await? {
         None if own => not_participant(),
         None => AppError::not_found(Reason::ParticipantNotFound, "participant"),
@@ -391,25 +427,32 @@ async fn transition(state: &AppState, e: EventUser, from: FeeStatus, to: FeeStat
 }
 
 #[tracing::instrument(name = "events.report_fee_paid", skip_all, err(level = "debug"))]
-pub async fn report_fee_paid(state: &AppState, caller: &Caller, event_id: Uuid) -> AppResult<FeeStatus> {
+pub async fn report_fee_paid(
+    state: &AppState,
+    caller: &Caller,
+    event_id: Uuid,
+    request_id: Option<&RequestId>,
+) -> AppResult<FeeStatus> {
     let (event, _) = visible_event(state, caller, event_id).await?;
     if event.fee == 0 {
         return Err(AppError::failed_precondition(Reason::NoFee, "the event has no fee"));
     }
     let me = EventUser { event_id, user_id: caller.user_id };
-    transition(state, me, FeeStatus::NotPaid, FeeStatus::Pending, true).await
+    // A retry after a lost reply gets PENDING, not FEE_ALREADY_REPORTED.
+    let key = Some(("ReportFeePaid", caller, request_id));
+    transition(state, me, FeeStatus::NotPaid, FeeStatus::Pending, true, key).await
 }
 
 #[tracing::instrument(name = "events.confirm_fee", skip_all, err(level = "debug"))]
 pub async fn confirm_fee(state: &AppState, caller: &Caller, cmd: EventUser) -> AppResult<FeeStatus> {
     managed_event(state, caller, cmd.event_id).await?;
-    transition(state, cmd, FeeStatus::Pending, FeeStatus::Paid, false).await
+    transition(state, cmd, FeeStatus::Pending, FeeStatus::Paid, false, None).await
 }
 
 #[tracing::instrument(name = "events.reject_fee", skip_all, err(level = "debug"))]
 pub async fn reject_fee(state: &AppState, caller: &Caller, cmd: EventUser) -> AppResult<FeeStatus> {
     managed_event(state, caller, cmd.event_id).await?;
-    transition(state, cmd, FeeStatus::Pending, FeeStatus::NotPaid, false).await
+    transition(state, cmd, FeeStatus::Pending, FeeStatus::NotPaid, false, None).await
 }
 
 #[tracing::instrument(name = "events.list_pending_fees", skip_all, err(level = "debug"))]

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, attendance_to_pb, event_user, fee_to_pb};
 use super::model::{CheckIn, CreateEvent, ListEvents, UpdateEvent};
 use super::ops;
-use crate::fields::required_id;
+use crate::fields::{request_id_field, required_id};
 use crate::grpc::{caller, pb};
 use crate::state::AppState;
 
@@ -58,8 +58,9 @@ impl pb::event_service_server::EventService for EventApi {
 
     async fn add_participant(&self, req: Request<pb::AddParticipantRequest>) -> Reply<pb::AddParticipantResponse> {
         let caller = caller(&req)?;
+        let rid = request_id_field(&req.get_ref().request_id)?;
         let cmd = event_user(&req.get_ref().event_id, &req.get_ref().user_id)?;
-        let p = ops::add_participant(&self.state, &caller, cmd).await?;
+        let p = ops::add_participant(&self.state, &caller, cmd, rid.as_ref()).await?;
         Ok(Response::new(pb::AddParticipantResponse { participant: Some(p.into()) }))
     }
 
@@ -124,8 +125,9 @@ impl pb::event_service_server::EventService for EventApi {
 
     async fn report_fee_paid(&self, req: Request<pb::ReportFeePaidRequest>) -> Reply<pb::ReportFeePaidResponse> {
         let caller = caller(&req)?;
+        let rid = request_id_field(&req.get_ref().request_id)?;
         let id = required_id("event_id", &req.get_ref().event_id)?;
-        let s = ops::report_fee_paid(&self.state, &caller, id).await?;
+        let s = ops::report_fee_paid(&self.state, &caller, id, rid.as_ref()).await?;
         Ok(Response::new(pb::ReportFeePaidResponse { fee_status: fee_to_pb(s) as i32 }))
     }
 

@@ -151,7 +151,9 @@ pub async fn member_gender(
     user_id: Uuid,
 ) -> AppResult<Option<Option<Category>>> {
     let row: Option<(Option<String>,)> = sqlx::query_as(
-        "select gender from community_memberships where community_id = $1 and user_id = $2 and status = 'APPROVED'",
+        "select gender from community_memberships
+          where community_id = $1 and user_id = $2 and status = 'APPROVED'
+            and user_id in (select id from users where deleted_at is null)",
     )
     .bind(community_id)
     .bind(user_id)
@@ -271,7 +273,7 @@ pub async fn list_non_participants(
         "select m.user_id, u.handle, u.display_name
            from community_memberships m
            join users u on u.id = m.user_id
-          where m.community_id = $1 and m.status = 'APPROVED'
+          where m.community_id = $1 and m.status = 'APPROVED' and u.deleted_at is null
             and ($2 = 'ALL' or m.gender = $2)
             and not exists (select 1 from event_participants p where p.event_id = $3 and p.user_id = m.user_id)
             and ($4::uuid is null or m.user_id > $4)
@@ -431,7 +433,7 @@ pub async fn member_stats(
                   from event_participants p join events e on e.id = p.event_id
                  where e.community_id = m.community_id and p.user_id = m.user_id and e.settled_at is not null
            ) s on true
-          where m.community_id = $1 and m.status = 'APPROVED'
+          where m.community_id = $1 and m.status = 'APPROVED' and u.deleted_at is null
             and ($2::uuid is null or m.user_id = $2)
             and ($3::uuid is null or m.user_id > $3)
           order by m.user_id

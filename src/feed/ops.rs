@@ -33,7 +33,7 @@ use super::visibility::{self, Reader};
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
 use crate::error::{AppError, AppResult, Reason};
-use crate::idempotency::{remember, replayed};
+use crate::idempotency::{RequestId, remember, replayed};
 use crate::state::AppState;
 
 pub fn post_not_found() -> AppError {
@@ -125,6 +125,11 @@ pub async fn create_post(state: &AppState, caller: &Caller, cmd: CreatePost) -> 
         match replayed::<Uuid>(state, &mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &cmd).await? {
             Some(id) => (id, false),
             None => {
+                // A post whose author is gone would be hidden at once: refuse it before writing,
+                // never answer an error after the row was written.
+                if !store::lock_live_author(&mut tx, caller.user_id).await? {
+                    return Err(AppError::unauthenticated(Reason::SessionEnded, "the account was deleted"));
+                }
                 let id = store::insert_post(&mut tx, &cmd, caller.user_id).await?;
                 remember(&mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &id).await?;
                 (id, true)
@@ -389,11 +394,24 @@ async fn target_post(state: &AppState, caller: Option<&Caller>, target: Target) 
     }
 }
 
-/// Likes `target`; `(created, like count)`.
+/// Likes `target`; `(created, like count)`. A retry with the same `request_id` gets the first
+/// answer (`created: true`), not a no-op.
 #[tracing::instrument(name = "feed.like", skip_all, err(level = "debug"))]
-pub async fn like(state: &AppState, caller: &Caller, target: Target) -> AppResult<(bool, i64)> {
+pub async fn like(
+    state: &AppState,
+    caller: &Caller,
+    target: Target,
+    request_id: Option<&RequestId>,
+) -> AppResult<(bool, i64)> {
     let post = target_post(state, Some(caller), target).await?;
-    let created = store::insert_like(&state.db, target, caller.user_id).await?;
+    let mut tx = state.db.begin().await?;
+    if let Some(first) = replayed(state, &mut tx, "Like", caller, request_id, &target).await? {
+        return Ok(first);
+    }
+    let created = store::insert_like(&mut *tx, target, caller.user_id).await?;
+    let count = store::count_likes(&mut *tx, target).await?;
+    remember(&mut tx, "Like", caller, request_id, &(created, count)).await?;
+    tx.commit().await?;
     if created {
         match target {
             Target::Post(_) => metrics::counter!("maru_post_likes_total").increment(1),
@@ -401,7 +419,7 @@ pub async fn like(state: &AppState, caller: &Caller, target: Target) -> AppResul
         }
         super::cache::post_changed(state, &post).await;
     }
-    Ok((created, store::count_likes(&state.db, target).await?))
+    Ok((created, count))
 }
 
 /// Removes the caller's like; `(removed, like count)`.

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{comment_to_pb, comment_update, liker_to_pb, post_to_pb, status_from_pb, target};
 use super::model::{CreateComment, CreatePost, PostFilter, UpdatePost};
 use super::ops;
-use crate::fields::required_id;
+use crate::fields::{request_id_field, required_id};
 use crate::grpc::admission::client_ip;
 use crate::grpc::{caller, maybe_caller, pb};
 use crate::state::AppState;
@@ -139,8 +139,10 @@ impl pb::feed_service_server::FeedService for FeedApi {
 
     async fn like(&self, req: Request<pb::LikeRequest>) -> Result<Response<pb::LikeResponse>, Status> {
         let caller = caller(&req)?;
-        let t = target(&req.get_ref().post_id, &req.get_ref().comment_id)?;
-        let (created, like_count) = ops::like(&self.state, &caller, t).await?;
+        let r = req.get_ref();
+        let rid = request_id_field(&r.request_id)?;
+        let t = target(&r.post_id, &r.comment_id)?;
+        let (created, like_count) = ops::like(&self.state, &caller, t, rid.as_ref()).await?;
         Ok(Response::new(pb::LikeResponse { created, like_count }))
     }
 

@@ -36,6 +36,16 @@ const COMMENT_SELECT: &str = "select c.id, c.post_id, c.parent_id, c.author_id, 
         c.created_at, c.updated_at
    from post_comments c join users a on a.id = c.author_id and a.deleted_at is null";
 
+/// Whether the account exists and is not deleted, holding a share lock on its row until the
+/// transaction ends: a concurrent DeleteAccount waits for it (or it sees the deletion).
+pub async fn lock_live_author(conn: &mut PgConnection, author: Uuid) -> AppResult<bool> {
+    let row: Option<(Uuid,)> = sqlx::query_as("select id from users where id = $1 and deleted_at is null for share")
+        .bind(author)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
 pub async fn insert_post(conn: &mut PgConnection, p: &CreatePost, author: Uuid) -> AppResult<Uuid> {
     let id = Uuid::now_v7();
     sqlx::query(

@@ -1,8 +1,9 @@
 //! The per-RPC tower layer, inside tonic-web so that its refusals reach browsers as proper
 //! gRPC-web errors. For every request it: assigns the request id and the `rpc` span, refuses
-//! calls before the database is ready, authenticates the bearer token and enforces the
-//! method's caller rule from its `(maru.v1.policy)` (before the rate limiter counts the call),
-//! enforces the server deadline (DEADLINE_EXCEEDED), and records the gRPC metrics and one
+//! calls before the database is ready, authenticates the bearer token, checks its session
+//! ([`crate::sessions`]: live, account active, current role) and enforces the method's caller
+//! rule from its `(maru.v1.policy)` (before the rate limiter counts the call), enforces the
+//! server deadline (DEADLINE_EXCEEDED), and records the gRPC metrics and one
 //! access line when the response ends — exactly once, whether the body completes or the
 //! client goes away.
 
@@ -25,6 +26,7 @@ use super::policy::{CallerRule, Policy, RpcClass};
 use super::{Auth, GrpcType, MethodInfo, methods};
 use crate::error::{AppError, Reason, layer_status};
 use crate::request_id;
+use crate::sessions::{Sessions, Verdict};
 use crate::tokens::TokenKeys;
 
 /// Which wire protocol the client spoke; set by [`mark_protocol`] before tonic-web translates.
@@ -62,6 +64,8 @@ pub struct RpcLayerConfig {
     pub metrics: bool,
     /// False until the database is reachable and migrated.
     pub ready: Arc<AtomicBool>,
+    /// The session behind every presented token is checked on every call.
+    pub sessions: Arc<Sessions>,
 }
 
 #[derive(Clone)]
@@ -124,8 +128,6 @@ where
         let request_id = request_id::from_headers(req.headers());
         let exempt = info.service == "grpc.health.v1.Health" || info.service.starts_with("grpc.reflection.");
         let auth = cfg.tokens.authenticate(req.headers());
-        let refusal = info.policy.caller.admit(&auth).err();
-        req.extensions_mut().insert(auth);
         req.extensions_mut().insert(info.clone());
         let user_id = match auth {
             Auth::Caller(c) => c.user_id.to_string(),
@@ -181,7 +183,26 @@ where
                     metadata: Default::default(),
                 })
             } else {
-                refusal
+                // A signed token is not enough: its session must be live and its account
+                // active, and the call is judged with the account's current role. Health,
+                // reflection and methods that carry their own credential do not look at it.
+                let checked = match auth {
+                    Auth::Caller(claimed) if !exempt && info.policy.caller != CallerRule::None => {
+                        match cfg.sessions.check(claimed).instrument(span.clone()).await {
+                            Verdict::Live(caller) => Ok(Auth::Caller(caller)),
+                            Verdict::Ended(_) => Ok(Auth::Rejected(Reason::SessionEnded)),
+                            Verdict::Unavailable(err) => Err(err),
+                        }
+                    }
+                    other => Ok(other),
+                };
+                match checked {
+                    Ok(auth) => {
+                        req.extensions_mut().insert(auth);
+                        info.policy.caller.admit(&auth).err()
+                    }
+                    Err(err) => Some(err),
+                }
             };
             let response = match early {
                 Some(err) => Ok(error_response(&request_id, err)),

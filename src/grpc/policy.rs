@@ -53,6 +53,7 @@ pub(super) fn token_missing() -> AppError {
 pub(super) fn token_error(reason: Reason) -> AppError {
     let message = match reason {
         Reason::TokenExpired => "access token expired; refresh it",
+        Reason::SessionEnded => "the session of this access token has ended; log in again",
         _ => "access token is not valid",
     };
     AppError::unauthenticated(reason, message)

@@ -29,6 +29,7 @@ use crate::accounts::{Handle, user_cache_key};
 use crate::cache::Cache;
 use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason, Violations};
+use crate::idempotency::{RequestId, remember, replayed};
 use crate::state::AppState;
 
 fn user_not_found() -> AppError {
@@ -130,6 +131,8 @@ pub async fn delete_account(state: &AppState, caller: &Caller, confirm_handle: &
         return Err(user_not_found());
     }
     state.cache.invalidate(&[user_cache_key(caller.user_id), ALL_PROFILES.to_owned()]).await;
+    // Its access tokens stop at once (the sessions were revoked in the transaction).
+    crate::sessions::sessions_changed(&state.cache, caller.user_id).await;
     // Cached posts and pages may show the account's posts, comments and likes.
     crate::feed::authors_changed(state).await;
     tracing::info!(user_id = %caller.user_id, "account deleted");
@@ -142,17 +145,30 @@ fn cannot_follow_self() -> AppError {
 
 /// Follows `handle`; `(created, their profile)`.
 #[tracing::instrument(name = "social.follow", skip_all, err(level = "debug"))]
-pub async fn follow(state: &AppState, caller: &Caller, handle: &Handle) -> AppResult<(bool, Profile)> {
+/// A retry with the same `request_id` gets the first answer (`created: true`), not a no-op.
+pub async fn follow(
+    state: &AppState,
+    caller: &Caller,
+    handle: &Handle,
+    request_id: Option<&RequestId>,
+) -> AppResult<(bool, Profile)> {
     let target = live_user(state, handle).await?;
     if target == caller.user_id {
         return Err(cannot_follow_self());
     }
-    let created = store::insert_follow(&state.db, caller.user_id, target).await?;
+    let mut tx = state.db.begin().await?;
+    if let Some(first) = replayed(state, &mut tx, "Follow", caller, request_id, handle).await? {
+        return Ok(first);
+    }
+    let created = store::insert_follow(&mut *tx, caller.user_id, target).await?;
+    // Read in the transaction: what was committed is what the caller is told.
+    let profile = store::get_profile(&mut *tx, target, caller.user_id).await?.ok_or_else(user_not_found)?;
+    remember(&mut tx, "Follow", caller, request_id, &(created, &profile)).await?;
+    tx.commit().await?;
     if created {
         metrics::counter!("maru_follows_total").increment(1);
         profiles_changed(state, &[caller.user_id, target]).await;
     }
-    let profile = store::get_profile(&state.db, target, caller.user_id).await?.ok_or_else(user_not_found)?;
     Ok((created, profile))
 }
 

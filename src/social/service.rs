@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{profile_to_pb, summary_to_pb};
 use super::model::ProfilePatch;
 use super::ops::{self, handle_field};
+use crate::fields::request_id_field;
 use crate::grpc::{caller, maybe_caller, pb};
 use crate::state::AppState;
 
@@ -52,8 +53,9 @@ pub struct SocialApi {
 impl pb::social_service_server::SocialService for SocialApi {
     async fn follow(&self, req: Request<pb::FollowRequest>) -> Result<Response<pb::FollowResponse>, Status> {
         let caller = caller(&req)?;
+        let rid = request_id_field(&req.get_ref().request_id)?;
         let handle = handle_field(&req.get_ref().handle)?;
-        let (created, p) = ops::follow(&self.state, &caller, &handle).await?;
+        let (created, p) = ops::follow(&self.state, &caller, &handle, rid.as_ref()).await?;
         Ok(Response::new(pb::FollowResponse { created, profile: Some(profile_to_pb(p)) }))
     }
 

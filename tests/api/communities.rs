@@ -59,6 +59,7 @@ fn join(community: &str) -> pb::RequestMembershipRequest {
         building: "101".into(),
         unit: "1004".into(),
         verification_code: String::new(),
+        ..Default::default()
     }
 }
 
@@ -373,6 +374,7 @@ async fn apartment_requests_need_building_and_unit_and_are_single(pool: PgPool) 
             building: "10 1".into(),
             unit: format!("{secret_unit}{}", "0".repeat(20)),
             verification_code: String::new(),
+            ..Default::default()
         }))
         .await;
     let s = assert_err(r, Code::InvalidArgument, "INVALID_ARGUMENT");
@@ -385,6 +387,7 @@ async fn apartment_requests_need_building_and_unit_and_are_single(pool: PgPool) 
             building: "102".into(),
             unit: secret_unit.into(),
             verification_code: String::new(),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -1333,4 +1336,26 @@ async fn imports_from_the_aptlistservice_api_page_by_page(pool: PgPool) {
     let state = maru::state::AppState::new(test_settings(), pool).unwrap();
     let e = registry::import(&state, Source::Api, &|_| {}).await.unwrap_err().to_string();
     assert!(e.contains("registry.service_key"), "{e}");
+}
+
+#[sqlx::test]
+async fn a_retried_membership_request_gets_its_first_answer(pool: PgPool) {
+    // Issue 13 pt 5: a retry after a lost reply gets its membership, not ALREADY_MEMBER.
+    let app = TestApp::spawn(pool).await;
+    let user = app.user("resident").await;
+    let apt = app.community("APARTMENT", "파장삼익").await;
+    let req = |rid: &str| pb::RequestMembershipRequest { request_id: rid.into(), ..join(&apt) };
+    let first = client(&app).request_membership(user.req(req("join-1"))).await.unwrap().into_inner();
+    let again = client(&app).request_membership(user.req(req("join-1"))).await.unwrap().into_inner();
+    assert_eq!(again, first);
+    assert_err(client(&app).request_membership(user.req(req(""))).await, Code::AlreadyExists, "ALREADY_MEMBER");
+    // Another dwelling under the same id is another request.
+    let other = pb::RequestMembershipRequest { unit: "1005".into(), ..req("join-1") };
+    assert_err(client(&app).request_membership(user.req(other)).await, Code::InvalidArgument, "REQUEST_ID_REUSED");
+    let rows: i64 = sqlx::query_scalar("select count(*) from community_memberships where user_id = $1::uuid")
+        .bind(&user.id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
 }

@@ -185,7 +185,11 @@ impl Fx {
     }
 
     async fn vote(&self, user: &TestUser, poll: &pb::Poll, option: usize) -> Result<pb::Poll, Status> {
-        let msg = pb::CastVoteRequest { poll_id: poll.id.clone(), option_id: poll.options[option].id.clone() };
+        let msg = pb::CastVoteRequest {
+            poll_id: poll.id.clone(),
+            option_id: poll.options[option].id.clone(),
+            ..Default::default()
+        };
         self.polls().cast_vote(user.req(msg)).await.map(|r| r.into_inner().poll.unwrap())
     }
 
@@ -859,10 +863,10 @@ async fn polls_count_votes_show_my_vote_and_close(pool: PgPool) {
 
     // An option of another poll.
     let q = fx.poll("두 번째 투표").await;
-    let msg = pb::CastVoteRequest { poll_id: q.id.clone(), option_id: p.options[0].id.clone() };
+    let msg = pb::CastVoteRequest { poll_id: q.id.clone(), option_id: p.options[0].id.clone(), ..Default::default() };
     let s = assert_err(fx.polls().cast_vote(fx.member.req(msg)).await, Code::InvalidArgument, "POLL_OPTION_NOT_FOUND");
     assert_eq!(violations(&s), ["option_id"]);
-    let msg = pb::CastVoteRequest { poll_id: q.id.clone(), option_id: "x".into() };
+    let msg = pb::CastVoteRequest { poll_id: q.id.clone(), option_id: "x".into(), ..Default::default() };
     let s = assert_err(fx.polls().cast_vote(fx.member.req(msg)).await, Code::InvalidArgument, "INVALID_ARGUMENT");
     assert_eq!(violations(&s), ["option_id"]);
 
@@ -954,7 +958,11 @@ async fn one_member_voting_100_times_at_once_counts_once(pool: PgPool) {
     let mut tasks = Vec::new();
     for i in 0..100 {
         let mut client = PollServiceClient::new(fx.app.channel.clone());
-        let req = fx.member.req(pb::CastVoteRequest { poll_id: p.id.clone(), option_id: p.options[i % 2].id.clone() });
+        let req = fx.member.req(pb::CastVoteRequest {
+            poll_id: p.id.clone(),
+            option_id: p.options[i % 2].id.clone(),
+            ..Default::default()
+        });
         tasks.push(tokio::spawn(async move { client.cast_vote(req).await }));
     }
     let (mut ok, mut dup) = (0, 0);
@@ -990,7 +998,7 @@ async fn voters(app: &TestApp, community: &str, n: usize) -> Vec<TestUser> {
         .execute(&app.state.db)
         .await
         .unwrap();
-        let (token, _) = app.state.tokens.issue(id, Uuid::new_v4(), maru::caller::Role::User, Utc::now()).unwrap();
+        let token = app.session_token(id, maru::caller::Role::User).await;
         let user = TestUser { id: id.to_string(), handle, token, refresh: String::new() };
         app.add_member(community, &user, "APPROVED", "MEMBER").await;
         out.push(user);
@@ -1008,7 +1016,11 @@ async fn a_hundred_members_voting_at_once_are_all_counted(pool: PgPool) {
     let mut tasks = Vec::new();
     for (i, v) in voters.iter().enumerate() {
         let mut client = PollServiceClient::new(fx.app.channel.clone());
-        let req = v.req(pb::CastVoteRequest { poll_id: p.id.clone(), option_id: p.options[i % 3].id.clone() });
+        let req = v.req(pb::CastVoteRequest {
+            poll_id: p.id.clone(),
+            option_id: p.options[i % 3].id.clone(),
+            ..Default::default()
+        });
         tasks.push(tokio::spawn(async move { client.cast_vote(req).await }));
     }
     for r in futures::future::join_all(tasks).await {
@@ -1035,7 +1047,11 @@ async fn a_vote_racing_close_poll_is_counted_only_if_it_committed_first(pool: Pg
     let mut tasks = Vec::new();
     for v in &voters {
         let mut client = PollServiceClient::new(fx.app.channel.clone());
-        let req = v.req(pb::CastVoteRequest { poll_id: p.id.clone(), option_id: p.options[0].id.clone() });
+        let req = v.req(pb::CastVoteRequest {
+            poll_id: p.id.clone(),
+            option_id: p.options[0].id.clone(),
+            ..Default::default()
+        });
         tasks.push(tokio::spawn(async move { client.cast_vote(req).await.map(|_| ()) }));
     }
     let mut closer = fx.polls();
@@ -1198,7 +1214,7 @@ async fn call(fx: &Fx, rpc: Rpc, who: Who) -> Result<(), Status> {
         }
         Rpc::CastVote => {
             let p = fx.poll("p").await;
-            let msg = pb::CastVoteRequest { poll_id: p.id, option_id: p.options[0].id.clone() };
+            let msg = pb::CastVoteRequest { poll_id: p.id, option_id: p.options[0].id.clone(), ..Default::default() };
             fx.polls().cast_vote(fx.req(who, msg)).await.map(drop)
         }
     }
@@ -1293,7 +1309,7 @@ async fn content_of_an_unknown_community_or_id_is_not_found(pool: PgPool) {
     assert_err(fx.notices().list_notices(fx.admin.req(msg)).await, Code::NotFound, "COMMUNITY_NOT_FOUND");
     let r = fx.polls().get_poll(fx.admin.req(pb::GetPollRequest { poll_id: unknown.clone() })).await;
     assert_err(r, Code::NotFound, "POLL_NOT_FOUND");
-    let msg = pb::CastVoteRequest { poll_id: unknown.clone(), option_id: unknown.clone() };
+    let msg = pb::CastVoteRequest { poll_id: unknown.clone(), option_id: unknown.clone(), ..Default::default() };
     assert_err(fx.polls().cast_vote(fx.member.req(msg)).await, Code::NotFound, "POLL_NOT_FOUND");
     let msg = pb::UpdateContactRequest {
         contact_id: unknown.clone(),
@@ -1525,7 +1541,11 @@ async fn malformed_ids_are_invalid_argument_naming_the_field_for_every_rpc(pool:
         (
             "poll_id",
             fx.polls()
-                .cast_vote(fx.member.req(pb::CastVoteRequest { poll_id: bad(), option_id: Uuid::new_v4().to_string() }))
+                .cast_vote(fx.member.req(pb::CastVoteRequest {
+                    poll_id: bad(),
+                    option_id: Uuid::new_v4().to_string(),
+                    ..Default::default()
+                }))
                 .await
                 .map(drop),
         ),
@@ -1535,4 +1555,23 @@ async fn malformed_ids_are_invalid_argument_naming_the_field_for_every_rpc(pool:
         assert_eq!(s.code(), Code::InvalidArgument, "case {i}: {s:?}");
         assert_eq!(violations(&s), [field], "case {i}");
     }
+}
+
+#[sqlx::test]
+async fn a_retried_vote_with_a_request_id_gets_the_poll_not_already_voted(pool: PgPool) {
+    // Issue 13 pt 5: a retry after a lost reply gets the poll with its vote counted.
+    let fx = Fx::new(pool).await;
+    let p = fx.poll("재시도 투표").await;
+    let vote = |rid: &str, option: usize| pb::CastVoteRequest {
+        poll_id: p.id.clone(),
+        option_id: p.options[option].id.clone(),
+        request_id: rid.into(),
+    };
+    let first = fx.polls().cast_vote(fx.member.req(vote("v-1", 1))).await.unwrap().into_inner().poll.unwrap();
+    assert_eq!((first.total_votes, first.my_option_id.clone()), (1, p.options[1].id.clone()));
+    let again = fx.polls().cast_vote(fx.member.req(vote("v-1", 1))).await.unwrap().into_inner().poll.unwrap();
+    assert_eq!((again.total_votes, again.options[1].votes, again.my_option_id), (1, 1, p.options[1].id.clone()));
+    assert_err(fx.polls().cast_vote(fx.member.req(vote("", 1))).await, Code::AlreadyExists, "ALREADY_VOTED");
+    assert_err(fx.polls().cast_vote(fx.member.req(vote("v-1", 0))).await, Code::InvalidArgument, "REQUEST_ID_REUSED");
+    assert_eq!(fx.vote_rows(&p.id).await.iter().map(|(_, n)| n).sum::<i64>(), 1);
 }

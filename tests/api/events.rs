@@ -116,9 +116,11 @@ impl Club {
     async fn add(&self, event: &str, user: &TestUser) {
         self.app
             .events()
-            .add_participant(
-                self.manager.req(pb::AddParticipantRequest { event_id: event.into(), user_id: user.id.clone() }),
-            )
+            .add_participant(self.manager.req(pb::AddParticipantRequest {
+                event_id: event.into(),
+                user_id: user.id.clone(),
+                ..Default::default()
+            }))
             .await
             .unwrap();
     }
@@ -126,7 +128,12 @@ impl Club {
     async fn check_in(&self, who: &TestUser, event: &str, at: (f64, f64)) -> Result<pb::CheckInResponse, Status> {
         self.app
             .events()
-            .check_in(who.req(pb::CheckInRequest { event_id: event.into(), latitude: at.0, longitude: at.1 }))
+            .check_in(who.req(pb::CheckInRequest {
+                event_id: event.into(),
+                latitude: at.0,
+                longitude: at.1,
+                ..Default::default()
+            }))
             .await
             .map(|r| r.into_inner())
     }
@@ -376,7 +383,11 @@ async fn categories_decide_visibility_and_lock_once_joined(pool: PgPool) {
     assert_err(r, Code::NotFound, "EVENT_NOT_FOUND");
 
     // Adding outside the category, or a non-member, is refused.
-    let add = |u: &TestUser, e: &str| pb::AddParticipantRequest { event_id: e.into(), user_id: u.id.clone() };
+    let add = |u: &TestUser, e: &str| pb::AddParticipantRequest {
+        event_id: e.into(),
+        user_id: u.id.clone(),
+        ..Default::default()
+    };
     let r = api.add_participant(c.manager.req(add(&c.member, &fem))).await;
     assert_err(r, Code::FailedPrecondition, "CATEGORY_MISMATCH");
     let r = api.add_participant(c.manager.req(add(&c.outsider, &fem))).await;
@@ -412,7 +423,8 @@ async fn participants_are_added_once_listed_and_removed(pool: PgPool) {
     let mut api = c.app.events();
     let second = c.join("winger").await;
     let e = c.event(&[&c.member]).await;
-    let add = |u: &TestUser| pb::AddParticipantRequest { event_id: e.clone(), user_id: u.id.clone() };
+    let add =
+        |u: &TestUser| pb::AddParticipantRequest { event_id: e.clone(), user_id: u.id.clone(), ..Default::default() };
     assert_err(api.add_participant(c.manager.req(add(&c.member))).await, Code::AlreadyExists, "ALREADY_PARTICIPANT");
     let p = api.add_participant(c.manager.req(add(&second))).await.unwrap().into_inner().participant.unwrap();
     assert_eq!(p.handle, "winger");
@@ -536,7 +548,12 @@ async fn fifty_concurrent_check_ins_make_one_row(pool: PgPool) {
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let mut api = c.app.events();
-        let req = c.member.req(pb::CheckInRequest { event_id: e.clone(), latitude: VENUE.0, longitude: VENUE.1 });
+        let req = c.member.req(pb::CheckInRequest {
+            event_id: e.clone(),
+            latitude: VENUE.0,
+            longitude: VENUE.1,
+            ..Default::default()
+        });
         tasks.push(tokio::spawn(async move { api.check_in(req).await }));
     }
     let (mut ok, mut dup) = (0, 0);
@@ -580,7 +597,7 @@ async fn fee_state_machine(pool: PgPool) {
     let c = Club::new(pool).await;
     let e = c.event(&[&c.member]).await;
     let mut api = c.app.events();
-    let report = || c.member.req(pb::ReportFeePaidRequest { event_id: e.clone() });
+    let report = || c.member.req(pb::ReportFeePaidRequest { event_id: e.clone(), ..Default::default() });
     let who = pb::ConfirmFeeRequest { event_id: e.clone(), user_id: c.member.id.clone() };
     let reject = pb::RejectFeeRequest { event_id: e.clone(), user_id: c.member.id.clone() };
 
@@ -611,7 +628,8 @@ async fn fee_state_machine(pool: PgPool) {
 
     // Not a participant; an event without a fee.
     let other = c.join("sub").await;
-    let r = api.report_fee_paid(other.req(pb::ReportFeePaidRequest { event_id: e.clone() })).await;
+    let r =
+        api.report_fee_paid(other.req(pb::ReportFeePaidRequest { event_id: e.clone(), ..Default::default() })).await;
     assert_err(r, Code::FailedPrecondition, "NOT_PARTICIPANT");
     let r =
         api.confirm_fee(c.manager.req(pb::ConfirmFeeRequest { event_id: e.clone(), user_id: other.id.clone() })).await;
@@ -620,7 +638,7 @@ async fn fee_state_machine(pool: PgPool) {
     free.fee = 0;
     let free = api.create_event(c.manager.req(free)).await.unwrap().into_inner().event.unwrap().id;
     c.add(&free, &c.member).await;
-    let r = api.report_fee_paid(c.member.req(pb::ReportFeePaidRequest { event_id: free })).await;
+    let r = api.report_fee_paid(c.member.req(pb::ReportFeePaidRequest { event_id: free, ..Default::default() })).await;
     assert_err(r, Code::FailedPrecondition, "NO_FEE");
     let m = c.app.metrics().await;
     for to in ["pending", "paid", "not_paid"] {
@@ -632,7 +650,11 @@ async fn fee_state_machine(pool: PgPool) {
 async fn fifty_concurrent_confirmations_make_one_transition(pool: PgPool) {
     let c = Club::new(pool).await;
     let e = c.event(&[&c.member]).await;
-    c.app.events().report_fee_paid(c.member.req(pb::ReportFeePaidRequest { event_id: e.clone() })).await.unwrap();
+    c.app
+        .events()
+        .report_fee_paid(c.member.req(pb::ReportFeePaidRequest { event_id: e.clone(), ..Default::default() }))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let mut api = c.app.events();
@@ -666,8 +688,12 @@ async fn scenario(c: &Club) -> (String, [TestUser; 3]) {
     c.check_in(&payer, &e, VENUE).await.unwrap();
     c.clock.set(t0() + Duration::hours(3));
     c.check_in(&c.member, &e, VENUE).await.unwrap();
-    api.report_fee_paid(pender.req(pb::ReportFeePaidRequest { event_id: e.clone() })).await.unwrap();
-    api.report_fee_paid(payer.req(pb::ReportFeePaidRequest { event_id: e.clone() })).await.unwrap();
+    api.report_fee_paid(pender.req(pb::ReportFeePaidRequest { event_id: e.clone(), ..Default::default() }))
+        .await
+        .unwrap();
+    api.report_fee_paid(payer.req(pb::ReportFeePaidRequest { event_id: e.clone(), ..Default::default() }))
+        .await
+        .unwrap();
     api.confirm_fee(c.manager.req(pb::ConfirmFeeRequest { event_id: e.clone(), user_id: payer.id.clone() }))
         .await
         .unwrap();
@@ -741,7 +767,11 @@ async fn an_ended_event_is_settled_once_with_stats_and_penalties(pool: PgPool) {
     }
     // The settled event no longer takes participants.
     let r = api
-        .add_participant(c.manager.req(pb::AddParticipantRequest { event_id: e, user_id: c.manager.id.clone() }))
+        .add_participant(c.manager.req(pb::AddParticipantRequest {
+            event_id: e,
+            user_id: c.manager.id.clone(),
+            ..Default::default()
+        }))
         .await;
     assert_err(r, Code::FailedPrecondition, "EVENT_SETTLED");
 }
@@ -1042,9 +1072,12 @@ async fn authorization_matrix(pool: PgPool) {
                     .map(|_| ()),
                 "AddParticipant" => {
                     let u = c.join(&format!("add{}", who as u8)).await;
-                    api.add_participant(req(&t, pb::AddParticipantRequest { event_id: ev, user_id: u.id }))
-                        .await
-                        .map(|_| ())
+                    api.add_participant(req(
+                        &t,
+                        pb::AddParticipantRequest { event_id: ev, user_id: u.id, ..Default::default() },
+                    ))
+                    .await
+                    .map(|_| ())
                 }
                 "ListParticipants" => api
                     .list_participants(req(&t, pb::ListParticipantsRequest { event_id: ev, ..Default::default() }))
@@ -1069,16 +1102,25 @@ async fn authorization_matrix(pool: PgPool) {
                     .await
                     .map(|_| ()),
                 "CheckIn" => api
-                    .check_in(req(&t, pb::CheckInRequest { event_id: ev, latitude: VENUE.0, longitude: VENUE.1 }))
+                    .check_in(req(
+                        &t,
+                        pb::CheckInRequest {
+                            event_id: ev,
+                            latitude: VENUE.0,
+                            longitude: VENUE.1,
+                            ..Default::default()
+                        },
+                    ))
                     .await
                     .map(|_| ()),
                 "ForceAttend" => api
                     .force_attend(req(&t, pb::ForceAttendRequest { event_id: ev, user_id: target.id.clone() }))
                     .await
                     .map(|_| ()),
-                "ReportFeePaid" => {
-                    api.report_fee_paid(req(&t, pb::ReportFeePaidRequest { event_id: ev })).await.map(|_| ())
-                }
+                "ReportFeePaid" => api
+                    .report_fee_paid(req(&t, pb::ReportFeePaidRequest { event_id: ev, ..Default::default() }))
+                    .await
+                    .map(|_| ()),
                 "ListPendingFees" => api
                     .list_pending_fees(req(&t, pb::ListPendingFeesRequest { community_id: club, ..Default::default() }))
                     .await
@@ -1312,4 +1354,59 @@ async fn every_metric_family_on_metrics_has_help(pool: PgPool) {
     assert!(typed.len() > 30, "{typed:?}");
     let missing: Vec<&&str> = typed.iter().filter(|t| !helped.contains(**t)).collect();
     assert!(missing.is_empty(), "families without HELP: {missing:?}");
+}
+
+#[sqlx::test]
+async fn retries_with_a_request_id_get_the_first_answer(pool: PgPool) {
+    // Issue 13 pt 5 (AIP-155): a mobile client retrying after a lost reply gets its first
+    // answer, not ALREADY_*; without a request id the retry is refused as before.
+    let c = Club::new(pool).await;
+    let e = c.event(&[]).await;
+    let mut api = c.app.events();
+    let add = |rid: &str| pb::AddParticipantRequest {
+        event_id: e.clone(),
+        user_id: c.member.id.clone(),
+        request_id: rid.into(),
+    };
+    let first = api.add_participant(c.manager.req(add("add-1"))).await.unwrap().into_inner().participant.unwrap();
+    let again = api.add_participant(c.manager.req(add("add-1"))).await.unwrap().into_inner().participant.unwrap();
+    assert_eq!(again, first);
+    assert_err(api.add_participant(c.manager.req(add(""))).await, Code::AlreadyExists, "ALREADY_PARTICIPANT");
+    // The same id for another request is refused.
+    let other = pb::AddParticipantRequest { user_id: c.manager.id.clone(), ..add("add-1") };
+    assert_err(api.add_participant(c.manager.req(other)).await, Code::InvalidArgument, "REQUEST_ID_REUSED");
+
+    // Check-in: twenty concurrent retries of one request: one row, every answer the first.
+    c.clock.set(t0() + Duration::hours(2) + Duration::minutes(25));
+    let at = north(120.0);
+    let check_in =
+        |rid: &str| pb::CheckInRequest { event_id: e.clone(), latitude: at.0, longitude: at.1, request_id: rid.into() };
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut api = c.app.events();
+        let req = c.member.req(check_in("in-1"));
+        tasks.push(tokio::spawn(async move { api.check_in(req).await.map(|r| r.into_inner()) }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap().expect("every retry gets the first answer"));
+    }
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    assert_eq!(answers[0].attendance, pb::Attendance::Late as i32);
+    assert!((answers[0].distance_m - 120.0).abs() < 0.01, "{}", answers[0].distance_m);
+    let rows: i64 =
+        sqlx::query_scalar("select count(*) from event_check_ins").fetch_one(&c.app.state.db).await.unwrap();
+    assert_eq!(rows, 1);
+    assert_err(c.check_in(&c.member, &e, at).await, Code::AlreadyExists, "ALREADY_CHECKED_IN");
+
+    // Fee reported paid: the retry gets PENDING, not FEE_ALREADY_REPORTED.
+    let report = |rid: &str| c.member.req(pb::ReportFeePaidRequest { event_id: e.clone(), request_id: rid.into() });
+    let first = api.report_fee_paid(report("fee-1")).await.unwrap().into_inner();
+    assert_eq!(first.fee_status, pb::FeeStatus::Pending as i32);
+    let again = api.report_fee_paid(report("fee-1")).await.unwrap().into_inner();
+    assert_eq!(again, first);
+    assert_err(api.report_fee_paid(report("")).await, Code::FailedPrecondition, "FEE_ALREADY_REPORTED");
+    let bad = api.report_fee_paid(report("no spaces allowed")).await;
+    let s = assert_err(bad, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violations(&s), ["request_id"]);
 }

@@ -115,7 +115,7 @@ impl Fx {
 }
 
 fn like_post(id: &str) -> pb::LikeRequest {
-    pb::LikeRequest { post_id: id.into(), comment_id: String::new() }
+    pb::LikeRequest { post_id: id.into(), comment_id: String::new(), ..Default::default() }
 }
 
 #[sqlx::test]
@@ -253,7 +253,10 @@ async fn invalid_input_names_every_bad_field(pool: PgPool) {
     }
     for (p, c, field) in [("", "", "post_id"), (post.id.as_str(), post.id.as_str(), "comment_id"), ("x", "", "post_id")]
     {
-        let s = f.like(u.req(pb::LikeRequest { post_id: p.into(), comment_id: c.into() })).await.unwrap_err();
+        let s = f
+            .like(u.req(pb::LikeRequest { post_id: p.into(), comment_id: c.into(), ..Default::default() }))
+            .await
+            .unwrap_err();
         assert_eq!((s.code(), violations(&s)), (Code::InvalidArgument, vec![field.to_string()]));
         let s = f.unlike(u.req(pb::UnlikeRequest { post_id: p.into(), comment_id: c.into() })).await.unwrap_err();
         assert_eq!(s.code(), Code::InvalidArgument);
@@ -515,7 +518,7 @@ async fn likes_are_idempotent_and_counted_from_rows(pool: PgPool) {
     assert!(!fx.get(Some(&fx.author), &cpost.id).await.unwrap().liked_by_me);
 
     let c = fx.comment(&fx.author, &post.id, "", "댓글").await;
-    let like_c = pb::LikeRequest { post_id: String::new(), comment_id: c.id.clone() };
+    let like_c = pb::LikeRequest { post_id: String::new(), comment_id: c.id.clone(), ..Default::default() };
     assert!(fx.feed().like(fx.admin.req(like_c.clone())).await.unwrap().into_inner().created);
     let comments = fx
         .feed()
@@ -580,7 +583,10 @@ async fn a_hundred_users_liking_at_once_are_all_counted(pool: PgPool) {
     let users = fx.app.fast_users("liker", 100).await;
     let mut tasks = Vec::new();
     for u in &users {
-        for req in [like_post(&post.id), pb::LikeRequest { post_id: String::new(), comment_id: c.id.clone() }] {
+        for req in [
+            like_post(&post.id),
+            pb::LikeRequest { post_id: String::new(), comment_id: c.id.clone(), ..Default::default() },
+        ] {
             let mut client = fx.feed();
             let req = u.req(req);
             tasks.push(tokio::spawn(async move { client.like(req).await }));
@@ -632,7 +638,10 @@ async fn korean_substring_search_exact_tags_and_authors(pool: PgPool) {
 async fn home_feed_shows_public_posts_of_followed_people(pool: PgPool) {
     let fx = Fx::new(pool).await;
     let mut social = SocialServiceClient::new(fx.app.channel.clone());
-    social.follow(fx.member.req(pb::FollowRequest { handle: fx.author.handle.clone() })).await.unwrap();
+    social
+        .follow(fx.member.req(pb::FollowRequest { handle: fx.author.handle.clone(), ..Default::default() }))
+        .await
+        .unwrap();
     fx.post(&fx.author, false, "첫 공개 글", &[]).await;
     fx.post(&fx.author, true, "단지 글은 홈에 없음", &[]).await;
     fx.post(&fx.manager, false, "팔로우 안 한 사람 글", &[]).await;
@@ -1107,4 +1116,30 @@ async fn authorization_matrix_of_every_rpc_on_a_community_post(pool: PgPool) {
     assert_eq!(fx.feed().delete_post(del_p(&fx.outsider)).await.unwrap_err().code(), NF);
     assert_eq!(fx.feed().delete_post(del_p(&fx.member)).await.unwrap_err().code(), PD);
     fx.feed().delete_post(del_p(&fx.admin)).await.unwrap();
+}
+
+#[sqlx::test]
+async fn a_retried_like_with_a_request_id_gets_its_first_answer(pool: PgPool) {
+    // Issue 13 pt 5: without a request id a retried Like is a silent no-op (`created: false`);
+    // with one it gets the first answer, also when the retries race.
+    let fx = Fx::new(pool).await;
+    let post = fx.post(&fx.author, false, "다시 눌러도 처음 답", &[]).await;
+    let like = |rid: &str| pb::LikeRequest { request_id: rid.into(), ..like_post(&post.id) };
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let mut api = fx.feed();
+        let req = fx.member.req(like("like-1"));
+        tasks.push(tokio::spawn(async move { api.like(req).await.map(|r| r.into_inner()) }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap().expect("every retry gets the first answer");
+        assert_eq!((r.created, r.like_count), (true, 1));
+    }
+    let r = fx.feed().like(fx.member.req(like(""))).await.unwrap().into_inner();
+    assert_eq!((r.created, r.like_count), (false, 1));
+    // The same id naming another target is refused.
+    let other = fx.post(&fx.author, false, "다른 글", &[]).await;
+    let r =
+        fx.feed().like(fx.member.req(pb::LikeRequest { request_id: "like-1".into(), ..like_post(&other.id) })).await;
+    assert_err(r, Code::InvalidArgument, "REQUEST_ID_REUSED");
 }

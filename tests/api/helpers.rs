@@ -252,6 +252,19 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// An access token of a new live session of `user_id` (the session row written straight to
+    /// the database, as Login would): the auth layer refuses tokens of unknown sessions.
+    pub async fn session_token(&self, user_id: uuid::Uuid, role: maru::caller::Role) -> String {
+        let session_id = uuid::Uuid::now_v7();
+        sqlx::query("insert into sessions (id, user_id) values ($1, $2)")
+            .bind(session_id)
+            .bind(user_id)
+            .execute(&self.state.db)
+            .await
+            .expect("insert session");
+        self.state.tokens.issue(user_id, session_id, role, chrono::Utc::now()).expect("token").0
+    }
+
     /// `n` users `<prefix><i>` with access tokens, written straight to the database (no password
     /// hashing), for concurrency tests that need many distinct callers.
     pub async fn fast_users(&self, prefix: &str, n: usize) -> Vec<TestUser> {
@@ -268,11 +281,7 @@ impl TestApp {
             .execute(&self.state.db)
             .await
             .expect("insert user");
-            let (token, _) = self
-                .state
-                .tokens
-                .issue(id, uuid::Uuid::new_v4(), maru::caller::Role::User, chrono::Utc::now())
-                .expect("token");
+            let token = self.session_token(id, maru::caller::Role::User).await;
             out.push(TestUser { id: id.to_string(), handle, token, refresh: String::new() });
         }
         out

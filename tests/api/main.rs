@@ -14,5 +14,6 @@ mod ops;
 mod policy;
 mod seed;
 mod server;
+mod sessions;
 mod social;
 mod trials;

@@ -231,6 +231,7 @@ async fn check_in_counts_against_the_write_bucket(pool: PgPool) {
             event_id: uuid::Uuid::new_v4().to_string(),
             latitude: 37.5665,
             longitude: 126.978,
+            ..Default::default()
         })
     };
     // The first reaches the handler (no such event) …

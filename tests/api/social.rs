@@ -42,7 +42,11 @@ async fn follow_rows(app: &TestApp, column: &str, user: &TestUser) -> i64 {
 }
 
 async fn follow(app: &TestApp, who: &TestUser, handle: &str) -> pb::FollowResponse {
-    social(app).follow(who.req(pb::FollowRequest { handle: handle.into() })).await.unwrap().into_inner()
+    social(app)
+        .follow(who.req(pb::FollowRequest { handle: handle.into(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 #[sqlx::test]
@@ -181,7 +185,7 @@ async fn a_deleted_account_disappears_but_keeps_its_handle(pool: PgPool) {
         .into_inner();
     assert!(followers.profiles.is_empty());
     assert_err(
-        social(&app).follow(friend.req(pb::FollowRequest { handle: "leaving".into() })).await,
+        social(&app).follow(friend.req(pb::FollowRequest { handle: "leaving".into(), ..Default::default() })).await,
         Code::NotFound,
         "USER_NOT_FOUND",
     );
@@ -191,11 +195,11 @@ async fn a_deleted_account_disappears_but_keeps_its_handle(pool: PgPool) {
         Code::AlreadyExists,
         "HANDLE_TAKEN",
     );
-    // Deleting twice: the account is gone.
+    // Deleting twice: the account's old token no longer acts at all (issue 14).
     assert_err(
         profiles(&app).delete_account(gone.req(pb::DeleteAccountRequest { confirm_handle: "leaving".into() })).await,
-        Code::NotFound,
-        "USER_NOT_FOUND",
+        Code::Unauthenticated,
+        "SESSION_ENDED",
     );
     // Its refresh token was revoked with every session.
     assert_eq!(
@@ -225,13 +229,13 @@ async fn follow_is_idempotent_and_counts_equal_rows(pool: PgPool) {
 
     // Following yourself.
     let s = assert_err(
-        social(&app).follow(a.req(pb::FollowRequest { handle: "alice".into() })).await,
+        social(&app).follow(a.req(pb::FollowRequest { handle: "alice".into(), ..Default::default() })).await,
         Code::InvalidArgument,
         "CANNOT_FOLLOW_SELF",
     );
     assert_eq!(violations(&s), ["handle"]);
     assert_err(
-        social(&app).follow(a.req(pb::FollowRequest { handle: "nobody".into() })).await,
+        social(&app).follow(a.req(pb::FollowRequest { handle: "nobody".into(), ..Default::default() })).await,
         Code::NotFound,
         "USER_NOT_FOUND",
     );
@@ -328,7 +332,11 @@ async fn writes_need_a_caller(pool: PgPool) {
     app.user("target").await;
     let h = || "target".to_string();
     let mut c = social(&app);
-    assert_err(c.follow(Request::new(pb::FollowRequest { handle: h() })).await, Code::Unauthenticated, "TOKEN_MISSING");
+    assert_err(
+        c.follow(Request::new(pb::FollowRequest { handle: h(), ..Default::default() })).await,
+        Code::Unauthenticated,
+        "TOKEN_MISSING",
+    );
     assert_err(
         c.unfollow(Request::new(pb::UnfollowRequest { handle: h() })).await,
         Code::Unauthenticated,
@@ -359,7 +367,7 @@ async fn one_user_following_100_times_at_once_makes_one_row(pool: PgPool) {
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let mut c = social(&app);
-        let req = a.req(pb::FollowRequest { handle: "popular".into() });
+        let req = a.req(pb::FollowRequest { handle: "popular".into(), ..Default::default() });
         tasks.push(tokio::spawn(async move { c.follow(req).await }));
     }
     let mut created = 0;
@@ -381,7 +389,7 @@ async fn a_hundred_users_following_at_once_are_all_counted(pool: PgPool) {
     let mut tasks = Vec::new();
     for f in &fans {
         let mut c = social(&app);
-        let req = f.req(pb::FollowRequest { handle: "celebrity".into() });
+        let req = f.req(pb::FollowRequest { handle: "celebrity".into(), ..Default::default() });
         tasks.push(tokio::spawn(async move { c.follow(req).await }));
     }
     for r in futures::future::join_all(tasks).await {
@@ -486,4 +494,26 @@ async fn profiles_are_cached_but_never_stale_after_a_write_on_either_instance(po
             "USER_NOT_FOUND",
         );
     }
+}
+
+#[sqlx::test]
+async fn a_retried_follow_with_a_request_id_gets_its_first_answer(pool: PgPool) {
+    // Issue 13 pt 5: a retry after a lost reply gets `created: true` and the profile it was
+    // first shown, not a silent no-op.
+    let app = TestApp::spawn(pool).await;
+    let a = app.user("alice").await;
+    let b = app.user("bob").await;
+    let req = |handle: &str, rid: &str| a.req(pb::FollowRequest { handle: handle.into(), request_id: rid.into() });
+    let first = social(&app).follow(req("bob", "f-1")).await.unwrap().into_inner();
+    assert!(first.created);
+    // The handle is normalised before it is compared: BOB is the same request.
+    let again = social(&app).follow(req("BOB", "f-1")).await.unwrap().into_inner();
+    assert_eq!(again, first);
+    assert!(!social(&app).follow(req("bob", "")).await.unwrap().into_inner().created);
+    assert_eq!(follow_rows(&app, "followee_id", &b).await, 1);
+    app.user("carol").await;
+    assert_err(social(&app).follow(req("carol", "f-1")).await, Code::InvalidArgument, "REQUEST_ID_REUSED");
+    let s =
+        assert_err(social(&app).follow(req("carol", &"x".repeat(65))).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violations(&s), ["request_id"]);
 }

@@ -215,7 +215,7 @@ impl Race for VoteRace {
         else {
             return Ok(Claim::Other);
         };
-        let msg = pb::CastVoteRequest { poll_id: poll_id.clone(), option_id: option_id.clone() };
+        let msg = pb::CastVoteRequest { poll_id: poll_id.clone(), option_id: option_id.clone(), ..Default::default() };
         let mut client = PollServiceClient::new(channel);
         let call = client.cast_vote(request(msg, Some(voter), None));
         Ok(refused(record(user, &ctx.budget, GRPC, "CastVote", call).await?))
@@ -305,7 +305,7 @@ impl Race for LikeRace {
         let Some((liker, post_id)) = round_key(&self.seeded, round) else {
             return Ok(Claim::Other);
         };
-        let msg = pb::LikeRequest { post_id: post_id.clone(), comment_id: String::new() };
+        let msg = pb::LikeRequest { post_id: post_id.clone(), comment_id: String::new(), ..Default::default() };
         let mut client = FeedServiceClient::new(channel);
         let call = client.like(request(msg, Some(liker), None));
         Ok(idempotent(record(user, &ctx.budget, GRPC, "Like", call).await?, |r| r.get_ref().created))
@@ -363,7 +363,7 @@ impl Race for FollowRace {
         let Some((follower, target)) = round_key(&self.seeded, round) else {
             return Ok(Claim::Other);
         };
-        let msg = pb::FollowRequest { handle: target.clone() };
+        let msg = pb::FollowRequest { handle: target.clone(), ..Default::default() };
         let mut client = SocialServiceClient::new(channel);
         let call = client.follow(request(msg, Some(&follower.bearer), None));
         Ok(idempotent(record(user, &ctx.budget, GRPC, "Follow", call).await?, |r| r.get_ref().created))
@@ -448,7 +448,11 @@ impl Race for CheckInRace {
                 .into_inner()
                 .event
                 .ok_or_else(|| anyhow::anyhow!("CreateEvent returned no event"))?;
-            let msg = pb::AddParticipantRequest { event_id: event.id.clone(), user_id: participant_id.clone() };
+            let msg = pb::AddParticipantRequest {
+                event_id: event.id.clone(),
+                user_id: participant_id.clone(),
+                ..Default::default()
+            };
             client
                 .add_participant(request(msg, Some(&manager.bearer), None))
                 .await
@@ -478,7 +482,12 @@ impl Race for CheckInRace {
         let Some((participant, event_id)) = round_key(&self.seeded, round) else {
             return Ok(Claim::Other);
         };
-        let msg = pb::CheckInRequest { event_id: event_id.clone(), latitude: VENUE.0, longitude: VENUE.1 };
+        let msg = pb::CheckInRequest {
+            event_id: event_id.clone(),
+            latitude: VENUE.0,
+            longitude: VENUE.1,
+            ..Default::default()
+        };
         let mut client = EventServiceClient::new(channel);
         let call = client.check_in(request(msg, Some(participant), None));
         Ok(refused(record(user, &ctx.budget, GRPC, "CheckIn", call).await?))

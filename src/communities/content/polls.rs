@@ -91,10 +91,12 @@ pub struct ListPolls {
     pub page_token: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 pub struct CastVote {
     pub poll_id: Uuid,
     pub option_id: Uuid,
+    #[serde(skip)]
+    pub request_id: Option<RequestId>,
 }
 
 /// The options of a new poll: 2–10, each 1–200 characters, distinct ignoring case and
@@ -154,8 +156,11 @@ impl TryFrom<pb::CastVoteRequest> for CastVote {
     type Error = AppError;
     fn try_from(r: pb::CastVoteRequest) -> Result<Self, AppError> {
         let mut v = Violations::new();
-        let cmd =
-            CastVote { poll_id: id(&mut v, "poll_id", &r.poll_id), option_id: id(&mut v, "option_id", &r.option_id) };
+        let cmd = CastVote {
+            poll_id: id(&mut v, "poll_id", &r.poll_id),
+            option_id: id(&mut v, "option_id", &r.option_id),
+            request_id: request_id(&mut v, &r.request_id),
+        };
         v.finish()?;
         Ok(cmd)
     }
@@ -270,6 +275,11 @@ pub async fn cast_vote(state: &AppState, caller: &Caller, cmd: CastVote) -> AppR
     access::resident(&state.db, caller, row.community_id).await?;
 
     let mut tx = state.db.begin().await?;
+    // A retry of a counted vote is answered like the first call (the poll with the vote
+    // counted), not ALREADY_VOTED.
+    if replayed::<()>(state, &mut tx, "CastVote", caller, cmd.request_id.as_ref(), &cmd).await?.is_some() {
+        return view(&mut tx, caller, cmd.poll_id).await;
+    }
     // Share lock: ClosePoll (an UPDATE) waits for votes in flight and vice versa.
     let (poll, now) =
         store::lock_poll_shared(&mut tx, cmd.poll_id).await?.ok_or_else(|| not_found(Reason::PollNotFound))?;
@@ -282,6 +292,7 @@ pub async fn cast_vote(state: &AppState, caller: &Caller, cmd: CastVote) -> AppR
         return Err(AppError::failed_precondition(Reason::PollClosed, "the poll is closed"));
     }
     store::insert_vote(&mut tx, cmd.poll_id, cmd.option_id, caller.user_id).await?;
+    remember(&mut tx, "CastVote", caller, cmd.request_id.as_ref(), &()).await?;
     let poll = view(&mut tx, caller, cmd.poll_id).await?;
     tx.commit().await?;
     metrics::counter!("maru_poll_votes_total").increment(1);
