@@ -484,6 +484,38 @@ mod tests {
         }
     }
 
+    /// A backend terminated in the middle of a query (`pg_terminate_backend`, as under load in
+    /// issue 14) fails with SQLSTATE 57P01: UNAVAILABLE with RetryInfo, not INTERNAL.
+    #[sqlx::test]
+    async fn a_backend_terminated_mid_query_is_unavailable_with_retry_info(pool: sqlx::PgPool) {
+        let mut victim = pool.acquire().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(&mut *victim).await.unwrap();
+        let killer = pool.clone();
+        let kill = tokio::spawn(async move {
+            // Until the victim's sleep is running, then terminate it.
+            loop {
+                let active: bool = sqlx::query_scalar(
+                    "select exists (select 1 from pg_stat_activity where pid = $1 and query like 'select pg_sleep%')",
+                )
+                .bind(pid)
+                .fetch_one(&killer)
+                .await
+                .unwrap();
+                if active {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            sqlx::query("select pg_terminate_backend($1)").bind(pid).execute(&killer).await.unwrap();
+        });
+        let err = sqlx::query("select pg_sleep(30)").execute(&mut *victim).await.unwrap_err();
+        kill.await.unwrap();
+        let app: AppError = err.into();
+        assert_eq!((app.code(), app.reason()), (Code::Unavailable, Reason::DatabaseUnavailable), "{app:?}");
+        let status: Status = app.into();
+        assert!(status.get_error_details().retry_info().is_some());
+    }
+
     #[test]
     fn internal_errors_are_opaque() {
         let status: Status = AppError::Internal(anyhow::anyhow!("relation \"secret_table\" does not exist")).into();
