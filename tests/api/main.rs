@@ -14,4 +14,5 @@ mod policy;
 mod seed;
 mod server;
 mod social;
+mod teams;
 mod trials;
