@@ -38,6 +38,7 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("CommunityService/RequestMembership", WRITE, REQUIRED),
     ("CommunityService/ListMembershipRequests", READ, REQUIRED),
     ("CommunityService/DecideMembership", WRITE, REQUIRED),
+    ("CommunityService/DecideMemberships", WRITE, REQUIRED),
     ("CommunityService/ListMembers", READ, REQUIRED),
     ("CommunityService/SetMemberRole", WRITE, REQUIRED),
     ("CommunityService/LeaveCommunity", WRITE, REQUIRED),
