@@ -148,6 +148,7 @@ pub async fn decide_team(
 #[tracing::instrument(name = "teams.get_team", skip_all, err(level = "debug"))]
 pub async fn get_team(state: &AppState, caller: &Caller, id: Uuid) -> AppResult<TeamView> {
     let (team, _) = visible_team(state, caller, id).await?;
+    crate::views::record(state, &super::views::TARGET, team.id, Some(caller.user_id), None).await;
     one_with_likes(state, caller, team).await
 }
 
@@ -433,6 +434,9 @@ pub fn describe_metrics() {
         ("maru_teams_proposed_total", "Teams proposed (request_id replays excluded)."),
         ("maru_team_seats_filled_total", "Seats filled by approved applications."),
         ("maru_team_likes_total", "Likes on teams that created a row."),
+        ("maru_team_views_counted_total", "Team views counted (a viewer's first of the day)."),
+        ("maru_team_views_dropped_total", "Team views not counted because Redis was unavailable."),
+        ("maru_team_views_flushed_total", "Team views added to PostgreSQL by flushes."),
     ] {
         describe_counter!(name, help);
         metrics::counter!(name).increment(0);

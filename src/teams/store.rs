@@ -428,3 +428,16 @@ pub async fn liked_teams(db: impl PgExecutor<'_>, user: Uuid, teams: &[Uuid]) ->
         .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
+
+/// Adds `counts[i]` views to team `ids[i]`, in one statement.
+pub async fn add_team_views(conn: &mut PgConnection, ids: &[Uuid], counts: &[i64]) -> AppResult<()> {
+    sqlx::query(
+        "update teams t set view_count = t.view_count + d.n
+           from unnest($1::uuid[], $2::bigint[]) as d (id, n) where t.id = d.id",
+    )
+    .bind(ids)
+    .bind(counts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -771,3 +771,87 @@ async fn authorization_matrix(pool: PgPool) {
     }
     assert!(failures.is_empty(), "{} cells differ:\n{}", failures.len(), failures.join("\n"));
 }
+
+// ---- views
+
+async fn team_views(c: &Club, team: &str) -> i64 {
+    sqlx::query_scalar("select view_count from teams where id = $1")
+        .bind(Uuid::parse_str(team).unwrap())
+        .fetch_one(&c.app.state.db)
+        .await
+        .unwrap()
+}
+
+/// GetTeam counts a view once per viewer, team and day through the same mechanism posts use
+/// (`maru::views`): views of teams and posts read through two replicas while both flush are
+/// each counted exactly once.
+#[sqlx::test]
+async fn views_count_once_per_viewer_and_day_across_two_replicas(pool: PgPool) {
+    let c = Club::new(pool.clone()).await;
+    let prefix = c.app.redis_prefix.clone();
+    let second = TestApp::spawn_with(pool, |s| s.redis.key_prefix = prefix).await;
+    let t = c.recruiting(&c.leader).await;
+    let post = pb::feed_service_client::FeedServiceClient::new(c.app.channel.clone())
+        .create_post(c.member.req(pb::CreatePostRequest {
+            public: true,
+            text: "팀원 구해요".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .post
+        .unwrap();
+    let viewers = c.app.fast_users("viewer", 12).await;
+    for v in &viewers {
+        c.app.add_member(&c.club, v, "APPROVED", "MEMBER").await;
+    }
+    let mut tasks = Vec::new();
+    for (i, v) in viewers.iter().enumerate() {
+        for round in 0..3 {
+            let app = if (i + round) % 2 == 0 { &c.app } else { &second };
+            let mut teams = TeamServiceClient::new(app.channel.clone());
+            let mut feed = pb::feed_service_client::FeedServiceClient::new(app.channel.clone());
+            let (tr, pr) = (
+                v.req(pb::GetTeamRequest { team_id: t.id.clone() }),
+                v.req(pb::GetPostRequest { post_id: post.id.clone() }),
+            );
+            tasks.push(tokio::spawn(async move {
+                teams.get_team(tr).await.unwrap();
+                feed.get_post(pr).await.unwrap();
+            }));
+        }
+    }
+    let flushes: Vec<_> = (0..4)
+        .map(|i| {
+            let state = if i % 2 == 0 { c.app.state.clone() } else { second.state.clone() };
+            tokio::spawn(async move { maru::jobs::views::flush(&state).await.unwrap() })
+        })
+        .collect();
+    for task in futures::future::join_all(tasks).await {
+        task.unwrap();
+    }
+    for f in futures::future::join_all(flushes).await {
+        f.unwrap();
+    }
+    maru::jobs::views::flush(&second.state).await.unwrap();
+    assert_eq!(team_views(&c, &t.id).await, 12);
+    assert_eq!(c.get(&c.member, &t.id).await.unwrap().view_count, 12);
+    let post_views: i64 = sqlx::query_scalar("select view_count from posts where id = $1")
+        .bind(Uuid::parse_str(&post.id).unwrap())
+        .fetch_one(&c.app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(post_views, 12);
+    // The member's GetTeam above counted too; nothing else is pending.
+    let out = maru::jobs::views::flush(&c.app.state).await.unwrap();
+    assert_eq!((out.items, out.views), (1, 1));
+    assert_eq!(maru::jobs::views::flush(&c.app.state).await.unwrap().views, 0);
+    // Most viewed first.
+    let other = c.recruiting(&c.leader).await;
+    let (titles, _) = c
+        .list(&c.member, pb::ListTeamsRequest { sort: pb::TeamSort::MostViewed as i32, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(titles, [t.title.clone(), other.title]);
+}
