@@ -7,13 +7,16 @@
 //! application per (user, team, role), one seat per member and team, a role never holds more
 //! members than its capacity (a conditional update under the role row's lock, and a check
 //! constraint), one like per user and team with counts counted from the rows, edits conditional
-//! on the etag's version. Views are counted by the platform's [`crate::views`] (GetTeam, once per
+//! on the etag's version. Team detail and lists are cached with invalidation on every write
+//! ([`cache`]). Views are counted by the platform's [`crate::views`] (GetTeam, once per
 //! viewer, team and day). Who may do what is in [`ops`]; club membership is decided by
 //! [`crate::communities::access`].
 //!
 //! Public API (what other domains may use; `tests/layering.rs` checks it): [`views`] (teams as a
 //! counted target, for the flush job) and [`add_services`].
 
+pub mod cache;
+pub mod config;
 pub mod convert;
 pub mod model;
 pub mod ops;

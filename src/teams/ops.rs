@@ -72,9 +72,8 @@ fn role_full(role: &str) -> AppError {
 /// The team, if the caller may see it, and the caller's access to its club: members and admins
 /// see approved teams; a team not approved yet only its leader, managers and admins.
 pub async fn visible_team(state: &AppState, caller: &Caller, id: Uuid) -> AppResult<(Team, Access)> {
-    let mut conn = state.db.acquire().await?;
-    let team = store::get_team(&mut conn, id).await?.ok_or_else(team_not_found)?;
-    let access = access::member(&mut *conn, caller, team.community_id).await?;
+    let team = super::cache::get_team_cached(state, id).await?.ok_or_else(team_not_found)?;
+    let access = access::member(&state.db, caller, team.community_id).await?;
     if !team.state().is_listed() && team.leader_id != caller.user_id && !access.can_manage() {
         return Err(team_not_found());
     }
@@ -118,6 +117,7 @@ pub async fn propose_team(state: &AppState, caller: &Caller, cmd: ProposeTeam) -
             remember(&mut tx, "ProposeTeam", caller, cmd.request_id.as_ref(), &id).await?;
             tx.commit().await?;
             metrics::counter!("maru_teams_proposed_total").increment(1);
+            super::cache::team_listed(state, cmd.community_id).await;
             id
         }
     };
@@ -134,12 +134,13 @@ pub async fn decide_team(
     approve: bool,
     note: &str,
 ) -> AppResult<TeamView> {
-    let team = store::get_team(&mut *state.db.acquire().await?, id).await?.ok_or_else(team_not_found)?;
+    let team = super::cache::get_team_cached(state, id).await?.ok_or_else(team_not_found)?;
     access::manager(&state.db, caller, team.community_id).await?;
     let to = if approve { TeamState::Recruiting } else { TeamState::Rejected };
     if !store::set_team_state(&state.db, id, TeamState::PendingApproval, to, Some((note, caller.user_id))).await? {
         return Err(invalid_state(&reload(state, id).await?, to));
     }
+    super::cache::team_changed(state, &team).await;
     let outcome = if approve { "approved" } else { "rejected" };
     metrics::counter!("maru_team_decisions_total", "outcome" => outcome).increment(1);
     one_with_likes(state, caller, reload(state, id).await?).await
@@ -174,9 +175,7 @@ pub async fn list_teams(
         Some(s) => vec![s],
         None => TeamState::ALL.iter().copied().filter(|s| s.is_listed()).collect(),
     };
-    let mut conn = state.db.acquire().await?;
-    let rows = store::list_teams(&mut conn, &filter, &states, page.after, page.fetch_limit()).await?;
-    drop(conn);
+    let rows = super::cache::list_teams_cached(state, &filter, &states, page.after, page.fetch_limit()).await?;
     let sort = filter.sort;
     let (rows, next) = state.pager.finish(&page, rows, &query, |t| {
         let k = match sort {
@@ -200,6 +199,7 @@ pub async fn update_team(state: &AppState, caller: &Caller, cmd: UpdateTeam) -> 
         return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the team changed since it was read")
             .with_meta("etag", now.etag()));
     }
+    super::cache::team_changed(state, &team).await;
     one_with_likes(state, caller, reload(state, team.id).await?).await
 }
 
@@ -213,6 +213,7 @@ pub async fn set_team_state(state: &AppState, caller: &Caller, id: Uuid, to: Tea
     if !from.leader_may_move_to(to) || !store::set_team_state(&state.db, id, from, to, None).await? {
         return Err(invalid_state(&reload(state, id).await?, to));
     }
+    super::cache::team_changed(state, &team).await;
     one_with_likes(state, caller, reload(state, id).await?).await
 }
 
@@ -228,6 +229,7 @@ pub async fn delete_team(state: &AppState, caller: &Caller, id: Uuid) -> AppResu
     if !store::delete_team(&state.db, id).await? {
         return Err(team_not_found());
     }
+    super::cache::team_changed(state, &team).await;
     Ok(())
 }
 
@@ -351,6 +353,9 @@ pub async fn decide_application(
         }
     }
     tx.commit().await?;
+    if approve {
+        super::cache::team_changed(state, &team).await;
+    }
     let outcome = if approve { "approved" } else { "rejected" };
     metrics::counter!("maru_team_applications_total", "outcome" => outcome).increment(1);
     if approve {
@@ -369,6 +374,7 @@ async fn unseat(state: &AppState, team: &Team, user: Uuid) -> AppResult<()> {
         return Err(AppError::failed_precondition(Reason::NotTeamMember, "not a member of this team"));
     }
     tx.commit().await?;
+    super::cache::team_changed(state, team).await;
     Ok(())
 }
 
@@ -412,6 +418,7 @@ pub async fn like_team(state: &AppState, caller: &Caller, id: Uuid) -> AppResult
     let created = store::insert_like(&state.db, team.id, caller.user_id).await?;
     if created {
         metrics::counter!("maru_team_likes_total").increment(1);
+        super::cache::team_changed(state, &team).await;
     }
     Ok((created, store::count_likes(&state.db, team.id).await?))
 }
@@ -424,6 +431,9 @@ pub async fn unlike_team(state: &AppState, caller: &Caller, id: Uuid) -> AppResu
         return Err(membership_required());
     }
     let removed = store::delete_like(&state.db, team.id, caller.user_id).await?;
+    if removed {
+        super::cache::team_changed(state, &team).await;
+    }
     Ok((removed, store::count_likes(&state.db, team.id).await?))
 }
 

@@ -441,3 +441,10 @@ pub async fn add_team_views(conn: &mut PgConnection, ids: &[Uuid], counts: &[i64
     .await?;
     Ok(())
 }
+
+/// The clubs of `teams`.
+pub async fn team_communities(db: impl PgExecutor<'_>, teams: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    let rows: Vec<(Uuid,)> =
+        sqlx::query_as("select distinct community_id from teams where id = any($1)").bind(teams).fetch_all(db).await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}

@@ -23,7 +23,6 @@ fn apply<'c>(conn: &'c mut PgConnection, ids: &'c [Uuid], counts: &'c [i64]) -> 
     Box::pin(store::add_team_views(conn, ids, counts))
 }
 
-fn flushed<'a>(_state: &'a AppState, _ids: &'a [Uuid]) -> BoxFuture<'a, ()> {
-    // Team details and lists are read from PostgreSQL: nothing cached shows the count.
-    Box::pin(async {})
+fn flushed<'a>(state: &'a AppState, ids: &'a [Uuid]) -> BoxFuture<'a, ()> {
+    Box::pin(super::cache::views_flushed(state, ids))
 }

@@ -855,3 +855,92 @@ async fn views_count_once_per_viewer_and_day_across_two_replicas(pool: PgPool) {
         .unwrap();
     assert_eq!(titles, [t.title.clone(), other.title]);
 }
+
+// ---- caching
+
+/// Team detail and lists are cached (the shared versioned cache) and every write invalidates
+/// before it returns: random writes on one of two replicas sharing Redis, each followed by reads
+/// of the detail and the list on the other (whose cache was warm), give 0 stale reads.
+#[sqlx::test]
+async fn no_read_is_stale_after_a_write_on_either_replica(pool: PgPool) {
+    let c = Club::new(pool.clone()).await;
+    let prefix = c.app.redis_prefix.clone();
+    let second = TestApp::spawn_with(pool, |s| s.redis.key_prefix = prefix).await;
+    let t = c.recruiting(&c.leader).await;
+    let replicas = [&c.app, &second];
+    let api = |i: usize| TeamServiceClient::new(replicas[i].channel.clone());
+    let (mut likes, mut seated) = (0i64, 0i32);
+    let mut stale = Vec::new();
+    let mut seed: u64 = 0x5eed_7ea5;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let joiner = c.join("joiner").await;
+    for step in 0..40 {
+        let (w, r) = if next(2) == 0 { (0, 1) } else { (1, 0) };
+        // Warm the reader's cache with the state before the write.
+        c.get(&c.member, &t.id).await.unwrap();
+        let list_req = || c.member.req(pb::ListTeamsRequest { community_id: c.club.clone(), ..Default::default() });
+        api(r).list_teams(list_req()).await.unwrap();
+        let description = format!("설명 {step}");
+        match next(3) {
+            0 => {
+                let req = pb::UpdateTeamRequest {
+                    team_id: t.id.clone(),
+                    description: description.clone(),
+                    update_mask: mask(&["description"]),
+                    ..Default::default()
+                };
+                api(w).update_team(c.leader.req(req)).await.unwrap();
+            }
+            1 => {
+                if likes == 0 {
+                    api(w).like_team(c.member.req(pb::LikeTeamRequest { team_id: t.id.clone() })).await.unwrap();
+                    likes = 1;
+                } else {
+                    api(w).unlike_team(c.member.req(pb::UnlikeTeamRequest { team_id: t.id.clone() })).await.unwrap();
+                    likes = 0;
+                }
+            }
+            _ => {
+                if seated == 0 {
+                    let a = c.apply(&joiner, &t.id, pb::TeamRole::Backend).await.unwrap();
+                    let req = pb::DecideApplicationRequest { application_id: a.id, approve: true, note: String::new() };
+                    api(w).decide_application(c.leader.req(req)).await.unwrap();
+                    seated = 1;
+                } else {
+                    api(w).leave_team(joiner.req(pb::LeaveTeamRequest { team_id: t.id.clone() })).await.unwrap();
+                    seated = 0;
+                }
+            }
+        }
+        let truth = sqlx::query_as::<_, (String,)>("select description from teams where id = $1")
+            .bind(Uuid::parse_str(&t.id).unwrap())
+            .fetch_one(&c.app.state.db)
+            .await
+            .unwrap()
+            .0;
+        let got = api(r).get_team(c.member.req(pb::GetTeamRequest { team_id: t.id.clone() })).await.unwrap();
+        let got = got.into_inner().team.unwrap();
+        let listed = api(r).list_teams(list_req()).await.unwrap().into_inner().teams;
+        let listed = listed.into_iter().find(|x| x.id == t.id).unwrap();
+        for (what, team) in [("detail", &got), ("list", &listed)] {
+            let seen = (team.description.as_str(), team.like_count, filled(team, pb::TeamRole::Backend).0);
+            if seen != (truth.as_str(), likes, seated) {
+                stale.push(format!("step {step} {what} on replica {r}: {seen:?}"));
+            }
+        }
+    }
+    assert!(stale.is_empty(), "stale reads:\n{}", stale.join("\n"));
+    // The caches were used: hits on both replicas.
+    for app in replicas {
+        let m = app.metrics().await;
+        assert!(
+            m.lines().any(|l| l.starts_with("maru_cache_requests_total")
+                && l.contains("cache=\"team\"")
+                && l.contains("result=\"hit\"")),
+            "no team cache hit"
+        );
+    }
+}
