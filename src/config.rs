@@ -6,7 +6,7 @@
 //! first (all of them), then every rule [`Settings::validate`] finds.
 //!
 //! This module holds the platform's sections and assembles the settings; each domain owns its
-//! own section and its validation (`trials`, `registry` (communities), `events`, `feed`:
+//! own section and its validation (`trials`, `registry` (communities), `events`, `feed`, `teams`:
 //! `src/<domain>/config.rs`).
 
 use std::net::SocketAddr;
@@ -22,6 +22,7 @@ use crate::communities::config::RegistrySettings;
 use crate::events::config::EventsSettings;
 use crate::feed::config::FeedSettings;
 use crate::secrets::{masked_opt, masked_url};
+use crate::teams::config::TeamsSettings;
 use crate::trials::config::TrialsSettings;
 
 /// Deployment environment. `production` refuses to start without a configured JWT key.
@@ -48,6 +49,7 @@ pub struct Settings {
     pub registry: RegistrySettings,
     pub events: EventsSettings,
     pub feed: FeedSettings,
+    pub teams: TeamsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,6 +252,7 @@ impl Default for Settings {
             registry: RegistrySettings::default(),
             events: EventsSettings::default(),
             feed: FeedSettings::default(),
+            teams: TeamsSettings::default(),
         }
     }
 }
@@ -513,6 +516,7 @@ impl Settings {
         self.registry.validate(&mut errs);
         self.events.validate(&mut errs);
         self.feed.validate(&mut errs);
+        self.teams.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 

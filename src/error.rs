@@ -113,6 +113,21 @@ reasons! {
     PostAuthorRequired => "POST_AUTHOR_REQUIRED",
     CommentAuthorRequired => "COMMENT_AUTHOR_REQUIRED",
     EtagMismatch => "ETAG_MISMATCH",
+    // Club team building.
+    TeamNotFound => "TEAM_NOT_FOUND",
+    NotClub => "NOT_CLUB",
+    TeamTitleTaken => "TEAM_TITLE_TAKEN",
+    TeamLeaderRequired => "TEAM_LEADER_REQUIRED",
+    InvalidTeamState => "INVALID_TEAM_STATE",
+    ApplicationsClosed => "APPLICATIONS_CLOSED",
+    AlreadyApplied => "ALREADY_APPLIED",
+    RoleFull => "ROLE_FULL",
+    AlreadyTeamMember => "ALREADY_TEAM_MEMBER",
+    ApplicationNotFound => "APPLICATION_NOT_FOUND",
+    ApplicationAlreadyDecided => "APPLICATION_ALREADY_DECIDED",
+    ApplicantRequired => "APPLICANT_REQUIRED",
+    LeaderCannotLeave => "LEADER_CANNOT_LEAVE",
+    NotTeamMember => "NOT_TEAM_MEMBER",
     Internal => "INTERNAL",
 }
 
@@ -125,6 +140,8 @@ pub const UNIQUE_CONSTRAINTS: &[(&str, Reason)] = &[
     ("communities_external_code_key", Reason::CommunityExists),
     ("event_participants_pkey", Reason::AlreadyParticipant),
     ("event_check_ins_event_id_user_id_key", Reason::AlreadyCheckedIn),
+    ("teams_community_id_title_key", Reason::TeamTitleTaken),
+    ("team_applications_team_id_user_id_role_key", Reason::AlreadyApplied),
 ];
 
 /// An error of any layer. Built by ops and stores; turned into a `Status` in one place.
@@ -340,6 +357,8 @@ fn reason_message(reason: Reason) -> &'static str {
         Reason::CommunityExists => "a community with this registry code already exists",
         Reason::AlreadyParticipant => "the member is already a participant of this event",
         Reason::AlreadyCheckedIn => "you have already checked in to this event",
+        Reason::TeamTitleTaken => "another team of this club has this title",
+        Reason::AlreadyApplied => "you have already applied to this team for this role",
         _ => "already exists",
     }
 }

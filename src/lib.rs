@@ -10,8 +10,8 @@
 //! | 6 binary | `cli` (the command line; `main.rs` only calls it) |
 //! | 5 application | `app` (binds, assembles every domain's services, runs and drains) |
 //! | 4 assemblers | `jobs`, `seed`, `console` (background work, demo data, terminal output) |
-//! | 3 domains | `accounts`, `admin`, `communities`, `events`, `feed`, `social`, `trials` |
-//! | 2 platform | `state`, `grpc`, `services`, `cache`, `db`, `idempotency`, `paging`, `fields`, `caller`, `clock`, `opendata`, `retry`, `telemetry`, `tokens`, `sessions`, `password` |
+//! | 3 domains | `accounts`, `admin`, `communities`, `events`, `feed`, `social`, `teams`, `trials` |
+//! | 2 platform | `state`, `grpc`, `services`, `cache`, `db`, `idempotency`, `paging`, `fields`, `caller`, `clock`, `opendata`, `retry`, `telemetry`, `tokens`, `sessions`, `password`, `views` |
 //! | 1 primitives | `error`, `config`, and each domain's settings module (`src/<domain>/config.rs`) |
 //! | 0 leaves | `request_id`, `secrets` |
 //!
@@ -20,7 +20,7 @@
 //!   `pub use`s, and submodules documented `/// Public API: …`. What several domains need
 //!   moves down into the platform (field parsing, idempotent replay, the access-token check).
 //!   Today: `social` → `feed` (`authors_changed`) and `accounts` (`Handle`, the cached user);
-//!   `feed`, `events` → `communities` (`access`); `feed` → `accounts` (`Handle`); `admin` →
+//!   `feed`, `events`, `teams` → `communities` (`access`); `feed` → `accounts` (`Handle`); `admin` →
 //!   `accounts` (users).
 //! - A domain's settings module is the one part of a domain a lower layer names: `config`
 //!   assembles them into [`config::Settings`].
@@ -68,6 +68,8 @@ pub mod services;
 pub mod sessions;
 pub mod social;
 pub mod state;
+pub mod teams;
 pub mod telemetry;
 pub mod tokens;
 pub mod trials;
+pub mod views;

@@ -179,6 +179,40 @@ impl TryFrom<pb::DecideMembershipRequest> for Decision {
     }
 }
 
+/// Most requests one DecideMemberships call decides.
+pub const MAX_BULK_DECISIONS: usize = 100;
+
+/// DecideMemberships' community, distinct membership ids (1–100) and note.
+pub fn bulk_decision(r: &pb::DecideMembershipsRequest) -> AppResult<(Uuid, Vec<Uuid>, Option<String>)> {
+    let mut v = Violations::new();
+    let c = v.check("community_id", parse_id(&r.community_id));
+    let mut ids = Vec::new();
+    if r.membership_ids.is_empty() || r.membership_ids.len() > MAX_BULK_DECISIONS {
+        v.add("membership_ids", format!("name 1 to {MAX_BULK_DECISIONS} membership requests"));
+    }
+    for (i, raw) in r.membership_ids.iter().enumerate() {
+        if let Some(id) = v.check(&format!("membership_ids[{i}]"), parse_id(raw))
+            && !ids.contains(&id)
+        {
+            ids.push(id);
+        }
+    }
+    let note = v.check("note", parse_note(&r.note));
+    v.finish()?;
+    match (c, note) {
+        (Some(c), Some(note)) => Ok((c, ids, note)),
+        _ => Err(AppError::internal("validated fields missing")),
+    }
+}
+
+/// ListMembers' optional `query`: part of a display name or handle, 2–100 characters.
+pub fn member_query(raw: &str) -> AppResult<Option<String>> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_query(raw).map(Some).map_err(|e| AppError::invalid("query", e))
+}
+
 /// `community_id` and `user_id` of SetMemberRole / RemoveMember, both reported when bad.
 pub fn community_and_user(community_id: &str, user_id: &str) -> AppResult<(Uuid, Uuid)> {
     let mut v = Violations::new();

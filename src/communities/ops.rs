@@ -9,7 +9,7 @@
 //! | request_membership | any signed-in user without an active membership of that community |
 //! | leave_community | the member themself (a PENDING request is withdrawn) |
 //! | list_members | members, managers, admins |
-//! | list_membership_requests, decide_membership, set_member_role, remove_member | managers, admins |
+//! | list_membership_requests, decide_membership, decide_memberships, set_member_role, remove_member | managers, admins |
 //!
 //! Invariants decided in the database: one active membership per user and community (unique
 //! index `community_memberships_active_key`); a request is decided once (conditional UPDATE);
@@ -196,19 +196,45 @@ pub async fn decide_membership(state: &AppState, caller: &Caller, d: Decision) -
     Ok(decided)
 }
 
+/// Decides many PENDING requests of one community at once (the club admin's bulk approval);
+/// `(decided by this call, ids not decided by it)`: already decided, by an earlier or a
+/// concurrent call, unknown, or of another community.
+#[tracing::instrument(name = "communities.decide_memberships", skip_all, err(level = "debug"))]
+pub async fn decide_memberships(
+    state: &AppState,
+    caller: &Caller,
+    community_id: Uuid,
+    ids: &[Uuid],
+    approve: bool,
+    note: Option<&str>,
+) -> AppResult<(Vec<Membership>, Vec<Uuid>)> {
+    access::manager(&state.db, caller, community_id).await?;
+    let status = if approve { Status::Approved } else { Status::Rejected };
+    let decided = store::decide_memberships(&state.db, community_id, ids, status, note, caller.user_id).await?;
+    let users: Vec<Uuid> = decided.iter().map(|m| m.user_id).collect();
+    home::members_changed(&state.cache, &users).await;
+    let label = if approve { "approved" } else { "rejected" };
+    metrics::counter!("maru_membership_decisions_total", "decision" => label).increment(decided.len() as u64);
+    let done: std::collections::HashSet<Uuid> = decided.iter().map(|m| m.id).collect();
+    let not_decided = ids.iter().copied().filter(|id| !done.contains(id)).collect();
+    tracing::info!(%community_id, decided = decided.len(), decision = label, "memberships decided in bulk");
+    Ok((decided, not_decided))
+}
+
 #[tracing::instrument(name = "communities.list_members", skip_all, err(level = "debug"))]
 pub async fn list_members(
     state: &AppState,
     caller: &Caller,
     community_id: Uuid,
     role: Option<MemberRole>,
+    query: Option<&str>,
     page_size: i32,
     page_token: &str,
 ) -> AppResult<(Vec<Membership>, String)> {
-    let filter = ("members", community_id, role);
+    let filter = ("members", community_id, role, query);
     let page: Page<(DateTime<Utc>, Uuid)> = state.pager.page(page_size, page_token, &filter)?;
     let access = access::member(&state.db, caller, community_id).await?;
-    let rows = store::list_members(&state.db, community_id, role, page.after, page.fetch_limit()).await?;
+    let rows = store::list_members(&state.db, community_id, role, query, page.after, page.fetch_limit()).await?;
     let (rows, next) = state.pager.finish(&page, rows, &filter, |m| (m.created_at, m.id));
     let rows = if access.can_manage() { rows } else { rows.into_iter().map(Membership::without_dwelling).collect() };
     Ok((rows, next))

@@ -2,7 +2,10 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{community_and_user, community_to_pb, membership_to_pb, my_community_to_pb, role_from_pb};
+use super::convert::{
+    bulk_decision, community_and_user, community_to_pb, member_query, membership_to_pb, my_community_to_pb,
+    role_from_pb,
+};
 use super::model::{Decision, JoinRequest, NewCommunity, SearchQuery};
 use super::ops;
 use crate::error::AppError;
@@ -91,6 +94,21 @@ impl pb::community_service_server::CommunityService for CommunityApi {
         Ok(Response::new(pb::DecideMembershipResponse { membership: Some(membership_to_pb(m)) }))
     }
 
+    async fn decide_memberships(
+        &self,
+        req: Request<pb::DecideMembershipsRequest>,
+    ) -> Result<Response<pb::DecideMembershipsResponse>, Status> {
+        let caller = caller(&req)?;
+        let (community, ids, note) = bulk_decision(req.get_ref())?;
+        let r = req.get_ref();
+        let (decided, not_decided) =
+            ops::decide_memberships(&self.state, &caller, community, &ids, r.approve, note.as_deref()).await?;
+        Ok(Response::new(pb::DecideMembershipsResponse {
+            decided: decided.into_iter().map(membership_to_pb).collect(),
+            not_decided: not_decided.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
     async fn list_members(
         &self,
         req: Request<pb::ListMembersRequest>,
@@ -99,7 +117,9 @@ impl pb::community_service_server::CommunityService for CommunityApi {
         let r = req.into_inner();
         let id = required_id("community_id", &r.community_id)?;
         let role = role_from_pb(r.role).map_err(|e| AppError::invalid("role", e))?;
-        let (rows, next) = ops::list_members(&self.state, &caller, id, role, r.page_size, &r.page_token).await?;
+        let query = member_query(&r.query)?;
+        let (rows, next) =
+            ops::list_members(&self.state, &caller, id, role, query.as_deref(), r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListMembersResponse {
             members: rows.into_iter().map(membership_to_pb).collect(),
             next_page_token: next,

@@ -295,6 +295,36 @@ pub async fn decide_membership(
     row.as_ref().map(membership_from).transpose()
 }
 
+/// Decides every PENDING request of `community_id` among `ids` in one statement; returns those
+/// this call decided. A request is decided once: concurrent calls naming the same ids each get
+/// the rows their own update changed (row locks serialise them; the loser sees the new status).
+pub async fn decide_memberships(
+    db: impl PgExecutor<'_>,
+    community_id: Uuid,
+    ids: &[Uuid],
+    status: Status,
+    note: Option<&str>,
+    decided_by: Uuid,
+) -> AppResult<Vec<Membership>> {
+    let sql = format!(
+        "with m as (
+            update community_memberships
+               set status = $3, note = $4, decided_by = $5, decided_at = now(), updated_at = now()
+             where id = any($2) and community_id = $1 and status = 'PENDING'
+            returning *)
+         select {MEMBERSHIP_COLUMNS} from m join users u on u.id = m.user_id order by m.created_at, m.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(community_id)
+        .bind(ids)
+        .bind(status.as_db())
+        .bind(note)
+        .bind(decided_by)
+        .fetch_all(db)
+        .await?;
+    memberships_from(&rows)
+}
+
 /// PENDING memberships of a community, oldest first, after the `(created_at, id)` cursor.
 pub async fn list_pending(
     db: impl PgExecutor<'_>,
@@ -302,18 +332,20 @@ pub async fn list_pending(
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> AppResult<Vec<Membership>> {
-    list_by_status(db, community_id, Status::Pending, None, after, limit).await
+    list_by_status(db, community_id, Status::Pending, None, None, after, limit).await
 }
 
-/// APPROVED memberships of a community (optionally of one role), in joining order.
+/// APPROVED memberships of a community (optionally of one role, optionally whose display name
+/// or handle contains `query`, case-insensitively), in joining order.
 pub async fn list_members(
     db: impl PgExecutor<'_>,
     community_id: Uuid,
     role: Option<MemberRole>,
+    query: Option<&str>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> AppResult<Vec<Membership>> {
-    list_by_status(db, community_id, Status::Approved, role, after, limit).await
+    list_by_status(db, community_id, Status::Approved, role, query, after, limit).await
 }
 
 async fn list_by_status(
@@ -321,6 +353,7 @@ async fn list_by_status(
     community_id: Uuid,
     status: Status,
     role: Option<MemberRole>,
+    query: Option<&str>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> AppResult<Vec<Membership>> {
@@ -329,6 +362,7 @@ async fn list_by_status(
          where m.community_id = $1 and m.status = $2 and ($3::text is null or m.role = $3)
            and u.deleted_at is null
            and ($4::timestamptz is null or (m.created_at, m.id) > ($4, $5))
+           and ($7::text is null or u.display_name ilike '%' || $7 || '%' or u.handle ilike '%' || $7 || '%')
          order by m.created_at, m.id
          limit $6"
     );
@@ -339,6 +373,7 @@ async fn list_by_status(
         .bind(after.map(|a| a.0))
         .bind(after.map(|a| a.1))
         .bind(limit)
+        .bind(query.map(crate::db::escape_like))
         .fetch_all(db)
         .await?;
     memberships_from(&rows)

@@ -6,13 +6,13 @@
 //! `post_likes` and `comment_likes`), like and comment counts counted from the rows, replies
 //! one level deep (a reply's parent is always a top-level comment of the same post), edits
 //! conditional on the version named by the etag (ABORTED `ETAG_MISMATCH` otherwise), view
-//! counts applied once per flush batch ([`views`]). Who may do what is in [`ops`]; community
+//! counts applied once per flush batch (the platform's [`crate::views`]; posts' target in [`views`]). Who may do what is in [`ops`]; community
 //! membership is decided by [`crate::communities::access`]. Caching and its invalidation are
 //! in [`cache`].
 //!
 //! Public API (what other domains may use; `tests/layering.rs` checks it): [`authors_changed`]
-//! (the invalidation after a change to how authors are shown, e.g. a profile edit) and
-//! [`add_services`].
+//! (the invalidation after a change to how authors are shown, e.g. a profile edit), [`views`]
+//! (posts as a counted target, for the flush job) and [`add_services`].
 
 pub mod cache;
 pub mod config;
@@ -21,6 +21,7 @@ pub mod model;
 pub mod ops;
 pub mod service;
 pub mod store;
+/// Public API: posts as a counted target of [`crate::views`] — the flush job passes it.
 pub mod views;
 pub mod visibility;
 
@@ -48,7 +49,7 @@ pub fn register_metrics() {
         describe_counter!(name, help);
         metrics::counter!(name).increment(0);
     }
-    describe_histogram!("maru_view_flush_seconds", Unit::Seconds, "Duration of a post view flush run.");
+    describe_histogram!("maru_view_flush_seconds", Unit::Seconds, "Duration of a view flush run (posts and teams).");
     describe_gauge!(
         "maru_view_flush_last_success_timestamp_seconds",
         Unit::Seconds,

@@ -154,7 +154,7 @@ pub async fn get_post(
 ) -> AppResult<PostView> {
     let post = super::cache::get_post_cached(state, id).await?;
     let seen = check_visible(state, caller, post, true).await?;
-    super::views::record(state, seen.post.id, caller.map(|c| c.user_id), client_ip).await;
+    crate::views::record(state, &super::views::TARGET, seen.post.id, caller.map(|c| c.user_id), client_ip).await;
     Ok(PostView { liked_by_me: seen.liked_by_me, post: seen.post })
 }
 

@@ -310,29 +310,6 @@ pub async fn list_likers(
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(at).bind(uid).bind(limit).fetch_all(db).await?)
 }
 
-/// Advisory lock key of the view flush ("maruview").
-const VIEW_FLUSH_LOCK: i64 = 0x6d61_7275_7669_6577;
-
-/// Takes the view-flush lock for the rest of the transaction, unless another flush holds it.
-pub async fn try_lock_view_flush(conn: &mut PgConnection) -> AppResult<bool> {
-    let (locked,): (bool,) =
-        sqlx::query_as("select pg_try_advisory_xact_lock($1)").bind(VIEW_FLUSH_LOCK).fetch_one(conn).await?;
-    Ok(locked)
-}
-
-/// Records a flushed batch of views; `false` when it was applied before (taken again after an
-/// interrupted flush).
-pub async fn insert_view_flush(conn: &mut PgConnection, batch_id: Uuid, posts: i32, views: i64) -> AppResult<bool> {
-    Ok(sqlx::query("insert into post_view_flushes (batch_id, posts, views) values ($1, $2, $3) on conflict do nothing")
-        .bind(batch_id)
-        .bind(posts)
-        .bind(views)
-        .execute(conn)
-        .await?
-        .rows_affected()
-        == 1)
-}
-
 /// Adds `counts[i]` views to post `ids[i]`, in one statement.
 pub async fn add_post_views(conn: &mut PgConnection, ids: &[Uuid], counts: &[i64]) -> AppResult<()> {
     sqlx::query(
@@ -343,12 +320,6 @@ pub async fn add_post_views(conn: &mut PgConnection, ids: &[Uuid], counts: &[i64
     .bind(counts)
     .execute(conn)
     .await?;
-    Ok(())
-}
-
-/// Forgets flushed batches older than a week (none is taken again that late).
-pub async fn delete_old_view_flushes(conn: &mut PgConnection) -> AppResult<()> {
-    sqlx::query("delete from post_view_flushes where applied_at < now() - interval '7 days'").execute(conn).await?;
     Ok(())
 }
 

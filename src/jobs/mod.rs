@@ -4,8 +4,8 @@
 
 mod community_gauges;
 mod event_settlement;
-mod feed_views;
 mod trials_ingest;
+pub mod views;
 
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
         tokio::spawn(trials_ingest::run(state.clone(), stop.clone())),
         tokio::spawn(community_gauges::run(state.clone(), stop.clone())),
         tokio::spawn(event_settlement::run(state.clone(), stop.clone())),
-        tokio::spawn(feed_views::run(state.clone(), stop)),
+        tokio::spawn(views::run(state.clone(), stop)),
     ]
 }
 

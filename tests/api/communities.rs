@@ -555,6 +555,119 @@ async fn requests_are_listed_decided_once_and_counted(pool: PgPool) {
     }
 }
 
+/// The club admin's bulk approval: every request named by several concurrent bulk calls (and
+/// single decisions) is decided exactly once, and each is reported decided by one call only.
+#[sqlx::test]
+async fn bulk_decisions_decide_each_request_once_under_concurrency(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let admin = app.admin_user("boss").await;
+    let manager = app.user("president").await;
+    let member = app.user("member").await;
+    let club = app.community("CLUB", "코딩 동아리").await;
+    let other = app.community("CLUB", "다른 동아리").await;
+    app.add_member(&club, &manager, "APPROVED", "MANAGER").await;
+    app.add_member(&club, &member, "APPROVED", "MEMBER").await;
+    let applicants = app.fast_users("signup", 30).await;
+    let mut ids = Vec::new();
+    for u in &applicants {
+        app.add_member(&club, u, "PENDING", "MEMBER").await;
+        ids.push(membership_id(&app.state.db, &club, u).await);
+    }
+    // A request of another club is never decided through this one.
+    let stranger = app.user("stranger").await;
+    app.add_member(&other, &stranger, "PENDING", "MEMBER").await;
+    let foreign = membership_id(&app.state.db, &other, &stranger).await;
+
+    let pending = client(&app)
+        .list_membership_requests(manager.req(pb::ListMembershipRequestsRequest {
+            community_id: club.clone(),
+            page_size: 100,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships;
+    assert_eq!(pending.len(), 30);
+
+    let bulk = |ids: Vec<String>, approve: bool| pb::DecideMembershipsRequest {
+        community_id: club.clone(),
+        membership_ids: ids,
+        approve,
+        note: "환영합니다".into(),
+    };
+    let r = client(&app).decide_memberships(member.req(bulk(ids.clone(), true))).await;
+    assert_err(r, Code::PermissionDenied, "MANAGER_REQUIRED");
+    let r = client(&app).decide_memberships(manager.req(bulk(vec![], true))).await;
+    assert_eq!(violations(&assert_err(r, Code::InvalidArgument, "INVALID_ARGUMENT")), ["membership_ids"]);
+    let r = client(&app).decide_memberships(manager.req(bulk(vec!["x".into()], true))).await;
+    assert_eq!(violations(&assert_err(r, Code::InvalidArgument, "INVALID_ARGUMENT")), ["membership_ids[0]"]);
+
+    // Eight callers race: overlapping windows of the same 30 ids, approving and rejecting.
+    let mut tasks = Vec::new();
+    for i in 0..8usize {
+        let window: Vec<String> = ids.iter().cycle().skip(i * 4).take(20).cloned().chain([foreign.clone()]).collect();
+        let who = if i % 2 == 0 { manager.clone() } else { admin.clone() };
+        let (mut c, req) = (client(&app), bulk(window, i % 3 != 0));
+        tasks.push(tokio::spawn(async move { c.decide_memberships(who.req(req)).await.unwrap().into_inner() }));
+    }
+    let mut decided = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(r.not_decided.contains(&foreign));
+        decided.extend(r.decided.into_iter().map(|m| m.id));
+    }
+    decided.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(decided, expected, "every request decided by exactly one call");
+    let (still_pending, foreign_pending): (i64, bool) = sqlx::query_as(
+        "select count(*) filter (where community_id = $1 and status = 'PENDING'),
+                bool_or(id = $2 and status = 'PENDING')
+           from community_memberships",
+    )
+    .bind(uuid::Uuid::parse_str(&club).unwrap())
+    .bind(uuid::Uuid::parse_str(&foreign).unwrap())
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!((still_pending, foreign_pending), (0, true));
+    // A second bulk call decides nothing.
+    let again = client(&app).decide_memberships(manager.req(bulk(ids.clone(), true))).await.unwrap().into_inner();
+    assert_eq!((again.decided.len(), again.not_decided.len()), (0, 30));
+}
+
+#[sqlx::test]
+async fn members_are_searched_by_name_or_handle(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let club = app.community("CLUB", "코딩 동아리").await;
+    let kim = app.user("kim_dev").await;
+    let lee = app.user("lee").await;
+    let park = app.user("park").await;
+    for u in [&kim, &lee, &park] {
+        app.add_member(&club, u, "APPROVED", "MEMBER").await;
+    }
+    sqlx::query("update users set display_name = '이순신' where handle = 'lee'").execute(&app.state.db).await.unwrap();
+    let search = |q: &str| {
+        let mut c = client(&app);
+        let req = kim.req(pb::ListMembersRequest { community_id: club.clone(), query: q.into(), ..Default::default() });
+        async move {
+            c.list_members(req)
+                .await
+                .map(|r| r.into_inner().members.into_iter().map(|m| m.user_handle).collect::<Vec<_>>())
+        }
+    };
+    assert_eq!(search("KIM").await.unwrap(), ["kim_dev"]);
+    assert_eq!(search("순신").await.unwrap(), ["lee"]);
+    assert_eq!(search("User").await.unwrap(), ["kim_dev", "park"]);
+    // LIKE wildcards are searched for literally.
+    assert_eq!(search("m_d").await.unwrap(), ["kim_dev"]);
+    assert!(search("%e").await.unwrap().is_empty());
+    assert_eq!(search("").await.unwrap().len(), 3);
+    let r = search("k").await;
+    assert_eq!(violations(&assert_err(r, Code::InvalidArgument, "INVALID_ARGUMENT")), ["query"]);
+}
+
 #[sqlx::test]
 async fn concurrent_decisions_one_wins(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
@@ -833,7 +946,7 @@ async fn authorization_matrix(pool: PgPool) {
     app.add_member(&elsewhere, &cast.other_manager, "APPROVED", "MANAGER").await;
 
     // Columns: anonymous, signed-in non-member, pending, member, manager elsewhere, manager, admin.
-    let matrix: [(&str, [Code; 7]); 11] = [
+    let matrix: [(&str, [Code; 7]); 12] = [
         ("SearchCommunities", [OK, OK, OK, OK, OK, OK, OK]),
         ("GetCommunity", [OK, OK, OK, OK, OK, OK, OK]),
         ("ListMyCommunities", [OK, OK, OK, OK, OK, OK, OK]),
@@ -841,6 +954,7 @@ async fn authorization_matrix(pool: PgPool) {
         ("RequestMembership", [UA, OK, AE, AE, OK, AE, OK]),
         ("ListMembershipRequests", [UA, PD, PD, PD, PD, OK, OK]),
         ("DecideMembership", [UA, PD, PD, PD, PD, OK, OK]),
+        ("DecideMemberships", [UA, PD, PD, PD, PD, OK, OK]),
         ("ListMembers", [UA, PD, PD, OK, PD, OK, OK]),
         ("SetMemberRole", [UA, PD, PD, PD, PD, OK, OK]),
         ("LeaveCommunity", [UA, NF, OK, OK, NF, FP, NF]),
@@ -901,6 +1015,19 @@ async fn authorization_matrix(pool: PgPool) {
                         user,
                         pb::DecideMembershipRequest {
                             membership_id: request.clone(),
+                            approve: true,
+                            note: String::new(),
+                        },
+                    ))
+                    .await
+                    .map(drop),
+                ),
+                "DecideMemberships" => code(
+                    cl.decide_memberships(as_who(
+                        user,
+                        pb::DecideMembershipsRequest {
+                            community_id: c.clone(),
+                            membership_ids: vec![request.clone()],
                             approve: true,
                             note: String::new(),
                         },

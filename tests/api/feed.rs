@@ -734,8 +734,8 @@ async fn fifty_views_by_one_viewer_count_once_and_fifty_viewers_fifty_times(pool
         r.unwrap().unwrap();
     }
     assert_eq!(view_count(&fx, &post.id).await, 0, "not flushed yet");
-    let out = maru::feed::views::flush(&fx.app.state).await.unwrap();
-    assert_eq!((out.views, out.posts), (1, 1));
+    let out = maru::jobs::views::flush(&fx.app.state).await.unwrap();
+    assert_eq!((out.views, out.items), (1, 1));
     assert_eq!(view_count(&fx, &post.id).await, 1);
     // The cached detail shows the flushed count at once.
     assert_eq!(fx.get(Some(&fx.member), &post.id).await.unwrap().view_count, 1);
@@ -756,10 +756,10 @@ async fn fifty_views_by_one_viewer_count_once_and_fifty_viewers_fifty_times(pool
     for _ in 0..5 {
         fx.get(None, &post.id).await.unwrap();
     }
-    maru::feed::views::flush(&fx.app.state).await.unwrap();
+    maru::jobs::views::flush(&fx.app.state).await.unwrap();
     assert_eq!(view_count(&fx, &post.id).await, 1 + 50 + 1);
     // Nothing pending: a flush changes nothing.
-    assert_eq!(maru::feed::views::flush(&fx.app.state).await.unwrap().views, 0);
+    assert_eq!(maru::jobs::views::flush(&fx.app.state).await.unwrap().views, 0);
     assert_eq!(view_count(&fx, &post.id).await, 52);
 }
 
@@ -787,7 +787,7 @@ async fn two_instances_flushing_concurrently_never_double_count(pool: PgPool) {
         let flushes: Vec<_> = (0..4)
             .map(|i| {
                 let state = if i % 2 == 0 { fx.app.state.clone() } else { second.state.clone() };
-                tokio::spawn(async move { maru::feed::views::flush(&state).await.unwrap() })
+                tokio::spawn(async move { maru::jobs::views::flush(&state).await.unwrap() })
             })
             .collect();
         for r in futures::future::join_all(tasks).await {
@@ -797,7 +797,7 @@ async fn two_instances_flushing_concurrently_never_double_count(pool: PgPool) {
             f.unwrap();
         }
     }
-    maru::feed::views::flush(&second.state).await.unwrap();
+    maru::jobs::views::flush(&second.state).await.unwrap();
     let total = view_count(&fx, &posts[0].id).await + view_count(&fx, &posts[1].id).await;
     assert_eq!(total, expected);
     assert_eq!(expected, 60);
@@ -832,7 +832,7 @@ async fn an_interrupted_flush_is_finished_once(pool: PgPool) {
         .execute(&fx.app.state.db)
         .await
         .unwrap();
-    let out = maru::feed::views::flush(&fx.app.state).await.unwrap();
+    let out = maru::jobs::views::flush(&fx.app.state).await.unwrap();
     assert_eq!((out.replayed, out.views), (1, 0));
     assert_eq!(view_count(&fx, &post.id).await, 1);
     let left: bool = conn.exists(cache.key("views:flushing")).await.unwrap();
@@ -850,7 +850,7 @@ async fn without_redis_posts_are_served_and_views_are_not_counted(pool: PgPool) 
     assert_eq!(fx.community_page(&fx.member).await.len(), 1);
     fx.feed().like(fx.member.req(like_post(&post.id))).await.unwrap();
     assert_eq!(fx.get(Some(&fx.member), &post.id).await.unwrap().like_count, 1);
-    let out = maru::feed::views::flush(&fx.app.state).await.unwrap();
+    let out = maru::jobs::views::flush(&fx.app.state).await.unwrap();
     assert!(out.redis_down);
     assert_eq!(view_count(&fx, &post.id).await, 0);
     assert!(fx.app.metrics().await.contains("maru_post_views_dropped_total"));
@@ -1021,7 +1021,7 @@ async fn anonymous_views_count_per_client_ip_behind_a_trusted_proxy(pool: PgPool
         req.metadata_mut().insert("x-forwarded-for", xff.parse().unwrap());
         fx.feed().get_post(req).await.unwrap();
     }
-    maru::feed::views::flush(&fx.app.state).await.unwrap();
+    maru::jobs::views::flush(&fx.app.state).await.unwrap();
     assert_eq!(view_count(&fx, &post.id).await, 2, "two clients behind the proxy");
 }
 

@@ -17,4 +17,5 @@ mod seed;
 mod server;
 mod sessions;
 mod social;
+mod teams;
 mod trials;

@@ -268,6 +268,7 @@ async fn reflection_v1_and_v1alpha_describe_every_service_with_its_policy(pool: 
         "maru.v1.ProfileService",
         "maru.v1.ScheduleService",
         "maru.v1.SocialService",
+        "maru.v1.TeamService",
         "maru.v1.TrialService",
     ];
     let mut v1 = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
