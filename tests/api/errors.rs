@@ -3,49 +3,18 @@
 //! database connection is UNAVAILABLE with RetryInfo; a committed write is never answered with
 //! a retryable error.
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
 use sqlx::PgPool;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
 use maru::grpc::pb;
 
 use crate::helpers::*;
 
-/// A codec that sends and receives message bytes as they are.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
+#[path = "../support/raw_codec.rs"]
+mod raw_codec;
+use raw_codec::RawCodec;
 
 /// Sends `body` to `path` as `token`.
 async fn send(app: &TestApp, path: &str, token: &str, body: Bytes) -> Result<Bytes, Status> {

@@ -219,6 +219,12 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "updated",
                 "unchanged",
                 "failed",
+                // team proposals and applications
+                "approved",
+                "rejected",
+                "submitted",
+                "withdrawn",
+                "role_full",
             ]),
         ),
         ("state", set(&["idle", "in_use", "max"])),
@@ -230,8 +236,22 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("version", set(&[env!("CARGO_PKG_VERSION")])),
         // complaint transitions (community content); event fee transitions
         ("to", set(&["received", "in_progress", "resolved", "rejected", "withdrawn", "pending", "paid", "not_paid"])),
-        // event penalties; connections closed by the server
-        ("reason", set(&["absent", "late", "not_paid", "handshake_timeout", "send_timeout"])),
+        // event penalties; connections closed by the server; sessions refused
+        (
+            "reason",
+            set(&[
+                "absent",
+                "late",
+                "not_paid",
+                "handshake_timeout",
+                "send_timeout",
+                "unknown",
+                "revoked",
+                "account_deleted",
+                "user_mismatch",
+                "unavailable",
+            ]),
+        ),
     ])
 }
 
