@@ -402,6 +402,12 @@ impl Settings {
         warnings
     }
 
+    /// How many pooled connections expensive reads may hold: `database.max_expensive_reads`, at
+    /// most the whole pool.
+    pub fn expensive_reads(&self) -> usize {
+        self.database.max_expensive_reads.min(self.database.max_connections as usize).max(1)
+    }
+
     /// Checks every setting and reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errs = Vec::new();
@@ -421,12 +427,10 @@ impl Settings {
         if self.grpc.request_timeout_ms == 0 {
             errs.push("grpc.request_timeout_ms: must be positive".into());
         }
-        // (A pool of 0 connections is reported on its own.)
-        if self.database.max_connections > 0
-            && (self.database.max_expensive_reads == 0
-                || self.database.max_expensive_reads > self.database.max_connections as usize)
-        {
-            errs.push("database.max_expensive_reads: must be between 1 and database.max_connections".into());
+        // More than the pool is allowed (a small pool keeps the default): the bulkhead is then
+        // the whole pool (`Settings::expensive_reads`).
+        if self.database.max_expensive_reads == 0 {
+            errs.push("database.max_expensive_reads: must be at least 1".into());
         }
         for (name, v) in [
             ("grpc.max_concurrent_streams", u64::from(self.grpc.max_concurrent_streams)),
@@ -695,6 +699,17 @@ mod tests {
         for ok in ["`https://app.example.com`", "`http://localhost:5173`", "`*`"] {
             assert!(!cors.iter().any(|e| e.contains(ok)), "{ok} is valid");
         }
+    }
+
+    #[test]
+    fn a_small_pool_caps_the_expensive_reads() {
+        let mut s = Settings::default();
+        assert_eq!(s.expensive_reads(), 5);
+        s.database.max_connections = 3;
+        s.validate().expect("a pool smaller than the default bulkhead is valid");
+        assert_eq!(s.expensive_reads(), 3);
+        s.database.max_expensive_reads = 0;
+        assert!(s.validate().unwrap_err().0.iter().any(|e| e.starts_with("database.max_expensive_reads")));
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl AppState {
             tokens: Arc::new(TokenKeys::new(&secret, &settings.auth.issuer, settings.auth.access_ttl_s)),
             passwords: Passwords::new(settings.auth.max_concurrent_hashes),
             pager: Pager::new(&secret),
-            expensive_reads: Bulkhead::new(settings.database.max_expensive_reads, settings.grpc.request_timeout()),
+            expensive_reads: Bulkhead::new(settings.expensive_reads(), settings.grpc.request_timeout()),
             settings: Arc::new(settings),
             clock,
         })))
