@@ -79,7 +79,7 @@ scenario() {
 }
 
 echo "== maru on 127.0.0.1:$GRPC_PORT, database $DB, rate limits off"
-start_maru MARU__RATE_LIMIT__ENABLED=false
+start_maru MARU__RATE_LIMIT__ENABLED=false MARU__GRPC__MAX_CONNECTIONS_PER_ADDRESS=0
 # The physical limits once (they take a few seconds), the rest without.
 scenario whoami
 scenario feed --no-limits --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
@@ -112,7 +112,7 @@ stop_maru
 
 echo
 echo "== maru with the feed caches off"
-start_maru MARU__RATE_LIMIT__ENABLED=false MARU__FEED__CACHE_ENABLED=false
+start_maru MARU__RATE_LIMIT__ENABLED=false MARU__GRPC__MAX_CONNECTIONS_PER_ADDRESS=0 MARU__FEED__CACHE_ENABLED=false
 LABEL=detail-cache-off scenario detail-cache --no-limits --cache off --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
 stop_maru
 
