@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 
 use super::load::{LoadResult, Violations, WritesCheck};
+use super::maru::Maru;
 use super::process::Rss;
 
 /// Peak resident memory allowed to maru under the bounded mixed load, in MiB.
@@ -90,6 +91,12 @@ impl Report {
             rss.peak <= LOAD_RSS_BOUND_MIB,
             format!("RSS bound: peak {:.0} MiB ≤ {LOAD_RSS_BOUND_MIB:.0} MiB", rss.peak),
         );
+    }
+
+    /// The check every scenario makes: no panic in the servers' output (read once each).
+    pub fn no_panic(&mut self, servers: &[&Maru]) {
+        let panics: Vec<String> = servers.iter().flat_map(|m| m.panics()).collect();
+        self.check(panics.is_empty(), format!("no panic: {panics:?}"));
     }
 
     pub fn failed(&self) -> Vec<&str> {

@@ -63,7 +63,7 @@ fn backends_terminated_under_load() {
         );
         report.check(result.recovery(fault_end).is_some(), "calls succeed after the terminations");
         report.rss(rss);
-        report.check(maru.panics().is_empty(), format!("no panic: {:?}", maru.panics()));
+        report.no_panic(&[&maru]);
         report.finish();
     });
 }

@@ -61,7 +61,7 @@ async fn verdicts(report: &mut Report, t: &mut Target, stats: &Stats) {
     );
     report.figure("what the server logged for its errors", format!("{:?}", t.maru.logged_errors(5)));
     report.check(alive, "the server is alive and SERVING afterwards");
-    report.check(t.maru.panics().is_empty(), format!("no panic in the server's output: {:?}", t.maru.panics()));
+    report.no_panic(&[&t.maru]);
 }
 
 /// Every RPC of the descriptor answers an empty message, as each caller, with a designed

@@ -112,7 +112,7 @@ fn idle_connection_flood() {
         );
         report.check(still_open == 0, format!("every silent connection closed by the server: {still_open} still open"));
         report.rss(rss);
-        report.check(maru.panics().is_empty(), format!("no panic: {:?}", maru.panics()));
+        report.no_panic(&[&maru]);
         report.finish();
     });
 }

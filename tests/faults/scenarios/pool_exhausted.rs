@@ -103,7 +103,7 @@ fn pool_exhausted_by_another_client() {
         );
         report.check(result.recovery(fault_end).is_some(), "calls succeed after the flood");
         report.rss(rss);
-        report.check(maru.panics().is_empty(), format!("no panic: {:?}", maru.panics()));
+        report.no_panic(&[&maru]);
         report.finish();
     });
 }

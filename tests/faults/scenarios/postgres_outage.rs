@@ -106,7 +106,7 @@ fn postgres_immediate_stop_and_restart() {
         );
         report.check(result.recovery(fault_end).is_some(), "calls succeed after the restart");
         report.rss(rss);
-        report.check(maru.panics().is_empty(), format!("no panic: {:?}", maru.panics()));
+        report.no_panic(&[&maru]);
         report.finish();
     });
 }

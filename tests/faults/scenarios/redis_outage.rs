@@ -64,7 +64,7 @@ fn redis_kill_9_and_restart() {
         report.check(back.is_some(), "maru uses Redis again after the restart (maru_redis_up 1)");
         report.check(result.recovery(fault_end).is_some(), "calls succeed after the fault");
         report.rss(rss);
-        report.check(maru.panics().is_empty(), format!("no panic: {:?}", maru.panics()));
+        report.no_panic(&[&maru]);
         report.finish();
     });
 }

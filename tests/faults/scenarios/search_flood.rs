@@ -148,7 +148,7 @@ fn search_flood() {
         );
         report.check(lingering == 0, format!("no flood statement keeps running in PostgreSQL: {lingering}"));
         report.rss(rss);
-        report.check(maru.panics().is_empty(), format!("no panic: {:?}", maru.panics()));
+        report.no_panic(&[&maru]);
         report.finish();
     });
 }
