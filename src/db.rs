@@ -200,7 +200,7 @@ impl Bulkhead {
             AppError::Retry {
                 code: Code::ResourceExhausted,
                 reason: Reason::CapacityExceeded,
-                message: format!("{} expensive reads (searches) are running; retry shortly", self.size),
+                message: format!("{} expensive reads (searches, listings) are running; retry shortly", self.size),
                 retry_after: Duration::from_millis(250),
                 metadata: Default::default(),
             }

@@ -94,7 +94,7 @@ fn describe_platform() {
         "Health/Watch and reflection streams refused because their client address had too many open."
     );
     describe_gauge!("maru_grpc_connections", "Open connections of the gRPC listener.");
-    describe_counter!("maru_expensive_reads_total", "Expensive reads (post searches) started.");
+    describe_counter!("maru_expensive_reads_total", "Expensive reads (post searches, trial listings) started.");
     describe_counter!(
         "maru_expensive_reads_refused_total",
         "Expensive reads refused with CAPACITY_EXCEEDED because their share of the pool was in use."

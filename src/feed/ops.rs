@@ -404,14 +404,22 @@ pub async fn like(
     request_id: Option<&RequestId>,
 ) -> AppResult<(bool, i64)> {
     let post = target_post(state, Some(caller), target).await?;
-    let mut tx = state.db.begin().await?;
-    if let Some(first) = replayed(state, &mut tx, "Like", caller, request_id, &target).await? {
-        return Ok(first);
-    }
-    let created = store::insert_like(&mut *tx, target, caller.user_id).await?;
-    let count = store::count_likes(&mut *tx, target).await?;
-    remember(&mut tx, "Like", caller, request_id, &(created, count)).await?;
-    tx.commit().await?;
+    let (created, count) = if request_id.is_some() {
+        // The key is claimed in the like's own transaction: a retry gets the first answer.
+        let mut tx = state.db.begin().await?;
+        if let Some(first) = replayed(state, &mut tx, "Like", caller, request_id, &target).await? {
+            return Ok(first);
+        }
+        let created = store::insert_like(&mut *tx, target, caller.user_id).await?;
+        let count = store::count_likes(&mut *tx, target).await?;
+        remember(&mut tx, "Like", caller, request_id, &(created, count)).await?;
+        tx.commit().await?;
+        (created, count)
+    } else {
+        // Without a key, no transaction: the insert is one statement (the unique row decides).
+        let created = store::insert_like(&state.db, target, caller.user_id).await?;
+        (created, store::count_likes(&state.db, target).await?)
+    };
     if created {
         match target {
             Target::Post(_) => metrics::counter!("maru_post_likes_total").increment(1),

@@ -12,6 +12,7 @@ use super::ingest::{IngestRequest, Source, ingest};
 use super::model::{IngestRun, ListTrials, Revision, Trial, Trigger, Window};
 use super::store;
 use crate::caller::Caller;
+use crate::db::ExpensiveRead;
 use crate::error::{AppError, AppResult, Reason};
 use crate::state::AppState;
 
@@ -19,18 +20,31 @@ use crate::state::AppState;
 #[tracing::instrument(name = "trials.list_trials", skip_all, err(level = "debug"))]
 pub async fn list_trials(state: &AppState, q: ListTrials) -> AppResult<(Vec<Trial>, i64, String)> {
     let filter = &q.filter;
-    let (rows, next) = match &q.window {
-        Window::Offset { offset, limit } => {
-            (store::list_trials(&state.db, filter, None, *offset, *limit).await?, String::new())
-        }
+    let (page, after, offset, limit) = match &q.window {
+        Window::Offset { offset, limit } => (None, None, *offset, *limit),
         Window::Token { page_size, page_token } => {
             let page = state.pager.page::<(DateTime<Utc>, String)>(*page_size, page_token, filter)?;
-            let rows = store::list_trials(&state.db, filter, page.after.as_ref(), 0, page.fetch_limit()).await?;
-            state.pager.finish(&page, rows, filter, |t| (t.updated_at, t.data.trial_id.clone()))
+            let (after, limit) = (page.after.clone(), page.fetch_limit());
+            (Some(page), after, 0, limit)
         }
     };
-    let total = store::count_trials(&state.db, filter).await?;
-    Ok((rows, total, next))
+    // Joins with substring filters and an exact count: an expensive read (bulkhead, deadline,
+    // cancelled when abandoned), so anonymous listings cannot hold the whole pool.
+    let mut read = ExpensiveRead::begin(&state.db, &state.expensive_reads).await?;
+    let result = async {
+        let rows = store::list_trials(read.conn(), filter, after.as_ref(), offset, limit).await?;
+        let total = store::count_trials(read.conn(), filter).await?;
+        Ok::<_, AppError>((rows, total))
+    }
+    .await;
+    let (rows, total) = read.finish(result).await?;
+    Ok(match page {
+        Some(page) => {
+            let (rows, next) = state.pager.finish(&page, rows, filter, |t| (t.updated_at, t.data.trial_id.clone()));
+            (rows, total, next)
+        }
+        None => (rows, total, String::new()),
+    })
 }
 
 #[tracing::instrument(name = "trials.get_trial", skip_all, err(level = "debug"))]

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use crate::helpers::*;
 
@@ -939,4 +940,18 @@ async fn ingest_runs_are_paged(pool: PgPool) {
     assert_eq!(got, ids);
     assert!(second.next_page_token.is_empty());
     assert_eq!(first.runs[2 - 1].result, pb::IngestResult::Succeeded as i32);
+}
+
+/// ListTrials (anonymous; joins with substring filters and an exact count) is an expensive
+/// read: when the bulkhead is full it is refused with RetryInfo instead of queueing on the
+/// pool that cheap calls of other users need, and it is answered again once a slot frees.
+#[sqlx::test]
+async fn list_trials_is_behind_the_expensive_read_bulkhead(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| s.database.max_expensive_reads = 1).await;
+    let held = maru::db::ExpensiveRead::begin(&app.state.db, &app.state.expensive_reads).await.unwrap();
+    let refused = app.trials().list_trials(all()).await;
+    let status = assert_err(refused.map(|_| ()), Code::ResourceExhausted, "CAPACITY_EXCEEDED");
+    assert!(status.get_details_retry_info().is_some(), "{status:?}");
+    held.finish(Ok(())).await.unwrap();
+    assert_eq!(list(&app, all()).await.total_size, 0);
 }
