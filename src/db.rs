@@ -7,9 +7,11 @@
 //! - **Cancel on drop**: when the RPC future is dropped mid-read (client cancelled, server
 //!   deadline), the running statement is cancelled in PostgreSQL at once (`pg_cancel_backend`
 //!   of that backend, only while it still runs that transaction).
-//! - **Bulkhead**: expensive reads (post search) get at most `database.max_expensive_reads`
-//!   pooled connections at once; beyond that RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED` with
-//!   `RetryInfo`, so a flood of them leaves the rest of the pool to everyone else.
+//! - **Bulkhead**: expensive reads (post search, trial listing) get at most
+//!   `database.max_expensive_reads` pooled connections at once, and one [`ReadKind`] at most
+//!   half of them (rounded up); beyond that RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED` with
+//!   `RetryInfo`, so a flood of one kind leaves the rest of the pool to everyone else and
+//!   the other kinds of expensive read a share of their own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -180,32 +182,85 @@ pub fn deadline() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
 }
 
-/// The share of the pool expensive reads may hold at once.
+/// What an expensive read is: each kind may hold at most half of the [`Bulkhead`], so a flood
+/// of searches cannot refuse every trial listing (and the other way round).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadKind {
+    /// `FeedService.ListPosts` with a query (bigram search).
+    PostSearch,
+    /// `TrialService.ListTrials` (joins, substring filters, an exact count).
+    TrialList,
+}
+
+impl ReadKind {
+    const ALL: [ReadKind; 2] = [ReadKind::PostSearch, ReadKind::TrialList];
+
+    /// The `kind` label of the `maru_expensive_reads_*` metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReadKind::PostSearch => "post_search",
+            ReadKind::TrialList => "trial_list",
+        }
+    }
+}
+
+/// The share of the pool expensive reads may hold at once, and each kind's share of it.
 #[derive(Clone)]
 pub struct Bulkhead {
     permits: Arc<Semaphore>,
+    /// One per [`ReadKind`], in the order of `ReadKind::ALL`.
+    kinds: Arc<[Semaphore]>,
     size: usize,
+    per_kind: usize,
     /// `statement_timeout` of a read outside any RPC deadline.
     fallback_timeout: Duration,
 }
 
 impl Bulkhead {
     pub fn new(size: usize, fallback_timeout: Duration) -> Self {
-        Self { permits: Arc::new(Semaphore::new(size)), size, fallback_timeout }
+        let per_kind = size.div_ceil(2).max(1);
+        let kinds = ReadKind::ALL.iter().map(|_| Semaphore::new(per_kind)).collect();
+        Self { permits: Arc::new(Semaphore::new(size)), kinds, size, per_kind, fallback_timeout }
     }
 
-    fn try_acquire(&self) -> AppResult<OwnedSemaphorePermit> {
-        self.permits.clone().try_acquire_owned().map_err(|_| {
-            metrics::counter!("maru_expensive_reads_refused_total").increment(1);
+    fn try_acquire(&self, kind: ReadKind) -> AppResult<(OwnedSemaphorePermit, KindPermit)> {
+        let index = ReadKind::ALL.iter().position(|k| *k == kind).unwrap_or_default();
+        let refused = |running: usize, what: &str| {
+            metrics::counter!("maru_expensive_reads_refused_total", "kind" => kind.label()).increment(1);
             AppError::Retry {
                 code: Code::ResourceExhausted,
                 reason: Reason::CapacityExceeded,
-                message: format!("{} expensive reads (searches, listings) are running; retry shortly", self.size),
+                message: format!("{running} {what} are running; retry shortly"),
                 retry_after: Duration::from_millis(250),
                 metadata: Default::default(),
             }
             .with_meta("limit", "expensive_reads")
-        })
+        };
+        let kind_permit = match self.kinds[index].try_acquire() {
+            Ok(p) => {
+                p.forget();
+                KindPermit { kinds: self.kinds.clone(), index }
+            }
+            Err(_) => return Err(refused(self.per_kind, &format!("expensive reads of this kind ({})", kind.label()))),
+        };
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| refused(self.size, "expensive reads (searches, listings)"))?;
+        Ok((permit, kind_permit))
+    }
+}
+
+/// A slot of one kind's share, given back on drop.
+struct KindPermit {
+    kinds: Arc<[Semaphore]>,
+    index: usize,
+}
+
+impl Drop for KindPermit {
+    fn drop(&mut self) {
+        self.kinds[self.index].add_permits(1);
     }
 }
 
@@ -216,12 +271,12 @@ pub struct ExpensiveRead {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
     cancel: CancelOnDrop,
     until: Instant,
-    _permit: OwnedSemaphorePermit,
+    _permit: (OwnedSemaphorePermit, KindPermit),
 }
 
 impl ExpensiveRead {
-    pub async fn begin(pool: &PgPool, bulkhead: &Bulkhead) -> AppResult<Self> {
-        let permit = bulkhead.try_acquire()?;
+    pub async fn begin(pool: &PgPool, bulkhead: &Bulkhead, kind: ReadKind) -> AppResult<Self> {
+        let permit = bulkhead.try_acquire(kind)?;
         let until = deadline().unwrap_or_else(|| Instant::now() + bulkhead.fallback_timeout);
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -233,7 +288,7 @@ impl ExpensiveRead {
                 .bind(format!("{}ms", left.as_millis().max(1)))
                 .fetch_one(&mut *tx)
                 .await?;
-        metrics::counter!("maru_expensive_reads_total").increment(1);
+        metrics::counter!("maru_expensive_reads_total", "kind" => kind.label()).increment(1);
         Ok(Self { tx, cancel: CancelOnDrop { pool: pool.clone(), pid, started, armed: true }, until, _permit: permit })
     }
 
@@ -471,7 +526,7 @@ mod expensive_read_tests {
     }
 
     async fn sleep_read(pool: &PgPool, bulkhead: &Bulkhead, marker: &str) -> AppResult<()> {
-        let mut read = ExpensiveRead::begin(pool, bulkhead).await?;
+        let mut read = ExpensiveRead::begin(pool, bulkhead, ReadKind::PostSearch).await?;
         let sql = format!("select pg_sleep(30) /* {marker} */");
         let r = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(read.conn()).await.map(|_| ()).map_err(AppError::from);
         read.finish(r).await
@@ -496,7 +551,7 @@ mod expensive_read_tests {
         assert!(abandoned.is_err(), "the read was still running when dropped");
         assert!(gone(&pool, "dropped-1").await, "the abandoned statement was cancelled");
         // Its slot is free again.
-        let mut read = ExpensiveRead::begin(&pool, &bulkhead).await.unwrap();
+        let mut read = ExpensiveRead::begin(&pool, &bulkhead, ReadKind::PostSearch).await.unwrap();
         let (one,): (i32,) = sqlx::query_as("select 1").fetch_one(read.conn()).await.unwrap();
         assert_eq!(read.finish(Ok(one)).await.unwrap(), 1);
     }
@@ -504,11 +559,43 @@ mod expensive_read_tests {
     #[sqlx::test]
     async fn expensive_reads_beyond_their_share_are_refused_with_retry_info(pool: PgPool) {
         let bulkhead = Bulkhead::new(1, Duration::from_secs(10));
-        let held = ExpensiveRead::begin(&pool, &bulkhead).await.unwrap();
-        let e = ExpensiveRead::begin(&pool, &bulkhead).await.err().expect("refused");
+        let held = ExpensiveRead::begin(&pool, &bulkhead, ReadKind::PostSearch).await.unwrap();
+        let e = ExpensiveRead::begin(&pool, &bulkhead, ReadKind::PostSearch).await.err().expect("refused");
         assert_eq!((e.code(), e.reason()), (Code::ResourceExhausted, Reason::CapacityExceeded));
         assert!(matches!(e, AppError::Retry { .. }), "{e:?}");
         held.finish(Ok(())).await.unwrap();
-        ExpensiveRead::begin(&pool, &bulkhead).await.unwrap().finish(Ok(())).await.unwrap();
+        ExpensiveRead::begin(&pool, &bulkhead, ReadKind::PostSearch).await.unwrap().finish(Ok(())).await.unwrap();
+    }
+
+    #[sqlx::test]
+    async fn a_flood_of_one_kind_leaves_the_other_kinds_a_share(pool: PgPool) {
+        let bulkhead = Bulkhead::new(5, Duration::from_secs(10));
+        let mut searches = Vec::new();
+        for _ in 0..3 {
+            searches.push(ExpensiveRead::begin(&pool, &bulkhead, ReadKind::PostSearch).await.unwrap());
+        }
+        let e = ExpensiveRead::begin(&pool, &bulkhead, ReadKind::PostSearch).await.err().expect("refused");
+        assert_eq!((e.code(), e.reason()), (Code::ResourceExhausted, Reason::CapacityExceeded));
+        // The refused search gave its kind slot back: still exactly 3 searches may run.
+        let listings = [
+            ExpensiveRead::begin(&pool, &bulkhead, ReadKind::TrialList).await.unwrap(),
+            ExpensiveRead::begin(&pool, &bulkhead, ReadKind::TrialList).await.unwrap(),
+        ];
+        // The whole bulkhead (5) is held now: a third listing is refused by the total.
+        let e = ExpensiveRead::begin(&pool, &bulkhead, ReadKind::TrialList).await.err().expect("refused");
+        assert_eq!(e.code(), Code::ResourceExhausted);
+        for read in searches.into_iter().chain(listings) {
+            read.finish(Ok(())).await.unwrap();
+        }
+        for kind in ReadKind::ALL {
+            // Each kind's slots came back: three of it run again.
+            let mut reads = Vec::new();
+            for _ in 0..3 {
+                reads.push(ExpensiveRead::begin(&pool, &bulkhead, kind).await.unwrap());
+            }
+            for read in reads {
+                read.finish(Ok(())).await.unwrap();
+            }
+        }
     }
 }

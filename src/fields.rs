@@ -99,6 +99,81 @@ pub fn parse_url(raw: &str) -> Result<String, String> {
     }
 }
 
+/// An optional list of at most `max` http(s) URLs (`what` names one in messages: "link",
+/// "image"), none empty, in order.
+pub fn parse_urls(raw: &[String], max: usize, what: &str) -> Result<Vec<String>, String> {
+    if raw.len() > max {
+        return Err(format!("at most {max} {what}s"));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, u)| match parse_url(u) {
+            Ok(u) if !u.is_empty() => Ok(u),
+            Ok(_) => Err(format!("{what} {}: must not be empty", i + 1)),
+            Err(e) => Err(format!("{what} {}: {e}", i + 1)),
+        })
+        .collect()
+}
+
+// ---- search queries, tags, etags
+
+/// Shortest search query (one bigram).
+pub const MIN_QUERY_CHARS: usize = 2;
+/// Longest search query.
+pub const MAX_QUERY_CHARS: usize = 100;
+/// Longest tag.
+pub const MAX_TAG_CHARS: usize = 30;
+
+/// Search text: trimmed, 2 to 100 characters, no control characters.
+pub fn parse_query(raw: &str) -> Result<String, String> {
+    parse_text(raw, MIN_QUERY_CHARS, MAX_QUERY_CHARS, false)
+}
+
+/// A tag: trimmed, a leading '#' dropped, lower case, 1–30 characters without spaces.
+pub fn parse_tag(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    let t = t.strip_prefix('#').unwrap_or(t).to_lowercase();
+    let n = t.chars().count();
+    if n == 0 {
+        return Err("must not be empty".into());
+    }
+    if n > MAX_TAG_CHARS {
+        return Err(format!("must be at most {MAX_TAG_CHARS} characters"));
+    }
+    if t.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#') {
+        return Err("must not contain spaces, control characters or '#'".into());
+    }
+    Ok(t)
+}
+
+/// Up to `max` tags ([`parse_tag`]), deduplicated in order.
+pub fn parse_tags(raw: &[String], max: usize) -> Result<Vec<String>, String> {
+    if raw.len() > max {
+        return Err(format!("at most {max} tags"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, t) in raw.iter().enumerate() {
+        let t = parse_tag(t).map_err(|e| format!("tag {}: {e}", i + 1))?;
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+/// An etag as the resources make it (`"v<version>"`, quotes optional); empty = none. `what`
+/// names the resource in the message ("post", "team").
+pub fn parse_etag(raw: &str, what: &str) -> Result<Option<i64>, String> {
+    let e = raw.trim().trim_matches('"');
+    if e.is_empty() {
+        return Ok(None);
+    }
+    e.strip_prefix('v')
+        .and_then(|n| n.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| format!("is not an etag of a {what}"))
+}
+
 // ---- times
 
 /// A timestamp field: `None` when unset and not `required`. Years 1900–9999 only.
@@ -162,6 +237,33 @@ pub fn enum_value<E: TryFrom<i32>>(raw: i32, what: &str) -> Result<E, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queries_tags_etags() {
+        assert!(parse_query("판").is_err());
+        assert_eq!(parse_query(" 판교 ").unwrap(), "판교");
+        assert!(parse_query(&"가".repeat(101)).is_err());
+        assert!(parse_query("a\u{0}b").is_err());
+        assert_eq!(parse_tag(" #맛집 ").unwrap(), "맛집");
+        assert_eq!(parse_tag("Rust").unwrap(), "rust");
+        assert!(parse_tag("#").is_err());
+        assert!(parse_tag("two words").is_err());
+        assert!(parse_tag(&"가".repeat(31)).is_err());
+        assert_eq!(parse_tags(&["a".into(), "A".into(), "b".into()], 10).unwrap(), ["a", "b"]);
+        assert!(parse_tags(&vec!["a".to_string(); 11], 10).is_err());
+        assert_eq!(parse_etag("", "post").unwrap(), None);
+        assert_eq!(parse_etag("v3", "post").unwrap(), Some(3));
+        assert_eq!(parse_etag("\"v3\"", "team").unwrap(), Some(3));
+        assert!(parse_etag("3", "post").unwrap_err().contains("post"));
+    }
+
+    #[test]
+    fn url_lists() {
+        assert!(parse_urls(&["https://github.com/maru".into()], 5, "link").is_ok());
+        assert!(parse_urls(&["".into()], 5, "link").is_err());
+        assert!(parse_urls(&["javascript:alert(1)".into()], 5, "link").is_err());
+        assert_eq!(parse_urls(&vec!["https://a.example".to_string(); 6], 5, "link").unwrap_err(), "at most 5 links");
+    }
     use crate::grpc::pb;
 
     #[test]

@@ -5,10 +5,10 @@ use uuid::Uuid;
 
 use super::model::{
     Community, Decision, JoinRequest, Kind, MemberRole, Membership, MyCommunity, NewCommunity, SearchQuery, Status,
-    parse_address, parse_external_code, parse_join_code, parse_name, parse_note, parse_query,
+    parse_address, parse_external_code, parse_join_code, parse_name, parse_note,
 };
 use crate::error::{AppError, AppResult, Violations};
-use crate::fields::{enum_value, parse_id, request_id, timestamp};
+use crate::fields::{enum_value, parse_id, parse_query, request_id, timestamp};
 use crate::grpc::pb;
 
 pub fn kind_to_pb(k: Kind) -> pb::CommunityKind {

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::model::{Post, PostFilter};
 use super::store::{self, PostCursor};
 use super::visibility::Reader;
-use crate::db::ExpensiveRead;
+use crate::db::{ExpensiveRead, ReadKind};
 use crate::error::AppResult;
 use crate::state::AppState;
 
@@ -67,7 +67,7 @@ pub async fn list_posts_cached(
 ) -> AppResult<Vec<Post>> {
     if let PostFilter::Query(_) = filter {
         // A search: an expensive read (bulkhead, deadline, cancelled when abandoned).
-        let mut read = ExpensiveRead::begin(&state.db, &state.expensive_reads).await?;
+        let mut read = ExpensiveRead::begin(&state.db, &state.expensive_reads, ReadKind::PostSearch).await?;
         let rows = store::list_posts(read.conn(), reader, Some(filter), after, limit).await;
         return read.finish(rows).await;
     }

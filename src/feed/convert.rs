@@ -4,12 +4,12 @@
 use uuid::Uuid;
 
 use super::model::{
-    CommentView, CreateComment, CreatePost, Liker, MAX_COMMENT_CHARS, MAX_POST_CHARS, PostFilter, PostPatch,
-    PostStatus, PostView, Target, UpdatePost, parse_etag, parse_image_urls, parse_query, parse_tag, parse_tags,
+    CommentView, CreateComment, CreatePost, Liker, MAX_COMMENT_CHARS, MAX_POST_CHARS, MAX_TAGS, PostFilter, PostPatch,
+    PostStatus, PostView, Target, UpdatePost, parse_image_urls,
 };
 use crate::accounts::Handle;
 use crate::error::{AppError, AppResult, Violations};
-use crate::fields::{id, mask, opt_id, request_id, text, timestamp};
+use crate::fields::{id, mask, opt_id, parse_etag, parse_query, parse_tag, parse_tags, request_id, text, timestamp};
 use crate::grpc::pb;
 
 impl TryFrom<pb::CreatePostRequest> for CreatePost {
@@ -26,7 +26,7 @@ impl TryFrom<pb::CreatePostRequest> for CreatePost {
         let cmd = CreatePost {
             community_id,
             text: text(&mut v, "text", &r.text, 1, MAX_POST_CHARS, true),
-            tags: v.check("tags", parse_tags(&r.tags)).unwrap_or_default(),
+            tags: v.check("tags", parse_tags(&r.tags, MAX_TAGS)).unwrap_or_default(),
             image_urls: v.check("image_urls", parse_image_urls(&r.image_urls)).unwrap_or_default(),
             request_id: request_id(&mut v, &r.request_id),
         };
@@ -44,12 +44,12 @@ impl TryFrom<pb::UpdatePostRequest> for UpdatePost {
         for path in mask(&mut v, r.update_mask.as_ref(), &["text", "tags", "image_urls"]) {
             match path.as_str() {
                 "text" => patch.text = Some(text(&mut v, "text", &r.text, 1, MAX_POST_CHARS, true)),
-                "tags" => patch.tags = v.check("tags", parse_tags(&r.tags)),
+                "tags" => patch.tags = v.check("tags", parse_tags(&r.tags, MAX_TAGS)),
                 "image_urls" => patch.image_urls = v.check("image_urls", parse_image_urls(&r.image_urls)),
                 _ => {}
             }
         }
-        let expected_version = v.check("etag", parse_etag(&r.etag)).flatten();
+        let expected_version = v.check("etag", parse_etag(&r.etag, "post")).flatten();
         v.finish()?;
         Ok(UpdatePost { post_id, patch, expected_version })
     }

@@ -9,10 +9,7 @@ use crate::idempotency::RequestId;
 pub const MAX_POST_CHARS: usize = 5_000;
 pub const MAX_COMMENT_CHARS: usize = 2_000;
 pub const MAX_TAGS: usize = 10;
-pub const MAX_TAG_CHARS: usize = 30;
 pub const MAX_IMAGES: usize = 10;
-pub const MIN_QUERY_CHARS: usize = 2;
-pub const MAX_QUERY_CHARS: usize = 100;
 
 /// Moderation status of a post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,92 +151,14 @@ pub enum PostFilter {
     Query(String),
 }
 
-/// A tag: trimmed, a leading '#' dropped, lower case, 1–30 characters without spaces.
-pub fn parse_tag(raw: &str) -> Result<String, String> {
-    let t = raw.trim();
-    let t = t.strip_prefix('#').unwrap_or(t).to_lowercase();
-    let n = t.chars().count();
-    if n == 0 {
-        return Err("must not be empty".into());
-    }
-    if n > MAX_TAG_CHARS {
-        return Err(format!("must be at most {MAX_TAG_CHARS} characters"));
-    }
-    if t.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#') {
-        return Err("must not contain spaces, control characters or '#'".into());
-    }
-    Ok(t)
-}
-
-/// Up to [`MAX_TAGS`] tags, deduplicated in order.
-pub fn parse_tags(raw: &[String]) -> Result<Vec<String>, String> {
-    if raw.len() > MAX_TAGS {
-        return Err(format!("at most {MAX_TAGS} tags"));
-    }
-    let mut out: Vec<String> = Vec::new();
-    for (i, t) in raw.iter().enumerate() {
-        let t = parse_tag(t).map_err(|e| format!("tag {}: {e}", i + 1))?;
-        if !out.contains(&t) {
-            out.push(t);
-        }
-    }
-    Ok(out)
-}
-
 /// Up to [`MAX_IMAGES`] http(s) URLs.
 pub fn parse_image_urls(raw: &[String]) -> Result<Vec<String>, String> {
-    if raw.len() > MAX_IMAGES {
-        return Err(format!("at most {MAX_IMAGES} images"));
-    }
-    raw.iter()
-        .enumerate()
-        .map(|(i, u)| match crate::fields::parse_url(u) {
-            Ok(u) if !u.is_empty() => Ok(u),
-            Ok(_) => Err(format!("image {}: must not be empty", i + 1)),
-            Err(e) => Err(format!("image {}: {e}", i + 1)),
-        })
-        .collect()
-}
-
-/// A search query of 2–100 characters.
-pub fn parse_query(raw: &str) -> Result<String, String> {
-    crate::fields::parse_text(raw, MIN_QUERY_CHARS, MAX_QUERY_CHARS, false)
-}
-
-/// An etag as [`Post::etag`] makes it; empty = none.
-pub fn parse_etag(raw: &str) -> Result<Option<i64>, String> {
-    let e = raw.trim().trim_matches('"');
-    if e.is_empty() {
-        return Ok(None);
-    }
-    e.strip_prefix('v').and_then(|n| n.parse::<i64>().ok()).map(Some).ok_or_else(|| "is not an etag of a post".into())
+    crate::fields::parse_urls(raw, MAX_IMAGES, "image")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tags() {
-        assert_eq!(parse_tag(" #맛집 ").unwrap(), "맛집");
-        assert_eq!(parse_tag("Rust").unwrap(), "rust");
-        assert!(parse_tag("#").is_err());
-        assert!(parse_tag("two words").is_err());
-        assert!(parse_tag(&"가".repeat(31)).is_err());
-        assert_eq!(parse_tags(&["a".into(), "A".into(), "b".into()]).unwrap(), ["a", "b"]);
-        assert!(parse_tags(&vec!["a".to_string(); 11]).is_err());
-    }
-
-    #[test]
-    fn queries_and_etags() {
-        assert!(parse_query("판").is_err());
-        assert_eq!(parse_query(" 판교 ").unwrap(), "판교");
-        assert!(parse_query(&"가".repeat(101)).is_err());
-        assert_eq!(parse_etag("").unwrap(), None);
-        assert_eq!(parse_etag("v3").unwrap(), Some(3));
-        assert_eq!(parse_etag("\"v3\"").unwrap(), Some(3));
-        assert!(parse_etag("3").is_err());
-    }
 
     #[test]
     fn images() {

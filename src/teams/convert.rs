@@ -4,10 +4,10 @@
 use super::model::{
     Application, ApplicationState, Apply, Genre, MAX_DESCRIPTION_CHARS, MAX_MESSAGE_CHARS, MAX_NOTE_CHARS,
     MAX_TITLE_CHARS, ProposeTeam, Team, TeamFilter, TeamMember, TeamPatch, TeamRole, TeamSort, TeamState, TeamView,
-    UpdateTeam, check_roles, parse_etag, parse_links, parse_query,
+    UpdateTeam, check_roles, parse_links,
 };
 use crate::error::{AppError, Violations};
-use crate::fields::{id, mask, parse_url, request_id, text, timestamp};
+use crate::fields::{id, mask, parse_etag, parse_query, parse_url, request_id, text, timestamp};
 use crate::grpc::pb;
 
 fn genre(v: &mut Violations, field: &str, raw: i32) -> Genre {
@@ -128,7 +128,7 @@ impl TryFrom<pb::UpdateTeamRequest> for UpdateTeam {
                 _ => {}
             }
         }
-        let expected_version = v.check("etag", parse_etag(&r.etag)).flatten();
+        let expected_version = v.check("etag", parse_etag(&r.etag, "team")).flatten();
         v.finish()?;
         Ok(UpdateTeam { team_id, patch, expected_version })
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::fields::parse_url;
+use crate::fields::parse_urls;
 use crate::idempotency::RequestId;
 
 pub const MAX_TITLE_CHARS: usize = 100;
@@ -16,8 +16,6 @@ pub const MIN_CAPACITY: i32 = 1;
 pub const MAX_CAPACITY: i32 = 10;
 pub const MAX_MESSAGE_CHARS: usize = 1_000;
 pub const MAX_NOTE_CHARS: usize = 500;
-pub const MIN_QUERY_CHARS: usize = 2;
-pub const MAX_QUERY_CHARS: usize = 100;
 
 /// An enum stored as its upper-case name.
 macro_rules! db_enum {
@@ -264,38 +262,7 @@ pub fn check_roles(roles: &[(TeamRole, i32)], leader_role: TeamRole) -> Result<(
 
 /// Up to 5 http(s) links, none empty.
 pub fn parse_links(raw: &[String]) -> Result<Vec<String>, String> {
-    if raw.len() > MAX_LINKS {
-        return Err(format!("at most {MAX_LINKS} links"));
-    }
-    raw.iter()
-        .map(|l| match parse_url(l)? {
-            u if u.is_empty() => Err("must not contain empty links".to_owned()),
-            u => Ok(u),
-        })
-        .collect()
-}
-
-/// A search query of 2–100 characters.
-pub fn parse_query(raw: &str) -> Result<String, String> {
-    let q = raw.trim();
-    let n = q.chars().count();
-    if n < MIN_QUERY_CHARS {
-        return Err(format!("must be at least {MIN_QUERY_CHARS} characters"));
-    }
-    if n > MAX_QUERY_CHARS {
-        return Err(format!("must be at most {MAX_QUERY_CHARS} characters"));
-    }
-    crate::fields::check_chars(q, false)?;
-    Ok(q.to_owned())
-}
-
-/// An etag as [`Team::etag`] makes it; empty = none.
-pub fn parse_etag(raw: &str) -> Result<Option<i64>, String> {
-    let e = raw.trim().trim_matches('"');
-    if e.is_empty() {
-        return Ok(None);
-    }
-    e.strip_prefix('v').and_then(|n| n.parse::<i64>().ok()).map(Some).ok_or_else(|| "is not an etag of a team".into())
+    parse_urls(raw, MAX_LINKS, "link")
 }
 
 #[cfg(test)]
@@ -328,14 +295,10 @@ mod tests {
     }
 
     #[test]
-    fn links_queries_etags() {
+    fn links() {
         assert!(parse_links(&["https://github.com/maru".into()]).is_ok());
         assert!(parse_links(&["".into()]).is_err());
         assert!(parse_links(&["javascript:alert(1)".into()]).is_err());
         assert!(parse_links(&vec!["https://a.example".to_string(); 6]).is_err());
-        assert!(parse_query("팀").is_err());
-        assert_eq!(parse_query(" 게임 ").unwrap(), "게임");
-        assert_eq!(parse_etag("v2").unwrap(), Some(2));
-        assert!(parse_etag("2").is_err());
     }
 }

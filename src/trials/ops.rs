@@ -12,7 +12,7 @@ use super::ingest::{IngestRequest, Source, ingest};
 use super::model::{IngestRun, ListTrials, Revision, Trial, Trigger, Window};
 use super::store;
 use crate::caller::Caller;
-use crate::db::ExpensiveRead;
+use crate::db::{ExpensiveRead, ReadKind};
 use crate::error::{AppError, AppResult, Reason};
 use crate::state::AppState;
 
@@ -30,7 +30,7 @@ pub async fn list_trials(state: &AppState, q: ListTrials) -> AppResult<(Vec<Tria
     };
     // Joins with substring filters and an exact count: an expensive read (bulkhead, deadline,
     // cancelled when abandoned), so anonymous listings cannot hold the whole pool.
-    let mut read = ExpensiveRead::begin(&state.db, &state.expensive_reads).await?;
+    let mut read = ExpensiveRead::begin(&state.db, &state.expensive_reads, ReadKind::TrialList).await?;
     let result = async {
         let rows = store::list_trials(read.conn(), filter, after.as_ref(), offset, limit).await?;
         let total = store::count_trials(read.conn(), filter).await?;

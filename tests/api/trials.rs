@@ -948,7 +948,9 @@ async fn ingest_runs_are_paged(pool: PgPool) {
 #[sqlx::test]
 async fn list_trials_is_behind_the_expensive_read_bulkhead(pool: PgPool) {
     let app = TestApp::spawn_with(pool, |s| s.database.max_expensive_reads = 1).await;
-    let held = maru::db::ExpensiveRead::begin(&app.state.db, &app.state.expensive_reads).await.unwrap();
+    let held = maru::db::ExpensiveRead::begin(&app.state.db, &app.state.expensive_reads, maru::db::ReadKind::TrialList)
+        .await
+        .unwrap();
     let refused = app.trials().list_trials(all()).await;
     let status = assert_err(refused.map(|_| ()), Code::ResourceExhausted, "CAPACITY_EXCEEDED");
     assert!(status.get_details_retry_info().is_some(), "{status:?}");
