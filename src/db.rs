@@ -10,8 +10,8 @@
 //! - **Bulkhead**: expensive reads (post search, trial listing) get at most
 //!   `database.max_expensive_reads` pooled connections at once, and one [`ReadKind`] at most
 //!   half of them (rounded up); beyond that RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED` with
-//!   `RetryInfo`, so a flood of one kind leaves the rest of the pool to everyone else and
-//!   the other kinds of expensive read a share of their own.
+//!   `RetryInfo` after waiting in line up to 250 ms, so a flood of one kind leaves the rest of
+//!   the pool to everyone else and the other kinds of expensive read a share of their own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -223,7 +223,10 @@ impl Bulkhead {
         Self { permits: Arc::new(Semaphore::new(size)), kinds, size, per_kind, fallback_timeout }
     }
 
-    fn try_acquire(&self, kind: ReadKind) -> AppResult<(OwnedSemaphorePermit, KindPermit)> {
+    /// A slot of `kind`'s share and of the whole bulkhead, waiting in line (FIFO) at most
+    /// [`QUEUE_WAIT`] and never past `until`: a read that frees its slot within that time lets the
+    /// next one in instead of refusing it; a flood waits, then is refused.
+    async fn acquire(&self, kind: ReadKind, until: Instant) -> AppResult<(OwnedSemaphorePermit, KindPermit)> {
         let index = ReadKind::ALL.iter().position(|k| *k == kind).unwrap_or_default();
         let refused = |running: usize, what: &str| {
             metrics::counter!("maru_expensive_reads_refused_total", "kind" => kind.label()).increment(1);
@@ -236,21 +239,25 @@ impl Bulkhead {
             }
             .with_meta("limit", "expensive_reads")
         };
-        let kind_permit = match self.kinds[index].try_acquire() {
-            Ok(p) => {
+        let give_up = until.min(Instant::now() + QUEUE_WAIT);
+        let kind_permit = match tokio::time::timeout_at(give_up.into(), self.kinds[index].acquire()).await {
+            Ok(Ok(p)) => {
                 p.forget();
                 KindPermit { kinds: self.kinds.clone(), index }
             }
-            Err(_) => return Err(refused(self.per_kind, &format!("expensive reads of this kind ({})", kind.label()))),
+            _ if Instant::now() >= until => return Err(deadline_exceeded()),
+            _ => return Err(refused(self.per_kind, &format!("expensive reads of this kind ({})", kind.label()))),
         };
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| refused(self.size, "expensive reads (searches, listings)"))?;
-        Ok((permit, kind_permit))
+        match tokio::time::timeout_at(give_up.into(), self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok((permit, kind_permit)),
+            _ if Instant::now() >= until => Err(deadline_exceeded()),
+            _ => Err(refused(self.size, "expensive reads (searches, listings)")),
+        }
     }
 }
+
+/// How long an expensive read waits in line for a slot before it is refused.
+const QUEUE_WAIT: Duration = Duration::from_millis(250);
 
 /// A slot of one kind's share, given back on drop.
 struct KindPermit {
@@ -276,8 +283,8 @@ pub struct ExpensiveRead {
 
 impl ExpensiveRead {
     pub async fn begin(pool: &PgPool, bulkhead: &Bulkhead, kind: ReadKind) -> AppResult<Self> {
-        let permit = bulkhead.try_acquire(kind)?;
         let until = deadline().unwrap_or_else(|| Instant::now() + bulkhead.fallback_timeout);
+        let permit = bulkhead.acquire(kind, until).await?;
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(deadline_exceeded());
