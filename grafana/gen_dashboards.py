@@ -970,6 +970,73 @@ def feed():
                      [INSTANCE_VAR], [RESTART_ANNOTATION])
 
 
+# ------------------------------------------------------------------ teams (club team building)
+
+
+def teams():
+    d = Dash()
+    T = M + ',grpc_service="maru.v1.TeamService"'
+    d.row("Teams and applications", "Club team building (docs/teams.md): members propose teams, managers "
+          "approve them, members apply for a role and the leader decides; an approval fills one seat. "
+          "request_id replays are not counted.")
+    d.add(timeseries("Teams proposed and decided/h", "Proposals per hour and managers' decisions on them by "
+                     "outcome. Proposals piling up without approvals: the club's managers are not deciding "
+                     "(ListTeams{state: PENDING_APPROVAL} shows them).",
+                     targets((f"sum(increase(maru_teams_proposed_total{{{M}}}[1h]))", "proposed"),
+                             (f"sum by (outcome) (increase(maru_team_decisions_total{{{M}}}[1h]))", "{{outcome}}")),
+                     "short"), 8, 8)
+    d.add(timeseries("Applications/h by outcome", "submitted, approved, rejected, withdrawn, and role_full (an "
+                     "approval that found no seat left: the database refused to over-fill the role).",
+                     targets((f"sum by (outcome) (increase(maru_team_applications_total{{{M}}}[1h]))", "{{outcome}}")),
+                     "short", stack=True), 8, 8)
+    d.add(timeseries("Seats filled and ROLE_FULL/min", "Seats filled by approvals and approvals refused with "
+                     "ROLE_FULL per minute. ROLE_FULL is the capacity rule working (concurrent approvals for the "
+                     "last seat); it never means a role was over-filled (team_roles_filled_check).",
+                     targets((f"sum(rate(maru_team_seats_filled_total{{{M}}}[{RI}])) * 60", "seats filled"),
+                             (f'sum(rate(maru_team_applications_total{{{M},outcome="role_full"}}[{RI}])) * 60',
+                              "role_full")), "short"), 8, 8)
+
+    d.row("Likes and views", "Likes create one row per (user, team); views are counted in Redis once per viewer, "
+          "team and day and flushed to PostgreSQL with the post views (src/views.rs).")
+    d.add(timeseries("Likes/min", "Likes that created a row (a repeated like answers created=false and is not "
+                     "counted).",
+                     targets((f"sum(rate(maru_team_likes_total{{{M}}}[{RI}])) * 60", "likes")), "short"), 12, 7)
+    d.add(timeseries("Team views counted, flushed, dropped/min", "Counted: a viewer's first GetTeam of the day. "
+                     "Flushed: views added to teams.view_count by the flush job. Dropped: not counted because Redis "
+                     "was unreachable (MaruRedisDown). Counted without flushed for minutes: see the Feed "
+                     "dashboard's flush lag.",
+                     targets((f"sum(rate(maru_team_views_counted_total{{{M}}}[{RI}])) * 60", "counted"),
+                             (f"sum(rate(maru_team_views_flushed_total{{{M}}}[{RI}])) * 60", "flushed"),
+                             (f"sum(rate(maru_team_views_dropped_total{{{M}}}[{RI}])) * 60", "dropped")),
+                     "short"), 12, 7)
+
+    d.row("TeamService RPCs", "Requests, latency, refusals and caching of maru.v1.TeamService.")
+    d.add(timeseries("Requests/s by method", "TeamService RPCs per second. GetTeam and ListTeams dominate "
+                     "normal traffic.",
+                     targets((f"sum by (grpc_method) (rate(grpc_server_handled_total{{{T}}}[{RI}]))",
+                              "{{grpc_method}}")), "ops"), 12, 8)
+    d.add(timeseries("p99 latency by method", "99th percentile server time per method. GetTeam above a few ms "
+                     "with a high hit ratio: Redis is slow (Dependencies dashboard); ListTeams with a query above "
+                     "100 ms: check the trigram index teams_title_trgm_idx.",
+                     targets((f"histogram_quantile(0.99, sum by (le, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{T}}}[{RI}])))",
+                              "{{grpc_method}}")), "s"), 12, 8)
+    d.add(timeseries("Refusals/s by code", "Non-OK answers of TeamService by code. FailedPrecondition is mostly "
+                     "ROLE_FULL or APPLICATIONS_CLOSED, AlreadyExists ALREADY_APPLIED or TEAM_TITLE_TAKEN, "
+                     "PermissionDenied a caller without membership or role; server-side codes count against the SLO.",
+                     targets((f'sum by (grpc_code) (rate(grpc_server_handled_total{{{T},grpc_code!="OK"}}[{RI}]))',
+                              "{{grpc_code}}")), "ops", stack=True), 12, 8)
+    d.add(timeseries("Cache hit ratio", "Share of team detail (cache `team`: GetTeam and the authorization of "
+                     "every team RPC) and team list pages (`team_page`) answered from Redis. Every write "
+                     "invalidates what it changed, so a low ratio with few writes means Redis is bypassed "
+                     "(MaruRedisDown) or teams.cache_enabled is off.",
+                     targets((f'sum by (cache) (rate(maru_cache_requests_total{{{M},cache=~"team|team_page",result=~"hit|shared"}}[{RI}])) / '
+                              f'sum by (cache) (rate(maru_cache_requests_total{{{M},cache=~"team|team_page"}}[{RI}]))',
+                              "{{cache}}")), "percentunit", maximum=1), 12, 8)
+    return dashboard("maru-teams", "maru / Teams",
+                     "Club team building: proposals and decisions, applications by outcome, seats, ROLE_FULL, "
+                     "likes, views, and the TeamService RPCs and caches.", d, [INSTANCE_VAR], [RESTART_ANNOTATION])
+
+
 DASHBOARDS = {
     "maru-overview.json": overview,
     "maru-dependencies.json": dependencies,
@@ -979,6 +1046,7 @@ DASHBOARDS = {
     "maru-communities.json": communities,
     "maru-events.json": events,
     "maru-feed.json": feed,
+    "maru-teams.json": teams,
 }
 
 

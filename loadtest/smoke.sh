@@ -23,12 +23,15 @@ in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() { local p=$1; while in_use "$p"; do p=$((p + 1)); done; echo "$p"; }
 GRPC_PORT=$(free_port 50351)
 ADMIN_PORT=$(free_port 9751)
+UNCACHED_GRPC_PORT=$(free_port $((GRPC_PORT + 1)))
+UNCACHED_ADMIN_PORT=$(free_port $((ADMIN_PORT + 1)))
 DB="maru_smoke_$$"
 DB_URL="postgres://postgres@127.0.0.1:5432/$DB"
 TMP=$(mktemp -d /tmp/maru-smoke.XXXXXX)
 OUT=${SMOKE_OUT:-$TMP/reports}
 mkdir -p "$OUT"
 MARU_PID=""
+UNCACHED_PID=""
 JWT_KEY=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
 
 stop_maru() {
@@ -39,8 +42,36 @@ stop_maru() {
   fi
 }
 
+# start_uncached: a second server on the same database, Redis and JWT key with the team and feed
+# caches off, for team-detail's cache on/off comparison in one run.
+start_uncached() {
+  env MARU__GRPC__LISTEN="127.0.0.1:$UNCACHED_GRPC_PORT" MARU__ADMIN__LISTEN="127.0.0.1:$UNCACHED_ADMIN_PORT" \
+    MARU__DATABASE__URL="$DB_URL" MARU__AUTH__JWT_KEY="$JWT_KEY" MARU__REDIS__KEY_PREFIX="maru-smoke-$$:" \
+    MARU__LOG__ACCESS_LOG=false MARU__LOG__LEVEL=warn MARU__RATE_LIMIT__ENABLED=false \
+    MARU__GRPC__MAX_CONNECTIONS_PER_ADDRESS=0 MARU__TEAMS__CACHE_ENABLED=false MARU__FEED__CACHE_ENABLED=false \
+    "$MARU_BIN" serve >>"$TMP/maru.log" 2>&1 &
+  UNCACHED_PID=$!
+  for _ in $(seq 1 120); do
+    curl -sf "http://127.0.0.1:$UNCACHED_ADMIN_PORT/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$UNCACHED_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "smoke: the uncached maru did not become ready" >&2
+  tail -20 "$TMP/maru.log" >&2
+  exit 2
+}
+
+stop_uncached() {
+  if [ -n "$UNCACHED_PID" ]; then
+    kill -TERM "$UNCACHED_PID" 2>/dev/null || true
+    wait "$UNCACHED_PID" 2>/dev/null || true
+    UNCACHED_PID=""
+  fi
+}
+
 cleanup() {
   local rc=$?
+  stop_uncached
   stop_maru
   "$PG_BIN/psql" -h 127.0.0.1 -U postgres -d postgres -qAtc "drop database if exists $DB with (force)" >/dev/null 2>&1 || true
   if [ "${KEEP:-0}" = 1 ] || [ -n "${SMOKE_OUT:-}" ]; then echo "smoke: logs in $TMP, reports in $OUT"; else rm -rf "$TMP"; fi
@@ -107,6 +138,11 @@ LABEL=contention-vote scenario contention --no-limits --race vote
 LABEL=contention-like scenario contention --no-limits --race like
 LABEL=contention-follow scenario contention --no-limits --race follow
 LABEL=contention-check-in scenario contention --no-limits --race check-in
+LABEL=contention-seat scenario contention --no-limits --race seat
+start_uncached
+scenario team-detail --no-limits --uncached-target "http://127.0.0.1:$UNCACHED_GRPC_PORT" \
+  --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
+stop_uncached
 scenario grpc-web --no-limits
 stop_maru
 

@@ -37,9 +37,15 @@ export MARU__FEED__VIEW_FLUSH_INTERVAL_S="${MARU__FEED__VIEW_FLUSH_INTERVAL_S:-1
 "$bin" ingest trials --from-file tests/fixtures/clinical-trials-3074271.json >/dev/null
 # The demo complex, so that traffic.sh exercises the community RPCs (Communities dashboard).
 "$bin" seed demo >/dev/null
-# Room in the auth bucket for the community journey's two logins per round; the Login burst of
-# 20 at once in traffic.sh still overflows it.
+# Room in the auth bucket for the community journey's two logins per round (the team journey's
+# three fit as the bucket refills during the round); the Login burst of 20 at once in traffic.sh
+# must still overflow it (a larger burst leaves the rate-limit panels without rejections).
 export MARU__RATE_LIMIT__BUCKETS__AUTH__BURST="${MARU__RATE_LIMIT__BUCKETS__AUTH__BURST:-16}"
+# Every grpcurl of that burst opens a reflection stream first: with the default cap of 16 streams
+# per address, some of the 20 end there (ResourceExhausted CAPACITY_EXCEEDED) and at most 16 reach
+# the bucket — after a long round it has refilled to 16 and rejects none, leaving the rate-limit
+# panels empty. Room for the whole burst (the cap has its own tests).
+export MARU__GRPC__MAX_STREAMS_PER_ADDRESS="${MARU__GRPC__MAX_STREAMS_PER_ADDRESS:-64}"
 # A webhook receiver (Slack/Discord-style POSTs, answered 204) for the settlement notices, so the
 # outbox panels have deliveries to show.
 hook_port="$(free_port)"

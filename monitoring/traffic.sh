@@ -24,6 +24,11 @@
 #   Sports club      with the demo club FC 마루: a match starting now, check-ins 600 m away
 #                    (FailedPrecondition TOO_FAR), 200 m away (OK) and again (AlreadyExists),
 #                    a fee reported and confirmed
+#   Teams            with the demo club maru 개발 동아리: a team proposed (its title again: AlreadyExists),
+#                    approved, listed and viewed (cache misses and hits), applications (a duplicate,
+#                    an unrecruited role: InvalidArgument, one withdrawn), the last FRONTEND seat
+#                    approved and a second approval ROLE_FULL (FailedPrecondition), likes, IN_PROGRESS,
+#                    and a proposal rejected
 #   ResourceExhausted a burst of 20 failed Logins at once in the first round exceeds the auth
 #                    rate-limit bucket (TRAFFIC_BURST=0 turns it off); later rounds may be
 #                    limited too, the script never fails on it. Needs grpcurl and curl (curl with HTTP/2 for the raw calls).
@@ -217,6 +222,65 @@ while :; do
       "$addr" maru.v1.EventService/ConfirmFee
     call "ListMemberStats (manager)" -H "authorization: Bearer $manager" -d "{\"community_id\":\"$club\"}" \
       "$addr" maru.v1.EventService/ListMemberStats
+  fi
+  # Club team building (the demo club maru 개발 동아리): a team proposed (and its title again,
+  # AlreadyExists), approved, viewed twice (a view, then cache hits), two applications for the
+  # last FRONTEND seat (one approved, the other ROLE_FULL), a duplicate application, one withdrawn,
+  # one for a role the team does not recruit (InvalidArgument), likes (the second created=false),
+  # the team started (IN_PROGRESS), and a second proposal rejected, so the Teams dashboard has data.
+  jiwoo="$(demo_token demo.jiwoo)"; taeyang="$(demo_token demo.taeyang)"; minji="$(demo_token demo.minji)"
+  if [[ -n "$manager" && -n "$jiwoo" && -n "$taeyang" && -n "$minji" ]]; then
+    call "SearchCommunities 개발 동아리" -d '{"query":"개발 동아리"}' "$addr" maru.v1.CommunityService/SearchCommunities
+    dev="$(json_field id)"
+    propose() { # label, token, title
+      call "$1" -H "authorization: Bearer $2" -d "{\"community_id\":\"$dev\",\"title\":\"$3\",
+        \"genre\":\"TEAM_GENRE_WEB\",\"description\":\"traffic\",\"leader_role\":\"TEAM_ROLE_BACKEND\",
+        \"roles\":[{\"role\":\"TEAM_ROLE_BACKEND\",\"capacity\":2},{\"role\":\"TEAM_ROLE_FRONTEND\",\"capacity\":1}]}" \
+        "$addr" maru.v1.TeamService/ProposeTeam
+    }
+    propose "ProposeTeam" "$jiwoo" "traffic $suffix"
+    team="$(json_field id)"
+    propose "ProposeTeam taken title" "$jiwoo" "TRAFFIC $suffix"
+    call "ApproveTeam (manager)" -H "authorization: Bearer $manager" -d "{\"team_id\":\"$team\",\"note\":\"ok\"}" \
+      "$addr" maru.v1.TeamService/ApproveTeam
+    call "ListTeams (cache miss)" -H "authorization: Bearer $taeyang" -d "{\"community_id\":\"$dev\"}" \
+      "$addr" maru.v1.TeamService/ListTeams
+    call "ListTeams (cache hit)" -H "authorization: Bearer $minji" -d "{\"community_id\":\"$dev\"}" \
+      "$addr" maru.v1.TeamService/ListTeams
+    call "GetTeam (counts a view)" -H "authorization: Bearer $taeyang" -d "{\"team_id\":\"$team\"}" \
+      "$addr" maru.v1.TeamService/GetTeam
+    call "GetTeam (cache hit)" -H "authorization: Bearer $minji" -d "{\"team_id\":\"$team\"}" \
+      "$addr" maru.v1.TeamService/GetTeam
+    apply() { # label, token, role
+      call "$1" -H "authorization: Bearer $2" -d "{\"team_id\":\"$team\",\"role\":\"$3\",\"message\":\"traffic\"}" \
+        "$addr" maru.v1.TeamService/Apply
+    }
+    apply "Apply FRONTEND" "$taeyang" TEAM_ROLE_FRONTEND
+    first="$(json_field id)"
+    apply "Apply FRONTEND again" "$taeyang" TEAM_ROLE_FRONTEND
+    apply "Apply FRONTEND (second applicant)" "$minji" TEAM_ROLE_FRONTEND
+    second="$(json_field id)"
+    apply "Apply DESIGN (not recruited)" "$minji" TEAM_ROLE_DESIGN
+    apply "Apply BACKEND" "$taeyang" TEAM_ROLE_BACKEND
+    call "WithdrawApplication" -H "authorization: Bearer $taeyang" -d "{\"application_id\":\"$(json_field id)\"}" \
+      "$addr" maru.v1.TeamService/WithdrawApplication
+    call "ListApplications (leader)" -H "authorization: Bearer $jiwoo" -d "{\"team_id\":\"$team\"}" \
+      "$addr" maru.v1.TeamService/ListApplications
+    decide() { # label, application id
+      call "$1" -H "authorization: Bearer $jiwoo" -d "{\"application_id\":\"$2\",\"approve\":true}" \
+        "$addr" maru.v1.TeamService/DecideApplication
+    }
+    decide "DecideApplication (last FRONTEND seat)" "$first"
+    decide "DecideApplication (ROLE_FULL)" "$second"
+    call "LikeTeam" -H "authorization: Bearer $taeyang" -d "{\"team_id\":\"$team\"}" "$addr" maru.v1.TeamService/LikeTeam
+    call "LikeTeam again" -H "authorization: Bearer $taeyang" -d "{\"team_id\":\"$team\"}" "$addr" maru.v1.TeamService/LikeTeam
+    call "ListTeamMembers" -H "authorization: Bearer $minji" -d "{\"team_id\":\"$team\"}" \
+      "$addr" maru.v1.TeamService/ListTeamMembers
+    call "SetTeamState IN_PROGRESS (leader)" -H "authorization: Bearer $jiwoo" \
+      -d "{\"team_id\":\"$team\",\"state\":\"TEAM_STATE_IN_PROGRESS\"}" "$addr" maru.v1.TeamService/SetTeamState
+    propose "ProposeTeam (to be rejected)" "$jiwoo" "traffic rejected $suffix"
+    call "RejectTeam (manager)" -H "authorization: Bearer $manager" -d "{\"team_id\":\"$(json_field id)\",\"note\":\"no\"}" \
+      "$addr" maru.v1.TeamService/RejectTeam
   fi
   # Server-side failures and the rate-limit burst only in the first round: a looping
   # generator (compose `load`) should not keep burning the error budget and paging.

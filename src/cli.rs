@@ -182,6 +182,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                  demo.park (pending); password {}",
                 crate::seed::DEMO_PASSWORD
             );
+            let what = if demo.dev_club_created { "created" } else { "already there, unchanged" };
+            println!("club {} (community_id {}): {what}", crate::seed::DEMO_DEV_CLUB, demo.dev_club_id);
+            println!(
+                "  teams in every state, applications, likes; manager demo.manager, members demo.jiwoo, \
+                 demo.minji, demo.hyun, demo.sora, demo.taeyang, demo.yuna (pending); same password"
+            );
             Ok(())
         }
         Command::CheckConfig => unreachable!("handled above"),

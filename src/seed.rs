@@ -14,6 +14,14 @@
 //! demo.kim ABSENT +3, demo.lee NOT_PAID +1) and a match under way at Seoul City Hall
 //! (37.5665, 126.9780) until two hours after seeding, for check-ins.
 //!
+//! And a university club, [`DEMO_DEV_CLUB`] (a CLUB community: sign-ups wait for a manager),
+//! managed by demo.manager, for team building (DOMAIN §2, `docs/teams.md`): approved members
+//! `demo.jiwoo`, `demo.minji`, `demo.hyun`, `demo.sora`, `demo.taeyang`, and `demo.yuna` still
+//! PENDING; one team in each state — 마루 웹 포털 (RECRUITING, led by demo.jiwoo, with an approved,
+//! a pending and a rejected application and open seats), 캠퍼스 맛집 지도 (IN_PROGRESS), AI 스터디
+//! 봇 (ACCOMPLISHED), 레트로 게임 잼 (PENDING_APPROVAL) and 코인 자동매매 봇 (REJECTED) — and likes
+//! (3 on the web portal, 1 on the map, 4 on the bot). Built through `teams::ops` like an RPC would.
+//!
 //! Running it again changes nothing (it reports that the demo exists); the registry import is
 //! idempotent anyway. The registry ([`DEMO_REGISTRY`], the Gyeonggi export of
 //! `tests/fixtures/apartments-gyeonggi.json`) is compiled into the binary, so the command works
@@ -38,6 +46,8 @@ use crate::communities::{ops as communities, registry};
 use crate::events::model::{Category, Coords, CreateEvent, EventUser, Venue};
 use crate::events::ops as events;
 use crate::state::AppState;
+use crate::teams::model::{Apply, Genre, ProposeTeam, TeamRole, TeamState};
+use crate::teams::ops as teams;
 
 /// Registry code of the demo complex.
 pub const DEMO_KAPT_CODE: &str = "A44658807";
@@ -45,6 +55,9 @@ pub const DEMO_KAPT_CODE: &str = "A44658807";
 pub const DEMO_PASSWORD: &str = "maru-demo-1234";
 /// Join code of the demo sports club.
 pub const DEMO_CLUB_CODE: &str = "goal2026";
+
+/// Name of the demo team-building club.
+pub const DEMO_DEV_CLUB: &str = "maru 개발 동아리";
 
 /// The Gyeonggi apartment registry (AptListService rows, 5,067 complexes), compiled in.
 pub const DEMO_REGISTRY: &[u8] = include_bytes!("../tests/fixtures/apartments-gyeonggi.json");
@@ -55,6 +68,10 @@ pub struct Demo {
     pub community_id: Uuid,
     pub created: bool,
     pub registry: Option<registry::Summary>,
+    /// The team-building club [`DEMO_DEV_CLUB`].
+    pub dev_club_id: Uuid,
+    /// False when the club was there already (nothing was added).
+    pub dev_club_created: bool,
 }
 
 /// Imports the registry (`registry_file`, or the compiled-in [`DEMO_REGISTRY`]) and builds the
@@ -73,11 +90,24 @@ pub async fn demo(state: &AppState, registry_file: Option<PathBuf>) -> anyhow::R
     let exists: bool = sqlx::query_scalar("select exists (select 1 from users where lower(handle) = 'demo.manager')")
         .fetch_one(&state.db)
         .await?;
-    if exists {
-        return Ok(Demo { community_id, created: false, registry: Some(summary) });
+    if !exists {
+        build(state, community_id).await.map_err(|e| anyhow::anyhow!("seeding the demo complex failed: {e}"))?;
     }
-    build(state, community_id).await.map_err(|e| anyhow::anyhow!("seeding the demo complex failed: {e}"))?;
-    Ok(Demo { community_id, created: true, registry: Some(summary) })
+    // Separately: a database seeded before the club existed gets it on the next run.
+    let (dev_club_id, dev_club_created) =
+        dev_club(state).await.map_err(|e| anyhow::anyhow!("seeding the demo club {DEMO_DEV_CLUB} failed: {e}"))?;
+    Ok(Demo { community_id, created: !exists, registry: Some(summary), dev_club_id, dev_club_created })
+}
+
+/// A demo account made by an earlier step, as a caller.
+async fn existing(state: &AppState, handle: &str) -> crate::error::AppResult<Caller> {
+    let (user_id, role): (Uuid, String) = sqlx::query_as("select id, role from users where lower(handle) = $1")
+        .bind(handle)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| crate::error::AppError::internal(format!("demo account {handle} is missing")))?;
+    let role = if role == "ADMIN" { Role::Admin } else { Role::User };
+    Ok(Caller { user_id, session_id: Uuid::nil(), role })
 }
 
 async fn account(state: &AppState, handle: &str, name: &str) -> crate::error::AppResult<Caller> {
@@ -283,4 +313,159 @@ async fn sports_club(
         events::force_attend(state, manager, EventUser { event_id: ended, user_id: present.user_id }).await?;
     }
     Ok(())
+}
+
+/// The team-building club, once: `(club id, created)`.
+async fn dev_club(state: &AppState) -> crate::error::AppResult<(Uuid, bool)> {
+    let found: Option<Uuid> = sqlx::query_scalar("select id from communities where kind = 'CLUB' and name = $1")
+        .bind(DEMO_DEV_CLUB)
+        .fetch_optional(&state.db)
+        .await?;
+    if let Some(id) = found {
+        return Ok((id, false));
+    }
+    let admin = existing(state, "demo.admin").await?;
+    let manager = existing(state, "demo.manager").await?;
+    let club = NewCommunity {
+        kind: Kind::Club,
+        name: DEMO_DEV_CLUB.into(),
+        address: "maru 대학교 학생회관 301호".into(),
+        join_code: None,
+        external_code: None,
+        request_id: None,
+    };
+    let club = communities::create_community(state, &admin, club).await?.id;
+    let sign_up = |who: Caller| async move {
+        let req = JoinRequest {
+            community_id: club,
+            building: String::new(),
+            unit: String::new(),
+            verification_code: String::new(),
+            request_id: None,
+        };
+        communities::request_membership(state, &who, req).await.map(|m| m.id)
+    };
+    let decide = |by: Caller, membership_id: Uuid| async move {
+        let d = Decision { membership_id, approve: true, note: Some("동아리 가입 승인".into()) };
+        communities::decide_membership(state, &by, d).await.map(|_| ())
+    };
+    // The club's first manager: an admin approves and promotes them, as for the complex.
+    decide(admin, sign_up(manager).await?).await?;
+    communities::set_member_role(state, &admin, club, manager.user_id, MemberRole::Manager).await?;
+    let mut members = Vec::new();
+    for (handle, name) in [
+        ("demo.jiwoo", "정지우"),
+        ("demo.minji", "최민지"),
+        ("demo.hyun", "한현"),
+        ("demo.sora", "윤소라"),
+        ("demo.taeyang", "강태양"),
+    ] {
+        let who = account(state, handle, name).await?;
+        decide(manager, sign_up(who).await?).await?;
+        members.push(who);
+    }
+    let yuna = account(state, "demo.yuna", "오유나").await?;
+    sign_up(yuna).await?; // stays PENDING
+    let [jiwoo, minji, hyun, sora, taeyang] = members[..] else {
+        return Err(crate::error::AppError::internal("five demo club members"));
+    };
+
+    use TeamRole::*;
+    let propose = |leader: Caller, title: &str, genre, description: &str, roles: Vec<(TeamRole, i32)>| {
+        let cmd = ProposeTeam {
+            community_id: club,
+            title: title.into(),
+            genre,
+            description: description.into(),
+            links: vec!["https://github.com/maru-demo".into()],
+            image_url: String::new(),
+            leader_role: roles[0].0,
+            roles,
+            request_id: None,
+        };
+        async move { teams::propose_team(state, &leader, cmd).await.map(|t| t.team.id) }
+    };
+    let apply = |who: Caller, team_id: Uuid, role, message: &str| {
+        let cmd = Apply { team_id, role, message: message.into(), request_id: None };
+        async move { teams::apply(state, &who, cmd).await.map(|a| a.id) }
+    };
+
+    // RECRUITING, with one application in each state and open seats (BACKEND 1/2, FRONTEND 1/2,
+    // DESIGN 0/1) for the walk-through.
+    let portal = propose(
+        jiwoo,
+        "마루 웹 포털",
+        Genre::Web,
+        "동아리 공지와 프로젝트를 한곳에서 보는 웹 포털을 만듭니다. Rust 백엔드, React 프론트엔드.",
+        vec![(Backend, 2), (Frontend, 2), (Design, 1)],
+    )
+    .await?;
+    teams::decide_team(state, &manager, portal, true, "좋은 제안입니다").await?;
+    let a = apply(minji, portal, Frontend, "React 경험이 있습니다.").await?;
+    teams::decide_application(state, &jiwoo, a, true, "환영합니다").await?;
+    apply(hyun, portal, Backend, "gRPC 서버를 만들어 보고 싶습니다.").await?; // stays PENDING
+    let a = apply(sora, portal, Design, "UI 디자인을 맡고 싶어요.").await?;
+    teams::decide_application(state, &jiwoo, a, false, "이번에는 내부 디자이너가 맡기로 했습니다").await?;
+
+    // IN_PROGRESS: recruited, then started by its leader.
+    let map = propose(
+        minji,
+        "캠퍼스 맛집 지도",
+        Genre::App,
+        "학교 주변 맛집을 지도에 모아 보는 모바일 앱.",
+        vec![(Frontend, 1), (Backend, 1), (Design, 1)],
+    )
+    .await?;
+    teams::decide_team(state, &manager, map, true, "").await?;
+    let a = apply(taeyang, map, Backend, "지도 API 연동을 해 보았습니다.").await?;
+    teams::decide_application(state, &minji, a, true, "").await?;
+    teams::set_team_state(state, &minji, map, TeamState::InProgress).await?;
+
+    // ACCOMPLISHED.
+    let bot = propose(
+        hyun,
+        "AI 스터디 봇",
+        Genre::Ai,
+        "스터디 질문에 답하는 디스코드 봇. 지난 학기에 완성했습니다.",
+        vec![(Ai, 2), (Backend, 1)],
+    )
+    .await?;
+    teams::decide_team(state, &manager, bot, true, "").await?;
+    let a = apply(jiwoo, bot, Backend, "봇 서버를 맡겠습니다.").await?;
+    teams::decide_application(state, &hyun, a, true, "").await?;
+    teams::set_team_state(state, &hyun, bot, TeamState::InProgress).await?;
+    teams::set_team_state(state, &hyun, bot, TeamState::Accomplished).await?;
+
+    // PENDING_APPROVAL (the walk-through's manager approves it) and REJECTED.
+    propose(
+        sora,
+        "레트로 게임 잼",
+        Genre::Game,
+        "48시간 동안 8비트 스타일 게임을 만드는 게임 잼 팀.",
+        vec![(Design, 1), (Frontend, 2), (Planning, 1)],
+    )
+    .await?;
+    let coin = propose(
+        taeyang,
+        "코인 자동매매 봇",
+        Genre::Other,
+        "거래소 API로 자동매매를 합니다.",
+        vec![(Backend, 1), (Ai, 1)],
+    )
+    .await?;
+    teams::decide_team(state, &manager, coin, false, "동아리 활동 취지에 맞지 않습니다").await?;
+
+    for (who, team) in [
+        (minji, portal),
+        (hyun, portal),
+        (sora, portal),
+        (jiwoo, map),
+        (jiwoo, bot),
+        (minji, bot),
+        (sora, bot),
+        (taeyang, bot),
+    ] {
+        teams::like_team(state, &who, team).await?;
+    }
+    Ok((club, true))
 }

@@ -125,6 +125,11 @@ struct Cli {
     /// stop, for the k6 script (`loadtest/k6/feed.js`). Scenarios without it refuse.
     #[arg(long, value_name = "FILE")]
     seed_only: Option<PathBuf>,
+    /// team-detail: a second server on the same database and Redis with its caches off
+    /// (`MARU__TEAMS__CACHE_ENABLED=false MARU__FEED__CACHE_ENABLED=false`); users alternate
+    /// between it and --target, and each target is reported on its own. Loopback only.
+    #[arg(long)]
+    uncached_target: Option<String>,
     /// Fails the run when the server's resident memory exceeds this many MiB (needs
     /// --server-metrics; default: the scenario's goal in full runs).
     #[arg(long)]
@@ -199,6 +204,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let database_url = target::loopback("--database-url", &cli.database_url)?;
     let pgbench_url = target::loopback("--pgbench-url", &cli.pgbench_url)?;
     let redis_url = target::loopback("--redis-url", &cli.redis_url)?;
+    let uncached_target = match &cli.uncached_target {
+        Some(t) => Some(target::origin(&target::loopback("--uncached-target", t)?)),
+        None => None,
+    };
     let server_metrics = match &cli.server_metrics {
         Some(raw) => Some(Arc::new(server::ServerMetrics::new(target::loopback("--server-metrics", raw)?)?)),
         None => None,
@@ -236,6 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             auth_bucket: cli.auth_bucket,
             baseline: cli.baseline.clone(),
             min_throughput_ratio: cli.min_throughput_ratio,
+            uncached_target,
         },
         server_metrics: server_metrics.clone(),
     });

@@ -7,7 +7,8 @@ use maru::grpc::pb::community_service_client::CommunityServiceClient;
 use maru::grpc::pb::complaint_service_client::ComplaintServiceClient;
 use maru::grpc::pb::notice_service_client::NoticeServiceClient;
 use maru::grpc::pb::poll_service_client::PollServiceClient;
-use maru::seed::{DEMO_KAPT_CODE, DEMO_PASSWORD};
+use maru::grpc::pb::team_service_client::TeamServiceClient;
+use maru::seed::{DEMO_DEV_CLUB, DEMO_KAPT_CODE, DEMO_PASSWORD};
 use sqlx::PgPool;
 use tonic::Code;
 
@@ -143,6 +144,7 @@ async fn seed_demo_works_from_any_directory(pool: PgPool) {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("created 5067  updated 0  unchanged 0  failed 0"), "{stdout}");
     assert!(stdout.contains(&format!("demo complex 용인신갈푸르지오 ({DEMO_KAPT_CODE}): created")), "{stdout}");
+    assert!(stdout.contains(&format!("club {DEMO_DEV_CLUB} (community_id ")), "{stdout}");
 
     // What it seeded works through the API.
     let app = TestApp::spawn(pool).await;
@@ -154,4 +156,125 @@ async fn seed_demo_works_from_any_directory(pool: PgPool) {
         .into_inner()
         .communities;
     assert_eq!(home.len(), 2);
+}
+
+/// The team-building club of `maru seed demo`: members approved and pending, a team in each of
+/// the five states, applications in each state, likes — made once (a second run adds no row).
+#[sqlx::test]
+async fn seed_demo_builds_the_team_building_club_once(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let first = maru::seed::demo(&app.state, None).await.unwrap();
+    assert!(first.dev_club_created);
+    let counts = || async {
+        sqlx::query_scalar::<_, Vec<i64>>(
+            "select array[(select count(*) from communities), (select count(*) from community_memberships),
+                          (select count(*) from users), (select count(*) from teams),
+                          (select count(*) from team_applications), (select count(*) from team_members),
+                          (select count(*) from team_likes)]",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = counts().await;
+    let again = maru::seed::demo(&app.state, None).await.unwrap();
+    assert!(!again.dev_club_created, "a second run adds nothing");
+    assert_eq!(again.dev_club_id, first.dev_club_id);
+    assert_eq!(counts().await, before, "communities, memberships, users, teams, applications, members, likes");
+    // A database seeded before the club existed gets it on the next run, once.
+    sqlx::query("delete from communities where id = $1").bind(first.dev_club_id).execute(&pool).await.unwrap();
+    sqlx::query("delete from users where handle in ('demo.jiwoo','demo.minji','demo.hyun','demo.sora','demo.taeyang','demo.yuna')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let third = maru::seed::demo(&app.state, None).await.unwrap();
+    assert!(third.dev_club_created && !third.created);
+    let club = third.dev_club_id.to_string();
+
+    let mut communities = CommunityServiceClient::new(app.channel.clone());
+    let found = communities
+        .search_communities(pb::SearchCommunitiesRequest { query: DEMO_DEV_CLUB.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .communities;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].kind(), pb::CommunityKind::Club);
+    assert_eq!(found[0].id, club);
+
+    let (manager, jiwoo, yuna) =
+        (token(&app, "demo.manager").await, token(&app, "demo.jiwoo").await, token(&app, "demo.yuna").await);
+    let pending = communities
+        .list_membership_requests(bearer(
+            &manager,
+            pb::ListMembershipRequestsRequest { community_id: club.clone(), ..Default::default() },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .memberships;
+    assert_eq!(pending.iter().map(|m| m.user_handle.as_str()).collect::<Vec<_>>(), ["demo.yuna"]);
+
+    let mut teams = TeamServiceClient::new(app.channel.clone());
+    let list = |token: &str, state: pb::TeamState| {
+        let req = pb::ListTeamsRequest { community_id: club.clone(), state: state as i32, ..Default::default() };
+        bearer(token, req)
+    };
+    let mut by_state = Vec::new();
+    for s in [
+        pb::TeamState::PendingApproval,
+        pb::TeamState::Rejected,
+        pb::TeamState::Recruiting,
+        pb::TeamState::InProgress,
+        pb::TeamState::Accomplished,
+    ] {
+        let got = teams.list_teams(list(&manager, s)).await.unwrap().into_inner().teams;
+        assert_eq!(got.len(), 1, "one team {s:?}: {got:?}");
+        assert_eq!(got[0].state(), s);
+        by_state.push(got.into_iter().next().unwrap());
+    }
+    let titles: Vec<&str> = by_state.iter().map(|t| t.title.as_str()).collect();
+    assert_eq!(titles, ["레트로 게임 잼", "코인 자동매매 봇", "마루 웹 포털", "캠퍼스 맛집 지도", "AI 스터디 봇"]);
+    let likes: Vec<i64> = by_state.iter().map(|t| t.like_count).collect();
+    assert_eq!(likes, [0, 0, 3, 1, 4]);
+    let members: Vec<i64> = by_state.iter().map(|t| t.member_count).collect();
+    assert_eq!(members, [1, 1, 2, 2, 2]);
+    // Members see the three approved teams, not the pending or rejected one; the pending sign-up nothing.
+    let listed = teams
+        .list_teams(bearer(&jiwoo, pb::ListTeamsRequest { community_id: club.clone(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .teams;
+    assert_eq!(listed.len(), 3);
+    let r = teams
+        .list_teams(bearer(&yuna, pb::ListTeamsRequest { community_id: club.clone(), ..Default::default() }))
+        .await;
+    assert_err(r, Code::PermissionDenied, "MEMBERSHIP_REQUIRED");
+
+    // The recruiting team's applications: one in each state; seats BACKEND 1/2, FRONTEND 1/2, DESIGN 0/1.
+    let portal = &by_state[2];
+    let apps = teams
+        .list_applications(bearer(
+            &jiwoo,
+            pb::ListApplicationsRequest { team_id: portal.id.clone(), ..Default::default() },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .applications;
+    let mut states: Vec<(String, pb::ApplicationState)> =
+        apps.iter().map(|a| (a.applicant.as_ref().unwrap().handle.clone(), a.state())).collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        states,
+        [
+            ("demo.hyun".to_owned(), pb::ApplicationState::Pending),
+            ("demo.minji".to_owned(), pb::ApplicationState::Approved),
+            ("demo.sora".to_owned(), pb::ApplicationState::Rejected),
+        ]
+    );
+    let seats: Vec<(pb::TeamRole, i32, i32)> = portal.roles.iter().map(|r| (r.role(), r.filled, r.capacity)).collect();
+    assert_eq!(seats, [(pb::TeamRole::Backend, 1, 2), (pb::TeamRole::Frontend, 1, 2), (pb::TeamRole::Design, 0, 1)]);
+    assert!(!by_state[1].decision_note.is_empty(), "the rejection carries the manager's note");
 }

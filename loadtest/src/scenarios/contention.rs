@@ -8,13 +8,20 @@
 //! (one account following the round's target user) and `check-in` (one participant checking in
 //! to the round's event). SignUp, CastVote and CheckIn refuse the losers with ALREADY_EXISTS;
 //! Like and Follow are idempotent, so everyone gets OK and exactly one reply says
-//! `created = true`.
+//! `created = true`. `seat` races for the last seats of a role instead of one key: each round is a
+//! team whose FRONTEND role has [`SEAT_CAPACITY`] seats and one pending application per user; the
+//! leader's approvals of all of them land together, and exactly the capacity must be approved,
+//! every other approval FAILED_PRECONDITION `ROLE_FULL`, and team_members, the approved
+//! applications and team_roles.filled must all say the capacity (the source over-filled roles:
+//! it checked `current < capacity` without a lock).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context;
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use goose::goose::{GooseUser, Scenario, TransactionResult};
 use maru::grpc::pb;
 use maru::grpc::pb::auth_service_client::AuthServiceClient;
@@ -22,6 +29,7 @@ use maru::grpc::pb::event_service_client::EventServiceClient;
 use maru::grpc::pb::feed_service_client::FeedServiceClient;
 use maru::grpc::pb::poll_service_client::PollServiceClient;
 use maru::grpc::pb::social_service_client::SocialServiceClient;
+use maru::grpc::pb::team_service_client::TeamServiceClient;
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
@@ -35,7 +43,7 @@ use crate::seed::{self, Account, Seeding};
 
 pub const ENTRY: Entry = Entry {
     name: "contention",
-    about: "all users race one unique key per round (--race signup|vote|like|follow|check-in); exact counts read back",
+    about: "all users race one unique key per round (--race signup|vote|like|follow|check-in), or the last seats of a role (--race seat); exact counts read back",
     full: Shape::new(100, 30, Think::NONE),
     smoke: Shape::new(10, 5, Think::NONE),
     build: |ctx| Box::new(Arc::new(Contention::new(ctx))),
@@ -57,7 +65,14 @@ pub enum RaceKind {
     /// One participant's CheckIn to the round's event, at the venue, from every client: one
     /// check-in row, one OK, the rest ALREADY_EXISTS `ALREADY_CHECKED_IN`.
     CheckIn,
+    /// The leader's DecideApplication(approve) of every user's application for a role with
+    /// [`SEAT_CAPACITY`] seats, all at once: exactly the capacity approved, the rest
+    /// FAILED_PRECONDITION `ROLE_FULL`.
+    Seat,
 }
+
+/// Seats of the raced role per round (`--race seat`).
+pub const SEAT_CAPACITY: i32 = 3;
 
 /// What one claim got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +95,16 @@ pub trait Race: Send + Sync {
     fn rpc(&self) -> &'static str;
     /// The code a loser gets (an idempotent operation would answer OK to everyone).
     fn loser_code(&self) -> &'static str;
-    /// Whether exactly one claim per round may succeed.
+    /// Whether exactly [`Race::winners`] claims per round may succeed.
     fn exclusive(&self) -> bool;
+    /// Rows (and, where exclusive, winners) per round: 1 for a unique key.
+    fn winners(&self) -> u64 {
+        1
+    }
+    /// A further read-back check of the rows, if the race has one.
+    async fn agree(&self, _ctx: &Ctx) -> anyhow::Result<Option<Check>> {
+        Ok(None)
+    }
     /// User `i` claims round `round`'s key.
     async fn claim(&self, ctx: &Ctx, user: &mut GooseUser, channel: Channel, i: usize, round: u64) -> TxResult<Claim>;
     /// Rows per round's key, read back from the database.
@@ -507,6 +530,164 @@ impl Race for CheckInRace {
     }
 }
 
+/// One round of the seat race: the team and its applications (one per user).
+type SeatRound = (String, Vec<String>);
+
+/// The leader's bearer and the rounds.
+struct SeatRace {
+    prefix: String,
+    seeded: OnceLock<(AsciiMetadataValue, Vec<SeatRound>)>,
+}
+
+#[async_trait]
+impl Race for SeatRace {
+    /// Seeds a manager, a leader and one applicant per user through the API, makes them members
+    /// of a fresh club ([`seed::community`]), then per round: the leader proposes a team (BACKEND
+    /// 1 for themself, FRONTEND [`SEAT_CAPACITY`]), the manager approves it and every applicant
+    /// applies for FRONTEND — all through the API, so the race starts from what the RPCs made.
+    async fn prepare(&self, ctx: &Ctx, rounds: u64) -> anyhow::Result<()> {
+        let applicants = ctx.users.max(2);
+        let accounts = seed::accounts(ctx, &seeding(&self.prefix, applicants + 2)).await?;
+        let (manager, leader, applicants) = (&accounts[0], &accounts[1], &accounts[2..]);
+        let mut members = vec![(manager, "MANAGER"), (leader, "MEMBER")];
+        members.extend(applicants.iter().map(|a| (a, "MEMBER")));
+        let club = seed::community(ctx, "CLUB", &self.prefix, &members).await?;
+        let teams = TeamServiceClient::new(ctx.channel(0)?);
+        let mut seeded = Vec::new();
+        for round in 0..rounds {
+            let msg = pb::ProposeTeamRequest {
+                community_id: club.clone(),
+                title: format!("{} round {round}", self.prefix),
+                genre: pb::TeamGenre::Web as i32,
+                roles: vec![
+                    pb::RoleSeats { role: pb::TeamRole::Backend as i32, capacity: 1, filled: 0 },
+                    pb::RoleSeats { role: pb::TeamRole::Frontend as i32, capacity: SEAT_CAPACITY, filled: 0 },
+                ],
+                leader_role: pb::TeamRole::Backend as i32,
+                ..Default::default()
+            };
+            let team = teams
+                .clone()
+                .propose_team(request(msg, Some(&leader.bearer), None))
+                .await
+                .map_err(|s| anyhow::anyhow!("seeding the round {round} team: {s}"))?
+                .into_inner()
+                .team
+                .ok_or_else(|| anyhow::anyhow!("ProposeTeam returned no team"))?;
+            let approve = pb::ApproveTeamRequest { team_id: team.id.clone(), note: String::new() };
+            teams
+                .clone()
+                .approve_team(request(approve, Some(&manager.bearer), None))
+                .await
+                .map_err(|s| anyhow::anyhow!("approving the round {round} team: {s}"))?;
+            let team_id = &team.id;
+            let bearers: Vec<AsciiMetadataValue> = applicants.iter().map(|a| a.bearer.clone()).collect();
+            let applications: Vec<String> = futures::stream::iter(bearers)
+                .map(|bearer| {
+                    let mut client = teams.clone();
+                    let team_id = team_id.clone();
+                    let msg = pb::ApplyRequest { team_id, role: pb::TeamRole::Frontend as i32, ..Default::default() };
+                    async move {
+                        let reply = client.apply(request(msg, Some(&bearer), None)).await;
+                        let reply =
+                            reply.map_err(|s| anyhow::anyhow!("seeding an application in round {round}: {s}"))?;
+                        reply.into_inner().application.map(|a| a.id).context("Apply returned no application")
+                    }
+                })
+                .buffered(8)
+                .try_collect()
+                .await?;
+            seeded.push((team.id, applications));
+        }
+        let _ = self.seeded.set((leader.bearer.clone(), seeded));
+        Ok(())
+    }
+
+    fn rpc(&self) -> &'static str {
+        "GRPC DecideApplication"
+    }
+
+    fn loser_code(&self) -> &'static str {
+        "FAILED_PRECONDITION"
+    }
+
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    fn winners(&self) -> u64 {
+        SEAT_CAPACITY as u64
+    }
+
+    async fn claim(&self, ctx: &Ctx, user: &mut GooseUser, channel: Channel, i: usize, round: u64) -> TxResult<Claim> {
+        let seeded =
+            self.seeded.get().and_then(|(leader, rounds)| Some((leader, rounds.get(usize::try_from(round).ok()?)?)));
+        let Some((leader, (_, applications))) = seeded else {
+            return Ok(Claim::Other);
+        };
+        let Some(application_id) = applications.get(i % applications.len().max(1)) else {
+            return Ok(Claim::Other);
+        };
+        let msg =
+            pb::DecideApplicationRequest { application_id: application_id.clone(), approve: true, note: String::new() };
+        let mut client = TeamServiceClient::new(channel);
+        let call = client.decide_application(request(msg, Some(leader), None));
+        Ok(match record(user, &ctx.budget, GRPC, "DecideApplication", call).await? {
+            Ok(_) => Claim::Won,
+            Err(f) if f.skipped => Claim::Skipped,
+            Err(f) if f.code == Code::FailedPrecondition && f.reason == "ROLE_FULL" => Claim::Lost,
+            Err(_) => Claim::Other,
+        })
+    }
+
+    /// FRONTEND members per round's team.
+    async fn rows(&self, ctx: &Ctx) -> anyhow::Result<BTreeMap<u64, i64>> {
+        let ids: Vec<String> = self.teams();
+        let mut db = ctx.db().await?;
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "select team_id::text, count(*) from team_members
+              where team_id = any($1::text[]::uuid[]) and role = 'FRONTEND' group by team_id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut db)
+        .await?;
+        Ok(per_round(&ids, &counts))
+    }
+
+    /// The seated members, the approved applications and the role's `filled` agree per team.
+    async fn agree(&self, ctx: &Ctx) -> anyhow::Result<Option<Check>> {
+        let ids: Vec<String> = self.teams();
+        let mut db = ctx.db().await?;
+        let rows: Vec<(String, i64, i64, i32)> = sqlx::query_as(
+            "select r.team_id::text,
+                    (select count(*) from team_members m where m.team_id = r.team_id and m.role = r.role),
+                    (select count(*) from team_applications a
+                      where a.team_id = r.team_id and a.role = r.role and a.state = 'APPROVED'),
+                    r.filled
+               from team_roles r where r.team_id = any($1::text[]::uuid[]) and r.role = 'FRONTEND'",
+        )
+        .bind(&ids)
+        .fetch_all(&mut db)
+        .await?;
+        let bad: Vec<String> = rows
+            .iter()
+            .filter(|(_, members, approved, filled)| *members != *approved || *members != i64::from(*filled))
+            .map(|(id, m, a, f)| format!("team {id}: {m} members, {a} approved, filled {f}"))
+            .collect();
+        Ok(Some(Check::new(
+            "members, approved applications and filled seats agree",
+            bad.is_empty() && rows.len() == ids.len(),
+            if bad.is_empty() { format!("{} teams", rows.len()) } else { bad.join("; ") },
+        )))
+    }
+}
+
+impl SeatRace {
+    fn teams(&self) -> Vec<String> {
+        self.seeded.get().map(|(_, rounds)| rounds.iter().map(|(t, _)| t.clone()).collect()).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Tally {
     claims: u64,
@@ -541,6 +722,7 @@ impl Contention {
             RaceKind::Like => Box::new(LikeRace { prefix: format!("cl{}", ctx.tag), seeded: OnceLock::new() }),
             RaceKind::Follow => Box::new(FollowRace { prefix: format!("cf{}", ctx.tag), seeded: OnceLock::new() }),
             RaceKind::CheckIn => Box::new(CheckInRace { prefix: format!("cc{}", ctx.tag), seeded: OnceLock::new() }),
+            RaceKind::Seat => Box::new(SeatRace { prefix: format!("cs{}", ctx.tag), seeded: OnceLock::new() }),
         };
         // A round must leave time for every claim: a SignUp race hashes once per claimant.
         let period = if ctx.smoke { Duration::from_secs(1) } else { Duration::from_secs(3) };
@@ -603,10 +785,11 @@ impl LoadScenario for Arc<Contention> {
         let tally = self.tally.lock().map(|t| t.clone()).unwrap_or_default();
         let rows = self.race.rows(&self.ctx).await?;
         let raced: Vec<u64> = tally.keys().copied().collect();
+        let want = self.race.winners();
         let wrong_rows: Vec<String> = raced
             .iter()
             .map(|r| (r, rows.get(r).copied().unwrap_or(0)))
-            .filter(|(_, n)| *n != 1)
+            .filter(|(_, n)| *n != want as i64)
             .map(|(r, n)| format!("round {r}: {n} rows"))
             .chain(rows.keys().filter(|r| !tally.contains_key(r)).map(|r| format!("round {r}: rows but no claim")))
             .collect();
@@ -630,21 +813,30 @@ impl LoadScenario for Arc<Contention> {
                 format!("{} of {} rounds raced, up to {max_claims} claims per round", raced.len(), self.rounds),
             ),
             Check::new(
-                "exactly one row per raced key",
+                if want == 1 {
+                    "exactly one row per raced key".to_owned()
+                } else {
+                    format!("exactly {want} rows per raced key")
+                },
                 wrong_rows.is_empty(),
                 if wrong_rows.is_empty() { format!("{} keys", raced.len()) } else { wrong_rows.join("; ") },
             ),
         ];
         if self.race.exclusive() {
             checks.push(Check::new(
-                "exactly one winner per round",
-                winners.iter().all(|w| *w == 1),
+                if want == 1 {
+                    "exactly one winner per round".to_owned()
+                } else {
+                    format!("exactly {want} winners per round")
+                },
+                winners.iter().all(|w| *w == want),
                 format!(
                     "winners per round {winners:?}; {} claims: {} won, {} lost, {} other",
                     total.claims, total.won, total.lost, total.other
                 ),
             ));
         }
+        checks.extend(self.race.agree(&self.ctx).await?);
         Ok(checks)
     }
 }

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod rate_limit_abuse;
 pub mod search;
 pub mod signup_storm;
+pub mod team_detail;
 pub mod whoami;
 
 use std::path::PathBuf;
@@ -75,6 +76,7 @@ pub const ALL: &[Entry] = &[
     pool::ENTRY,
     grpc_web::ENTRY,
     search::ENTRY,
+    team_detail::ENTRY,
 ];
 
 pub fn find(name: &str) -> Option<&'static Entry> {
@@ -130,6 +132,8 @@ pub struct Options {
     /// A report of an earlier run to compare throughput with.
     pub baseline: Option<PathBuf>,
     pub min_throughput_ratio: f64,
+    /// team-detail: a second server on the same database with its caches off (origin, loopback).
+    pub uncached_target: Option<String>,
 }
 
 /// Everything a scenario needs to know about its run.
