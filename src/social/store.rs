@@ -15,12 +15,15 @@ pub type Cursor = (DateTime<Utc>, Uuid);
 fn profile_select(viewer_param: &str) -> String {
     format!(
         "select u.id as user_id, u.handle, u.display_name, u.bio, u.link1, u.link2, u.image_url, u.created_at,
+                u.dev_position as position, u.tech_tags, u.links, u.profile_version as version,
                 (select count(*) from follows f join users x on x.id = f.follower_id and x.deleted_at is null
                   where f.followee_id = u.id) as follower_count,
                 (select count(*) from follows f join users x on x.id = f.followee_id and x.deleted_at is null
                   where f.follower_id = u.id) as following_count,
                 exists (select 1 from follows f where f.follower_id = {viewer_param} and f.followee_id = u.id)
-                  as followed_by_me
+                  as followed_by_me,
+                exists (select 1 from follows f where f.follower_id = u.id and f.followee_id = {viewer_param})
+                  as follows_me
            from users u"
     )
 }
@@ -42,6 +45,18 @@ pub async fn follows(db: impl PgExecutor<'_>, follower: Uuid, followee: Uuid) ->
         .bind(followee)
         .fetch_one(db)
         .await?)
+}
+
+/// Whether `a` follows `b` and whether `b` follows `a`, in one round trip.
+pub async fn follow_pair(db: impl PgExecutor<'_>, a: Uuid, b: Uuid) -> AppResult<(bool, bool)> {
+    Ok(sqlx::query_as(
+        "select exists(select 1 from follows where follower_id = $1 and followee_id = $2),
+                exists(select 1 from follows where follower_id = $2 and followee_id = $1)",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_one(db)
+    .await?)
 }
 
 /// The id of the live account with `handle`.
@@ -71,14 +86,16 @@ pub async fn handles_of(db: impl PgExecutor<'_>, ids: &[Uuid]) -> AppResult<Vec<
         .await?)
 }
 
-/// Applies `p`; false when the account is gone.
+/// Applies `p` if the account is live and (when `p.expected_version` is set) still at that
+/// version, bumping the version; false otherwise.
 pub async fn update_profile(db: impl PgExecutor<'_>, id: Uuid, p: &ProfilePatch) -> AppResult<bool> {
     Ok(sqlx::query(
         "update users
             set display_name = coalesce($2, display_name), bio = coalesce($3, bio),
                 link1 = coalesce($4, link1), link2 = coalesce($5, link2), image_url = coalesce($6, image_url),
-                updated_at = now()
-          where id = $1 and deleted_at is null",
+                dev_position = coalesce($7, dev_position), tech_tags = coalesce($8, tech_tags),
+                links = coalesce($9, links), profile_version = profile_version + 1, updated_at = now()
+          where id = $1 and deleted_at is null and ($10::bigint is null or profile_version = $10)",
     )
     .bind(id)
     .bind(&p.display_name)
@@ -86,6 +103,10 @@ pub async fn update_profile(db: impl PgExecutor<'_>, id: Uuid, p: &ProfilePatch)
     .bind(&p.link1)
     .bind(&p.link2)
     .bind(&p.image_url)
+    .bind(&p.position)
+    .bind(&p.tech_tags)
+    .bind(&p.links)
+    .bind(p.expected_version)
     .execute(db)
     .await?
     .rows_affected()

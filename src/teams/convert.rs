@@ -2,9 +2,9 @@
 //! is reported at once.
 
 use super::model::{
-    Application, ApplicationState, Apply, Genre, MAX_DESCRIPTION_CHARS, MAX_MESSAGE_CHARS, MAX_NOTE_CHARS,
-    MAX_TITLE_CHARS, ProposeTeam, Team, TeamFilter, TeamMember, TeamPatch, TeamRole, TeamSort, TeamState, TeamView,
-    UpdateTeam, check_roles, parse_links,
+    ActivityCounts, ActivityEntry, ActivityKind, Application, ApplicationState, Apply, Genre, MAX_DESCRIPTION_CHARS,
+    MAX_MESSAGE_CHARS, MAX_NOTE_CHARS, MAX_TITLE_CHARS, ProposeTeam, Team, TeamFilter, TeamMember, TeamPatch, TeamRole,
+    TeamSort, TeamState, TeamView, UpdateTeam, check_roles, parse_links,
 };
 use crate::error::{AppError, Violations};
 use crate::fields::{id, mask, parse_etag, parse_query, parse_url, request_id, text, timestamp};
@@ -313,5 +313,51 @@ pub fn member_to_pb(m: TeamMember) -> pb::TeamMember {
         role: role_to_pb(&m.role),
         is_leader: m.is_leader,
         joined_at: Some(timestamp(m.joined_at)),
+    }
+}
+
+/// The `kind` of a ListProfileActivityRequest (required).
+pub fn activity_kind(raw: i32) -> Result<ActivityKind, String> {
+    match pb::ProfileActivityKind::try_from(raw) {
+        Ok(pb::ProfileActivityKind::Applied) => Ok(ActivityKind::Applied),
+        Ok(pb::ProfileActivityKind::InProgress) => Ok(ActivityKind::InProgress),
+        Ok(pb::ProfileActivityKind::Accomplished) => Ok(ActivityKind::Accomplished),
+        Ok(pb::ProfileActivityKind::Liked) => Ok(ActivityKind::Liked),
+        Ok(pb::ProfileActivityKind::Unspecified) => {
+            Err("is required: APPLIED, IN_PROGRESS, ACCOMPLISHED or LIKED".into())
+        }
+        Err(_) => Err("is not a known activity kind".into()),
+    }
+}
+
+fn application_state_to_pb(s: &str) -> i32 {
+    (match ApplicationState::from_db(s) {
+        Some(ApplicationState::Pending) => pb::ApplicationState::Pending,
+        Some(ApplicationState::Approved) => pb::ApplicationState::Approved,
+        Some(ApplicationState::Rejected) => pb::ApplicationState::Rejected,
+        None => pb::ApplicationState::Unspecified,
+    }) as i32
+}
+
+pub fn activity_to_pb(e: ActivityEntry) -> pb::ProfileActivity {
+    pb::ProfileActivity {
+        team_id: e.team_id.to_string(),
+        community_id: e.community_id.to_string(),
+        team_title: e.title,
+        genre: genre_to_pb(&e.genre),
+        team_state: TeamState::from_db(&e.team_state).map_or(0, state_to_pb),
+        role: e.role.as_deref().map_or(0, role_to_pb),
+        application_state: e.application_state.as_deref().map_or(0, application_state_to_pb),
+        is_leader: e.is_leader,
+        at: Some(timestamp(e.at)),
+    }
+}
+
+pub fn activity_counts_to_pb(c: ActivityCounts) -> pb::ProfileActivityCounts {
+    pb::ProfileActivityCounts {
+        applied: c.applied,
+        in_progress: c.in_progress,
+        accomplished: c.accomplished,
+        liked: c.liked,
     }
 }

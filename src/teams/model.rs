@@ -238,6 +238,44 @@ pub struct TeamMember {
     pub joined_at: DateTime<Utc>,
 }
 
+/// Which part of a member's team history (ProfileService.ListProfileActivity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ActivityKind {
+    /// Applications, any state.
+    Applied,
+    /// Seats of RECRUITING or IN_PROGRESS teams (the leader's included).
+    InProgress,
+    /// Seats of ACCOMPLISHED teams.
+    Accomplished,
+    /// Likes.
+    Liked,
+}
+
+/// One entry of a member's team history; the same for every viewer allowed to see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ActivityEntry {
+    pub team_id: Uuid,
+    pub community_id: Uuid,
+    pub title: String,
+    pub genre: String,
+    pub team_state: String,
+    pub role: Option<String>,
+    pub application_state: Option<String>,
+    pub is_leader: bool,
+    pub at: DateTime<Utc>,
+    /// The row's key in the list's order: the application's id, else the team's.
+    pub entry_key: Uuid,
+}
+
+/// How many entries each kind of a member's team history has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ActivityCounts {
+    pub applied: i64,
+    pub in_progress: i64,
+    pub accomplished: i64,
+    pub liked: i64,
+}
+
 /// A proposal's roles: 1–8 distinct roles, each with a capacity of 1..10, the leader's among them.
 pub fn check_roles(roles: &[(TeamRole, i32)], leader_role: TeamRole) -> Result<(), String> {
     if roles.is_empty() {

@@ -246,6 +246,7 @@ pub async fn apply(state: &AppState, caller: &Caller, cmd: Apply) -> AppResult<A
         return Err(AppError::invalid("role", "the team does not recruit this role"));
     };
     if !seats.is_open() {
+        metrics::counter!("maru_team_applications_total", "outcome" => "role_full").increment(1);
         return Err(role_full(&seats.role));
     }
     if store::is_team_member(&state.db, team.id, caller.user_id).await? {
@@ -261,6 +262,7 @@ pub async fn apply(state: &AppState, caller: &Caller, cmd: Apply) -> AppResult<A
             let id = store::insert_application(&mut tx, &cmd, caller.user_id).await?;
             remember(&mut tx, "Apply", caller, cmd.request_id.as_ref(), &id).await?;
             tx.commit().await?;
+            super::activity::member_changed(state, caller.user_id).await;
             metrics::counter!("maru_team_applications_total", "outcome" => "submitted").increment(1);
             id
         }
@@ -291,6 +293,7 @@ pub async fn withdraw_application(state: &AppState, caller: &Caller, id: Uuid) -
             "the application was already decided",
         ));
     }
+    super::activity::member_changed(state, caller.user_id).await;
     metrics::counter!("maru_team_applications_total", "outcome" => "withdrawn").increment(1);
     Ok(())
 }
@@ -353,6 +356,7 @@ pub async fn decide_application(
         }
     }
     tx.commit().await?;
+    super::activity::member_changed(state, a.user_id).await;
     if approve {
         super::cache::team_changed(state, &team).await;
     }

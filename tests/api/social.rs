@@ -65,6 +65,7 @@ async fn profiles_are_public_and_only_their_owner_edits_them(pool: PgPool) {
             image_url: "https://img.example/j.png".into(),
             link2: "ignored: not in the mask".into(),
             update_mask: mask(&["display_name", "bio", "link1", "image_url"]),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -109,6 +110,7 @@ async fn invalid_profile_input_names_every_field(pool: PgPool) {
                 link2: "not a url".into(),
                 image_url: "ftp://img.example/a.png".into(),
                 update_mask: mask(&["display_name", "bio", "link1", "link2", "image_url"]),
+                ..Default::default()
             }))
             .await,
         Code::InvalidArgument,
@@ -516,4 +518,100 @@ async fn a_retried_follow_with_a_request_id_gets_its_first_answer(pool: PgPool) 
     let s =
         assert_err(social(&app).follow(req("carol", &"x".repeat(65))).await, Code::InvalidArgument, "INVALID_ARGUMENT");
     assert_eq!(violations(&s), ["request_id"]);
+}
+
+#[sqlx::test]
+async fn developer_profiles_have_a_position_tags_links_and_an_etag(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let dev = app.user("dev").await;
+    let fan = app.user("fan").await;
+    let before = profile(&app, "dev", None).await;
+    assert_eq!(
+        (before.position, before.tech_tags.len(), before.links.len(), before.etag.as_str()),
+        (pb::DeveloperPosition::Unspecified as i32, 0, 0, "v1")
+    );
+    let update = |req: pb::UpdateProfileRequest| {
+        let mut api = profiles(&app);
+        let req = dev.req(req);
+        async move { api.update_profile(req).await.map(|r| r.into_inner().profile.unwrap()) }
+    };
+    let p = update(pb::UpdateProfileRequest {
+        bio: "백엔드 개발자입니다. Rust와 PostgreSQL을 좋아해요.".into(),
+        position: pb::DeveloperPosition::Fullstack as i32,
+        tech_tags: vec!["#Rust".into(), "rust".into(), "PostgreSQL".into(), "쿠버네티스".into()],
+        links: vec!["https://github.com/dev".into(), "https://dev.example/blog".into()],
+        update_mask: mask(&["bio", "position", "tech_tags", "links"]),
+        etag: before.etag.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(p.position, pb::DeveloperPosition::Fullstack as i32);
+    assert_eq!(p.tech_tags, ["rust", "postgresql", "쿠버네티스"]);
+    assert_eq!(p.links, ["https://github.com/dev", "https://dev.example/blog"]);
+    assert_eq!(p.etag, "v2");
+    let seen = profile(&app, "dev", Some(&fan)).await;
+    assert_eq!(seen, pb::Profile { activity: seen.activity, ..p.clone() });
+
+    // A stale etag is refused with the current one; nothing changes.
+    let stale = update(pb::UpdateProfileRequest {
+        position: pb::DeveloperPosition::Design as i32,
+        update_mask: mask(&["position"]),
+        etag: before.etag.clone(),
+        ..Default::default()
+    })
+    .await;
+    let s = assert_err(stale, Code::Aborted, "ETAG_MISMATCH");
+    let meta = tonic_types::StatusExt::get_error_details(&s).error_info().unwrap().metadata.clone();
+    assert_eq!(meta.get("etag").map(String::as_str), Some("v2"));
+    assert_eq!(profile(&app, "dev", None).await.position, pb::DeveloperPosition::Fullstack as i32);
+    // UNSPECIFIED clears the position; without an etag the update is unconditional.
+    let p = update(pb::UpdateProfileRequest { update_mask: mask(&["position", "tech_tags"]), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!((p.position, p.tech_tags.len(), p.links.len(), p.etag.as_str()), (0, 0, 2, "v3"));
+
+    // Every bad field is named at once; hostile sizes and NUL bytes are plain field violations.
+    let bad = update(pb::UpdateProfileRequest {
+        bio: "a".repeat(1_000_000),
+        position: 99,
+        tech_tags: (0..21).map(|i| format!("t{i}")).collect(),
+        links: vec!["https://a.example/\u{0}".into(); 6],
+        update_mask: mask(&["bio", "position", "tech_tags", "links"]),
+        etag: "nope".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut fields = violations(&assert_err(bad, Code::InvalidArgument, "INVALID_ARGUMENT"));
+    fields.sort();
+    assert_eq!(fields, ["bio", "etag", "links", "position", "tech_tags"]);
+    let bad = update(pb::UpdateProfileRequest {
+        tech_tags: vec!["a\u{0}b".into(), "two words".into()],
+        links: vec!["javascript:alert(1)".into()],
+        update_mask: mask(&["tech_tags", "links"]),
+        ..Default::default()
+    })
+    .await;
+    let mut fields = violations(&assert_err(bad, Code::InvalidArgument, "INVALID_ARGUMENT"));
+    fields.sort();
+    assert_eq!(fields, ["links", "tech_tags"]);
+    assert_eq!(profile(&app, "dev", None).await.etag, "v3", "nothing was written");
+}
+
+#[sqlx::test]
+async fn get_profile_says_whether_they_follow_me(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let a = app.user("alice").await;
+    let b = app.user("bob").await;
+    follow(&app, &b, "alice").await;
+    let seen_by_alice = profile(&app, "bob", Some(&a)).await;
+    assert_eq!((seen_by_alice.follows_me, seen_by_alice.followed_by_me), (true, false));
+    let seen_by_bob = profile(&app, "alice", Some(&b)).await;
+    assert_eq!((seen_by_bob.follows_me, seen_by_bob.followed_by_me), (false, true));
+    // Cached as anonymous readers see it: never leaks one reader's answer to another.
+    assert!(!profile(&app, "bob", None).await.follows_me);
+    let c = app.user("carol").await;
+    assert!(!profile(&app, "bob", Some(&c)).await.follows_me);
+    social(&app).unfollow(b.req(pb::UnfollowRequest { handle: "alice".into() })).await.unwrap();
+    assert!(!profile(&app, "bob", Some(&a)).await.follows_me);
 }
