@@ -163,6 +163,17 @@ pub struct TeamPatch {
     pub description: Option<String>,
     pub links: Option<Vec<String>>,
     pub image_url: Option<String>,
+    /// The whole new role list with capacities (roles left out are removed).
+    pub roles: Option<Vec<(TeamRole, i32)>>,
+}
+
+/// Why a new role list does not fit the seats taken (UpdateTeam `roles`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleConflict {
+    /// A role left out of the list still has members (the leader's role always has).
+    NotEmpty { role: String },
+    /// A capacity below the seats already filled.
+    BelowFilled { role: String, filled: i32 },
 }
 
 #[derive(Debug, Clone)]
@@ -278,6 +289,17 @@ pub struct ActivityCounts {
 
 /// A proposal's roles: 1–8 distinct roles, each with a capacity of 1..10, the leader's among them.
 pub fn check_roles(roles: &[(TeamRole, i32)], leader_role: TeamRole) -> Result<(), String> {
+    check_role_list(roles)?;
+    if !roles.iter().any(|(r, _)| *r == leader_role) {
+        return Err("must include the leader's role".into());
+    }
+    Ok(())
+}
+
+/// A role list (ProposeTeam, UpdateTeam): 1–8 distinct roles, each with a capacity of 1..10.
+/// Whether seats allow it (the leader's role kept, no capacity below its filled seats) is
+/// decided in the database ([`super::store::set_roles`]).
+pub fn check_role_list(roles: &[(TeamRole, i32)]) -> Result<(), String> {
     if roles.is_empty() {
         return Err("name at least one role the team recruits".into());
     }
@@ -291,9 +313,6 @@ pub fn check_roles(roles: &[(TeamRole, i32)], leader_role: TeamRole) -> Result<(
         if roles[..i].iter().any(|(r, _)| r == role) {
             return Err(format!("{} is named twice", role.as_db()));
         }
-    }
-    if !roles.iter().any(|(r, _)| *r == leader_role) {
-        return Err("must include the leader's role".into());
     }
     Ok(())
 }

@@ -27,7 +27,8 @@ use tonic::Code;
 use uuid::Uuid;
 
 use super::model::{
-    Application, ApplicationState, Apply, ProposeTeam, Team, TeamFilter, TeamMember, TeamState, TeamView, UpdateTeam,
+    Application, ApplicationState, Apply, ProposeTeam, RoleConflict, Team, TeamFilter, TeamMember, TeamState, TeamView,
+    UpdateTeam,
 };
 use super::store::{self, ApplicationCursor, MemberCursor, TeamCursor};
 use crate::caller::Caller;
@@ -194,11 +195,31 @@ pub async fn update_team(state: &AppState, caller: &Caller, cmd: UpdateTeam) -> 
     if team.leader_id != caller.user_id {
         return Err(leader_required());
     }
-    if !store::update_team(&state.db, team.id, &cmd.patch, cmd.expected_version).await? {
+    let mut tx = state.db.begin().await?;
+    if !store::update_team(&mut *tx, team.id, &cmd.patch, cmd.expected_version).await? {
+        drop(tx);
         let now = reload(state, team.id).await?;
         return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the team changed since it was read")
             .with_meta("etag", now.etag()));
     }
+    if let Some(roles) = &cmd.patch.roles
+        && let Some(conflict) = store::set_roles(&mut tx, team.id, roles).await?
+    {
+        return Err(match conflict {
+            RoleConflict::NotEmpty { role } => AppError::failed_precondition(
+                Reason::RoleNotEmpty,
+                "a role with members cannot be removed (the leader's role always has one)",
+            )
+            .with_meta("role", role),
+            RoleConflict::BelowFilled { role, filled } => AppError::failed_precondition(
+                Reason::CapacityBelowFilled,
+                format!("{role} already has {filled} members: its capacity cannot be lower"),
+            )
+            .with_meta("role", role)
+            .with_meta("filled", filled.to_string()),
+        });
+    }
+    tx.commit().await?;
     super::cache::team_changed(state, &team).await;
     one_with_likes(state, caller, reload(state, team.id).await?).await
 }
@@ -337,7 +358,12 @@ pub async fn decide_application(
     let mut tx = state.db.begin().await?;
     let to = if approve { ApplicationState::Approved } else { ApplicationState::Rejected };
     if !store::decide_application(&mut tx, id, to, note).await? {
-        return Err(already());
+        drop(tx);
+        // Gone with its role (UpdateTeam removed it meanwhile), or decided by a concurrent call.
+        return Err(match store::get_application(&state.db, id).await? {
+            Some(_) => already(),
+            None => application_not_found(),
+        });
     }
     if approve {
         if !store::take_seat(&mut tx, team.id, &a.role).await? {

@@ -7,8 +7,8 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::model::{
-    ActivityCounts, ActivityEntry, ActivityKind, Application, ApplicationState, Apply, ProposeTeam, Seats, Team,
-    TeamFilter, TeamMember, TeamPatch, TeamRole, TeamSort, TeamState,
+    ActivityCounts, ActivityEntry, ActivityKind, Application, ApplicationState, Apply, ProposeTeam, RoleConflict,
+    Seats, Team, TeamFilter, TeamMember, TeamPatch, TeamRole, TeamSort, TeamState,
 };
 use crate::db::escape_like;
 use crate::error::AppResult;
@@ -214,6 +214,58 @@ pub async fn set_team_state(
     .await?
     .rows_affected()
         == 1)
+}
+
+/// Replaces the team's roles with `roles` (capacities changed, roles added, roles left out
+/// removed), decided under the same row locks approvals take ([`take_seat`] locks the role row):
+/// first the pending applications of the roles to be removed (approvals lock their application
+/// before its role, so both lock in the same order and never deadlock), then every role row of
+/// the team; the seats are checked on the locked rows. `Some(conflict)` (and nothing changed)
+/// when a removed role still has members or a capacity falls below its filled seats.
+/// Applications of removed roles go with them (`team_applications_role_fkey`).
+pub async fn set_roles(
+    conn: &mut PgConnection,
+    team: Uuid,
+    roles: &[(TeamRole, i32)],
+) -> AppResult<Option<RoleConflict>> {
+    let names: Vec<&str> = roles.iter().map(|(r, _)| r.as_db()).collect();
+    let caps: Vec<i32> = roles.iter().map(|(_, c)| *c).collect();
+    sqlx::query(
+        "select 1 from team_applications where team_id = $1 and role <> all($2) and state = 'PENDING'
+          order by id for update",
+    )
+    .bind(team)
+    .bind(&names)
+    .execute(&mut *conn)
+    .await?;
+    let seats: Vec<(String, i32)> =
+        sqlx::query_as("select role, filled from team_roles where team_id = $1 order by role for update")
+            .bind(team)
+            .fetch_all(&mut *conn)
+            .await?;
+    for (role, filled) in seats {
+        match roles.iter().find(|(r, _)| r.as_db() == role) {
+            None if filled > 0 => return Ok(Some(RoleConflict::NotEmpty { role })),
+            Some((_, cap)) if *cap < filled => return Ok(Some(RoleConflict::BelowFilled { role, filled })),
+            _ => {}
+        }
+    }
+    sqlx::query("delete from team_roles where team_id = $1 and role <> all($2)")
+        .bind(team)
+        .bind(&names)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "insert into team_roles (team_id, role, capacity)
+         select $1, r, c from unnest($2::text[], $3::int[]) as x (r, c)
+         on conflict on constraint team_roles_pkey do update set capacity = excluded.capacity",
+    )
+    .bind(team)
+    .bind(&names)
+    .bind(&caps)
+    .execute(&mut *conn)
+    .await?;
+    Ok(None)
 }
 
 pub async fn delete_team(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<bool> {

@@ -1249,3 +1249,163 @@ async fn profile_activity_is_never_stale_after_a_write_on_either_replica(pool: P
         );
     }
 }
+
+// ---- UpdateTeam roles
+
+fn update_roles(team: &str, roles: &[(pb::TeamRole, i32)]) -> pb::UpdateTeamRequest {
+    pb::UpdateTeamRequest {
+        team_id: team.into(),
+        roles: roles.iter().map(|(r, n)| seats(*r, *n)).collect(),
+        update_mask: mask(&["roles"]),
+        ..Default::default()
+    }
+}
+
+#[sqlx::test]
+async fn the_leader_changes_roles_and_capacities_but_never_below_the_seats_taken(pool: PgPool) {
+    use pb::TeamRole::{Ai, Backend, Design, Frontend};
+    use tonic_types::StatusExt;
+    let c = Club::new(pool).await;
+    let t = c.recruiting(&c.leader).await; // BACKEND 3, FRONTEND 2 (the leader's)
+    let a = c.apply(&c.member, &t.id, Backend).await.unwrap();
+    c.decide(&c.leader, &a.id, true).await.unwrap();
+    let other = c.join("other").await;
+    let pending_design = {
+        let req = c.leader.req(update_roles(&t.id, &[(Backend, 3), (Frontend, 2), (Design, 1)]));
+        let t2 = c.api().update_team(req).await.unwrap().into_inner().team.unwrap();
+        assert_eq!(filled(&t2, Design), (0, 1));
+        c.apply(&other, &t.id, Design).await.unwrap()
+    };
+    // Grow, shrink down to the seats taken, add, remove an empty role (its applications go too).
+    let t2 = c
+        .api()
+        .update_team(c.leader.req(pb::UpdateTeamRequest {
+            etag: c.get(&c.leader, &t.id).await.unwrap().etag,
+            ..update_roles(&t.id, &[(Backend, 1), (Frontend, 5), (Ai, 2)])
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .team
+        .unwrap();
+    let roles: Vec<(i32, i32, i32)> = t2.roles.iter().map(|s| (s.role, s.capacity, s.filled)).collect();
+    assert_eq!(roles, [(Backend as i32, 1, 1), (Frontend as i32, 5, 1), (Ai as i32, 2, 0)]);
+    assert_err(c.decide(&c.leader, &pending_design.id, true).await, Code::NotFound, "APPLICATION_NOT_FOUND");
+    // Refusals, nothing changed: a role with members (the leader's, a member's), a capacity
+    // below the filled seats.
+    let refused = |roles: &'static [(pb::TeamRole, i32)]| {
+        let mut api = c.api();
+        let req = c.leader.req(update_roles(&t.id, roles));
+        async move { api.update_team(req).await.map(|_| ()) }
+    };
+    let meta = |s: &Status| s.get_error_details().error_info().unwrap().metadata.clone();
+    let s = assert_err(refused(&[(Backend, 1), (Ai, 2)]).await, Code::FailedPrecondition, "ROLE_NOT_EMPTY");
+    assert_eq!(meta(&s)["role"], "FRONTEND");
+    let s = assert_err(refused(&[(Frontend, 5), (Ai, 2)]).await, Code::FailedPrecondition, "ROLE_NOT_EMPTY");
+    assert_eq!(meta(&s)["role"], "BACKEND");
+    c.api().update_team(c.leader.req(update_roles(&t.id, &[(Backend, 2), (Frontend, 5)]))).await.unwrap();
+    let b = c.apply(&other, &t.id, Backend).await.unwrap();
+    c.decide(&c.leader, &b.id, true).await.unwrap();
+    let s =
+        assert_err(refused(&[(Backend, 1), (Frontend, 5)]).await, Code::FailedPrecondition, "CAPACITY_BELOW_FILLED");
+    assert_eq!((meta(&s)["role"].as_str(), meta(&s)["filled"].as_str()), ("BACKEND", "2"));
+    let now = c.get(&c.member, &t.id).await.unwrap();
+    assert_eq!((filled(&now, Backend), filled(&now, Frontend), now.roles.len()), ((2, 2), (1, 5), 2));
+    // Only the leader; bad lists name `roles`.
+    let req = c.manager.req(update_roles(&t.id, &[(Backend, 3), (Frontend, 5)]));
+    assert_err(c.api().update_team(req).await, Code::PermissionDenied, "TEAM_LEADER_REQUIRED");
+    for bad in [vec![], vec![(Backend, 2), (Backend, 3)], vec![(Backend, 0)], vec![(Backend, 11)]] {
+        let s = assert_err(refused(Box::leak(bad.into_boxed_slice())).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violations(&s), ["roles"]);
+    }
+    let unknown = pb::UpdateTeamRequest {
+        roles: vec![pb::RoleSeats { role: 99, capacity: 1, filled: 0 }],
+        ..update_roles(&t.id, &[])
+    };
+    let s = assert_err(c.api().update_team(c.leader.req(unknown)).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violations(&s), ["roles[0].role"]);
+}
+
+/// UpdateTeam `roles` is decided under the lock approvals take: lowering a capacity or removing
+/// a role while approvals for it race gives exact, consistent outcomes, never an internal error.
+#[sqlx::test]
+async fn role_changes_race_approvals_with_exact_outcomes(pool: PgPool) {
+    use pb::TeamRole::{Backend, Design, Frontend};
+    let c = Club::new(pool).await;
+    let applicants = c.app.fast_users("racer", 10).await;
+    for u in &applicants {
+        c.app.add_member(&c.club, u, "APPROVED", "MEMBER").await;
+    }
+    let db = c.app.state.db.clone();
+    let seated = |team: String, role: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("select count(*) from team_members where team_id = $1 and role = $2")
+                .bind(Uuid::parse_str(&team).unwrap())
+                .bind(role)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let mut outcomes = std::collections::BTreeSet::new();
+    for round in 0..6 {
+        // BACKEND 5 lowered to 2, or DESIGN 3 removed, while 10 approvals of it race.
+        let remove = round % 2 == 1;
+        let t = c.recruiting(&c.leader).await;
+        let (role, first) = if remove { (Design, (Design, 3)) } else { (Backend, (Backend, 5)) };
+        let mut setup = vec![(Frontend, 2), first];
+        if remove {
+            setup.push((Backend, 1));
+        }
+        c.api().update_team(c.leader.req(update_roles(&t.id, &setup))).await.unwrap();
+        let mut apps = Vec::new();
+        for u in &applicants {
+            apps.push(c.apply(u, &t.id, role).await.unwrap().id);
+        }
+        let mut tasks = Vec::new();
+        for id in apps {
+            let mut api = c.api();
+            let req =
+                c.leader.req(pb::DecideApplicationRequest { application_id: id, approve: true, note: String::new() });
+            tasks.push(tokio::spawn(async move { api.decide_application(req).await.map(|_| ()) }));
+        }
+        let change: &[(pb::TeamRole, i32)] =
+            if remove { &[(Frontend, 2), (Backend, 1)] } else { &[(Frontend, 2), (Backend, 2)] };
+        let mut api = c.api();
+        let req = c.leader.req(update_roles(&t.id, change));
+        let update = tokio::spawn(async move { api.update_team(req).await.map(|_| ()) });
+        let mut approved = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => approved += 1,
+                Err(s) => {
+                    let r = reason(&s);
+                    assert!(matches!(r.as_str(), "ROLE_FULL" | "APPLICATION_NOT_FOUND"), "round {round}: {s:?}");
+                }
+            }
+        }
+        let update = update.await.unwrap();
+        let now = c.get(&c.leader, &t.id).await.unwrap();
+        let seats = now.roles.iter().find(|s| s.role == role as i32).map(|s| (s.filled, s.capacity));
+        let rows = seated(t.id.clone(), if remove { "DESIGN" } else { "BACKEND" }).await;
+        match (remove, update) {
+            // Lowered first (or after at most 2 approvals): exactly 2 seats.
+            (false, Ok(())) => assert_eq!((approved, seats, rows), (2, Some((2, 2)), 2), "round {round}"),
+            // Refused: more than 2 were seated already; the old capacity fills exactly.
+            (false, Err(s)) => {
+                assert_eq!(reason(&s), "CAPACITY_BELOW_FILLED", "round {round}");
+                assert_eq!((approved, seats, rows), (5, Some((5, 5)), 5), "round {round}");
+            }
+            // Removed before any approval: nobody seated, the role and its applications gone.
+            (true, Ok(())) => assert_eq!((approved, seats, rows), (0, None, 0), "round {round}"),
+            // Refused: someone was seated first; the role fills to its capacity.
+            (true, Err(s)) => {
+                assert_eq!(reason(&s), "ROLE_NOT_EMPTY", "round {round}");
+                assert_eq!((approved, seats, rows), (3, Some((3, 3)), 3), "round {round}");
+            }
+        }
+        outcomes.insert((remove, approved));
+    }
+    eprintln!("outcomes (remove, approved): {outcomes:?}");
+}
