@@ -1,9 +1,11 @@
 //! Protobuf ⇄ model conversions for profiles and follows.
 
-use super::model::{Profile, ProfilePatch, ProfileSummary, parse_bio, parse_links, parse_tech_tags};
+use super::model::{
+    Profile, ProfileCard, ProfilePatch, ProfileSearch, ProfileSummary, parse_bio, parse_links, parse_tech_tags,
+};
 use crate::accounts::{Handle, parse_display_name};
 use crate::error::{AppError, Violations};
-use crate::fields::{enum_value, mask, parse_etag, parse_url, timestamp};
+use crate::fields::{enum_value, mask, parse_etag, parse_query, parse_tag, parse_url, timestamp};
 use crate::grpc::pb;
 use crate::teams::activity;
 
@@ -90,6 +92,37 @@ pub fn activity_request(r: &pb::ListProfileActivityRequest) -> Result<(Handle, a
     match (handle, kind) {
         (Some(h), Some(k)) => Ok((h, k)),
         _ => Err(AppError::invalid("handle", "is required")),
+    }
+}
+
+impl TryFrom<&pb::SearchProfilesRequest> for ProfileSearch {
+    type Error = AppError;
+    fn try_from(r: &pb::SearchProfilesRequest) -> Result<Self, AppError> {
+        let mut v = Violations::new();
+        let query = if r.query.trim().is_empty() { None } else { v.check("query", parse_query(&r.query)) };
+        let position = match v.check("position", enum_value::<pb::DeveloperPosition>(r.position, "position")) {
+            Some(pb::DeveloperPosition::Unspecified) | None => None,
+            Some(p) => Some(position_to_db(p)),
+        };
+        let tech_tag = if r.tech_tag.trim().is_empty() { None } else { v.check("tech_tag", parse_tag(&r.tech_tag)) };
+        let s = ProfileSearch { query, position, tech_tag };
+        if v.is_empty() && s == ProfileSearch::default() {
+            v.add("query", "give a query (2 or more characters), a position or a tech tag");
+        }
+        v.finish()?;
+        Ok(s)
+    }
+}
+
+pub fn card_to_pb(c: ProfileCard) -> pb::ProfileCard {
+    pb::ProfileCard {
+        user_id: c.user_id.to_string(),
+        handle: c.handle,
+        display_name: c.display_name,
+        image_url: c.image_url,
+        bio: c.bio,
+        position: position_to_pb(&c.position),
+        tech_tags: c.tech_tags,
     }
 }
 

@@ -53,6 +53,30 @@ pub struct ProfileSummary {
     pub followed_at: DateTime<Utc>,
 }
 
+/// One result of a people search.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ProfileCard {
+    pub user_id: Uuid,
+    pub handle: String,
+    pub display_name: String,
+    pub image_url: String,
+    pub bio: String,
+    pub position: String,
+    pub tech_tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// SearchProfiles, validated: at least one of the three (also what its page tokens are bound to).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProfileSearch {
+    /// 2–100 characters ([`fields::parse_query`]).
+    pub query: Option<String>,
+    /// A position as stored (`BACKEND` …).
+    pub position: Option<String>,
+    /// A normalised tag ([`fields::parse_tag`]).
+    pub tech_tag: Option<String>,
+}
+
 /// The profile fields an update changes (`None` = unchanged).
 #[derive(Debug, Default, PartialEq)]
 pub struct ProfilePatch {

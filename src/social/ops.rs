@@ -24,11 +24,12 @@ use std::time::Duration;
 use tonic::Code;
 use uuid::Uuid;
 
-use super::model::{Profile, ProfilePatch, ProfileSummary};
-use super::store::{self, Cursor};
+use super::model::{Profile, ProfileCard, ProfilePatch, ProfileSearch, ProfileSummary};
+use super::store::{self, Cursor, SearchCursor};
 use crate::accounts::{Handle, user_cache_key};
 use crate::cache::Cache;
 use crate::caller::Caller;
+use crate::db::{ExpensiveRead, ReadKind};
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::idempotency::{RequestId, remember, replayed};
 use crate::state::AppState;
@@ -235,4 +236,21 @@ pub async fn list_follows(
     let user = live_user(state, handle).await?;
     let rows = store::list_follows(&state.db, user, followers, page.after, page.fetch_limit()).await?;
     Ok(state.pager.finish(&page, rows, &query, |p| (p.followed_at, p.user_id)))
+}
+
+/// People search: live accounts matching `s`, newest first; an expensive read
+/// ([`ReadKind::ProfileSearch`]: bulkhead, deadline, cancelled when abandoned).
+#[tracing::instrument(name = "social.search_profiles", skip_all, err(level = "debug"))]
+pub async fn search_profiles(
+    state: &AppState,
+    s: &ProfileSearch,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<ProfileCard>, String)> {
+    let query = ("search_profiles", s);
+    let page = state.pager.page::<SearchCursor>(page_size, page_token, &query)?;
+    let mut read = ExpensiveRead::begin(&state.db, &state.expensive_reads, ReadKind::ProfileSearch).await?;
+    let rows = store::search_profiles(read.conn(), s, page.after, page.fetch_limit()).await;
+    let rows = read.finish(rows).await?;
+    Ok(state.pager.finish(&page, rows, &query, |c| (c.created_at, c.user_id)))
 }

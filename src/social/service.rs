@@ -2,8 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{activity_request, profile_to_pb, summary_to_pb};
-use super::model::ProfilePatch;
+use super::convert::{activity_request, card_to_pb, profile_to_pb, summary_to_pb};
+use super::model::{ProfilePatch, ProfileSearch};
 use super::ops::{self, handle_field};
 use crate::fields::request_id_field;
 use crate::grpc::{caller, maybe_caller, pb};
@@ -45,6 +45,20 @@ impl pb::profile_service_server::ProfileService for ProfileApi {
         let caller = caller(&req)?;
         ops::delete_account(&self.state, &caller, &req.get_ref().confirm_handle).await?;
         Ok(Response::new(pb::DeleteAccountResponse {}))
+    }
+
+    async fn search_profiles(
+        &self,
+        req: Request<pb::SearchProfilesRequest>,
+    ) -> Result<Response<pb::SearchProfilesResponse>, Status> {
+        maybe_caller(&req)?;
+        let r = req.into_inner();
+        let search = ProfileSearch::try_from(&r)?;
+        let (rows, next) = ops::search_profiles(&self.state, &search, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::SearchProfilesResponse {
+            profiles: rows.into_iter().map(card_to_pb).collect(),
+            next_page_token: next,
+        }))
     }
 
     async fn list_profile_activity(

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::model::{Profile, ProfilePatch, ProfileSummary};
+use super::model::{Profile, ProfileCard, ProfilePatch, ProfileSearch, ProfileSummary};
+use crate::db::escape_like;
 use crate::error::AppResult;
 
 /// Sort key of follow lists: (created_at, other user's id), both descending.
@@ -36,6 +37,60 @@ pub async fn get_profile_by_handle(db: impl PgExecutor<'_>, handle: &str, viewer
 pub async fn get_profile(db: impl PgExecutor<'_>, id: Uuid, viewer: Uuid) -> AppResult<Option<Profile>> {
     let sql = format!("{} where u.id = $1 and u.deleted_at is null", profile_select("$2"));
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(viewer).fetch_optional(db).await?)
+}
+
+/// The accounts people search shows: live ones. The one place that decides it, so that an
+/// account state that must also hide people (suspension by moderation) joins here.
+const SEARCHABLE_ACCOUNT: &str = "u.deleted_at is null";
+
+/// Sort key of people search: (account created_at, id), both descending.
+pub type SearchCursor = (DateTime<Utc>, Uuid);
+
+/// A page of the accounts matching `s`, newest first. A query's pairs select candidates by the
+/// bigram index (`users_search_bigram_idx`), ILIKE over the same text decides. Only the
+/// conditions asked for are in the statement, so each plan can use its index.
+pub async fn search_profiles(
+    conn: &mut PgConnection,
+    s: &ProfileSearch,
+    after: Option<SearchCursor>,
+    limit: i64,
+) -> AppResult<Vec<ProfileCard>> {
+    let mut cond = vec![SEARCHABLE_ACCOUNT];
+    if s.query.is_some() {
+        cond.push(
+            "u.search_bigrams @> (select community_bigrams($2::text))
+             and profile_search_text(u.handle, u.display_name, u.bio, u.tech_tags) ilike '%' || $1 || '%'",
+        );
+    }
+    if s.position.is_some() {
+        cond.push("u.dev_position = $3");
+    }
+    if s.tech_tag.is_some() {
+        cond.push("u.tech_tags @> array[$4::text]");
+    }
+    if after.is_some() {
+        cond.push("(u.created_at, u.id) < ($5, $6)");
+    }
+    let sql = format!(
+        "select u.id as user_id, u.handle, u.display_name, u.image_url, u.bio, u.dev_position as position,
+                u.tech_tags, u.created_at
+           from users u
+          where {}
+          order by u.created_at desc, u.id desc
+          limit $7",
+        cond.join(" and ")
+    );
+    let (at, id) = after.map_or((None, None), |(a, i)| (Some(a), Some(i)));
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(s.query.as_deref().map(escape_like))
+        .bind(s.query.as_deref())
+        .bind(s.position.as_deref())
+        .bind(s.tech_tag.as_deref())
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
 }
 
 /// Whether `follower` follows `followee`.

@@ -131,6 +131,7 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("TrialService/RunIngest", SENSITIVE, ADMIN),
     ("TrialService/ListIngestRuns", READ, ADMIN),
     ("ProfileService/ListProfileActivity", READ, ANONYMOUS_OK),
+    ("ProfileService/SearchProfiles", READ, ANONYMOUS_OK),
 ];
 
 #[test]

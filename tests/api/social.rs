@@ -615,3 +615,103 @@ async fn get_profile_says_whether_they_follow_me(pool: PgPool) {
     social(&app).unfollow(b.req(pb::UnfollowRequest { handle: "alice".into() })).await.unwrap();
     assert!(!profile(&app, "bob", Some(&a)).await.follows_me);
 }
+
+async fn search(app: &TestApp, req: pb::SearchProfilesRequest) -> Result<(Vec<String>, String), tonic::Status> {
+    let r = profiles(app).search_profiles(Request::new(req)).await?.into_inner();
+    Ok((r.profiles.into_iter().map(|p| p.handle).collect(), r.next_page_token))
+}
+
+async fn search_all(app: &TestApp, req: pb::SearchProfilesRequest) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (handles, next) =
+            search(app, pb::SearchProfilesRequest { page_size: 2, page_token: token, ..req.clone() }).await.unwrap();
+        out.extend(handles);
+        if next.is_empty() {
+            return out;
+        }
+        token = next;
+    }
+}
+
+#[sqlx::test]
+async fn people_search_finds_korean_substrings_filters_and_never_shows_deleted_accounts(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let set = |u: &TestUser, name: &str, bio: &str, position: pb::DeveloperPosition, tags: &[&str]| {
+        let mut api = profiles(&app);
+        let req = u.req(pb::UpdateProfileRequest {
+            display_name: name.into(),
+            bio: bio.into(),
+            position: position as i32,
+            tech_tags: tags.iter().map(|t| t.to_string()).collect(),
+            update_mask: mask(&["display_name", "bio", "position", "tech_tags"]),
+            ..Default::default()
+        });
+        async move { api.update_profile(req).await.unwrap() }
+    };
+    use pb::DeveloperPosition::{Backend, Design, Frontend};
+    let jimin = app.user("jimin").await;
+    let minsu = app.user("minsu_dev").await;
+    let seoyeon = app.user("seoyeon").await;
+    let gone = app.user("gone").await;
+    set(&jimin, "김지민", "판교에서 일하는 백엔드 개발자", Backend, &["rust", "postgresql"]).await;
+    set(&minsu, "이민수", "프론트엔드, 가끔 백엔드", Frontend, &["react", "타입스크립트"]).await;
+    set(&seoyeon, "박서연", "UI 디자인 100% 진심", Design, &["figma"]).await;
+    set(&gone, "백엔드 탈퇴자", "백엔드", Backend, &["rust"]).await;
+    profiles(&app).delete_account(gone.req(pb::DeleteAccountRequest { confirm_handle: "gone".into() })).await.unwrap();
+
+    let q = |query: &str| pb::SearchProfilesRequest { query: query.into(), ..Default::default() };
+    // Two Korean characters, in the bio, the name or a tag; newest account first; pages of 2.
+    assert_eq!(search_all(&app, q("백엔")).await, ["minsu_dev", "jimin"]);
+    assert_eq!(search_all(&app, q("지민")).await, ["jimin"]);
+    assert_eq!(search_all(&app, q("스크립")).await, ["minsu_dev"]);
+    // Handles and tags, case-insensitively; LIKE wildcards are literal.
+    assert_eq!(search_all(&app, q("MINSU")).await, ["minsu_dev"]);
+    assert_eq!(search_all(&app, q("PostgreSQL")).await, ["jimin"]);
+    assert_eq!(search_all(&app, q("0%")).await, ["seoyeon"]);
+    assert_eq!(search_all(&app, q("_d")).await, ["minsu_dev"]);
+    assert!(search_all(&app, q("%%")).await.is_empty());
+    // A match never spans two fields.
+    assert!(search_all(&app, q("민이")).await.is_empty());
+    // Filters, alone or with a query.
+    let by = |position: pb::DeveloperPosition, tag: &str, query: &str| pb::SearchProfilesRequest {
+        query: query.into(),
+        position: position as i32,
+        tech_tag: tag.into(),
+        ..Default::default()
+    };
+    assert_eq!(search_all(&app, by(Backend, "", "")).await, ["jimin"]);
+    assert_eq!(search_all(&app, by(pb::DeveloperPosition::Unspecified, "#Rust", "")).await, ["jimin"]);
+    assert_eq!(search_all(&app, by(Frontend, "", "백엔")).await, ["minsu_dev"]);
+    assert!(search_all(&app, by(Design, "rust", "")).await.is_empty());
+    // The deleted account is found by nothing.
+    for req in [q("탈퇴"), q("gone"), by(Backend, "rust", "백엔")] {
+        assert!(!search_all(&app, req).await.contains(&"gone".to_owned()));
+    }
+    // Tokens are bound to the search.
+    let (_, token) = search(&app, pb::SearchProfilesRequest { page_size: 1, ..q("백엔") }).await.unwrap();
+    assert!(!token.is_empty());
+    let r = search(&app, pb::SearchProfilesRequest { page_token: token, ..q("지민") }).await;
+    assert_err(r, Code::InvalidArgument, "PAGE_TOKEN_INVALID");
+
+    // Bad input: every field named; nothing at all to search by is INVALID_ARGUMENT on query.
+    let bad = pb::SearchProfilesRequest {
+        query: "a\u{0}b".into(),
+        position: 99,
+        tech_tag: "two words".into(),
+        page_size: -1,
+        ..Default::default()
+    };
+    let mut fields = violations(&assert_err(search(&app, bad).await, Code::InvalidArgument, "INVALID_ARGUMENT"));
+    fields.sort();
+    assert_eq!(fields, ["position", "query", "tech_tag"]);
+    for query in ["백", &"가".repeat(1_000_000)] {
+        let s = assert_err(search(&app, q(query)).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violations(&s), ["query"]);
+    }
+    let s = assert_err(search(&app, Default::default()).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violations(&s), ["query"]);
+    let huge = pb::SearchProfilesRequest { page_size: i32::MAX, ..q("백엔") };
+    assert_eq!(search(&app, huge).await.unwrap().0.len(), 2);
+}
