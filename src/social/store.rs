@@ -267,3 +267,72 @@ mod tests {
         assert!(get_profile(&pool, cho, ann).await.unwrap().is_none());
     }
 }
+
+/// People search over 100,000 accounts (issue 16 "People"): prints the median time of each kind
+/// of search; the figures are in docs/people.md. A measurement, not a test of speed:
+/// `cargo test --workspace --lib people_search_bench -- --ignored --nocapture`.
+#[cfg(test)]
+mod bench {
+    use std::time::{Duration, Instant};
+
+    use sqlx::PgPool;
+
+    use super::*;
+
+    #[sqlx::test]
+    #[ignore = "a benchmark: run it by name"]
+    async fn people_search_bench(pool: PgPool) {
+        let started = Instant::now();
+        sqlx::query(
+            "insert into users (id, handle, email, password_hash, display_name, bio, dev_position, tech_tags,
+                                created_at)
+             select gen_random_uuid(), 'user' || i, 'user' || i || '@example.com', 'x',
+                    (array['김','이','박','최','정','강','조','윤','장','임'])[1 + i % 10]
+                      || (array['지민','서연','민수','하준','도윤','서준','예은','지우','수아','현우'])[1 + (i / 10) % 10],
+                    (array['판교에서 일하는','서울 사는','부산 출신','주니어','시니어','취준생'])[1 + i % 6] || ' '
+                      || (array['백엔드','프론트엔드','디자이너','기획자','데이터 엔지니어','머신러닝'])[1 + (i / 7) % 6]
+                      || ' 개발자입니다. ' || md5(i::text),
+                    (array['BACKEND','FRONTEND','FULLSTACK','DESIGN','AI',''])[1 + i % 6],
+                    array[(array['rust','go','react','figma','python','kotlin','swift','spring'])[1 + i % 8],
+                          (array['postgresql','redis','kubernetes','aws','docker'])[1 + i % 5]],
+                    now() - i * interval '1 minute'
+               from generate_series(1, 100000) as i",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("analyze users").execute(&pool).await.unwrap();
+        println!("seeded 100,000 accounts in {:?}", started.elapsed());
+        let q = |query: Option<&str>, position: Option<&str>, tag: Option<&str>| ProfileSearch {
+            query: query.map(str::to_owned),
+            position: position.map(str::to_owned),
+            tech_tag: tag.map(str::to_owned),
+        };
+        let cases = [
+            ("common name 지민 (10%)", q(Some("지민"), None, None)),
+            ("bio word 백엔 (17%)", q(Some("백엔"), None, None)),
+            ("rare handle user99999", q(Some("user99999"), None, None)),
+            ("no match 없는말", q(Some("없는말"), None, None)),
+            ("tag rust (12%)", q(None, None, Some("rust"))),
+            ("position BACKEND (17%)", q(None, Some("BACKEND"), None)),
+            ("지민 + BACKEND + rust", q(Some("지민"), Some("BACKEND"), Some("rust"))),
+        ];
+        let mut conn = pool.acquire().await.unwrap();
+        for (name, s) in cases {
+            let mut times = Vec::new();
+            let mut after = None;
+            for _ in 0..7 {
+                let t = Instant::now();
+                let rows = search_profiles(&mut conn, &s, None, 21).await.unwrap();
+                times.push(t.elapsed());
+                after = rows.get(19).map(|r| (r.created_at, r.user_id));
+            }
+            times.sort();
+            let t = Instant::now();
+            search_profiles(&mut conn, &s, after, 21).await.unwrap();
+            let page2 = t.elapsed();
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            println!("{name:28} first page median {:7.2} ms, page 2 {:7.2} ms", ms(times[3]), ms(page2));
+        }
+    }
+}
