@@ -33,7 +33,8 @@ const PENDING_LIMIT: usize = 10_000;
 const VERSION_TTL_S: u64 = 86_400;
 
 /// Caches by name: the closed set of the `cache` metric label.
-pub const CACHES: &[&str] = &["user", "my_communities", "geocode", "feed_post", "feed_page", "profile", "session"];
+pub const CACHES: &[&str] =
+    &["user", "my_communities", "geocode", "feed_post", "feed_page", "profile", "session", "profile_activity"];
 
 #[derive(Clone)]
 pub struct Cache {

@@ -128,6 +128,8 @@ reasons! {
     ApplicantRequired => "APPLICANT_REQUIRED",
     LeaderCannotLeave => "LEADER_CANNOT_LEAVE",
     NotTeamMember => "NOT_TEAM_MEMBER",
+    RoleNotEmpty => "ROLE_NOT_EMPTY",
+    CapacityBelowFilled => "CAPACITY_BELOW_FILLED",
     Internal => "INTERNAL",
 }
 

@@ -21,16 +21,19 @@
 
 use std::time::Duration;
 
+use tonic::Code;
 use uuid::Uuid;
 
-use super::model::{Profile, ProfilePatch, ProfileSummary};
-use super::store::{self, Cursor};
+use super::model::{Profile, ProfileCard, ProfilePatch, ProfileSearch, ProfileSummary};
+use super::store::{self, Cursor, SearchCursor};
 use crate::accounts::{Handle, user_cache_key};
 use crate::cache::Cache;
 use crate::caller::Caller;
+use crate::db::{ExpensiveRead, ReadKind};
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::idempotency::{RequestId, remember, replayed};
 use crate::state::AppState;
+use crate::teams::activity::{self, ActivityCounts, ActivityEntry};
 
 fn user_not_found() -> AppError {
     AppError::not_found(Reason::UserNotFound, "user")
@@ -78,9 +81,34 @@ pub async fn get_profile(state: &AppState, caller: Option<&Caller>, handle: &Han
         })
         .await?;
     if let Some(c) = caller.filter(|c| c.user_id != profile.user_id) {
-        profile.followed_by_me = store::follows(db, c.user_id, profile.user_id).await?;
+        (profile.followed_by_me, profile.follows_me) = store::follow_pair(db, c.user_id, profile.user_id).await?;
     }
     Ok(profile)
+}
+
+/// GetProfile: the profile with the caller's view of the member's team history counts.
+pub async fn get_profile_with_activity(
+    state: &AppState,
+    caller: Option<&Caller>,
+    handle: &Handle,
+) -> AppResult<(Profile, ActivityCounts)> {
+    let profile = get_profile(state, caller, handle).await?;
+    let counts = activity::counts(state, caller, profile.user_id).await?;
+    Ok((profile, counts))
+}
+
+/// A page of `handle`'s team history of `kind`, as the caller may see it (teams' rules).
+#[tracing::instrument(name = "social.list_profile_activity", skip_all, err(level = "debug"))]
+pub async fn list_profile_activity(
+    state: &AppState,
+    caller: Option<&Caller>,
+    handle: &Handle,
+    kind: activity::Kind,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<ActivityEntry>, String)> {
+    let user = live_user(state, handle).await?;
+    activity::list(state, caller, user, kind, page_size, page_token).await
 }
 
 /// After a committed write that changed what these accounts' profiles show.
@@ -105,7 +133,9 @@ pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePat
     // committed change is never answered with a retryable error.
     let mut tx = state.db.begin().await?;
     if !store::update_profile(&mut *tx, caller.user_id, &patch).await? {
-        return Err(user_not_found());
+        let now = store::get_profile(&mut *tx, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)?;
+        return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the profile changed since it was read")
+            .with_meta("etag", now.etag()));
     }
     let profile = store::get_profile(&mut *tx, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)?;
     tx.commit().await?;
@@ -206,4 +236,21 @@ pub async fn list_follows(
     let user = live_user(state, handle).await?;
     let rows = store::list_follows(&state.db, user, followers, page.after, page.fetch_limit()).await?;
     Ok(state.pager.finish(&page, rows, &query, |p| (p.followed_at, p.user_id)))
+}
+
+/// People search: live accounts matching `s`, newest first; an expensive read
+/// ([`ReadKind::ProfileSearch`]: bulkhead, deadline, cancelled when abandoned).
+#[tracing::instrument(name = "social.search_profiles", skip_all, err(level = "debug"))]
+pub async fn search_profiles(
+    state: &AppState,
+    s: &ProfileSearch,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<ProfileCard>, String)> {
+    let query = ("search_profiles", s);
+    let page = state.pager.page::<SearchCursor>(page_size, page_token, &query)?;
+    let mut read = ExpensiveRead::begin(&state.db, &state.expensive_reads, ReadKind::ProfileSearch).await?;
+    let rows = store::search_profiles(read.conn(), s, page.after, page.fetch_limit()).await;
+    let rows = read.finish(rows).await?;
+    Ok(state.pager.finish(&page, rows, &query, |c| (c.created_at, c.user_id)))
 }

@@ -2,12 +2,13 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{profile_to_pb, summary_to_pb};
-use super::model::ProfilePatch;
+use super::convert::{activity_request, card_to_pb, profile_to_pb, summary_to_pb};
+use super::model::{ProfilePatch, ProfileSearch};
 use super::ops::{self, handle_field};
 use crate::fields::request_id_field;
 use crate::grpc::{caller, maybe_caller, pb};
 use crate::state::AppState;
+use crate::teams::activity;
 
 pub struct ProfileApi {
     pub state: AppState,
@@ -21,8 +22,10 @@ impl pb::profile_service_server::ProfileService for ProfileApi {
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
         let who = maybe_caller(&req)?;
         let handle = handle_field(&req.get_ref().handle)?;
-        let p = ops::get_profile(&self.state, who.as_ref(), &handle).await?;
-        Ok(Response::new(pb::GetProfileResponse { profile: Some(profile_to_pb(p)) }))
+        let (p, counts) = ops::get_profile_with_activity(&self.state, who.as_ref(), &handle).await?;
+        Ok(Response::new(pb::GetProfileResponse {
+            profile: Some(profile_to_pb(p, Some(activity::activity_counts_to_pb(counts)))),
+        }))
     }
 
     async fn update_profile(
@@ -32,7 +35,7 @@ impl pb::profile_service_server::ProfileService for ProfileApi {
         let caller = caller(&req)?;
         let patch = ProfilePatch::try_from(req.into_inner())?;
         let p = ops::update_profile(&self.state, &caller, patch).await?;
-        Ok(Response::new(pb::UpdateProfileResponse { profile: Some(profile_to_pb(p)) }))
+        Ok(Response::new(pb::UpdateProfileResponse { profile: Some(profile_to_pb(p, None)) }))
     }
 
     async fn delete_account(
@@ -42,6 +45,35 @@ impl pb::profile_service_server::ProfileService for ProfileApi {
         let caller = caller(&req)?;
         ops::delete_account(&self.state, &caller, &req.get_ref().confirm_handle).await?;
         Ok(Response::new(pb::DeleteAccountResponse {}))
+    }
+
+    async fn search_profiles(
+        &self,
+        req: Request<pb::SearchProfilesRequest>,
+    ) -> Result<Response<pb::SearchProfilesResponse>, Status> {
+        maybe_caller(&req)?;
+        let r = req.into_inner();
+        let search = ProfileSearch::try_from(&r)?;
+        let (rows, next) = ops::search_profiles(&self.state, &search, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::SearchProfilesResponse {
+            profiles: rows.into_iter().map(card_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn list_profile_activity(
+        &self,
+        req: Request<pb::ListProfileActivityRequest>,
+    ) -> Result<Response<pb::ListProfileActivityResponse>, Status> {
+        let who = maybe_caller(&req)?;
+        let r = req.into_inner();
+        let (handle, kind) = activity_request(&r)?;
+        let (rows, next) =
+            ops::list_profile_activity(&self.state, who.as_ref(), &handle, kind, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListProfileActivityResponse {
+            entries: rows.into_iter().map(activity::activity_to_pb).collect(),
+            next_page_token: next,
+        }))
     }
 }
 
@@ -56,7 +88,7 @@ impl pb::social_service_server::SocialService for SocialApi {
         let rid = request_id_field(&req.get_ref().request_id)?;
         let handle = handle_field(&req.get_ref().handle)?;
         let (created, p) = ops::follow(&self.state, &caller, &handle, rid.as_ref()).await?;
-        Ok(Response::new(pb::FollowResponse { created, profile: Some(profile_to_pb(p)) }))
+        Ok(Response::new(pb::FollowResponse { created, profile: Some(profile_to_pb(p, None)) }))
     }
 
     async fn unfollow(&self, req: Request<pb::UnfollowRequest>) -> Result<Response<pb::UnfollowResponse>, Status> {

@@ -28,7 +28,7 @@ fn team_scope(id: Uuid) -> String {
     format!("teams:team:{id}")
 }
 
-fn club_scope(id: Uuid) -> String {
+pub(super) fn club_scope(id: Uuid) -> String {
     format!("teams:club:{id}")
 }
 

@@ -2,9 +2,9 @@
 //! is reported at once.
 
 use super::model::{
-    Application, ApplicationState, Apply, Genre, MAX_DESCRIPTION_CHARS, MAX_MESSAGE_CHARS, MAX_NOTE_CHARS,
-    MAX_TITLE_CHARS, ProposeTeam, Team, TeamFilter, TeamMember, TeamPatch, TeamRole, TeamSort, TeamState, TeamView,
-    UpdateTeam, check_roles, parse_links,
+    ActivityCounts, ActivityEntry, ActivityKind, Application, ApplicationState, Apply, Genre, MAX_DESCRIPTION_CHARS,
+    MAX_MESSAGE_CHARS, MAX_NOTE_CHARS, MAX_TITLE_CHARS, ProposeTeam, Team, TeamFilter, TeamMember, TeamPatch, TeamRole,
+    TeamSort, TeamState, TeamView, UpdateTeam, check_role_list, check_roles, parse_links,
 };
 use crate::error::{AppError, Violations};
 use crate::fields::{id, mask, parse_etag, parse_query, parse_url, request_id, text, timestamp};
@@ -78,14 +78,7 @@ impl TryFrom<pb::ProposeTeamRequest> for ProposeTeam {
         let description = text(&mut v, "description", &r.description, 0, MAX_DESCRIPTION_CHARS, true);
         let links = v.check("links", parse_links(&r.links)).unwrap_or_default();
         let image_url = image(&mut v, &r.image_url);
-        let mut roles = Vec::new();
-        let mut roles_ok = true;
-        for (i, s) in r.roles.iter().enumerate() {
-            match role(&mut v, &format!("roles[{i}].role"), s.role, true) {
-                Some(x) => roles.push((x, s.capacity)),
-                None => roles_ok = false,
-            }
-        }
+        let (roles, roles_ok) = role_list(&mut v, &r.roles);
         let leader_role = role(&mut v, "leader_role", r.leader_role, true);
         if let (true, Some(l)) = (roles_ok, leader_role)
             && let Err(e) = check_roles(&roles, l)
@@ -108,13 +101,26 @@ impl TryFrom<pb::ProposeTeamRequest> for ProposeTeam {
     }
 }
 
+/// The roles of a request, each role required; `false` when one is bad.
+fn role_list(v: &mut Violations, raw: &[pb::RoleSeats]) -> (Vec<(TeamRole, i32)>, bool) {
+    let mut roles = Vec::new();
+    let mut ok = true;
+    for (i, s) in raw.iter().enumerate() {
+        match role(v, &format!("roles[{i}].role"), s.role, true) {
+            Some(x) => roles.push((x, s.capacity)),
+            None => ok = false,
+        }
+    }
+    (roles, ok)
+}
+
 impl TryFrom<pb::UpdateTeamRequest> for UpdateTeam {
     type Error = AppError;
     fn try_from(r: pb::UpdateTeamRequest) -> Result<Self, AppError> {
         let mut v = Violations::new();
         let team_id = id(&mut v, "team_id", &r.team_id);
         let mut patch = TeamPatch::default();
-        let allowed = ["title", "genre", "description", "links", "image_url"];
+        let allowed = ["title", "genre", "description", "links", "image_url", "roles"];
         for path in mask(&mut v, r.update_mask.as_ref(), &allowed) {
             match path.as_str() {
                 "title" => patch.title = Some(text(&mut v, "title", &r.title, 1, MAX_TITLE_CHARS, false)),
@@ -125,6 +131,13 @@ impl TryFrom<pb::UpdateTeamRequest> for UpdateTeam {
                 }
                 "links" => patch.links = v.check("links", parse_links(&r.links)),
                 "image_url" => patch.image_url = Some(image(&mut v, &r.image_url)),
+                "roles" => {
+                    let (roles, ok) = role_list(&mut v, &r.roles);
+                    if ok && let Err(e) = check_role_list(&roles) {
+                        v.add("roles", e);
+                    }
+                    patch.roles = Some(roles);
+                }
                 _ => {}
             }
         }
@@ -313,5 +326,51 @@ pub fn member_to_pb(m: TeamMember) -> pb::TeamMember {
         role: role_to_pb(&m.role),
         is_leader: m.is_leader,
         joined_at: Some(timestamp(m.joined_at)),
+    }
+}
+
+/// The `kind` of a ListProfileActivityRequest (required).
+pub fn activity_kind(raw: i32) -> Result<ActivityKind, String> {
+    match pb::ProfileActivityKind::try_from(raw) {
+        Ok(pb::ProfileActivityKind::Applied) => Ok(ActivityKind::Applied),
+        Ok(pb::ProfileActivityKind::InProgress) => Ok(ActivityKind::InProgress),
+        Ok(pb::ProfileActivityKind::Accomplished) => Ok(ActivityKind::Accomplished),
+        Ok(pb::ProfileActivityKind::Liked) => Ok(ActivityKind::Liked),
+        Ok(pb::ProfileActivityKind::Unspecified) => {
+            Err("is required: APPLIED, IN_PROGRESS, ACCOMPLISHED or LIKED".into())
+        }
+        Err(_) => Err("is not a known activity kind".into()),
+    }
+}
+
+fn application_state_to_pb(s: &str) -> i32 {
+    (match ApplicationState::from_db(s) {
+        Some(ApplicationState::Pending) => pb::ApplicationState::Pending,
+        Some(ApplicationState::Approved) => pb::ApplicationState::Approved,
+        Some(ApplicationState::Rejected) => pb::ApplicationState::Rejected,
+        None => pb::ApplicationState::Unspecified,
+    }) as i32
+}
+
+pub fn activity_to_pb(e: ActivityEntry) -> pb::ProfileActivity {
+    pb::ProfileActivity {
+        team_id: e.team_id.to_string(),
+        community_id: e.community_id.to_string(),
+        team_title: e.title,
+        genre: genre_to_pb(&e.genre),
+        team_state: TeamState::from_db(&e.team_state).map_or(0, state_to_pb),
+        role: e.role.as_deref().map_or(0, role_to_pb),
+        application_state: e.application_state.as_deref().map_or(0, application_state_to_pb),
+        is_leader: e.is_leader,
+        at: Some(timestamp(e.at)),
+    }
+}
+
+pub fn activity_counts_to_pb(c: ActivityCounts) -> pb::ProfileActivityCounts {
+    pb::ProfileActivityCounts {
+        applied: c.applied,
+        in_progress: c.in_progress,
+        accomplished: c.accomplished,
+        liked: c.liked,
     }
 }

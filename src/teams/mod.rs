@@ -13,8 +13,11 @@
 //! [`crate::communities::access`].
 //!
 //! Public API (what other domains may use; `tests/layering.rs` checks it): [`views`] (teams as a
-//! counted target, for the flush job) and [`add_services`].
+//! counted target, for the flush job), [`activity`] (a member's team history, for profiles) and
+//! [`add_services`].
 
+/// Public API: a member's team history and its counts — `ProfileService` (social) serves them.
+pub mod activity;
 pub mod cache;
 pub mod config;
 pub mod convert;

@@ -163,6 +163,17 @@ pub struct TeamPatch {
     pub description: Option<String>,
     pub links: Option<Vec<String>>,
     pub image_url: Option<String>,
+    /// The whole new role list with capacities (roles left out are removed).
+    pub roles: Option<Vec<(TeamRole, i32)>>,
+}
+
+/// Why a new role list does not fit the seats taken (UpdateTeam `roles`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleConflict {
+    /// A role left out of the list still has members (the leader's role always has).
+    NotEmpty { role: String },
+    /// A capacity below the seats already filled.
+    BelowFilled { role: String, filled: i32 },
 }
 
 #[derive(Debug, Clone)]
@@ -238,8 +249,57 @@ pub struct TeamMember {
     pub joined_at: DateTime<Utc>,
 }
 
+/// Which part of a member's team history (ProfileService.ListProfileActivity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ActivityKind {
+    /// Applications, any state.
+    Applied,
+    /// Seats of RECRUITING or IN_PROGRESS teams (the leader's included).
+    InProgress,
+    /// Seats of ACCOMPLISHED teams.
+    Accomplished,
+    /// Likes.
+    Liked,
+}
+
+/// One entry of a member's team history; the same for every viewer allowed to see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ActivityEntry {
+    pub team_id: Uuid,
+    pub community_id: Uuid,
+    pub title: String,
+    pub genre: String,
+    pub team_state: String,
+    pub role: Option<String>,
+    pub application_state: Option<String>,
+    pub is_leader: bool,
+    pub at: DateTime<Utc>,
+    /// The row's key in the list's order: the application's id, else the team's.
+    pub entry_key: Uuid,
+}
+
+/// How many entries each kind of a member's team history has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ActivityCounts {
+    pub applied: i64,
+    pub in_progress: i64,
+    pub accomplished: i64,
+    pub liked: i64,
+}
+
 /// A proposal's roles: 1–8 distinct roles, each with a capacity of 1..10, the leader's among them.
 pub fn check_roles(roles: &[(TeamRole, i32)], leader_role: TeamRole) -> Result<(), String> {
+    check_role_list(roles)?;
+    if !roles.iter().any(|(r, _)| *r == leader_role) {
+        return Err("must include the leader's role".into());
+    }
+    Ok(())
+}
+
+/// A role list (ProposeTeam, UpdateTeam): 1–8 distinct roles, each with a capacity of 1..10.
+/// Whether seats allow it (the leader's role kept, no capacity below its filled seats) is
+/// decided in the database ([`super::store::set_roles`]).
+pub fn check_role_list(roles: &[(TeamRole, i32)]) -> Result<(), String> {
     if roles.is_empty() {
         return Err("name at least one role the team recruits".into());
     }
@@ -253,9 +313,6 @@ pub fn check_roles(roles: &[(TeamRole, i32)], leader_role: TeamRole) -> Result<(
         if roles[..i].iter().any(|(r, _)| r == role) {
             return Err(format!("{} is named twice", role.as_db()));
         }
-    }
-    if !roles.iter().any(|(r, _)| *r == leader_role) {
-        return Err("must include the leader's role".into());
     }
     Ok(())
 }

@@ -27,7 +27,8 @@ use tonic::Code;
 use uuid::Uuid;
 
 use super::model::{
-    Application, ApplicationState, Apply, ProposeTeam, Team, TeamFilter, TeamMember, TeamState, TeamView, UpdateTeam,
+    Application, ApplicationState, Apply, ProposeTeam, RoleConflict, Team, TeamFilter, TeamMember, TeamState, TeamView,
+    UpdateTeam,
 };
 use super::store::{self, ApplicationCursor, MemberCursor, TeamCursor};
 use crate::caller::Caller;
@@ -194,11 +195,31 @@ pub async fn update_team(state: &AppState, caller: &Caller, cmd: UpdateTeam) -> 
     if team.leader_id != caller.user_id {
         return Err(leader_required());
     }
-    if !store::update_team(&state.db, team.id, &cmd.patch, cmd.expected_version).await? {
+    let mut tx = state.db.begin().await?;
+    if !store::update_team(&mut *tx, team.id, &cmd.patch, cmd.expected_version).await? {
+        drop(tx);
         let now = reload(state, team.id).await?;
         return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the team changed since it was read")
             .with_meta("etag", now.etag()));
     }
+    if let Some(roles) = &cmd.patch.roles
+        && let Some(conflict) = store::set_roles(&mut tx, team.id, roles).await?
+    {
+        return Err(match conflict {
+            RoleConflict::NotEmpty { role } => AppError::failed_precondition(
+                Reason::RoleNotEmpty,
+                "a role with members cannot be removed (the leader's role always has one)",
+            )
+            .with_meta("role", role),
+            RoleConflict::BelowFilled { role, filled } => AppError::failed_precondition(
+                Reason::CapacityBelowFilled,
+                format!("{role} already has {filled} members: its capacity cannot be lower"),
+            )
+            .with_meta("role", role)
+            .with_meta("filled", filled.to_string()),
+        });
+    }
+    tx.commit().await?;
     super::cache::team_changed(state, &team).await;
     one_with_likes(state, caller, reload(state, team.id).await?).await
 }
@@ -246,6 +267,7 @@ pub async fn apply(state: &AppState, caller: &Caller, cmd: Apply) -> AppResult<A
         return Err(AppError::invalid("role", "the team does not recruit this role"));
     };
     if !seats.is_open() {
+        metrics::counter!("maru_team_applications_total", "outcome" => "role_full").increment(1);
         return Err(role_full(&seats.role));
     }
     if store::is_team_member(&state.db, team.id, caller.user_id).await? {
@@ -261,6 +283,7 @@ pub async fn apply(state: &AppState, caller: &Caller, cmd: Apply) -> AppResult<A
             let id = store::insert_application(&mut tx, &cmd, caller.user_id).await?;
             remember(&mut tx, "Apply", caller, cmd.request_id.as_ref(), &id).await?;
             tx.commit().await?;
+            super::activity::member_changed(state, caller.user_id).await;
             metrics::counter!("maru_team_applications_total", "outcome" => "submitted").increment(1);
             id
         }
@@ -291,6 +314,7 @@ pub async fn withdraw_application(state: &AppState, caller: &Caller, id: Uuid) -
             "the application was already decided",
         ));
     }
+    super::activity::member_changed(state, caller.user_id).await;
     metrics::counter!("maru_team_applications_total", "outcome" => "withdrawn").increment(1);
     Ok(())
 }
@@ -334,7 +358,12 @@ pub async fn decide_application(
     let mut tx = state.db.begin().await?;
     let to = if approve { ApplicationState::Approved } else { ApplicationState::Rejected };
     if !store::decide_application(&mut tx, id, to, note).await? {
-        return Err(already());
+        drop(tx);
+        // Gone with its role (UpdateTeam removed it meanwhile), or decided by a concurrent call.
+        return Err(match store::get_application(&state.db, id).await? {
+            Some(_) => already(),
+            None => application_not_found(),
+        });
     }
     if approve {
         if !store::take_seat(&mut tx, team.id, &a.role).await? {
@@ -353,6 +382,7 @@ pub async fn decide_application(
         }
     }
     tx.commit().await?;
+    super::activity::member_changed(state, a.user_id).await;
     if approve {
         super::cache::team_changed(state, &team).await;
     }

@@ -7,8 +7,8 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::model::{
-    Application, ApplicationState, Apply, ProposeTeam, Seats, Team, TeamFilter, TeamMember, TeamPatch, TeamRole,
-    TeamSort, TeamState,
+    ActivityCounts, ActivityEntry, ActivityKind, Application, ApplicationState, Apply, ProposeTeam, RoleConflict,
+    Seats, Team, TeamFilter, TeamMember, TeamPatch, TeamRole, TeamSort, TeamState,
 };
 use crate::db::escape_like;
 use crate::error::AppResult;
@@ -214,6 +214,58 @@ pub async fn set_team_state(
     .await?
     .rows_affected()
         == 1)
+}
+
+/// Replaces the team's roles with `roles` (capacities changed, roles added, roles left out
+/// removed), decided under the same row locks approvals take ([`take_seat`] locks the role row):
+/// first the pending applications of the roles to be removed (approvals lock their application
+/// before its role, so both lock in the same order and never deadlock), then every role row of
+/// the team; the seats are checked on the locked rows. `Some(conflict)` (and nothing changed)
+/// when a removed role still has members or a capacity falls below its filled seats.
+/// Applications of removed roles go with them (`team_applications_role_fkey`).
+pub async fn set_roles(
+    conn: &mut PgConnection,
+    team: Uuid,
+    roles: &[(TeamRole, i32)],
+) -> AppResult<Option<RoleConflict>> {
+    let names: Vec<&str> = roles.iter().map(|(r, _)| r.as_db()).collect();
+    let caps: Vec<i32> = roles.iter().map(|(_, c)| *c).collect();
+    sqlx::query(
+        "select 1 from team_applications where team_id = $1 and role <> all($2) and state = 'PENDING'
+          order by id for update",
+    )
+    .bind(team)
+    .bind(&names)
+    .execute(&mut *conn)
+    .await?;
+    let seats: Vec<(String, i32)> =
+        sqlx::query_as("select role, filled from team_roles where team_id = $1 order by role for update")
+            .bind(team)
+            .fetch_all(&mut *conn)
+            .await?;
+    for (role, filled) in seats {
+        match roles.iter().find(|(r, _)| r.as_db() == role) {
+            None if filled > 0 => return Ok(Some(RoleConflict::NotEmpty { role })),
+            Some((_, cap)) if *cap < filled => return Ok(Some(RoleConflict::BelowFilled { role, filled })),
+            _ => {}
+        }
+    }
+    sqlx::query("delete from team_roles where team_id = $1 and role <> all($2)")
+        .bind(team)
+        .bind(&names)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "insert into team_roles (team_id, role, capacity)
+         select $1, r, c from unnest($2::text[], $3::int[]) as x (r, c)
+         on conflict on constraint team_roles_pkey do update set capacity = excluded.capacity",
+    )
+    .bind(team)
+    .bind(&names)
+    .bind(&caps)
+    .execute(&mut *conn)
+    .await?;
+    Ok(None)
 }
 
 pub async fn delete_team(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<bool> {
@@ -447,4 +499,109 @@ pub async fn team_communities(db: impl PgExecutor<'_>, teams: &[Uuid]) -> AppRes
     let rows: Vec<(Uuid,)> =
         sqlx::query_as("select distinct community_id from teams where id = any($1)").bind(teams).fetch_all(db).await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+// ---- profile activity (a member's team history, `super::activity`)
+
+/// Sort key of activity lists: (applied/joined/liked at, application id or team id), both
+/// descending.
+pub type ActivityCursor = (DateTime<Utc>, Uuid);
+
+/// The clubs whose teams `subject`'s activity may show to `viewer`: clubs of the teams
+/// `subject` applied to, holds a seat of or liked, among those `viewer` is an APPROVED member of
+/// (all of them when `admin`). Sorted, so the list can be part of a cache key.
+pub async fn activity_clubs(db: impl PgExecutor<'_>, subject: Uuid, viewer: Uuid, admin: bool) -> AppResult<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "select coalesce(array_agg(c.id order by c.id), '{}') from (
+           select distinct t.community_id as id
+             from teams t
+            where t.id in (select team_id from team_applications where user_id = $1
+                           union select team_id from team_members where user_id = $1
+                           union select team_id from team_likes where user_id = $1)
+              and ($3 or exists (select 1 from community_memberships m
+                                  where m.community_id = t.community_id and m.user_id = $2
+                                    and m.status = 'APPROVED'))
+         ) c",
+    )
+    .bind(subject)
+    .bind(viewer)
+    .bind(admin)
+    .fetch_one(db)
+    .await?)
+}
+
+/// The approved states: only those teams appear in anyone's activity.
+const LISTED: &str = "('RECRUITING', 'IN_PROGRESS', 'ACCOMPLISHED')";
+
+/// A page of `subject`'s activity of `kind` among the teams of `clubs`, newest first.
+pub async fn list_activity(
+    db: impl PgExecutor<'_>,
+    subject: Uuid,
+    kind: ActivityKind,
+    clubs: &[Uuid],
+    after: Option<ActivityCursor>,
+    limit: i64,
+) -> AppResult<Vec<ActivityEntry>> {
+    let team_cols = "t.id as team_id, t.community_id, t.title, t.genre, t.state as team_state";
+    // (rows, their time, their key, the columns of the kind, which rows of `subject`)
+    let (from, at, key, cols, cond) = match kind {
+        ActivityKind::Applied => (
+            "team_applications a join teams t on t.id = a.team_id",
+            "a.created_at",
+            "a.id",
+            "a.role, a.state as application_state, false as is_leader",
+            format!("a.user_id = $1 and t.state in {LISTED}"),
+        ),
+        ActivityKind::InProgress | ActivityKind::Accomplished => (
+            "team_members m join teams t on t.id = m.team_id",
+            "m.joined_at",
+            "t.id",
+            "m.role, null::text as application_state, t.leader_id = $1 as is_leader",
+            format!(
+                "m.user_id = $1 and t.state in {}",
+                if kind == ActivityKind::InProgress { "('RECRUITING', 'IN_PROGRESS')" } else { "('ACCOMPLISHED')" }
+            ),
+        ),
+        ActivityKind::Liked => (
+            "team_likes l join teams t on t.id = l.team_id",
+            "l.created_at",
+            "t.id",
+            "null::text as role, null::text as application_state, false as is_leader",
+            format!("l.user_id = $1 and t.state in {LISTED}"),
+        ),
+    };
+    let sql = format!(
+        "select {team_cols}, {cols}, {at} as at, {key} as entry_key
+           from {from}
+          where {cond} and t.community_id = any($2)
+            and ($3::timestamptz is null or ({at}, {key}) < ($3, $4))
+          order by {at} desc, {key} desc
+          limit $5"
+    );
+    let (a, k) = after.map_or((None, None), |(a, k)| (Some(a), Some(k)));
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(subject)
+        .bind(clubs)
+        .bind(a)
+        .bind(k)
+        .bind(limit)
+        .fetch_all(db)
+        .await?)
+}
+
+/// How many entries each kind of `subject`'s activity has among the teams of `clubs`.
+pub async fn count_activity(db: impl PgExecutor<'_>, subject: Uuid, clubs: &[Uuid]) -> AppResult<ActivityCounts> {
+    let sql = format!(
+        "select
+           (select count(*) from team_applications a join teams t on t.id = a.team_id
+             where a.user_id = $1 and t.community_id = any($2) and t.state in {LISTED}) as applied,
+           (select count(*) from team_members m join teams t on t.id = m.team_id
+             where m.user_id = $1 and t.community_id = any($2) and t.state in ('RECRUITING', 'IN_PROGRESS'))
+             as in_progress,
+           (select count(*) from team_members m join teams t on t.id = m.team_id
+             where m.user_id = $1 and t.community_id = any($2) and t.state = 'ACCOMPLISHED') as accomplished,
+           (select count(*) from team_likes l join teams t on t.id = l.team_id
+             where l.user_id = $1 and t.community_id = any($2) and t.state in {LISTED}) as liked"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(subject).bind(clubs).fetch_one(db).await?)
 }

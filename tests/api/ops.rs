@@ -228,6 +228,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
             ]),
         ),
         ("state", set(&["idle", "in_use", "max"])),
+        // expensive reads (the bulkhead's kinds)
+        ("kind", maru::db::ReadKind::ALL.iter().map(|k| k.label().to_string()).collect()),
         ("bucket", set(&["auth", "sensitive", "write", "read"])),
         // rate limiting; membership decisions
         ("decision", set(&["allowed", "rejected", "approved"])),

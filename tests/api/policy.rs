@@ -130,6 +130,8 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("TrialService/ListTrialRevisions", READ, ANONYMOUS_OK),
     ("TrialService/RunIngest", SENSITIVE, ADMIN),
     ("TrialService/ListIngestRuns", READ, ADMIN),
+    ("ProfileService/ListProfileActivity", READ, ANONYMOUS_OK),
+    ("ProfileService/SearchProfiles", READ, ANONYMOUS_OK),
 ];
 
 #[test]

@@ -65,6 +65,7 @@ async fn profiles_are_public_and_only_their_owner_edits_them(pool: PgPool) {
             image_url: "https://img.example/j.png".into(),
             link2: "ignored: not in the mask".into(),
             update_mask: mask(&["display_name", "bio", "link1", "image_url"]),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -109,6 +110,7 @@ async fn invalid_profile_input_names_every_field(pool: PgPool) {
                 link2: "not a url".into(),
                 image_url: "ftp://img.example/a.png".into(),
                 update_mask: mask(&["display_name", "bio", "link1", "link2", "image_url"]),
+                ..Default::default()
             }))
             .await,
         Code::InvalidArgument,
@@ -516,4 +518,200 @@ async fn a_retried_follow_with_a_request_id_gets_its_first_answer(pool: PgPool) 
     let s =
         assert_err(social(&app).follow(req("carol", &"x".repeat(65))).await, Code::InvalidArgument, "INVALID_ARGUMENT");
     assert_eq!(violations(&s), ["request_id"]);
+}
+
+#[sqlx::test]
+async fn developer_profiles_have_a_position_tags_links_and_an_etag(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let dev = app.user("dev").await;
+    let fan = app.user("fan").await;
+    let before = profile(&app, "dev", None).await;
+    assert_eq!(
+        (before.position, before.tech_tags.len(), before.links.len(), before.etag.as_str()),
+        (pb::DeveloperPosition::Unspecified as i32, 0, 0, "v1")
+    );
+    let update = |req: pb::UpdateProfileRequest| {
+        let mut api = profiles(&app);
+        let req = dev.req(req);
+        async move { api.update_profile(req).await.map(|r| r.into_inner().profile.unwrap()) }
+    };
+    let p = update(pb::UpdateProfileRequest {
+        bio: "백엔드 개발자입니다. Rust와 PostgreSQL을 좋아해요.".into(),
+        position: pb::DeveloperPosition::Fullstack as i32,
+        tech_tags: vec!["#Rust".into(), "rust".into(), "PostgreSQL".into(), "쿠버네티스".into()],
+        links: vec!["https://github.com/dev".into(), "https://dev.example/blog".into()],
+        update_mask: mask(&["bio", "position", "tech_tags", "links"]),
+        etag: before.etag.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(p.position, pb::DeveloperPosition::Fullstack as i32);
+    assert_eq!(p.tech_tags, ["rust", "postgresql", "쿠버네티스"]);
+    assert_eq!(p.links, ["https://github.com/dev", "https://dev.example/blog"]);
+    assert_eq!(p.etag, "v2");
+    let seen = profile(&app, "dev", Some(&fan)).await;
+    assert_eq!(seen, pb::Profile { activity: seen.activity, ..p.clone() });
+
+    // A stale etag is refused with the current one; nothing changes.
+    let stale = update(pb::UpdateProfileRequest {
+        position: pb::DeveloperPosition::Design as i32,
+        update_mask: mask(&["position"]),
+        etag: before.etag.clone(),
+        ..Default::default()
+    })
+    .await;
+    let s = assert_err(stale, Code::Aborted, "ETAG_MISMATCH");
+    let meta = tonic_types::StatusExt::get_error_details(&s).error_info().unwrap().metadata.clone();
+    assert_eq!(meta.get("etag").map(String::as_str), Some("v2"));
+    assert_eq!(profile(&app, "dev", None).await.position, pb::DeveloperPosition::Fullstack as i32);
+    // UNSPECIFIED clears the position; without an etag the update is unconditional.
+    let p = update(pb::UpdateProfileRequest { update_mask: mask(&["position", "tech_tags"]), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!((p.position, p.tech_tags.len(), p.links.len(), p.etag.as_str()), (0, 0, 2, "v3"));
+
+    // Every bad field is named at once; hostile sizes and NUL bytes are plain field violations.
+    let bad = update(pb::UpdateProfileRequest {
+        bio: "a".repeat(1_000_000),
+        position: 99,
+        tech_tags: (0..21).map(|i| format!("t{i}")).collect(),
+        links: vec!["https://a.example/\u{0}".into(); 6],
+        update_mask: mask(&["bio", "position", "tech_tags", "links"]),
+        etag: "nope".into(),
+        ..Default::default()
+    })
+    .await;
+    let mut fields = violations(&assert_err(bad, Code::InvalidArgument, "INVALID_ARGUMENT"));
+    fields.sort();
+    assert_eq!(fields, ["bio", "etag", "links", "position", "tech_tags"]);
+    let bad = update(pb::UpdateProfileRequest {
+        tech_tags: vec!["a\u{0}b".into(), "two words".into()],
+        links: vec!["javascript:alert(1)".into()],
+        update_mask: mask(&["tech_tags", "links"]),
+        ..Default::default()
+    })
+    .await;
+    let mut fields = violations(&assert_err(bad, Code::InvalidArgument, "INVALID_ARGUMENT"));
+    fields.sort();
+    assert_eq!(fields, ["links", "tech_tags"]);
+    assert_eq!(profile(&app, "dev", None).await.etag, "v3", "nothing was written");
+}
+
+#[sqlx::test]
+async fn get_profile_says_whether_they_follow_me(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let a = app.user("alice").await;
+    let b = app.user("bob").await;
+    follow(&app, &b, "alice").await;
+    let seen_by_alice = profile(&app, "bob", Some(&a)).await;
+    assert_eq!((seen_by_alice.follows_me, seen_by_alice.followed_by_me), (true, false));
+    let seen_by_bob = profile(&app, "alice", Some(&b)).await;
+    assert_eq!((seen_by_bob.follows_me, seen_by_bob.followed_by_me), (false, true));
+    // Cached as anonymous readers see it: never leaks one reader's answer to another.
+    assert!(!profile(&app, "bob", None).await.follows_me);
+    let c = app.user("carol").await;
+    assert!(!profile(&app, "bob", Some(&c)).await.follows_me);
+    social(&app).unfollow(b.req(pb::UnfollowRequest { handle: "alice".into() })).await.unwrap();
+    assert!(!profile(&app, "bob", Some(&a)).await.follows_me);
+}
+
+async fn search(app: &TestApp, req: pb::SearchProfilesRequest) -> Result<(Vec<String>, String), tonic::Status> {
+    let r = profiles(app).search_profiles(Request::new(req)).await?.into_inner();
+    Ok((r.profiles.into_iter().map(|p| p.handle).collect(), r.next_page_token))
+}
+
+async fn search_all(app: &TestApp, req: pb::SearchProfilesRequest) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (handles, next) =
+            search(app, pb::SearchProfilesRequest { page_size: 2, page_token: token, ..req.clone() }).await.unwrap();
+        out.extend(handles);
+        if next.is_empty() {
+            return out;
+        }
+        token = next;
+    }
+}
+
+#[sqlx::test]
+async fn people_search_finds_korean_substrings_filters_and_never_shows_deleted_accounts(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let set = |u: &TestUser, name: &str, bio: &str, position: pb::DeveloperPosition, tags: &[&str]| {
+        let mut api = profiles(&app);
+        let req = u.req(pb::UpdateProfileRequest {
+            display_name: name.into(),
+            bio: bio.into(),
+            position: position as i32,
+            tech_tags: tags.iter().map(|t| t.to_string()).collect(),
+            update_mask: mask(&["display_name", "bio", "position", "tech_tags"]),
+            ..Default::default()
+        });
+        async move { api.update_profile(req).await.unwrap() }
+    };
+    use pb::DeveloperPosition::{Backend, Design, Frontend};
+    let jimin = app.user("jimin").await;
+    let minsu = app.user("minsu_dev").await;
+    let seoyeon = app.user("seoyeon").await;
+    let gone = app.user("gone").await;
+    set(&jimin, "김지민", "판교에서 일하는 백엔드 개발자", Backend, &["rust", "postgresql"]).await;
+    set(&minsu, "이민수", "프론트엔드, 가끔 백엔드", Frontend, &["react", "타입스크립트"]).await;
+    set(&seoyeon, "박서연", "UI 디자인 100% 진심", Design, &["figma"]).await;
+    set(&gone, "백엔드 탈퇴자", "백엔드", Backend, &["rust"]).await;
+    profiles(&app).delete_account(gone.req(pb::DeleteAccountRequest { confirm_handle: "gone".into() })).await.unwrap();
+
+    let q = |query: &str| pb::SearchProfilesRequest { query: query.into(), ..Default::default() };
+    // Two Korean characters, in the bio, the name or a tag; newest account first; pages of 2.
+    assert_eq!(search_all(&app, q("백엔")).await, ["minsu_dev", "jimin"]);
+    assert_eq!(search_all(&app, q("지민")).await, ["jimin"]);
+    assert_eq!(search_all(&app, q("스크립")).await, ["minsu_dev"]);
+    // Handles and tags, case-insensitively; LIKE wildcards are literal.
+    assert_eq!(search_all(&app, q("MINSU")).await, ["minsu_dev"]);
+    assert_eq!(search_all(&app, q("PostgreSQL")).await, ["jimin"]);
+    assert_eq!(search_all(&app, q("0%")).await, ["seoyeon"]);
+    assert_eq!(search_all(&app, q("_d")).await, ["minsu_dev"]);
+    assert!(search_all(&app, q("%%")).await.is_empty());
+    // A match never spans two fields.
+    assert!(search_all(&app, q("민이")).await.is_empty());
+    // Filters, alone or with a query.
+    let by = |position: pb::DeveloperPosition, tag: &str, query: &str| pb::SearchProfilesRequest {
+        query: query.into(),
+        position: position as i32,
+        tech_tag: tag.into(),
+        ..Default::default()
+    };
+    assert_eq!(search_all(&app, by(Backend, "", "")).await, ["jimin"]);
+    assert_eq!(search_all(&app, by(pb::DeveloperPosition::Unspecified, "#Rust", "")).await, ["jimin"]);
+    assert_eq!(search_all(&app, by(Frontend, "", "백엔")).await, ["minsu_dev"]);
+    assert!(search_all(&app, by(Design, "rust", "")).await.is_empty());
+    // The deleted account is found by nothing.
+    for req in [q("탈퇴"), q("gone"), by(Backend, "rust", "백엔")] {
+        assert!(!search_all(&app, req).await.contains(&"gone".to_owned()));
+    }
+    // Tokens are bound to the search.
+    let (_, token) = search(&app, pb::SearchProfilesRequest { page_size: 1, ..q("백엔") }).await.unwrap();
+    assert!(!token.is_empty());
+    let r = search(&app, pb::SearchProfilesRequest { page_token: token, ..q("지민") }).await;
+    assert_err(r, Code::InvalidArgument, "PAGE_TOKEN_INVALID");
+
+    // Bad input: every field named; nothing at all to search by is INVALID_ARGUMENT on query.
+    let bad = pb::SearchProfilesRequest {
+        query: "a\u{0}b".into(),
+        position: 99,
+        tech_tag: "two words".into(),
+        page_size: -1,
+        ..Default::default()
+    };
+    let mut fields = violations(&assert_err(search(&app, bad).await, Code::InvalidArgument, "INVALID_ARGUMENT"));
+    fields.sort();
+    assert_eq!(fields, ["position", "query", "tech_tag"]);
+    for query in ["백", &"가".repeat(1_000_000)] {
+        let s = assert_err(search(&app, q(query)).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violations(&s), ["query"]);
+    }
+    let s = assert_err(search(&app, Default::default()).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violations(&s), ["query"]);
+    let huge = pb::SearchProfilesRequest { page_size: i32::MAX, ..q("백엔") };
+    assert_eq!(search(&app, huge).await.unwrap().0.len(), 2);
 }

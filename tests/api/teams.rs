@@ -944,3 +944,468 @@ async fn no_read_is_stale_after_a_write_on_either_replica(pool: PgPool) {
         );
     }
 }
+
+// ---- profile activity (ProfileService.ListProfileActivity, GetProfile counts)
+
+fn profiles(app: &TestApp) -> maru::grpc::pb::profile_service_client::ProfileServiceClient<Channel> {
+    maru::grpc::pb::profile_service_client::ProfileServiceClient::new(app.channel.clone())
+}
+
+/// `handle`'s activity of `kind` as `who` sees it: (team title, role, application state) of
+/// every page (page size 1, so the tokens are used).
+async fn activity(
+    app: &TestApp,
+    who: Option<&TestUser>,
+    handle: &str,
+    kind: pb::ProfileActivityKind,
+) -> Result<Vec<(String, i32, i32)>, Status> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let req = pb::ListProfileActivityRequest {
+            handle: handle.into(),
+            kind: kind as i32,
+            page_size: 1,
+            page_token: token.clone(),
+        };
+        let r = profiles(app).list_profile_activity(as_who(who, req)).await?.into_inner();
+        out.extend(r.entries.into_iter().map(|e| (e.team_title, e.role, e.application_state)));
+        if r.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        token = r.next_page_token;
+    }
+}
+
+async fn counts(app: &TestApp, who: Option<&TestUser>, handle: &str) -> (i64, i64, i64, i64) {
+    let p = profiles(app).get_profile(as_who(who, pb::GetProfileRequest { handle: handle.into() })).await.unwrap();
+    let a = p.into_inner().profile.unwrap().activity.unwrap();
+    (a.applied, a.in_progress, a.accomplished, a.liked)
+}
+
+#[sqlx::test]
+async fn profile_activity_lists_applied_in_progress_accomplished_and_liked_teams(pool: PgPool) {
+    use pb::ProfileActivityKind::{Accomplished, Applied, InProgress, Liked};
+    let c = Club::new(pool).await;
+    let app = &c.app;
+    let (backend, frontend) = (pb::TeamRole::Backend as i32, pb::TeamRole::Frontend as i32);
+    let (pending, approved, rejected) = (
+        pb::ApplicationState::Pending as i32,
+        pb::ApplicationState::Approved as i32,
+        pb::ApplicationState::Rejected as i32,
+    );
+    // A team awaiting approval is nobody's activity yet, not even its leader's in their own view.
+    let hidden = c.proposed(&c.leader).await;
+    assert!(activity(app, Some(&c.leader), "leader", InProgress).await.unwrap().is_empty());
+    let t0 = c.recruiting(&c.leader).await;
+    let t1 = c.recruiting(&c.leader).await;
+    let a0 = c.apply(&c.member, &t0.id, pb::TeamRole::Backend).await.unwrap();
+    let a1 = c.apply(&c.member, &t1.id, pb::TeamRole::Backend).await.unwrap();
+    c.api().like_team(c.member.req(pb::LikeTeamRequest { team_id: t1.id.clone() })).await.unwrap();
+    assert_eq!(
+        activity(app, Some(&c.leader), "member", Applied).await.unwrap(),
+        [("팀 2".to_owned(), backend, pending), ("팀 1".to_owned(), backend, pending)]
+    );
+    assert_eq!(counts(app, Some(&c.leader), "member").await, (2, 0, 0, 1));
+    c.decide(&c.leader, &a0.id, true).await.unwrap();
+    c.decide(&c.leader, &a1.id, false).await.unwrap();
+    assert_eq!(
+        activity(app, Some(&c.manager), "member", Applied).await.unwrap(),
+        [("팀 2".to_owned(), backend, rejected), ("팀 1".to_owned(), backend, approved)]
+    );
+    assert_eq!(activity(app, Some(&c.member), "member", InProgress).await.unwrap(), [("팀 1".to_owned(), backend, 0)]);
+    assert_eq!(activity(app, Some(&c.member), "member", Liked).await.unwrap(), [("팀 2".to_owned(), 0, 0)]);
+    // The leader holds a seat of both teams; ACCOMPLISHED moves one over.
+    let leads = activity(app, Some(&c.member), "leader", InProgress).await.unwrap();
+    assert_eq!(leads, [("팀 2".to_owned(), frontend, 0), ("팀 1".to_owned(), frontend, 0)]);
+    for s in [pb::TeamState::InProgress, pb::TeamState::Accomplished] {
+        let req = pb::SetTeamStateRequest { team_id: t0.id.clone(), state: s as i32 };
+        c.api().set_team_state(c.leader.req(req)).await.unwrap();
+    }
+    assert_eq!(activity(app, Some(&c.member), "leader", InProgress).await.unwrap().len(), 1);
+    assert_eq!(
+        activity(app, Some(&c.member), "leader", Accomplished).await.unwrap(),
+        [("팀 1".to_owned(), frontend, 0)]
+    );
+    assert_eq!(counts(app, Some(&c.member), "member").await, (2, 0, 1, 1));
+    assert_eq!(counts(app, Some(&c.admin), "leader").await, (0, 1, 1, 0));
+
+    // Only callers who may see the teams see them: club members and admins; not outsiders,
+    // pending members or anonymous callers (an empty history, not an error).
+    assert_eq!(activity(app, Some(&c.admin), "member", Applied).await.unwrap().len(), 2);
+    for who in [Some(&c.outsider), Some(&c.pending), None] {
+        assert!(activity(app, who, "member", Applied).await.unwrap().is_empty());
+        assert_eq!(counts(app, who, "member").await, (0, 0, 0, 0));
+    }
+    // A deleted team leaves every history.
+    c.api().delete_team(c.leader.req(pb::DeleteTeamRequest { team_id: t1.id.clone() })).await.unwrap();
+    assert_eq!(counts(app, Some(&c.member), "member").await, (1, 0, 1, 0));
+    drop(hidden);
+
+    // Bad requests: every field named; unknown handles NOT_FOUND; tokens bound to the query.
+    let bad = pb::ListProfileActivityRequest { handle: "x\u{0}".into(), kind: 42, page_size: -1, ..Default::default() };
+    let s = assert_err(
+        profiles(app).list_profile_activity(c.member.req(bad)).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    let mut fields = violations(&s);
+    fields.sort();
+    assert_eq!(fields, ["handle", "kind"]);
+    let none = pb::ListProfileActivityRequest { handle: "member".into(), ..Default::default() };
+    let s = assert_err(
+        profiles(app).list_profile_activity(c.member.req(none)).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["kind"]);
+    let huge = pb::ListProfileActivityRequest {
+        handle: "member".into(),
+        kind: Applied as i32,
+        page_size: i32::MAX,
+        ..Default::default()
+    };
+    assert_eq!(profiles(app).list_profile_activity(c.member.req(huge)).await.unwrap().into_inner().entries.len(), 1);
+    let ghost = pb::ListProfileActivityRequest { handle: "nobody".into(), kind: Applied as i32, ..Default::default() };
+    assert_err(profiles(app).list_profile_activity(c.member.req(ghost)).await, Code::NotFound, "USER_NOT_FOUND");
+    let first = pb::ListProfileActivityRequest {
+        handle: "leader".into(),
+        kind: InProgress as i32,
+        page_size: 1,
+        ..Default::default()
+    };
+    c.recruiting(&c.leader).await;
+    c.recruiting(&c.leader).await;
+    let token = profiles(app).list_profile_activity(c.member.req(first)).await.unwrap().into_inner().next_page_token;
+    assert!(!token.is_empty());
+    let replay = pb::ListProfileActivityRequest {
+        handle: "member".into(),
+        kind: InProgress as i32,
+        page_token: token,
+        ..Default::default()
+    };
+    assert_err(
+        profiles(app).list_profile_activity(c.member.req(replay)).await,
+        Code::InvalidArgument,
+        "PAGE_TOKEN_INVALID",
+    );
+}
+
+/// Activity pages and counts are cached and never stale: random team writes (apply, withdraw,
+/// decide, leave, remove, like, unlike, state changes) on one of two replicas sharing Redis,
+/// each followed by reads of every kind and the counts on the other (warm) one, compared with
+/// the rows: 0 stale reads.
+#[sqlx::test]
+async fn profile_activity_is_never_stale_after_a_write_on_either_replica(pool: PgPool) {
+    use pb::ProfileActivityKind::{Accomplished, Applied, InProgress, Liked};
+    let c = Club::new(pool.clone()).await;
+    assert!(c.app.state.cache.is_up(), "this test needs Redis");
+    let prefix = c.app.redis_prefix.clone();
+    let second = TestApp::spawn_with(pool.clone(), |s| s.redis.key_prefix = prefix).await;
+    let replicas = [&c.app, &second];
+    let api = |i: usize| TeamServiceClient::new(replicas[i].channel.clone());
+    let teams = [c.recruiting(&c.leader).await, c.recruiting(&c.leader).await, c.recruiting(&c.leader).await];
+    let subject = Uuid::parse_str(&c.member.id).unwrap();
+    let mut seed: u64 = 0xac71_5eed;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    // The truth, from the rows: what a club member sees of `member`'s history.
+    let truth = || async {
+        let titles = |sql: &'static str| {
+            let pool = pool.clone();
+            async move { sqlx::query_scalar::<_, String>(sql).bind(subject).fetch_all(&pool).await.unwrap() }
+        };
+        [
+            titles("select t.title from team_applications a join teams t on t.id = a.team_id where a.user_id = $1
+                     and t.state in ('RECRUITING', 'IN_PROGRESS', 'ACCOMPLISHED') order by a.created_at desc, a.id desc").await,
+            titles("select t.title from team_members m join teams t on t.id = m.team_id where m.user_id = $1
+                     and t.state in ('RECRUITING', 'IN_PROGRESS') order by m.joined_at desc, t.id desc").await,
+            titles("select t.title from team_members m join teams t on t.id = m.team_id where m.user_id = $1
+                     and t.state = 'ACCOMPLISHED' order by m.joined_at desc, t.id desc").await,
+            titles("select t.title from team_likes l join teams t on t.id = l.team_id where l.user_id = $1
+                     order by l.created_at desc, t.id desc").await,
+        ]
+    };
+    let leader = &c.leader;
+    let read = |r: usize| async move {
+        let mut lists = Vec::new();
+        for kind in [Applied, InProgress, Accomplished, Liked] {
+            lists.push(
+                activity(replicas[r], Some(leader), "member", kind)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.0)
+                    .collect::<Vec<_>>(),
+            );
+        }
+        (lists, counts(replicas[r], Some(leader), "member").await)
+    };
+    let mut stale = Vec::new();
+    let mut writes = 0;
+    for step in 0..80 {
+        let (w, r) = if next(2) == 0 { (0, 1) } else { (1, 0) };
+        read(r).await;
+        let t = &teams[next(3) as usize];
+        let mine = |state: &'static str| {
+            let pool = pool.clone();
+            let team = Uuid::parse_str(&t.id).unwrap();
+            async move {
+                sqlx::query_scalar::<_, Uuid>(
+                    "select id from team_applications where team_id = $1 and user_id = $2 and state = $3",
+                )
+                .bind(team)
+                .bind(subject)
+                .bind(state)
+                .fetch_optional(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        let team_id = Uuid::parse_str(&t.id).unwrap();
+        let seated: bool =
+            sqlx::query_scalar("select exists(select 1 from team_members where team_id = $1 and user_id = $2)")
+                .bind(team_id)
+                .bind(subject)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let liker = &c.member;
+        let like = |on: bool| {
+            let mut a = api(w);
+            let id = t.id.clone();
+            async move {
+                if on {
+                    a.like_team(liker.req(pb::LikeTeamRequest { team_id: id })).await.is_ok()
+                } else {
+                    a.unlike_team(liker.req(pb::UnlikeTeamRequest { team_id: id })).await.is_ok()
+                }
+            }
+        };
+        let ok = match (mine("PENDING").await, seated, next(5)) {
+            // A pending application: withdrawn, approved or rejected (then the role is closed to
+            // the member for good, so rarely).
+            (Some(id), _, n) if n < 4 => {
+                if n < 2 {
+                    let req = pb::WithdrawApplicationRequest { application_id: id.to_string() };
+                    api(w).withdraw_application(c.member.req(req)).await.is_ok()
+                } else {
+                    let req = pb::DecideApplicationRequest {
+                        application_id: id.to_string(),
+                        approve: true,
+                        note: String::new(),
+                    };
+                    api(w).decide_application(c.leader.req(req)).await.is_ok()
+                }
+            }
+            (Some(id), _, _) => {
+                let req = pb::DecideApplicationRequest {
+                    application_id: id.to_string(),
+                    approve: next(3) != 0,
+                    note: String::new(),
+                };
+                api(w).decide_application(c.leader.req(req)).await.is_ok()
+            }
+            (None, true, 0) => {
+                api(w).leave_team(c.member.req(pb::LeaveTeamRequest { team_id: t.id.clone() })).await.is_ok()
+            }
+            (None, true, 1) => {
+                let req = pb::RemoveTeamMemberRequest { team_id: t.id.clone(), user_id: c.member.id.clone() };
+                api(w).remove_team_member(c.leader.req(req)).await.is_ok()
+            }
+            (None, false, 0 | 1) => {
+                let role = if next(2) == 0 { pb::TeamRole::Backend } else { pb::TeamRole::Frontend };
+                let req = pb::ApplyRequest { team_id: t.id.clone(), role: role as i32, ..Default::default() };
+                api(w).apply(c.member.req(req)).await.is_ok()
+            }
+            (None, _, 2) => like(true).await,
+            (None, _, 3) => like(false).await,
+            _ => {
+                let to = if next(2) == 0 { pb::TeamState::InProgress } else { pb::TeamState::Accomplished };
+                let req = pb::SetTeamStateRequest { team_id: t.id.clone(), state: to as i32 };
+                // Rarely: a team that moved on closes its applications.
+                next(4) == 0 && api(w).set_team_state(c.leader.req(req)).await.is_ok()
+            }
+        };
+        writes += i32::from(ok);
+        let want = truth().await;
+        let want_counts = (want[0].len() as i64, want[1].len() as i64, want[2].len() as i64, want[3].len() as i64);
+        let (lists, got_counts) = read(r).await;
+        if lists != want || got_counts != want_counts {
+            stale.push(format!("step {step} on replica {r}: {lists:?} {got_counts:?}, want {want:?}"));
+        }
+    }
+    assert!(stale.is_empty(), "stale reads:\n{}", stale.join("\n"));
+    assert!(writes >= 15, "only {writes} writes changed anything");
+    for app in replicas {
+        let m = app.metrics().await;
+        assert!(
+            m.lines().any(|l| l.starts_with("maru_cache_requests_total")
+                && l.contains("cache=\"profile_activity\"")
+                && l.contains("result=\"hit\"")),
+            "no activity cache hit"
+        );
+    }
+}
+
+// ---- UpdateTeam roles
+
+fn update_roles(team: &str, roles: &[(pb::TeamRole, i32)]) -> pb::UpdateTeamRequest {
+    pb::UpdateTeamRequest {
+        team_id: team.into(),
+        roles: roles.iter().map(|(r, n)| seats(*r, *n)).collect(),
+        update_mask: mask(&["roles"]),
+        ..Default::default()
+    }
+}
+
+#[sqlx::test]
+async fn the_leader_changes_roles_and_capacities_but_never_below_the_seats_taken(pool: PgPool) {
+    use pb::TeamRole::{Ai, Backend, Design, Frontend};
+    use tonic_types::StatusExt;
+    let c = Club::new(pool).await;
+    let t = c.recruiting(&c.leader).await; // BACKEND 3, FRONTEND 2 (the leader's)
+    let a = c.apply(&c.member, &t.id, Backend).await.unwrap();
+    c.decide(&c.leader, &a.id, true).await.unwrap();
+    let other = c.join("other").await;
+    let pending_design = {
+        let req = c.leader.req(update_roles(&t.id, &[(Backend, 3), (Frontend, 2), (Design, 1)]));
+        let t2 = c.api().update_team(req).await.unwrap().into_inner().team.unwrap();
+        assert_eq!(filled(&t2, Design), (0, 1));
+        c.apply(&other, &t.id, Design).await.unwrap()
+    };
+    // Grow, shrink down to the seats taken, add, remove an empty role (its applications go too).
+    let t2 = c
+        .api()
+        .update_team(c.leader.req(pb::UpdateTeamRequest {
+            etag: c.get(&c.leader, &t.id).await.unwrap().etag,
+            ..update_roles(&t.id, &[(Backend, 1), (Frontend, 5), (Ai, 2)])
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .team
+        .unwrap();
+    let roles: Vec<(i32, i32, i32)> = t2.roles.iter().map(|s| (s.role, s.capacity, s.filled)).collect();
+    assert_eq!(roles, [(Backend as i32, 1, 1), (Frontend as i32, 5, 1), (Ai as i32, 2, 0)]);
+    assert_err(c.decide(&c.leader, &pending_design.id, true).await, Code::NotFound, "APPLICATION_NOT_FOUND");
+    // Refusals, nothing changed: a role with members (the leader's, a member's), a capacity
+    // below the filled seats.
+    let refused = |roles: &'static [(pb::TeamRole, i32)]| {
+        let mut api = c.api();
+        let req = c.leader.req(update_roles(&t.id, roles));
+        async move { api.update_team(req).await.map(|_| ()) }
+    };
+    let meta = |s: &Status| s.get_error_details().error_info().unwrap().metadata.clone();
+    let s = assert_err(refused(&[(Backend, 1), (Ai, 2)]).await, Code::FailedPrecondition, "ROLE_NOT_EMPTY");
+    assert_eq!(meta(&s)["role"], "FRONTEND");
+    let s = assert_err(refused(&[(Frontend, 5), (Ai, 2)]).await, Code::FailedPrecondition, "ROLE_NOT_EMPTY");
+    assert_eq!(meta(&s)["role"], "BACKEND");
+    c.api().update_team(c.leader.req(update_roles(&t.id, &[(Backend, 2), (Frontend, 5)]))).await.unwrap();
+    let b = c.apply(&other, &t.id, Backend).await.unwrap();
+    c.decide(&c.leader, &b.id, true).await.unwrap();
+    let s =
+        assert_err(refused(&[(Backend, 1), (Frontend, 5)]).await, Code::FailedPrecondition, "CAPACITY_BELOW_FILLED");
+    assert_eq!((meta(&s)["role"].as_str(), meta(&s)["filled"].as_str()), ("BACKEND", "2"));
+    let now = c.get(&c.member, &t.id).await.unwrap();
+    assert_eq!((filled(&now, Backend), filled(&now, Frontend), now.roles.len()), ((2, 2), (1, 5), 2));
+    // Only the leader; bad lists name `roles`.
+    let req = c.manager.req(update_roles(&t.id, &[(Backend, 3), (Frontend, 5)]));
+    assert_err(c.api().update_team(req).await, Code::PermissionDenied, "TEAM_LEADER_REQUIRED");
+    for bad in [vec![], vec![(Backend, 2), (Backend, 3)], vec![(Backend, 0)], vec![(Backend, 11)]] {
+        let s = assert_err(refused(Box::leak(bad.into_boxed_slice())).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violations(&s), ["roles"]);
+    }
+    let unknown = pb::UpdateTeamRequest {
+        roles: vec![pb::RoleSeats { role: 99, capacity: 1, filled: 0 }],
+        ..update_roles(&t.id, &[])
+    };
+    let s = assert_err(c.api().update_team(c.leader.req(unknown)).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violations(&s), ["roles[0].role"]);
+}
+
+/// UpdateTeam `roles` is decided under the lock approvals take: lowering a capacity or removing
+/// a role while approvals for it race gives exact, consistent outcomes, never an internal error.
+#[sqlx::test]
+async fn role_changes_race_approvals_with_exact_outcomes(pool: PgPool) {
+    use pb::TeamRole::{Backend, Design, Frontend};
+    let c = Club::new(pool).await;
+    let applicants = c.app.fast_users("racer", 10).await;
+    for u in &applicants {
+        c.app.add_member(&c.club, u, "APPROVED", "MEMBER").await;
+    }
+    let db = c.app.state.db.clone();
+    let seated = |team: String, role: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("select count(*) from team_members where team_id = $1 and role = $2")
+                .bind(Uuid::parse_str(&team).unwrap())
+                .bind(role)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let mut outcomes = std::collections::BTreeSet::new();
+    for round in 0..6 {
+        // BACKEND 5 lowered to 2, or DESIGN 3 removed, while 10 approvals of it race.
+        let remove = round % 2 == 1;
+        let t = c.recruiting(&c.leader).await;
+        let (role, first) = if remove { (Design, (Design, 3)) } else { (Backend, (Backend, 5)) };
+        let mut setup = vec![(Frontend, 2), first];
+        if remove {
+            setup.push((Backend, 1));
+        }
+        c.api().update_team(c.leader.req(update_roles(&t.id, &setup))).await.unwrap();
+        let mut apps = Vec::new();
+        for u in &applicants {
+            apps.push(c.apply(u, &t.id, role).await.unwrap().id);
+        }
+        let mut tasks = Vec::new();
+        for id in apps {
+            let mut api = c.api();
+            let req =
+                c.leader.req(pb::DecideApplicationRequest { application_id: id, approve: true, note: String::new() });
+            tasks.push(tokio::spawn(async move { api.decide_application(req).await.map(|_| ()) }));
+        }
+        let change: &[(pb::TeamRole, i32)] =
+            if remove { &[(Frontend, 2), (Backend, 1)] } else { &[(Frontend, 2), (Backend, 2)] };
+        let mut api = c.api();
+        let req = c.leader.req(update_roles(&t.id, change));
+        let update = tokio::spawn(async move { api.update_team(req).await.map(|_| ()) });
+        let mut approved = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => approved += 1,
+                Err(s) => {
+                    let r = reason(&s);
+                    assert!(matches!(r.as_str(), "ROLE_FULL" | "APPLICATION_NOT_FOUND"), "round {round}: {s:?}");
+                }
+            }
+        }
+        let update = update.await.unwrap();
+        let now = c.get(&c.leader, &t.id).await.unwrap();
+        let seats = now.roles.iter().find(|s| s.role == role as i32).map(|s| (s.filled, s.capacity));
+        let rows = seated(t.id.clone(), if remove { "DESIGN" } else { "BACKEND" }).await;
+        match (remove, update) {
+            // Lowered first (or after at most 2 approvals): exactly 2 seats.
+            (false, Ok(())) => assert_eq!((approved, seats, rows), (2, Some((2, 2)), 2), "round {round}"),
+            // Refused: more than 2 were seated already; the old capacity fills exactly.
+            (false, Err(s)) => {
+                assert_eq!(reason(&s), "CAPACITY_BELOW_FILLED", "round {round}");
+                assert_eq!((approved, seats, rows), (5, Some((5, 5)), 5), "round {round}");
+            }
+            // Removed before any approval: nobody seated, the role and its applications gone.
+            (true, Ok(())) => assert_eq!((approved, seats, rows), (0, None, 0), "round {round}"),
+            // Refused: someone was seated first; the role fills to its capacity.
+            (true, Err(s)) => {
+                assert_eq!(reason(&s), "ROLE_NOT_EMPTY", "round {round}");
+                assert_eq!((approved, seats, rows), (3, Some((3, 3)), 3), "round {round}");
+            }
+        }
+        outcomes.insert((remove, approved));
+    }
+    eprintln!("outcomes (remove, approved): {outcomes:?}");
+}
