@@ -190,16 +190,19 @@ pub enum ReadKind {
     PostSearch,
     /// `TrialService.ListTrials` (joins, substring filters, an exact count).
     TrialList,
+    /// `ProductService.ListProducts` with a query (bigram search).
+    ProductSearch,
 }
 
 impl ReadKind {
-    const ALL: [ReadKind; 2] = [ReadKind::PostSearch, ReadKind::TrialList];
+    const ALL: [ReadKind; 3] = [ReadKind::PostSearch, ReadKind::TrialList, ReadKind::ProductSearch];
 
     /// The `kind` label of the `maru_expensive_reads_*` metrics.
     pub fn label(self) -> &'static str {
         match self {
             ReadKind::PostSearch => "post_search",
             ReadKind::TrialList => "trial_list",
+            ReadKind::ProductSearch => "product_search",
         }
     }
 }

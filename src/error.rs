@@ -129,6 +129,9 @@ reasons! {
     LeaderCannotLeave => "LEADER_CANNOT_LEAVE",
     NotTeamMember => "NOT_TEAM_MEMBER",
     Internal => "INTERNAL",
+    // SNS market.
+    ProductNotFound => "PRODUCT_NOT_FOUND",
+    ProductOwnerRequired => "PRODUCT_OWNER_REQUIRED",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.

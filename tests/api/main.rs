@@ -11,6 +11,7 @@ mod community_content;
 mod errors;
 mod events;
 mod feed;
+mod market;
 mod ops;
 mod policy;
 mod seed;

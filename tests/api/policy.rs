@@ -130,6 +130,16 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("TrialService/ListTrialRevisions", READ, ANONYMOUS_OK),
     ("TrialService/RunIngest", SENSITIVE, ADMIN),
     ("TrialService/ListIngestRuns", READ, ADMIN),
+    ("ProductService/CreateProduct", WRITE, REQUIRED),
+    ("ProductService/GetProduct", READ, ANONYMOUS_OK),
+    ("ProductService/UpdateProduct", WRITE, REQUIRED),
+    ("ProductService/DeleteProduct", WRITE, REQUIRED),
+    ("ProductService/SetProductStatus", WRITE, REQUIRED),
+    ("ProductService/ListProducts", READ, ANONYMOUS_OK),
+    ("ProductService/ListUserProducts", READ, ANONYMOUS_OK),
+    ("ProductService/LikeProduct", WRITE, REQUIRED),
+    ("ProductService/UnlikeProduct", WRITE, REQUIRED),
+    ("ProductService/RecommendProducts", READ, ANONYMOUS_OK),
 ];
 
 #[test]
