@@ -12,10 +12,13 @@
 //! is `store::rank` (docs/market.md#recommendations).
 //!
 //! Public API (what other domains may use; `tests/layering.rs` checks it): [`views`] (products
-//! as a counted target, for the flush job), [`register_metrics`] and [`add_services`].
+//! as a counted target, for the flush job), [`moderation`] (for `crate::reports`),
+//! [`register_metrics`] and [`add_services`].
 
 pub mod convert;
 pub mod model;
+/// Public API: what moderation (`crate::reports`) needs of products.
+pub mod moderation;
 pub mod ops;
 pub mod service;
 pub mod store;

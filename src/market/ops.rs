@@ -36,8 +36,12 @@ const RECENT_VIEWS: isize = 20;
 const SEED_LIKES: i64 = 50;
 /// Tags of a caller's profile.
 const PROFILE_TAGS: i64 = 10;
-/// Seed likes whose likers' likes are read (bounds the co-like work per call).
-const MAX_SEED_LIKES: i64 = 300;
+/// Seed likes whose likers' likes are read, and how many of each liker's (bound the co-like
+/// work per call: at most 200 × 50 rows).
+const MAX_SEED_LIKES: i64 = 200;
+const LIKES_PER_LIKER: i64 = 50;
+/// Tag candidates: the newest products on sale sharing a profile tag, among this many.
+const RECENT_PRODUCTS: i64 = 5_000;
 
 pub fn product_not_found() -> AppError {
     AppError::not_found(Reason::ProductNotFound, "product")
@@ -316,6 +320,8 @@ pub async fn recommend_products(
         exclude: &exclude,
         exclude_liked,
         max_seed_likes: MAX_SEED_LIKES,
+        likes_per_liker: LIKES_PER_LIKER,
+        recent_products: RECENT_PRODUCTS,
         limit,
     };
     let mut ranked =

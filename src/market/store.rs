@@ -278,12 +278,20 @@ pub struct RankInput<'a> {
     pub exclude_liked: bool,
     /// Most seed likes (newest first) whose likers are followed: bounds the co-like work.
     pub max_seed_likes: i64,
+    /// Likes read per such liker (their latest).
+    pub likes_per_liker: i64,
+    /// Tag candidates come from this many newest products on sale.
+    pub recent_products: i64,
     pub limit: i64,
 }
 
 /// Products on sale ranked by 3 × co-likers + the weights of shared tags, ties by newest then
-/// id (deterministic). Candidates: products sharing a profile tag (GIN `&&`) and products liked
-/// by the likers of a seed (the seed likes capped at `max_seed_likes`).
+/// id (deterministic). Candidates, each source bounded so that a call costs about the same on
+/// any catalogue: the latest 100 likes of each of the latest `max_seed_likes` likers of a seed
+/// (co-likes, read through `product_likes_user_id_idx`: at most `max_seed_likes` ×
+/// `likes_per_liker` rows), and the products among the `recent_products` newest on sale that
+/// share a profile tag (a backward scan of `products_created_at_idx`, however popular the
+/// tags). Every candidate is then scored on all its profile tags.
 pub async fn rank(db: impl PgExecutor<'_>, r: &RankInput<'_>) -> AppResult<Vec<Ranked>> {
     Ok(sqlx::query_as(
         "with seed_likes as (
@@ -295,31 +303,35 @@ pub async fn rank(db: impl PgExecutor<'_>, r: &RankInput<'_>) -> AppResult<Vec<R
           co as (
               select l2.product_id, count(distinct s.user_id) as co_likers,
                      (array_agg(distinct s.product_id))[1:3] as co_liked_with
-                from seed_likes s join product_likes l2 on l2.user_id = s.user_id and l2.product_id <> all($1)
+                from seed_likes s
+                cross join lateral (
+                      select m.product_id from product_likes m where m.user_id = s.user_id
+                       order by m.created_at desc, m.product_id limit $10) l2
+               where l2.product_id <> all($1)
                group by l2.product_id),
-          tg as (
-              select p.id as product_id, array_agg(t.tag order by t.w desc, t.tag) as shared_tags,
-                     sum(t.w)::bigint as tag_score
-                from products p
-                cross join lateral unnest(p.tags) as pt (tag)
-                join unnest($2::text[], $3::int[]) as t (tag, w) on t.tag = pt.tag
-               where p.tags && $2::text[] and p.status = 'ON_SALE'
-               group by p.id),
-          cand as (
-              select coalesce(co.product_id, tg.product_id) as product_id,
-                     coalesce(co.co_likers, 0) as co_likers,
+          tag_cand as (
+              select r.id
+                from (select id, tags from products where status = 'ON_SALE'
+                       order by created_at desc, id desc limit $9) r
+               where r.tags && $2::text[]),
+          cand as (select product_id as id from co union select id from tag_cand),
+          scored as (
+              select p.id, p.created_at, coalesce(co.co_likers, 0) as co_likers,
                      coalesce(co.co_liked_with, '{}') as co_liked_with,
-                     coalesce(tg.shared_tags, '{}') as shared_tags,
-                     coalesce(tg.tag_score, 0) as tag_score
-                from co full join tg on tg.product_id = co.product_id)
-         select c.product_id, (3 * c.co_likers + c.tag_score)::bigint as score, c.shared_tags, c.co_likers,
-                c.co_liked_with
-           from cand c
-           join products p on p.id = c.product_id
-           join users a on a.id = p.seller_id and a.deleted_at is null
-          where p.status = 'ON_SALE' and p.seller_id <> $5 and p.id <> all($4)
-            and not ($6 and exists (select 1 from product_likes m where m.product_id = p.id and m.user_id = $5))
-          order by score desc, p.created_at desc, p.id desc
+                     coalesce((select array_agg(t.tag order by t.w desc, t.tag)
+                                 from unnest($2::text[], $3::int[]) as t (tag, w) where t.tag = any(p.tags)),
+                              '{}') as shared_tags,
+                     coalesce((select sum(t.w) from unnest($2::text[], $3::int[]) as t (tag, w)
+                                where t.tag = any(p.tags)), 0)::bigint as tag_score
+                from cand c
+                join products p on p.id = c.id
+                join users a on a.id = p.seller_id and a.deleted_at is null
+                left join co on co.product_id = p.id
+               where p.status = 'ON_SALE' and p.seller_id <> $5 and p.id <> all($4)
+                 and not ($6 and exists (select 1 from product_likes m where m.product_id = p.id and m.user_id = $5)))
+         select id as product_id, (3 * co_likers + tag_score)::bigint as score, shared_tags, co_likers, co_liked_with
+           from scored
+          order by score desc, created_at desc, id desc
           limit $7",
     )
     .bind(r.seeds)
@@ -330,6 +342,8 @@ pub async fn rank(db: impl PgExecutor<'_>, r: &RankInput<'_>) -> AppResult<Vec<R
     .bind(r.exclude_liked)
     .bind(r.limit)
     .bind(r.max_seed_likes)
+    .bind(r.recent_products)
+    .bind(r.likes_per_liker)
     .fetch_all(db)
     .await?)
 }

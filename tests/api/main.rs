@@ -14,6 +14,7 @@ mod feed;
 mod market;
 mod ops;
 mod policy;
+mod reports;
 mod seed;
 mod server;
 mod sessions;

@@ -140,6 +140,11 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("ProductService/LikeProduct", WRITE, REQUIRED),
     ("ProductService/UnlikeProduct", WRITE, REQUIRED),
     ("ProductService/RecommendProducts", READ, ANONYMOUS_OK),
+    ("ReportService/CreateReport", WRITE, REQUIRED),
+    ("ReportService/ListReports", READ, ADMIN),
+    ("ReportService/ResolveReport", WRITE, ADMIN),
+    ("ReportService/GetReportStats", READ, ADMIN),
+    ("ReportService/ListModerationActions", READ, ADMIN),
 ];
 
 #[test]

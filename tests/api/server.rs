@@ -267,6 +267,7 @@ async fn reflection_v1_and_v1alpha_describe_every_service_with_its_policy(pool: 
         "maru.v1.PollService",
         "maru.v1.ProductService",
         "maru.v1.ProfileService",
+        "maru.v1.ReportService",
         "maru.v1.ScheduleService",
         "maru.v1.SocialService",
         "maru.v1.TeamService",
