@@ -8,7 +8,7 @@
 //! cargo run --example market_bench -- 100000 10000 300
 //! ```
 //! The catalogue: users in 100 interest groups; each user likes 100 products (80 of their
-//! group's, 20 anywhere), so co-likes have structure as in a real market; each product has a
+//! group's, 20 anywhere, picked by a hash of user and rank), so co-likes have structure as in a real market; each product has a
 //! group tag and one of 7 shared tags; names from 10 Korean words. Filled once (kept while the
 //! counts match), then `analyze`d.
 //! Database: `MARU_BENCH_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/maru_market_bench`;
@@ -173,15 +173,15 @@ async fn main() -> anyhow::Result<()> {
 /// Fills the catalogue unless it is already there; the number of likes.
 async fn fill(pool: &PgPool, products: i64, users: i64) -> anyhow::Result<i64> {
     let (p, u): (i64, i64) =
-        sqlx::query_as("select (select count(*) from products), (select count(*) from users where handle like 'mb%')")
+        sqlx::query_as("select (select count(*) from products), (select count(*) from users where handle like 'mc%')")
             .fetch_one(pool)
             .await?;
     if p != products || u != users {
         sqlx::query("delete from products").execute(pool).await?;
-        sqlx::query("delete from users where handle like 'mb%'").execute(pool).await?;
+        sqlx::query("delete from users where handle ~ '^m[bc][0-9]'").execute(pool).await?;
         sqlx::query(
             "insert into users (id, handle, email, password_hash, display_name)
-             select md5('u' || g)::uuid, 'mb' || g, 'mb' || g || '@example.com', 'x', '판매자 ' || g
+             select md5('u' || g)::uuid, 'mc' || g, 'mc' || g || '@example.com', 'x', '판매자 ' || g
                from generate_series(0, $1 - 1) g",
         )
         .bind(users)
@@ -204,8 +204,8 @@ async fn fill(pool: &PgPool, products: i64, users: i64) -> anyhow::Result<i64> {
         sqlx::query(
             "insert into product_likes (product_id, user_id, created_at)
              select md5('p' || (case when k < 80
-                                      then (u % 100) + 100 * ((u * 31 + k * 997) % ($1 / 100))
-                                      else (u * 7919 + k * 104729) % $1 end))::uuid,
+                                      then (u % 100) + 100 * (abs(hashtext(u || ':' || k)) % ($1 / 100))
+                                      else abs(hashtext(k || ':' || u)) % $1 end))::uuid,
                     md5('u' || u)::uuid, now() - k * interval '1 minute'
                from generate_series(0, $2 - 1) u, generate_series(0, 99) k
              on conflict do nothing",

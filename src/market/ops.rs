@@ -41,7 +41,7 @@ const PROFILE_TAGS: i64 = 10;
 const MAX_SEED_LIKES: i64 = 200;
 const LIKES_PER_LIKER: i64 = 50;
 /// Tag candidates: the newest products on sale sharing a profile tag, among this many.
-const RECENT_PRODUCTS: i64 = 5_000;
+const RECENT_PRODUCTS: i64 = 2_000;
 
 pub fn product_not_found() -> AppError {
     AppError::not_found(Reason::ProductNotFound, "product")
@@ -294,7 +294,7 @@ pub async fn recommend_products(
     let (seeds, profile, exclude, exclude_liked) = match (product, caller) {
         (Some(id), _) => {
             let p = visible_product(state, caller, id).await?;
-            let profile: Vec<(String, i32)> = p.tags.iter().map(|t| (t.clone(), 1)).collect();
+            let profile: Vec<(String, i32)> = p.tags.iter().map(|t| (t.clone(), 5)).collect();
             (vec![p.id], profile, vec![p.id], false)
         }
         (None, Some(c)) => {

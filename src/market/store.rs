@@ -238,8 +238,9 @@ pub async fn recent_likes(db: impl PgExecutor<'_>, user: Uuid, n: i64) -> AppRes
     .await?)
 }
 
-/// The tag profile of liked (weight 2 each) and viewed (weight 1 each) products: the `n`
-/// heaviest tags, ties by tag.
+/// The tag profile of liked (2 each) and viewed (1 each) products: the `n` heaviest tags, ties
+/// by tag, weights scaled to 1–5 (the heaviest 5), so that a profile of many likes does not
+/// drown the co-likes (3 per co-liker) in tag weight.
 pub async fn tag_profile(
     db: impl PgExecutor<'_>,
     liked: &[Uuid],
@@ -247,14 +248,16 @@ pub async fn tag_profile(
     n: i64,
 ) -> AppResult<Vec<(String, i32)>> {
     Ok(sqlx::query_as(
-        "select t.tag, sum(s.w)::int as weight
-           from (select tags, 2 as w from products where id = any($1)
-                 union all
-                 select tags, 1 from products where id = any($2)) s
-           cross join lateral unnest(s.tags) as t (tag)
-          group by t.tag
-          order by weight desc, t.tag
-          limit $3",
+        "select tag, ceil(5.0 * raw / max(raw) over ())::int as weight
+           from (select t.tag, sum(s.w) as raw
+                   from (select tags, 2 as w from products where id = any($1)
+                         union all
+                         select tags, 1 from products where id = any($2)) s
+                   cross join lateral unnest(s.tags) as t (tag)
+                  group by t.tag
+                  order by raw desc, t.tag
+                  limit $3) top
+          order by weight desc, tag",
     )
     .bind(liked)
     .bind(viewed)
@@ -285,7 +288,7 @@ pub struct RankInput<'a> {
     pub limit: i64,
 }
 
-/// Products on sale ranked by 3 × co-likers + the weights of shared tags, ties by newest then
+/// Products on sale ranked by 3 × co-likers + the (1–5) weights of shared tags, ties by newest then
 /// id (deterministic). Candidates, each source bounded so that a call costs about the same on
 /// any catalogue: the latest 100 likes of each of the latest `max_seed_likes` likers of a seed
 /// (co-likes, read through `product_likes_user_id_idx`: at most `max_seed_likes` ×

@@ -180,6 +180,15 @@ impl TryFrom<pb::ResolveReportRequest> for ResolveReport {
     }
 }
 
+/// The handle and note of ReinstateUser.
+pub fn reinstatement(r: &pb::ReinstateUserRequest) -> AppResult<(String, String)> {
+    let mut v = Violations::new();
+    let handle = v.check("handle", Handle::parse(&r.handle)).map(|h| h.as_str().to_owned());
+    let note = text(&mut v, "note", &r.note, 0, MAX_NOTE_CHARS, true);
+    v.finish()?;
+    Ok((handle.unwrap_or_default(), note))
+}
+
 /// `since` of GetReportStats: default 30 days ago.
 pub fn stats_since(r: &pb::GetReportStatsRequest) -> AppResult<DateTime<Utc>> {
     let mut v = Violations::new();

@@ -187,6 +187,7 @@ pub async fn resolve_report(state: &AppState, caller: &Caller, cmd: ResolveRepor
     if resolved == 0 {
         return Err(already());
     }
+    let mut suspended = None;
     match cmd.action {
         Action::Dismiss => {
             if let Some(before) = &hidden_from {
@@ -202,11 +203,15 @@ pub async fn resolve_report(state: &AppState, caller: &Caller, cmd: ResolveRepor
             }
         }
         Action::WarnUser => {}
-        Action::SuspendUser | Action::ReinstateUser | Action::AutoHide => {
-            return Err(AppError::failed_precondition(
-                Reason::ReportActionUnsupported,
-                format!("{} is not available yet", cmd.action.as_db()),
-            ));
+        Action::SuspendUser => {
+            let owner = owner.ok_or_else(|| AppError::not_found(Reason::UserNotFound, "user"))?;
+            if !store::suspend_user(&mut tx, owner).await? {
+                return Err(AppError::not_found(Reason::UserNotFound, "user"));
+            }
+            suspended = Some(owner);
+        }
+        Action::ReinstateUser | Action::AutoHide => {
+            return Err(AppError::invalid("action", "must be DISMISS, SUSPEND_TARGET, WARN_USER or SUSPEND_USER"));
         }
     }
     store::clear_target(&mut tx, kind, id).await?;
@@ -214,7 +219,43 @@ pub async fn resolve_report(state: &AppState, caller: &Caller, cmd: ResolveRepor
     let action = store::get_action(&mut *tx, action_id).await?.ok_or_else(report_not_found)?;
     tx.commit().await?;
     metrics::counter!("maru_reports_resolved_total", "action" => cmd.action.as_db()).increment(resolved);
+    if let Some(user) = suspended {
+        account_changed(state, user).await;
+    }
     moderated(state, kind, id).await;
+    Ok(action)
+}
+
+/// After a suspension or reinstatement committed: the cached account and session checks (its
+/// access tokens stop, or may be issued again, at once) and every cached post and page that may
+/// show its content.
+async fn account_changed(state: &AppState, user: Uuid) {
+    state.cache.invalidate(&[crate::accounts::user_cache_key(user)]).await;
+    crate::sessions::sessions_changed(&state.cache, user).await;
+    feed::authors_changed(state).await;
+}
+
+/// Lifts the suspension of the account `handle` and logs it; NOT_FOUND `USER_NOT_FOUND` when no
+/// suspended account has that handle.
+#[tracing::instrument(name = "reports.reinstate_user", skip_all, err(level = "debug"))]
+pub async fn reinstate_user(
+    state: &AppState,
+    caller: &Caller,
+    handle: &str,
+    note: &str,
+) -> AppResult<ModerationAction> {
+    caller.require_admin()?;
+    let mut tx = state.db.begin().await?;
+    let user = store::reinstate_user(&mut tx, handle)
+        .await?
+        .ok_or_else(|| AppError::not_found(Reason::UserNotFound, "suspended user"))?;
+    let action_id = Uuid::now_v7();
+    let (kind, owner) = (TargetType::User, Some(user));
+    store::insert_action(&mut tx, action_id, Some(caller.user_id), Action::ReinstateUser, kind, user, owner, note)
+        .await?;
+    let action = store::get_action(&mut *tx, action_id).await?.ok_or_else(report_not_found)?;
+    tx.commit().await?;
+    account_changed(state, user).await;
     Ok(action)
 }
 

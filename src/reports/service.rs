@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{action_to_pb_msg, report_to_pb, reported_target_to_pb, stats_since, stats_to_pb};
+use super::convert::{action_to_pb_msg, reinstatement, report_to_pb, reported_target_to_pb, stats_since, stats_to_pb};
 use super::model::{CreateReport, ReportFilter, ResolveReport};
 use super::ops;
 use crate::grpc::{caller, pb};
@@ -46,6 +46,16 @@ impl pb::report_service_server::ReportService for ReportApi {
         let cmd = ResolveReport::try_from(req.into_inner())?;
         let a = ops::resolve_report(&self.state, &caller, cmd).await?;
         Ok(Response::new(pb::ResolveReportResponse { action: Some(action_to_pb_msg(a)) }))
+    }
+
+    async fn reinstate_user(
+        &self,
+        req: Request<pb::ReinstateUserRequest>,
+    ) -> Result<Response<pb::ReinstateUserResponse>, Status> {
+        let caller = caller(&req)?;
+        let (handle, note) = reinstatement(req.get_ref())?;
+        let a = ops::reinstate_user(&self.state, &caller, &handle, &note).await?;
+        Ok(Response::new(pb::ReinstateUserResponse { action: Some(action_to_pb_msg(a)) }))
     }
 
     async fn get_report_stats(

@@ -282,3 +282,37 @@ pub async fn stats(db: &sqlx::PgPool, since: DateTime<Utc>) -> AppResult<ReportS
     }
     Ok(out)
 }
+
+/// Suspends account `id`: hidden like a deleted account, every session revoked; false when it
+/// is already gone (deleted or suspended).
+pub async fn suspend_user(conn: &mut PgConnection, id: Uuid) -> AppResult<bool> {
+    let n = sqlx::query(
+        "update users set deleted_at = now(), suspended_at = now(), updated_at = now()
+          where id = $1 and deleted_at is null",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "update sessions set revoked_at = now(), revoked_reason = 'account_suspended'
+          where user_id = $1 and revoked_at is null",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Lifts the suspension of the suspended account `handle`; its id, `None` when no suspended
+/// account has that handle (deleted accounts stay deleted).
+pub async fn reinstate_user(conn: &mut PgConnection, handle: &str) -> AppResult<Option<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "update users set deleted_at = null, suspended_at = null, updated_at = now()
+          where lower(handle) = lower($1) and suspended_at is not null
+          returning id",
+    )
+    .bind(handle)
+    .fetch_optional(conn)
+    .await?)
+}

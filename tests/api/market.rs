@@ -381,11 +381,11 @@ async fn recommendations_rank_by_co_likes_and_tags_and_explain_why(pool: PgPool)
     };
     let got = rec(Some(&me), "").await.unwrap();
     let names: Vec<&str> = got.iter().map(|r| r.product.as_ref().unwrap().name.as_str()).collect();
-    // co: 3 co-likers (9); both: 1 co-liker + tag camping (weight 2) = 5; tagged: 2.
+    // co: 3 co-likers (9); both: 1 co-liker + tag camping (the heaviest: 5) = 8; tagged: 5.
     assert_eq!(names, ["전기 포트", "캠핑 랜턴", "캠핑 텐트"], "own, liked and suspended products left out");
     assert_eq!((got[0].source, got[0].score, got[0].co_likers), (pb::RecommendationSource::CoLikes as i32, 9, 3));
     assert_eq!(got[0].co_liked_with, std::slice::from_ref(&liked.id));
-    assert_eq!((got[1].source, got[1].score), (pb::RecommendationSource::TagsAndCoLikes as i32, 5));
+    assert_eq!((got[1].source, got[1].score), (pb::RecommendationSource::TagsAndCoLikes as i32, 8));
     assert_eq!(
         (got[2].source, got[2].shared_tags.as_slice()),
         (pb::RecommendationSource::Tags as i32, &["camping".to_string()][..])

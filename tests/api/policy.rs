@@ -145,6 +145,7 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("ReportService/ResolveReport", WRITE, ADMIN),
     ("ReportService/GetReportStats", READ, ADMIN),
     ("ReportService/ListModerationActions", READ, ADMIN),
+    ("ReportService/ReinstateUser", SENSITIVE, ADMIN),
 ];
 
 #[test]
