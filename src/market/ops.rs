@@ -127,7 +127,7 @@ async fn remember_view(state: &AppState, user: Uuid, product: Uuid) {
     let id = product.to_string();
     state
         .cache
-        .run("market_recent_view", |mut c| async move {
+        .run("view", |mut c| async move {
             redis::pipe()
                 .lrem(&key, 0, &id)
                 .lpush(&key, &id)
@@ -144,7 +144,7 @@ async fn recent_views(state: &AppState, user: Uuid) -> Vec<Uuid> {
     let key = recent_key(state, user);
     let ids: Vec<String> = state
         .cache
-        .run("market_recent_views", |mut c| async move {
+        .run("get", |mut c| async move {
             redis::cmd("LRANGE").arg(&key).arg(0).arg(RECENT_VIEWS - 1).query_async::<Vec<String>>(&mut c).await
         })
         .await
