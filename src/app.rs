@@ -36,13 +36,15 @@ use crate::grpc::{maru_services, reflection};
 use crate::services::{Routes, RoutesBuilder};
 use crate::sessions::Sessions;
 use crate::state::AppState;
-use crate::{accounts, admin, communities, db, events, feed, jobs, social, teams, telemetry, trials};
+use crate::{accounts, admin, communities, db, events, feed, jobs, market, reports, social, teams, telemetry, trials};
 
 /// The HELP lines of the domains' metric families (the platform's are described with the
 /// recorder, in [`telemetry`]).
 pub fn describe_domain_metrics() {
     events::ops::describe_metrics();
     feed::register_metrics();
+    market::register_metrics();
+    reports::register_metrics();
     teams::ops::describe_metrics();
 }
 
@@ -247,6 +249,8 @@ fn grpc_routes(state: &AppState, mut routes: RoutesBuilder) -> anyhow::Result<Ro
     social::add_services(&mut routes, state);
     feed::add_services(&mut routes, state);
     teams::add_services(&mut routes, state);
+    market::add_services(&mut routes, state);
+    reports::add_services(&mut routes, state);
     Ok(routes.routes())
 }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::communities::config::RegistrySettings;
 use crate::events::config::EventsSettings;
 use crate::feed::config::FeedSettings;
+use crate::reports::config::ReportsSettings;
 use crate::secrets::{masked_opt, masked_url};
 use crate::teams::config::TeamsSettings;
 use crate::trials::config::TrialsSettings;
@@ -50,6 +51,7 @@ pub struct Settings {
     pub events: EventsSettings,
     pub feed: FeedSettings,
     pub teams: TeamsSettings,
+    pub reports: ReportsSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,6 +255,7 @@ impl Default for Settings {
             events: EventsSettings::default(),
             feed: FeedSettings::default(),
             teams: TeamsSettings::default(),
+            reports: ReportsSettings::default(),
         }
     }
 }
@@ -521,6 +524,7 @@ impl Settings {
         self.events.validate(&mut errs);
         self.feed.validate(&mut errs);
         self.teams.validate(&mut errs);
+        self.reports.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 

@@ -192,10 +192,13 @@ pub enum ReadKind {
     TrialList,
     /// `ProfileService.SearchProfiles` (bigram search over accounts).
     ProfileSearch,
+    /// `ProductService.ListProducts` with a query (bigram search).
+    ProductSearch,
 }
 
 impl ReadKind {
-    pub const ALL: [ReadKind; 3] = [ReadKind::PostSearch, ReadKind::TrialList, ReadKind::ProfileSearch];
+    pub const ALL: [ReadKind; 4] =
+        [ReadKind::PostSearch, ReadKind::TrialList, ReadKind::ProfileSearch, ReadKind::ProductSearch];
 
     /// The `kind` label of the `maru_expensive_reads_*` metrics.
     pub fn label(self) -> &'static str {
@@ -203,6 +206,7 @@ impl ReadKind {
             ReadKind::PostSearch => "post_search",
             ReadKind::TrialList => "trial_list",
             ReadKind::ProfileSearch => "profile_search",
+            ReadKind::ProductSearch => "product_search",
         }
     }
 }

@@ -131,6 +131,16 @@ reasons! {
     RoleNotEmpty => "ROLE_NOT_EMPTY",
     CapacityBelowFilled => "CAPACITY_BELOW_FILLED",
     Internal => "INTERNAL",
+    // SNS market.
+    ProductNotFound => "PRODUCT_NOT_FOUND",
+    ProductOwnerRequired => "PRODUCT_OWNER_REQUIRED",
+    // Reports and moderation.
+    ReportNotFound => "REPORT_NOT_FOUND",
+    AlreadyReported => "ALREADY_REPORTED",
+    CannotReportSelf => "CANNOT_REPORT_SELF",
+    ReportTargetUnsupported => "REPORT_TARGET_UNSUPPORTED",
+    ReportActionUnsupported => "REPORT_ACTION_UNSUPPORTED",
+    AlreadyResolved => "ALREADY_RESOLVED",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.
@@ -144,6 +154,7 @@ pub const UNIQUE_CONSTRAINTS: &[(&str, Reason)] = &[
     ("event_check_ins_event_id_user_id_key", Reason::AlreadyCheckedIn),
     ("teams_community_id_title_key", Reason::TeamTitleTaken),
     ("team_applications_team_id_user_id_role_key", Reason::AlreadyApplied),
+    ("reports_reporter_id_target_type_target_id_key", Reason::AlreadyReported),
 ];
 
 /// An error of any layer. Built by ops and stores; turned into a `Status` in one place.

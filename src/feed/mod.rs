@@ -12,12 +12,15 @@
 //!
 //! Public API (what other domains may use; `tests/layering.rs` checks it): [`authors_changed`]
 //! (the invalidation after a change to how authors are shown, e.g. a profile edit), [`views`]
-//! (posts as a counted target, for the flush job) and [`add_services`].
+//! (posts as a counted target, for the flush job), [`moderation`] (for `crate::reports`) and
+//! [`add_services`].
 
 pub mod cache;
 pub mod config;
 pub mod convert;
 pub mod model;
+/// Public API: what moderation (`crate::reports`) needs of posts and comments.
+pub mod moderation;
 pub mod ops;
 pub mod service;
 pub mod store;

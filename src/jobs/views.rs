@@ -1,4 +1,4 @@
-//! Flushes pending views of every counted target (posts, teams) from Redis to PostgreSQL every
+//! Flushes pending views of every counted target (posts, teams, products) from Redis to PostgreSQL every
 //! `feed.view_flush_interval_s` on every replica; the flush serialises itself across replicas
 //! (see [`crate::views`]).
 
@@ -11,7 +11,8 @@ use crate::state::AppState;
 use crate::views::{FlushOutcome, Target};
 
 /// Every target views are recorded for: one flush takes them all.
-pub const TARGETS: [&Target; 2] = [&crate::feed::views::TARGET, &crate::teams::views::TARGET];
+pub const TARGETS: [&Target; 3] =
+    [&crate::feed::views::TARGET, &crate::teams::views::TARGET, &crate::market::views::TARGET];
 
 /// One flush of every target's pending views.
 pub async fn flush(state: &AppState) -> AppResult<FlushOutcome> {

@@ -41,6 +41,8 @@ pub async fn get_profile(db: impl PgExecutor<'_>, id: Uuid, viewer: Uuid) -> App
 
 /// The accounts people search shows: live ones. The one place that decides it, so that an
 /// account state that must also hide people (suspension by moderation) joins here.
+/// Suspended accounts (ReportService SUSPEND_USER) have `deleted_at` set too (a check constraint
+/// of `users`), so this one condition hides both.
 const SEARCHABLE_ACCOUNT: &str = "u.deleted_at is null";
 
 /// Sort key of people search: (account created_at, id), both descending.

@@ -198,7 +198,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "delivered",
             ]),
         ),
-        ("source", set(&[maru::trials::model::SOURCE])),
+        // trial ingests; product recommendations
+        ("source", set(&[maru::trials::model::SOURCE, "tags", "co_likes", "tags_and_co_likes", "newest"])),
         ("constraint", constraints),
         ("op", set(&["get", "fill", "invalidate", "hash", "verify", "view", "flush"])),
         ("event", set(&["sign_up", "login", "refresh", "logout", "change_password"])),
@@ -252,8 +253,17 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "account_deleted",
                 "user_mismatch",
                 "unavailable",
+                // reports
+                "SPAM",
+                "ABUSE",
+                "SEXUAL",
+                "ILLEGAL",
+                "FRAUD",
+                "OTHER",
             ]),
         ),
+        // report resolutions
+        ("action", set(&["DISMISS", "SUSPEND_TARGET", "WARN_USER", "SUSPEND_USER"])),
     ])
 }
 

@@ -132,6 +132,22 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("TrialService/ListIngestRuns", READ, ADMIN),
     ("ProfileService/ListProfileActivity", READ, ANONYMOUS_OK),
     ("ProfileService/SearchProfiles", READ, ANONYMOUS_OK),
+    ("ProductService/CreateProduct", WRITE, REQUIRED),
+    ("ProductService/GetProduct", READ, ANONYMOUS_OK),
+    ("ProductService/UpdateProduct", WRITE, REQUIRED),
+    ("ProductService/DeleteProduct", WRITE, REQUIRED),
+    ("ProductService/SetProductStatus", WRITE, REQUIRED),
+    ("ProductService/ListProducts", READ, ANONYMOUS_OK),
+    ("ProductService/ListUserProducts", READ, ANONYMOUS_OK),
+    ("ProductService/LikeProduct", WRITE, REQUIRED),
+    ("ProductService/UnlikeProduct", WRITE, REQUIRED),
+    ("ProductService/RecommendProducts", READ, ANONYMOUS_OK),
+    ("ReportService/CreateReport", WRITE, REQUIRED),
+    ("ReportService/ListReports", READ, ADMIN),
+    ("ReportService/ResolveReport", WRITE, ADMIN),
+    ("ReportService/GetReportStats", READ, ADMIN),
+    ("ReportService/ListModerationActions", READ, ADMIN),
+    ("ReportService/ReinstateUser", SENSITIVE, ADMIN),
 ];
 
 #[test]

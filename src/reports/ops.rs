@@ -1,0 +1,280 @@
+//! Report and moderation use cases. Who may do what (admin = deployment ADMIN):
+//!
+//! | op | who |
+//! |---|---|
+//! | create_report | signed-in users, about a target they can see that is not theirs |
+//! | list_reports, resolve_report, get_report_stats, list_moderation_actions | admins (the policy layer refuses others) |
+//!
+//! Decided by the database: one report per (reporter, target) (unique constraint → ALREADY_EXISTS
+//! `ALREADY_REPORTED`); a target's open reports counted and resolved under the lock of its
+//! `report_targets` row, so the auto-hide threshold is crossed exactly once and two resolutions
+//! of one target cannot both win (the second finds no open report: `ALREADY_RESOLVED`).
+
+use chrono::{DateTime, Utc};
+use tonic::Code;
+use uuid::Uuid;
+
+use super::model::{
+    Action, CreateReport, ModerationAction, Report, ReportFilter, ReportStats, ReportedTarget, ResolveReport,
+    ResolveTarget, Target, TargetRef, TargetType,
+};
+use super::store::{self, ActionCursor, QueueCursor};
+use crate::caller::Caller;
+use crate::error::{AppError, AppResult, Reason};
+use crate::idempotency::{remember, replayed};
+use crate::state::AppState;
+use crate::{feed, market};
+
+/// A target of the queue with its oldest reports.
+pub type QueueEntry = (ReportedTarget, Vec<Report>);
+
+fn report_not_found() -> AppError {
+    AppError::not_found(Reason::ReportNotFound, "report")
+}
+
+/// The target a reporter names, if they can see it: its type, id and owner.
+async fn resolve_target(state: &AppState, caller: &Caller, t: &TargetRef) -> AppResult<Target> {
+    let (kind, id, owner) = match t {
+        TargetRef::User(handle) => {
+            let id = store::user_by_handle(&state.db, handle)
+                .await?
+                .ok_or_else(|| AppError::not_found(Reason::UserNotFound, "user"))?;
+            (TargetType::User, id, id)
+        }
+        TargetRef::Post(id) => (TargetType::Post, *id, feed::moderation::post_author(state, caller, *id).await?),
+        TargetRef::Comment(id) => {
+            (TargetType::Comment, *id, feed::moderation::comment_author(state, caller, *id).await?)
+        }
+        TargetRef::Product(id) => {
+            (TargetType::Product, *id, market::moderation::product_seller(state, caller, *id).await?)
+        }
+        TargetRef::ChatMessage(_) => {
+            return Err(AppError::failed_precondition(
+                Reason::ReportTargetUnsupported,
+                "chat messages cannot be reported yet: this deployment has no chat",
+            ));
+        }
+    };
+    if owner == caller.user_id {
+        return Err(AppError::refused(
+            Code::InvalidArgument,
+            Reason::CannotReportSelf,
+            "you cannot report yourself or your own content",
+        ));
+    }
+    Ok(Target { kind, id, owner })
+}
+
+/// Hides `kind`/`id` in `conn`'s transaction (posts and products: SUSPENDED); the status it had,
+/// `None` when this kind of target cannot be hidden (users, comments: left to the queue).
+async fn hide(conn: &mut sqlx::PgConnection, kind: TargetType, id: Uuid) -> AppResult<Option<String>> {
+    match kind {
+        TargetType::Post => feed::moderation::suspend_post(conn, id).await,
+        TargetType::Product => market::moderation::suspend_product(conn, id).await,
+        _ => Ok(None),
+    }
+}
+
+async fn unhide(conn: &mut sqlx::PgConnection, kind: TargetType, id: Uuid, before: &str) -> AppResult<()> {
+    match kind {
+        TargetType::Post => feed::moderation::restore_post(conn, id, before).await,
+        TargetType::Product => market::moderation::restore_product(conn, id, before).await,
+        _ => Ok(()),
+    }
+}
+
+/// After a moderation transaction committed: caches of what it changed, the queue gauges.
+async fn moderated(state: &AppState, kind: TargetType, id: Uuid) {
+    if kind == TargetType::Post {
+        feed::moderation::post_moderated(state, id).await;
+    }
+    refresh_queue_gauges(state).await;
+}
+
+/// Sets `maru_reports_open` and `maru_reports_oldest_open_age_seconds` from the database.
+pub async fn refresh_queue_gauges(state: &AppState) {
+    if let Ok((n, oldest)) = store::queue_size_and_oldest(&state.db).await {
+        metrics::gauge!("maru_reports_open").set(n as f64);
+        let age = oldest.map_or(0.0, |t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1e3);
+        metrics::gauge!("maru_reports_oldest_open_age_seconds").set(age);
+    }
+}
+
+#[tracing::instrument(name = "reports.create_report", skip_all, err(level = "debug"))]
+pub async fn create_report(state: &AppState, caller: &Caller, cmd: CreateReport) -> AppResult<Report> {
+    let target = resolve_target(state, caller, &cmd.target).await?;
+    let threshold = i32::try_from(state.settings.reports.auto_hide_threshold).unwrap_or(i32::MAX);
+    let mut tx = state.db.begin().await?;
+    let (id, created, hidden) =
+        match replayed::<Uuid>(state, &mut tx, "CreateReport", caller, cmd.request_id.as_ref(), &cmd).await? {
+            Some(id) => (id, false, false),
+            None => {
+                let id = store::insert_report(&mut tx, caller.user_id, target, cmd.reason, &cmd.details).await?;
+                let (open, hidden_already) = store::count_open_report(&mut tx, target.kind, target.id).await?;
+                let mut hidden = false;
+                if open >= threshold
+                    && !hidden_already
+                    && let Some(before) = hide(&mut tx, target.kind, target.id).await?
+                {
+                    store::mark_hidden(&mut tx, target.kind, target.id, &before).await?;
+                    let note = format!("{open} distinct users reported it (auto-hide threshold {threshold})");
+                    let action = Uuid::now_v7();
+                    let (kind, tid, owner) = (target.kind, target.id, Some(target.owner));
+                    store::insert_action(&mut tx, action, None, Action::AutoHide, kind, tid, owner, &note).await?;
+                    hidden = true;
+                }
+                remember(&mut tx, "CreateReport", caller, cmd.request_id.as_ref(), &id).await?;
+                (id, true, hidden)
+            }
+        };
+    let report = store::get_report(&mut *tx, id).await?.ok_or_else(report_not_found)?;
+    tx.commit().await?;
+    if created {
+        metrics::counter!("maru_reports_created_total", "reason" => cmd.reason.as_db()).increment(1);
+        if hidden {
+            metrics::counter!("maru_reports_auto_hidden_total").increment(1);
+        }
+        moderated(state, target.kind, target.id).await;
+    }
+    Ok(report)
+}
+
+#[tracing::instrument(name = "reports.list_reports", skip_all, err(level = "debug"))]
+pub async fn list_reports(
+    state: &AppState,
+    caller: &Caller,
+    filter: ReportFilter,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<QueueEntry>, String)> {
+    caller.require_admin()?;
+    let query = ("reports", &filter);
+    let page = state.pager.page::<QueueCursor>(page_size, page_token, &query)?;
+    let rows = store::list_targets(&state.db, &filter, page.after.clone(), page.fetch_limit()).await?;
+    let (rows, next) =
+        state.pager.finish(&page, rows, &query, |t| (t.first_reported_at, t.target_type.clone(), t.target_id));
+    let ids: Vec<Uuid> = rows.iter().flat_map(|t| t.report_ids.iter().copied()).collect();
+    let reports = store::get_reports(&state.db, &ids).await?;
+    let out = rows
+        .into_iter()
+        .map(|t| {
+            let mine = reports.iter().filter(|r| t.report_ids.contains(&r.id)).cloned().collect();
+            (t, mine)
+        })
+        .collect();
+    Ok((out, next))
+}
+
+#[tracing::instrument(name = "reports.resolve_report", skip_all, err(level = "debug"))]
+pub async fn resolve_report(state: &AppState, caller: &Caller, cmd: ResolveReport) -> AppResult<ModerationAction> {
+    caller.require_admin()?;
+    let (kind, id) = match cmd.target {
+        ResolveTarget::Report(r) => {
+            let r = store::get_report(&state.db, r).await?.ok_or_else(report_not_found)?;
+            (TargetType::from_db(&r.target_type).ok_or_else(report_not_found)?, r.target_id)
+        }
+        ResolveTarget::Target(k, i) => (k, i),
+    };
+    let already = || AppError::failed_precondition(Reason::AlreadyResolved, "the target has no open report");
+    let mut tx = state.db.begin().await?;
+    // The target's lock: concurrent resolutions (and reports) of it wait here, then see the
+    // first one's outcome.
+    let hidden_from = store::lock_target(&mut tx, kind, id).await?.ok_or_else(report_not_found)?;
+    let owner = store::target_owner(&mut *tx, kind, id).await?;
+    let action_id = Uuid::now_v7();
+    store::insert_action(&mut tx, action_id, Some(caller.user_id), cmd.action, kind, id, owner, &cmd.note).await?;
+    let resolved = store::resolve_reports(&mut tx, kind, id, cmd.action.resolved_state(), action_id).await?;
+    if resolved == 0 {
+        return Err(already());
+    }
+    let mut suspended = None;
+    match cmd.action {
+        Action::Dismiss => {
+            if let Some(before) = &hidden_from {
+                unhide(&mut tx, kind, id, before).await?;
+            }
+        }
+        Action::SuspendTarget => {
+            if hidden_from.is_none() && hide(&mut tx, kind, id).await?.is_none() {
+                return Err(AppError::failed_precondition(
+                    Reason::ReportActionUnsupported,
+                    "SUSPEND_TARGET applies to posts and products; for a user use SUSPEND_USER",
+                ));
+            }
+        }
+        Action::WarnUser => {}
+        Action::SuspendUser => {
+            let owner = owner.ok_or_else(|| AppError::not_found(Reason::UserNotFound, "user"))?;
+            if !store::suspend_user(&mut tx, owner).await? {
+                return Err(AppError::not_found(Reason::UserNotFound, "user"));
+            }
+            suspended = Some(owner);
+        }
+        Action::ReinstateUser | Action::AutoHide => {
+            return Err(AppError::invalid("action", "must be DISMISS, SUSPEND_TARGET, WARN_USER or SUSPEND_USER"));
+        }
+    }
+    store::clear_target(&mut tx, kind, id).await?;
+    store::set_action_reports(&mut tx, action_id, resolved as i64).await?;
+    let action = store::get_action(&mut *tx, action_id).await?.ok_or_else(report_not_found)?;
+    tx.commit().await?;
+    metrics::counter!("maru_reports_resolved_total", "action" => cmd.action.as_db()).increment(resolved);
+    if let Some(user) = suspended {
+        account_changed(state, user).await;
+    }
+    moderated(state, kind, id).await;
+    Ok(action)
+}
+
+/// After a suspension or reinstatement committed: the cached account and session checks (its
+/// access tokens stop, or may be issued again, at once) and every cached post and page that may
+/// show its content.
+async fn account_changed(state: &AppState, user: Uuid) {
+    state.cache.invalidate(&[crate::accounts::user_cache_key(user)]).await;
+    crate::sessions::sessions_changed(&state.cache, user).await;
+    feed::authors_changed(state).await;
+}
+
+/// Lifts the suspension of the account `handle` and logs it; NOT_FOUND `USER_NOT_FOUND` when no
+/// suspended account has that handle.
+#[tracing::instrument(name = "reports.reinstate_user", skip_all, err(level = "debug"))]
+pub async fn reinstate_user(
+    state: &AppState,
+    caller: &Caller,
+    handle: &str,
+    note: &str,
+) -> AppResult<ModerationAction> {
+    caller.require_admin()?;
+    let mut tx = state.db.begin().await?;
+    let user = store::reinstate_user(&mut tx, handle)
+        .await?
+        .ok_or_else(|| AppError::not_found(Reason::UserNotFound, "suspended user"))?;
+    let action_id = Uuid::now_v7();
+    let (kind, owner) = (TargetType::User, Some(user));
+    store::insert_action(&mut tx, action_id, Some(caller.user_id), Action::ReinstateUser, kind, user, owner, note)
+        .await?;
+    let action = store::get_action(&mut *tx, action_id).await?.ok_or_else(report_not_found)?;
+    tx.commit().await?;
+    account_changed(state, user).await;
+    Ok(action)
+}
+
+#[tracing::instrument(name = "reports.get_report_stats", skip_all, err(level = "debug"))]
+pub async fn get_report_stats(state: &AppState, caller: &Caller, since: DateTime<Utc>) -> AppResult<ReportStats> {
+    caller.require_admin()?;
+    store::stats(&state.db, since).await
+}
+
+#[tracing::instrument(name = "reports.list_moderation_actions", skip_all, err(level = "debug"))]
+pub async fn list_moderation_actions(
+    state: &AppState,
+    caller: &Caller,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<ModerationAction>, String)> {
+    caller.require_admin()?;
+    let query = "moderation_actions";
+    let page = state.pager.page::<ActionCursor>(page_size, page_token, &query)?;
+    let rows = store::list_actions(&state.db, page.after, page.fetch_limit()).await?;
+    Ok(state.pager.finish(&page, rows, &query, |a| (a.created_at, a.id)))
+}
