@@ -7,9 +7,9 @@
 //! - **Cancel on drop**: when the RPC future is dropped mid-read (client cancelled, server
 //!   deadline), the running statement is cancelled in PostgreSQL at once (`pg_cancel_backend`
 //!   of that backend, only while it still runs that transaction).
-//! - **Bulkhead**: expensive reads (post search, trial listing) get at most
-//!   `database.max_expensive_reads` pooled connections at once, and one [`ReadKind`] at most
-//!   half of them (rounded up); beyond that RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED` with
+//! - **Bulkhead**: expensive reads (searches of posts, profiles and products; trial listing)
+//!   get at most `database.max_expensive_reads` pooled connections at once, and one
+//!   [`ReadKind`] at most half of them (rounded up); beyond that RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED` with
 //!   `RetryInfo` after waiting in line up to 250 ms, so a flood of one kind leaves the rest of
 //!   the pool to everyone else and the other kinds of expensive read a share of their own.
 
@@ -27,6 +27,29 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::config::DatabaseSettings;
+
+/// An enum stored as text (its upper-case name): the type with `ALL`, `as_db` and `from_db`.
+/// Domain models declare theirs with it (`db_enum!(Genre { Web => "WEB", … })`).
+macro_rules! db_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        pub enum $name { $($variant,)* }
+
+        impl $name {
+            #[allow(dead_code)]
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            pub fn as_db(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+            #[allow(dead_code)]
+            pub fn from_db(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+    };
+}
+pub(crate) use db_enum;
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::db::db_enum;
 use crate::error::Reason;
 use crate::idempotency::RequestId;
 
@@ -13,21 +14,6 @@ pub const MAX_TITLE_CHARS: usize = 100;
 pub const MAX_ADDRESS_CHARS: usize = 300;
 pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
 pub const MAX_FEE: i64 = 10_000_000;
-
-macro_rules! db_enum {
-    ($name:ident { $($variant:ident => $text:literal,)* }) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name { $($variant,)* }
-        impl $name {
-            pub fn as_db(self) -> &'static str {
-                match self { $($name::$variant => $text,)* }
-            }
-            pub fn from_db(s: &str) -> Option<Self> {
-                match s { $($text => Some($name::$variant),)* _ => None }
-            }
-        }
-    };
-}
 
 db_enum!(Category { All => "ALL", Male => "MALE", Female => "FEMALE", });
 db_enum!(Attendance { Absent => "ABSENT", Attend => "ATTEND", Late => "LATE", });

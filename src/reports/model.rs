@@ -4,26 +4,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::db::db_enum;
 use crate::idempotency::RequestId;
 
 pub const MAX_DETAILS_CHARS: usize = 1_000;
 pub const MAX_NOTE_CHARS: usize = 1_000;
-
-macro_rules! db_enum {
-    ($name:ident { $($variant:ident => $text:literal,)* }) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-        pub enum $name { $($variant,)* }
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
-            pub fn as_db(self) -> &'static str {
-                match self { $($name::$variant => $text,)* }
-            }
-            pub fn from_db(s: &str) -> Option<Self> {
-                match s { $($text => Some($name::$variant),)* _ => None }
-            }
-        }
-    };
-}
 
 db_enum!(TargetType {
     User => "USER",

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::db::db_enum;
 use crate::fields::parse_urls;
 use crate::idempotency::RequestId;
 
@@ -16,25 +17,6 @@ pub const MIN_CAPACITY: i32 = 1;
 pub const MAX_CAPACITY: i32 = 10;
 pub const MAX_MESSAGE_CHARS: usize = 1_000;
 pub const MAX_NOTE_CHARS: usize = 500;
-
-/// An enum stored as its upper-case name.
-macro_rules! db_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal,)* }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name { $($variant,)* }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
-            pub fn as_db(self) -> &'static str {
-                match self { $($name::$variant => $text,)* }
-            }
-            pub fn from_db(s: &str) -> Option<Self> {
-                match s { $($text => Some($name::$variant),)* _ => None }
-            }
-        }
-    };
-}
 
 db_enum! {
     /// What a team builds.
