@@ -141,6 +141,8 @@ reasons! {
     ReportTargetUnsupported => "REPORT_TARGET_UNSUPPORTED",
     ReportActionUnsupported => "REPORT_ACTION_UNSUPPORTED",
     AlreadyResolved => "ALREADY_RESOLVED",
+    // Session management.
+    SessionNotFound => "SESSION_NOT_FOUND",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.

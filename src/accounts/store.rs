@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::model::{User, UserFilter};
+use super::model::{Device, SessionInfo, User, UserFilter};
 use crate::caller::Role;
 use crate::db::escape_like;
 use crate::error::{AppResult, Reason};
@@ -145,10 +145,81 @@ pub async fn session_state(db: impl PgExecutor<'_>, session_id: Uuid) -> AppResu
     }))
 }
 
-pub async fn insert_session(conn: &mut PgConnection, user_id: Uuid) -> AppResult<Uuid> {
+pub async fn insert_session(conn: &mut PgConnection, user_id: Uuid, device: &Device) -> AppResult<Uuid> {
     let id = Uuid::now_v7();
-    sqlx::query("insert into sessions (id, user_id) values ($1, $2)").bind(id).bind(user_id).execute(conn).await?;
+    sqlx::query("insert into sessions (id, user_id, user_agent, address) values ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(user_id)
+        .bind(&device.user_agent)
+        .bind(&device.address)
+        .execute(conn)
+        .await?;
     Ok(id)
+}
+
+/// Serialises the logins of one user (the session limit counts live sessions). `no key
+/// update` does not block rows that reference the user.
+pub async fn lock_user_sessions(conn: &mut PgConnection, user_id: Uuid) -> AppResult<()> {
+    sqlx::query("select 1 from users where id = $1 for no key update").bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
+/// Revokes the user's live sessions beyond the newest `keep`; returns how many.
+pub async fn revoke_sessions_beyond(conn: &mut PgConnection, user_id: Uuid, keep: i64) -> AppResult<u64> {
+    Ok(sqlx::query(
+        "update sessions set revoked_at = now(), revoked_reason = 'session limit'
+         where id in (select id from sessions
+                      where user_id = $1 and revoked_at is null and expires_at > now()
+                      order by created_at desc, id desc offset $2)",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// The user's live sessions (not revoked, refresh token not expired), newest first, after the
+/// `(created_at, id)` cursor.
+pub async fn list_sessions(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<SessionInfo>> {
+    let (at, id) = after.unzip();
+    Ok(sqlx::query_as::<_, SessionInfo>(
+        "select id, created_at, last_used_at, expires_at, user_agent, address from sessions
+         where user_id = $1 and revoked_at is null and expires_at > now()
+           and ($2::timestamptz is null or (created_at, id) < ($2, $3))
+         order by created_at desc, id desc limit $4",
+    )
+    .bind(user_id)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Revokes one live session of the user; false when the user has no such live session.
+pub async fn revoke_own_session(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    session_id: Uuid,
+    reason: &str,
+) -> AppResult<bool> {
+    Ok(sqlx::query(
+        "update sessions set revoked_at = now(), revoked_reason = $3
+         where id = $1 and user_id = $2 and revoked_at is null and expires_at > now()",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(reason)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 pub async fn insert_refresh_token(
@@ -157,12 +228,16 @@ pub async fn insert_refresh_token(
     session_id: Uuid,
     expires_at: DateTime<Utc>,
 ) -> AppResult<()> {
-    sqlx::query("insert into refresh_tokens (token_hash, session_id, expires_at) values ($1, $2, $3)")
-        .bind(hash)
-        .bind(session_id)
-        .bind(expires_at)
-        .execute(conn)
-        .await?;
+    // The session lasts as long as its newest refresh token.
+    sqlx::query(
+        "with t as (insert into refresh_tokens (token_hash, session_id, expires_at) values ($1, $2, $3))
+         update sessions set expires_at = $3 where id = $2",
+    )
+    .bind(hash)
+    .bind(session_id)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
