@@ -75,12 +75,16 @@ fn bad_credentials() -> AppError {
     AppError::unauthenticated(Reason::BadCredentials, "login or password is incorrect")
 }
 
+fn account_suspended() -> AppError {
+    AppError::permission_denied(Reason::AccountSuspended, "this account is suspended")
+}
+
 #[tracing::instrument(name = "accounts.login", skip_all, err(level = "debug"))]
 pub async fn login(state: &AppState, cmd: Login) -> AppResult<(Tokens, User)> {
     let found = store::find_for_login(&state.db, cmd.login.trim()).await?;
-    let (user, hash) = match found {
-        Some((u, h)) => (Some(u), Some(h)),
-        None => (None, None),
+    let (user, hash, suspended) = match found {
+        Some((u, h, s)) => (Some(u), Some(h), s),
+        None => (None, None, false),
     };
     // Verified even when no account matched, so both failures take the same time.
     let ok = state.passwords.verify(&cmd.password, hash).await?;
@@ -92,6 +96,12 @@ pub async fn login(state: &AppState, cmd: Login) -> AppResult<(Tokens, User)> {
             return Err(bad_credentials());
         }
     };
+    // Said only to whoever knows the password: to anyone else a suspended account is an
+    // unknown one.
+    if suspended {
+        metrics::counter!("maru_auth_events_total", "event" => "login", "outcome" => "suspended").increment(1);
+        return Err(account_suspended());
+    }
     let mut tx = state.db.begin().await?;
     let session_id = store::insert_session(&mut tx, user.id).await?;
     let tokens = issue_tokens(state, &mut tx, &user, session_id).await?;
@@ -129,10 +139,13 @@ pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
                 let tokens = issue_tokens(state, &mut tx, &user, session_id).await?;
                 ("ok", Ok(tokens))
             }
+            // Suspension revokes the sessions in its transaction, so a fresh token's account is
+            // only gone when it was deleted.
             None => {
                 ("invalid", Err(AppError::unauthenticated(Reason::RefreshTokenInvalid, "account no longer exists")))
             }
         },
+        TokenUse::Suspended => ("suspended", Err(account_suspended())),
         TokenUse::Reused { session_id, user_id } => {
             store::revoke_session(&mut *tx, session_id, "refresh token reuse").await?;
             ended = Some(user_id);
