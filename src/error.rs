@@ -141,6 +141,7 @@ reasons! {
     ReportTargetUnsupported => "REPORT_TARGET_UNSUPPORTED",
     ReportActionUnsupported => "REPORT_ACTION_UNSUPPORTED",
     AlreadyResolved => "ALREADY_RESOLVED",
+    AccountSuspended => "ACCOUNT_SUSPENDED",
     // Session management.
     SessionNotFound => "SESSION_NOT_FOUND",
 }

@@ -77,12 +77,16 @@ fn bad_credentials() -> AppError {
     AppError::unauthenticated(Reason::BadCredentials, "login or password is incorrect")
 }
 
+fn account_suspended() -> AppError {
+    AppError::permission_denied(Reason::AccountSuspended, "this account is suspended")
+}
+
 #[tracing::instrument(name = "accounts.login", skip_all, err(level = "debug"))]
 pub async fn login(state: &AppState, cmd: Login, device: &Device) -> AppResult<(Tokens, User)> {
     let found = store::find_for_login(&state.db, cmd.login.trim()).await?;
-    let (user, hash) = match found {
-        Some((u, h)) => (Some(u), Some(h)),
-        None => (None, None),
+    let (user, hash, suspended) = match found {
+        Some((u, h, s)) => (Some(u), Some(h), s),
+        None => (None, None, false),
     };
     // Verified even when no account matched, so both failures take the same time.
     let ok = state.passwords.verify(&cmd.password, hash).await?;
@@ -94,6 +98,12 @@ pub async fn login(state: &AppState, cmd: Login, device: &Device) -> AppResult<(
             return Err(bad_credentials());
         }
     };
+    // Said only to whoever knows the password: to anyone else a suspended account is an
+    // unknown one.
+    if suspended {
+        metrics::counter!("maru_auth_events_total", "event" => "login", "outcome" => "suspended").increment(1);
+        return Err(account_suspended());
+    }
     let mut tx = state.db.begin().await?;
     // Concurrent logins of one user take turns, so the limit holds exactly.
     store::lock_user_sessions(&mut tx, user.id).await?;
@@ -140,10 +150,13 @@ pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
                 let tokens = issue_tokens(state, &mut tx, &user, session_id).await?;
                 ("ok", Ok(tokens))
             }
+            // Suspension revokes the sessions in its transaction, so a fresh token's account is
+            // only gone when it was deleted.
             None => {
                 ("invalid", Err(AppError::unauthenticated(Reason::RefreshTokenInvalid, "account no longer exists")))
             }
         },
+        TokenUse::Suspended => ("suspended", Err(account_suspended())),
         TokenUse::Reused { session_id, user_id } => {
             store::revoke_session(&mut *tx, session_id, "refresh token reuse").await?;
             ended = Some(user_id);

@@ -55,21 +55,25 @@ pub async fn get_user(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<Use
     Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?)
 }
 
-/// The live account whose handle or email is `login`, with its password hash.
-pub async fn find_for_login(db: impl PgExecutor<'_>, login: &str) -> AppResult<Option<(User, String)>> {
+/// The live or suspended account whose handle or email is `login`, with its password hash and
+/// whether it is suspended (deleted accounts are not found).
+pub async fn find_for_login(db: impl PgExecutor<'_>, login: &str) -> AppResult<Option<(User, String, bool)>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
         user: User,
         password_hash: String,
+        suspended: bool,
     }
     let sql = format!(
-        "select {USER_COLUMNS}, password_hash from users
-         where (lower(handle) = lower($1) or lower(email) = lower($1)) and deleted_at is null
+        "select {USER_COLUMNS}, password_hash, suspended_at is not null as suspended from users
+         where (lower(handle) = lower($1) or lower(email) = lower($1))
+           and (deleted_at is null or suspended_at is not null)
+         order by suspended_at nulls first
          limit 1"
     );
     let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(login).fetch_optional(db).await?;
-    Ok(row.map(|r| (r.user, r.password_hash)))
+    Ok(row.map(|r| (r.user, r.password_hash, r.suspended)))
 }
 
 pub async fn password_hash(db: impl PgExecutor<'_>, user_id: Uuid) -> AppResult<Option<String>> {
@@ -257,6 +261,8 @@ pub enum TokenUse {
     Revoked,
     Expired,
     Unknown,
+    /// The session's account is suspended (its sessions were revoked with the suspension).
+    Suspended,
 }
 
 /// Marks the token used if it may be used; the row lock makes concurrent presentations of one
@@ -275,9 +281,10 @@ pub async fn use_refresh_token(conn: &mut PgConnection, hash: &[u8]) -> AppResul
     if let Some((session_id, user_id)) = fresh {
         return Ok(TokenUse::Fresh { session_id, user_id });
     }
-    let row: Option<(Uuid, Uuid, bool, bool, bool)> = sqlx::query_as(
-        "select rt.session_id, s.user_id, rt.used_at is not null, s.revoked_at is not null, rt.expires_at <= now()
-         from refresh_tokens rt join sessions s on s.id = rt.session_id
+    let row: Option<(Uuid, Uuid, bool, bool, bool, bool)> = sqlx::query_as(
+        "select rt.session_id, s.user_id, rt.used_at is not null, s.revoked_at is not null, rt.expires_at <= now(),
+                u.suspended_at is not null
+         from refresh_tokens rt join sessions s on s.id = rt.session_id join users u on u.id = s.user_id
          where rt.token_hash = $1",
     )
     .bind(hash)
@@ -285,10 +292,13 @@ pub async fn use_refresh_token(conn: &mut PgConnection, hash: &[u8]) -> AppResul
     .await?;
     Ok(match row {
         None => TokenUse::Unknown,
-        Some((_, _, _, true, _)) => TokenUse::Revoked,
-        Some((session_id, user_id, true, _, _)) => TokenUse::Reused { session_id, user_id },
-        Some((_, _, _, _, true)) => TokenUse::Expired,
-        Some(_) => TokenUse::Unknown,
+        Some((_, _, _, _, _, true)) => TokenUse::Suspended,
+        Some((session_id, user_id, used, revoked, expired, false)) => match (used, revoked, expired) {
+            (_, true, _) => TokenUse::Revoked,
+            (true, _, _) => TokenUse::Reused { session_id, user_id },
+            (_, _, true) => TokenUse::Expired,
+            _ => TokenUse::Unknown,
+        },
     })
 }
 
@@ -367,8 +377,18 @@ mod tests {
         assert_eq!(ids(rest.await.unwrap()), [lee, kim]);
 
         assert_eq!(get_user(&pool, kim).await.unwrap().unwrap().handle, "kim_100");
-        let (found, hash) = find_for_login(&pool, "LEE@example.com").await.unwrap().unwrap();
-        assert_eq!((found.id, hash.as_str()), (lee, "x"));
+        let (found, hash, suspended) = find_for_login(&pool, "LEE@example.com").await.unwrap().unwrap();
+        assert_eq!((found.id, hash.as_str(), suspended), (lee, "x", false));
+        // A suspended account is found (Login tells it apart once the password checked out),
+        // a deleted one is not.
+        sqlx::query("update users set deleted_at = now(), suspended_at = now() where id = $1")
+            .bind(lee)
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(find_for_login(&pool, "lee@example.com").await.unwrap().unwrap().2);
+        sqlx::query("update users set suspended_at = null where id = $1").bind(lee).execute(&pool).await.unwrap();
+        assert!(find_for_login(&pool, "lee@example.com").await.unwrap().is_none());
         let promoted = set_role_by_handle(&pool, "KIM_100", Role::Admin).await.unwrap().unwrap();
         assert_eq!((promoted.id, promoted.role), (kim, Role::Admin));
         assert!(set_role_by_handle(&pool, "nobody", Role::Admin).await.unwrap().is_none());

@@ -226,6 +226,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "submitted",
                 "withdrawn",
                 "role_full",
+                // a suspended account's login or refresh
+                "suspended",
             ]),
         ),
         ("state", set(&["idle", "in_use", "max"])),
