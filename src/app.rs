@@ -100,7 +100,10 @@ impl Application {
         let admin = TcpListener::bind(settings.admin_addr())
             .await
             .with_context(|| format!("binding {}", settings.admin.listen))?;
-        if settings.auth.jwt_key.is_none() && settings.auth.jwt_key_file.is_none() {
+        if settings.auth.jwt_key.is_none()
+            && settings.auth.jwt_key_file.is_none()
+            && settings.auth.jwt_keyring_file.is_none()
+        {
             tracing::warn!(
                 "!!! auth.jwt_key is not set: using a random key. Tokens will not survive a restart and \
                  replicas will reject each other's tokens. Set MARU__AUTH__JWT_KEY in any shared deployment. !!!"

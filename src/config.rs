@@ -143,6 +143,11 @@ pub struct AuthSettings {
     pub jwt_key: Option<SecretString>,
     /// File holding the key, used when `jwt_key` is unset.
     pub jwt_key_file: Option<PathBuf>,
+    /// Keyring file (`<kid> <key>` per line, the first signs, all verify), used before
+    /// `jwt_key` and `jwt_key_file`; re-read when it changes (`crate::keyring`).
+    pub jwt_keyring_file: Option<PathBuf>,
+    /// How often the keyring file is checked for changes.
+    pub keyring_reload_s: u64,
     pub issuer: String,
     pub access_ttl_s: u64,
     pub refresh_ttl_s: u64,
@@ -321,6 +326,8 @@ impl Default for AuthSettings {
         Self {
             jwt_key: None,
             jwt_key_file: None,
+            jwt_keyring_file: None,
+            keyring_reload_s: 10,
             issuer: "maru".into(),
             access_ttl_s: 15 * 60,
             refresh_ttl_s: 30 * 24 * 3600,
@@ -484,7 +491,24 @@ impl Settings {
                 Err(e) => errs.push(format!("auth.jwt_key_file: cannot read {}: {e}", path.display())),
             }
         }
-        if self.env == Environment::Production && self.auth.jwt_key.is_none() && self.auth.jwt_key_file.is_none() {
+        if let Some(path) = &self.auth.jwt_keyring_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    if let Err(e) = crate::keyring::KeySet::parse(&text) {
+                        errs.push(format!("auth.jwt_keyring_file: {}: {e}", path.display()));
+                    }
+                }
+                Err(e) => errs.push(format!("auth.jwt_keyring_file: cannot read {}: {e}", path.display())),
+            }
+        }
+        if !(1..=3600).contains(&self.auth.keyring_reload_s) {
+            errs.push("auth.keyring_reload_s: must be between 1 and 3600".into());
+        }
+        if self.env == Environment::Production
+            && self.auth.jwt_key.is_none()
+            && self.auth.jwt_key_file.is_none()
+            && self.auth.jwt_keyring_file.is_none()
+        {
             errs.push("auth.jwt_key: required in production (MARU__AUTH__JWT_KEY or auth.jwt_key_file)".into());
         }
         if self.auth.access_ttl_s < 30 {

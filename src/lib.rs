@@ -57,6 +57,7 @@ pub mod fields;
 pub mod grpc;
 pub mod idempotency;
 pub mod jobs;
+pub mod keyring;
 pub mod market;
 pub mod opendata;
 pub mod paging;

@@ -11,17 +11,21 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
+use std::sync::Arc;
+
 use crate::error::{AppResult, Reason, Violations};
+use crate::keyring::{Key, KeySet, Keyring};
 
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 pub const MAX_PAGE_SIZE: i64 = 100;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Signs and checks page tokens.
+/// Signs and checks page tokens: signed with the keyring's signing key, accepted under any of
+/// its keys, so a key rotation does not break a scroll in progress ([`crate::keyring`]).
 #[derive(Clone)]
 pub struct Pager {
-    key: Vec<u8>,
+    keys: Arc<Keyring>,
 }
 
 /// A validated page request: how many rows, and after which cursor.
@@ -42,9 +46,19 @@ impl Pager {
     /// Derives the token key from the server secret, so tokens survive restarts and work on
     /// every replica sharing the secret.
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_keyring(Arc::new(Keyring::fixed(KeySet::new(vec![Key::derived(secret.to_vec())]))))
+    }
+
+    /// Keys from `keys`, read at every call (so a reloaded ring applies at once).
+    pub fn with_keyring(keys: Arc<Keyring>) -> Self {
+        Self { keys }
+    }
+
+    /// The page-token key derived from a server key.
+    fn token_key(secret: &[u8]) -> Vec<u8> {
         let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts any key length");
         mac.update(b"maru page tokens v1");
-        Self { key: mac.finalize().into_bytes().to_vec() }
+        mac.finalize().into_bytes().to_vec()
     }
 
     /// Validates `page_size` and `page_token` against `query` (the request's filters).
@@ -93,8 +107,8 @@ impl Pager {
         (rows, token)
     }
 
-    fn mac(&self, payload: &[u8], query: &impl Serialize) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC accepts any key length");
+    fn mac(key: &[u8], payload: &[u8], query: &impl Serialize) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
         mac.update(&serde_json::to_vec(query).unwrap_or_default());
         mac.update(&[0]);
         mac.update(payload);
@@ -103,7 +117,8 @@ impl Pager {
 
     fn encode<C: Serialize>(&self, cursor: &C, query: &impl Serialize) -> String {
         let payload = serde_json::to_vec(cursor).unwrap_or_default();
-        let sig = self.mac(&payload, query).finalize().into_bytes();
+        let key = Self::token_key(self.keys.current().signing().secret());
+        let sig = Self::mac(&key, &payload, query).finalize().into_bytes();
         format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(&sig[..16]))
     }
 
@@ -111,7 +126,14 @@ impl Pager {
         let (payload, sig) = token.split_once('.')?;
         let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
-        self.mac(&payload, query).verify_truncated_left(&sig).ok()?;
+        let keys = self.keys.current();
+        let signed = keys
+            .all()
+            .iter()
+            .any(|k| Self::mac(&Self::token_key(k.secret()), &payload, query).verify_truncated_left(&sig).is_ok());
+        if !signed {
+            return None;
+        }
         serde_json::from_slice(&payload).ok()
     }
 }
@@ -148,5 +170,21 @@ mod tests {
         assert_eq!(reason(Pager::new(b"other").page::<i64>(2, &token, &"q=a").unwrap_err()), Reason::PageTokenInvalid);
         let (_, last) = p.finish(&page, vec![1], &"q=a", |r| *r);
         assert!(last.is_empty());
+    }
+
+    #[test]
+    fn a_page_token_outlives_a_key_rotation_until_its_key_is_retired() {
+        let ring = |keys: &[(&str, u8)]| {
+            let set = KeySet::new(keys.iter().map(|(kid, b)| Key::new(*kid, vec![*b; 32])).collect());
+            Pager::with_keyring(Arc::new(Keyring::fixed(set)))
+        };
+        let before = ring(&[("k1", 1)]);
+        let page = before.page::<i64>(1, "", &"q").unwrap();
+        let (_, token) = before.finish(&page, vec![5_i64, 6], &"q", |r| *r);
+        assert!(!token.is_empty());
+        let rotated = ring(&[("k2", 2), ("k1", 1)]);
+        assert_eq!(rotated.page::<i64>(1, &token, &"q").unwrap().after, Some(5));
+        let retired = ring(&[("k2", 2)]);
+        assert_eq!(reason(retired.page::<i64>(1, &token, &"q").unwrap_err()), Reason::PageTokenInvalid);
     }
 }

@@ -5,15 +5,13 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use rand::RngCore;
-use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
 use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Environment, Settings};
+use crate::config::Settings;
 use crate::db::Bulkhead;
+use crate::keyring::Keyring;
 use crate::paging::Pager;
 use crate::password::Passwords;
 use crate::tokens::TokenKeys;
@@ -29,6 +27,8 @@ pub struct StateInner {
     pub tokens: Arc<TokenKeys>,
     pub passwords: Passwords,
     pub pager: Pager,
+    /// The signing keys of access and page tokens, reloaded by [`crate::keyring::watch`].
+    pub keyring: Arc<Keyring>,
     /// "Now" for time-dependent rules (events); a test clock in tests.
     pub clock: Arc<dyn Clock>,
     /// The share of the pool expensive reads may hold ([`crate::db::ExpensiveRead`]).
@@ -50,32 +50,23 @@ impl AppState {
 
     /// As [`Self::new`] with another clock.
     pub fn with_clock(settings: Settings, db: PgPool, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let (secret, _) = jwt_secret(&settings)?;
+        let (keyring, _) = Keyring::from_settings(&settings)?;
+        let keyring = Arc::new(keyring);
         let cache = Cache::new(&settings.redis);
         Ok(Self(Arc::new(StateInner {
             db,
             cache,
-            tokens: Arc::new(TokenKeys::new(&secret, &settings.auth.issuer, settings.auth.access_ttl_s)),
+            tokens: Arc::new(TokenKeys::with_keyring(
+                keyring.clone(),
+                &settings.auth.issuer,
+                settings.auth.access_ttl_s,
+            )),
             passwords: Passwords::new(settings.auth.max_concurrent_hashes),
-            pager: Pager::new(&secret),
+            pager: Pager::with_keyring(keyring.clone()),
+            keyring,
             expensive_reads: Bulkhead::new(settings.expensive_reads(), settings.grpc.request_timeout()),
             settings: Arc::new(settings),
             clock,
         })))
     }
-}
-
-/// The configured key, the key file, or — in development only — a random key (`true`).
-fn jwt_secret(settings: &Settings) -> anyhow::Result<(Vec<u8>, bool)> {
-    if let Some(key) = &settings.auth.jwt_key {
-        return Ok((key.expose_secret().as_bytes().to_vec(), false));
-    }
-    if let Some(path) = &settings.auth.jwt_key_file {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok((bytes.trim_ascii().to_vec(), false));
-    }
-    anyhow::ensure!(settings.env == Environment::Development, "auth.jwt_key is required in production");
-    let mut key = vec![0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    Ok((key, true))
 }

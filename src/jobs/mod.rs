@@ -26,7 +26,12 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
         tokio::spawn(community_gauges::run(state.clone(), stop.clone())),
         tokio::spawn(event_settlement::run(state.clone(), stop.clone())),
         tokio::spawn(report_gauges::run(state.clone(), stop.clone())),
-        tokio::spawn(views::run(state.clone(), stop)),
+        tokio::spawn(views::run(state.clone(), stop.clone())),
+        tokio::spawn(crate::keyring::watch(
+            state.keyring.clone(),
+            Duration::from_secs(state.settings.auth.keyring_reload_s),
+            stop,
+        )),
     ]
 }
 

@@ -541,3 +541,81 @@ async fn concurrent_logins_never_exceed_the_session_limit(pool: PgPool) {
     }
     assert_eq!(live, 3);
 }
+
+// ---- Key rotation (issue 19): access and page tokens name their key; the keyring file is
+// re-read while the server runs.
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).expect("a JWT").kid.expect("a kid")
+}
+
+/// Writes the keyring file with a modification time that differs from the last write's.
+fn write_keyring(path: &std::path::Path, text: &str, generation: u64) {
+    std::fs::write(path, text).unwrap();
+    let at = std::time::SystemTime::now() + std::time::Duration::from_secs(generation);
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(at).unwrap();
+}
+
+/// Polls `check` until it holds (the reload runs every second here); fails after 30 s.
+async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[sqlx::test]
+async fn the_signing_key_rotates_without_a_restart_or_a_logout(pool: PgPool) {
+    const K1: &str = "first-key-first-key-first-key-first-key";
+    const K2: &str = "second-key-second-key-second-key-second-key";
+    let dir = std::env::temp_dir().join(format!("maru-keys-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keyring");
+    write_keyring(&path, &format!("# signing key first\nk1 {K1}\n"), 0);
+    let app = TestApp::spawn_with(pool, |s| {
+        s.auth.jwt_key = None;
+        s.auth.jwt_keyring_file = Some(path.clone());
+        s.auth.keyring_reload_s = 1;
+    })
+    .await;
+    app.sign_up("rota").await;
+    let (old, _) = login_from(&app, "rota", "old").await;
+    login_from(&app, "rota", "second device").await;
+    assert_eq!(kid_of(&old), "k1");
+    let page = sessions_of(&app, &old, 1, "").await;
+    assert!(!page.next_page_token.is_empty());
+
+    // Steps 1–2: the new key is added and signs; the old one still verifies.
+    write_keyring(&path, &format!("k2 {K2}\nk1 {K1}\n"), 10);
+    eventually("new tokens are signed with k2", || async { kid_of(&login_from(&app, "rota", "new").await.0) == "k2" })
+        .await;
+    let (new, _) = login_from(&app, "rota", "new").await;
+    who_am_i(&app, &old).await.expect("a token of the old key still works");
+    who_am_i(&app, &new).await.expect("a token of the new key works");
+    let next = sessions_of(&app, &new, 1, &page.next_page_token).await;
+    assert_eq!(next.sessions.len(), 1, "a page token of the old key still works");
+
+    // A keyring that does not parse is refused; the keys in use stay.
+    write_keyring(&path, "k3 too-short\n", 20);
+    eventually("the refusal is counted", || async {
+        app.metrics().await.contains("maru_auth_keyring_reloads_total{outcome=\"error\"}")
+    })
+    .await;
+    who_am_i(&app, &old).await.expect("the ring in use stayed");
+    assert_eq!(kid_of(&login_from(&app, "rota", "after refusal").await.0), "k2");
+
+    // Step 3: the old key is retired; its tokens are refused, the new key's are not.
+    write_keyring(&path, &format!("k2 {K2}\n"), 30);
+    eventually("k1 is retired", || async { who_am_i(&app, &old).await.is_err() }).await;
+    assert_err(who_am_i(&app, &old).await, Code::Unauthenticated, "TOKEN_INVALID");
+    who_am_i(&app, &new).await.expect("k2's token works after k1 is retired");
+    let r = app
+        .auth()
+        .list_sessions(bearer(&new, pb::ListSessionsRequest { page_size: 1, page_token: page.next_page_token }))
+        .await;
+    assert_err(r, Code::InvalidArgument, "PAGE_TOKEN_INVALID");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
