@@ -10,11 +10,13 @@
 //! at most 4,000 characters and a room at most 100 members. Only members read a room; to
 //! others it does not exist (NOT_FOUND `CHAT_ROOM_NOT_FOUND`). Who may do what is in [`ops`].
 //!
-//! Public API (what other domains may use; `tests/layering.rs` checks it): [`register_metrics`]
-//! and [`add_services`].
+//! Public API (what other domains may use; `tests/layering.rs` checks it): [`moderation`] (for
+//! `crate::reports`), [`register_metrics`] and [`add_services`].
 
 pub mod convert;
 pub mod model;
+/// Public API: what moderation (`crate::reports`) needs of chat messages.
+pub mod moderation;
 pub mod ops;
 pub mod service;
 pub mod store;

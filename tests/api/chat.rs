@@ -709,3 +709,27 @@ async fn authorization_matrix_of_every_rpc(pool: PgPool) {
         assert!(mine.rooms.is_empty(), "{}", u.handle);
     }
 }
+
+/// CreateReport takes chat messages of rooms the reporter is a member of.
+#[sqlx::test]
+async fn members_report_the_messages_of_their_rooms(pool: PgPool) {
+    use maru::grpc::pb::report_service_client::ReportServiceClient;
+    let app = TestApp::spawn(pool).await;
+    let [a, b, c] = [app.user("alice").await, app.user("bobby").await, app.user("carol").await];
+    let dm = room(&app, &a, &[&b]).await;
+    let m = send(&app, &a, &dm.id, "스팸").await.unwrap();
+    let report = |who: &TestUser| {
+        let req = who.req(pb::CreateReportRequest {
+            target: Some(pb::ReportTarget { chat_message_id: m.id.clone(), ..Default::default() }),
+            reason: pb::ReportReason::Spam as i32,
+            ..Default::default()
+        });
+        let mut api = ReportServiceClient::new(app.channel.clone());
+        async move { api.create_report(req).await.map(|r| r.into_inner().report.unwrap()) }
+    };
+    let r = report(&b).await.unwrap();
+    assert_eq!((r.target_type, r.target_id.as_str()), (pb::ReportTargetType::ChatMessage as i32, m.id.as_str()));
+    assert_err(report(&a).await, Code::InvalidArgument, "CANNOT_REPORT_SELF");
+    assert_err(report(&c).await, Code::NotFound, "CHAT_MESSAGE_NOT_FOUND");
+    assert_err(report(&b).await, Code::AlreadyExists, "ALREADY_REPORTED");
+}
