@@ -41,9 +41,10 @@ create table chat_members (
     joined_at  timestamptz not null default now(),
     constraint chat_members_pkey primary key (room_id, user_id)
 );
--- A user's rooms.
+-- A user's rooms (ListMyRooms sorts them by chat_rooms.active_at). active_at, last_seq and
+-- last_message_seq change with every message and are deliberately not indexed, so those
+-- updates stay HOT.
 create index chat_members_user_id_idx on chat_members (user_id, room_id);
-create index chat_rooms_active_at_idx on chat_rooms (active_at desc, id desc);
 
 create table chat_messages (
     id         uuid primary key,
