@@ -1037,6 +1037,104 @@ def teams():
                      "likes, views, and the TeamService RPCs and caches.", d, [INSTANCE_VAR], [RESTART_ANNOTATION])
 
 
+# ------------------------------------------------------------------ market and moderation (SNS market)
+
+
+MARKET_SERVICES = "maru[.]v1[.](Product|Report)Service"
+
+
+def market():
+    d = Dash()
+    P = M + f',grpc_service=~"{MARKET_SERVICES}"'
+    d.row("Products", "The SNS market (docs/market.md): products created, likes, views and recommendations. "
+          "request_id replays and repeated likes (created=false) are not counted.")
+    d.add(timeseries("Products created and likes/min", "Products put on sale and likes that created a row, per "
+                     "minute, summed over replicas. Likes far above creations is normal browsing; creations "
+                     "without any likes for hours: check that ListProducts serves (RPC rows below).",
+                     targets((f"sum(rate(maru_products_created_total{{{M}}}[{RI}])) * 60", "products created"),
+                             (f"sum(rate(maru_product_likes_total{{{M}}}[{RI}])) * 60", "likes")), "short"), 8, 8)
+    d.add(timeseries("Product reads: views counted, flushed, dropped/min", "GetProduct views (a viewer's first of "
+                     "the day per product), added to products.view_count by the flush job, or not counted because "
+                     "Redis was unreachable (MaruRedisDown). Counted without flushed for minutes: see the Feed "
+                     "dashboard's flush lag.",
+                     targets((f"sum(rate(maru_product_views_counted_total{{{M}}}[{RI}])) * 60", "counted"),
+                             (f"sum(rate(maru_product_views_flushed_total{{{M}}}[{RI}])) * 60", "flushed"),
+                             (f"sum(rate(maru_product_views_dropped_total{{{M}}}[{RI}])) * 60", "dropped")),
+                     "short"), 8, 8)
+    d.add(timeseries("Recommendations served/min by source", "Products returned by RecommendProducts, by what "
+                     "ranked them: tags (shared tags with the caller's likes and views, or the product), co_likes "
+                     "(people who liked the same), tags_and_co_likes (both), newest (nothing to go on: the newest "
+                     "on sale). A shift to newest means callers have no likes or views, or the co-like data "
+                     "is gone.",
+                     targets((f"sum by (source) (rate(maru_product_recommendations_total{{{M}}}[{RI}])) * 60",
+                              "{{source}}")), "short", stack=True), 8, 8)
+
+    d.row("Reports and moderation", "Users report users, posts, comments and products; admins work the queue "
+          "(ListReports, ResolveReport; docs/reports.md). The queue gauges are read from the database by every "
+          "replica: take the max.")
+    d.add(stat("Open reports", "Reports in state OPEN (maru_reports_open, the moderation queue), max over replicas. "
+               "A queue that only grows: nobody is working it (ListReports as an admin).",
+               targets((f"max(maru_reports_open{{{M}}})", "open")), "short",
+               thresholds(("green", None), ("orange", 50), ("red", 200)), graph=False), 4, 8)
+    d.add(stat("Oldest open report", "Age of the oldest OPEN report (maru_reports_oldest_open_age_seconds), max "
+               "over replicas; 0 when the queue is empty. MaruReportQueueStale opens a ticket above 24 h.",
+               targets((f"max(maru_reports_oldest_open_age_seconds{{{M}}})", "age")), "s",
+               thresholds(("green", None), ("orange", 43200), ("red", 86400)), graph=False), 4, 8)
+    d.add(timeseries("Reports/h by reason", "Reports created per hour by reason (SPAM, ABUSE, SEXUAL, ILLEGAL, "
+                     "FRAUD, OTHER). A burst of one reason against many targets: a spam wave or a brigade; "
+                     "ListReports{reason} shows the targets.",
+                     targets((f"sum by (reason) (increase(maru_reports_created_total{{{M}}}[1h]))", "{{reason}}")),
+                     "short", stack=True), 8, 8)
+    d.add(timeseries("Reports/h by state", "Reports entering each state per hour: open (created), dismissed "
+                     "(resolved with DISMISS) and actioned (SUSPEND_TARGET, WARN_USER, SUSPEND_USER). Open "
+                     "above dismissed + actioned for long: the queue grows.",
+                     targets((f"sum(increase(maru_reports_created_total{{{M}}}[1h]))", "open"),
+                             (f'sum(increase(maru_reports_resolved_total{{{M},action="DISMISS"}}[1h]))', "dismissed"),
+                             (f'sum(increase(maru_reports_resolved_total{{{M},action!="DISMISS"}}[1h]))', "actioned")),
+                     "short"), 8, 8)
+
+    d.add(timeseries("Moderation actions/h", "Admins' resolutions and reinstatements that succeeded (each is one "
+                     "row of the moderation log, ListModerationActions), automatic hides at "
+                     "reports.auto_hide_threshold distinct reporters, and reports resolved per hour by action "
+                     "(one resolution closes every open report of its target).",
+                     targets((f'sum by (grpc_method) (increase(grpc_server_handled_total{{{M},grpc_service="maru.v1.ReportService",'
+                              f'grpc_method=~"ResolveReport|ReinstateUser",grpc_code="OK"}}[1h]))', "{{grpc_method}}"),
+                             (f"sum(increase(maru_reports_auto_hidden_total{{{M}}}[1h]))", "auto-hidden"),
+                             (f"sum by (action) (increase(maru_reports_resolved_total{{{M}}}[1h]))",
+                              "reports resolved: {{action}}")), "short"), 24, 7)
+
+    d.row("ProductService and ReportService RPCs", "Requests, latency, refusals and expensive-read refusals of "
+          "maru.v1.ProductService and maru.v1.ReportService.")
+    d.add(timeseries("Requests/s by method", "ProductService and ReportService RPCs per second. ListProducts and "
+                     "GetProduct dominate normal traffic.",
+                     targets((f"sum by (grpc_service, grpc_method) (rate(grpc_server_handled_total{{{P}}}[{RI}]))",
+                              "{{grpc_method}}")), "ops"), 12, 8)
+    d.add(timeseries("p99 latency by method", "99th percentile server time per method. RecommendProducts for "
+                     "the caller is the heaviest read (co-likes and tag candidates, docs/market.md#recommendations); "
+                     "ListProducts with a query above 100 ms: check the bigram index products_text_bigram_idx.",
+                     targets((f"histogram_quantile(0.99, sum by (le, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{P}}}[{RI}])))",
+                              "{{grpc_method}}")), "s"), 12, 8)
+    d.add(timeseries("Errors/s by service and code", "Non-OK answers by service and code. NotFound is mostly "
+                     "PRODUCT_NOT_FOUND (a suspended or deleted product), AlreadyExists ALREADY_REPORTED, "
+                     "FailedPrecondition ALREADY_RESOLVED (two admins on one target), PermissionDenied "
+                     "ADMIN_REQUIRED or PRODUCT_OWNER_REQUIRED; server-side codes count against the SLO.",
+                     targets((f'sum by (grpc_service, grpc_code) (rate(grpc_server_handled_total{{{P},grpc_code!="OK"}}[{RI}]))',
+                              "{{grpc_service}} {{grpc_code}}")), "ops", stack=True), 12, 8)
+    d.add(timeseries("Expensive reads and refusals/s (search)", "Product searches (ListProducts with a query) and "
+                     "people searches (SearchProfiles) started per second, and those the bulkhead refused with "
+                     "RESOURCE_EXHAUSTED CAPACITY_EXCEEDED because their kind's share of "
+                     "database.max_expensive_reads was in use (docs/reliability.md). Refusals in numbers: a search "
+                     "flood, or slow searches holding their slots (p99 latency).",
+                     targets((f'sum by (kind) (rate(maru_expensive_reads_total{{{M},kind=~"product_search|profile_search"}}[{RI}]))',
+                              "started {{kind}}"),
+                             (f'sum by (kind) (rate(maru_expensive_reads_refused_total{{{M},kind=~"product_search|profile_search"}}[{RI}]))',
+                              "refused {{kind}}")), "ops"), 12, 8)
+    return dashboard("maru-market", "maru / Market & moderation",
+                     "SNS market and moderation: products, likes, views, recommendations by source, reports by "
+                     "reason and state, the open queue and its oldest report, moderation actions, and the "
+                     "ProductService/ReportService RPCs.", d, [INSTANCE_VAR], [RESTART_ANNOTATION])
+
+
 DASHBOARDS = {
     "maru-overview.json": overview,
     "maru-dependencies.json": dependencies,
@@ -1047,6 +1145,7 @@ DASHBOARDS = {
     "maru-events.json": events,
     "maru-feed.json": feed,
     "maru-teams.json": teams,
+    "maru-market.json": market,
 }
 
 

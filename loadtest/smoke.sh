@@ -144,6 +144,7 @@ scenario team-detail --no-limits --uncached-target "http://127.0.0.1:$UNCACHED_G
   --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
 stop_uncached
 scenario grpc-web --no-limits
+scenario market --no-limits
 stop_maru
 
 echo

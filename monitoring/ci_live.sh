@@ -35,10 +35,11 @@ export MARU__FEED__VIEW_FLUSH_INTERVAL_S="${MARU__FEED__VIEW_FLUSH_INTERVAL_S:-1
 # One successful ingest in the database first: every replica reads the last-success gauge
 # from ingest_runs at start-up, so the Ingest panels and MaruIngestStale have data.
 "$bin" ingest trials --from-file tests/fixtures/clinical-trials-3074271.json >/dev/null
-# The demo complex, so that traffic.sh exercises the community RPCs (Communities dashboard).
+# The demo complex, club and market, so that traffic.sh exercises the community, team, market and
+# report RPCs (Communities, Teams, Market & moderation dashboards).
 "$bin" seed demo >/dev/null
 # Room in the auth bucket for the community journey's two logins per round (the team journey's
-# three fit as the bucket refills during the round); the Login burst of 20 at once in traffic.sh
+# three and the market journey's two fit as the bucket refills during the round); the Login burst of 20 at once in traffic.sh
 # must still overflow it (a larger burst leaves the rate-limit panels without rejections).
 export MARU__RATE_LIMIT__BUCKETS__AUTH__BURST="${MARU__RATE_LIMIT__BUCKETS__AUTH__BURST:-16}"
 # Every grpcurl of that burst opens a reflection stream first: with the default cap of 16 streams

@@ -29,6 +29,15 @@
 #                    an unrecruited role: InvalidArgument, one withdrawn), the last FRONTEND seat
 #                    approved and a second approval ROLE_FULL (FailedPrecondition), likes, IN_PROGRESS,
 #                    and a proposal rejected
+#   Market           the round's user puts a product on sale (a replay, an invalid one: InvalidArgument),
+#                    scrolls two pages, searches products and people (expensive reads), views it,
+#                    asks for similar ones and for their own recommendations (anonymous: Unauthenticated);
+#                    with the demo market (`maru seed demo`): likes a demo.seo product (twice), reports it
+#                    (SPAM), demo.kim reports the round's product (FRAUD; again: AlreadyExists; the seller
+#                    reporting their own: InvalidArgument), the plain user is refused the queue
+#                    (PermissionDenied), demo.admin lists it, suspends the round's product (a second
+#                    resolution: FailedPrecondition ALREADY_RESOLVED), dismisses the demo.seo report, and
+#                    reads the stats and the moderation log; the demo's own open reports stay open
 #   ResourceExhausted a burst of 20 failed Logins at once in the first round exceeds the auth
 #                    rate-limit bucket (TRAFFIC_BURST=0 turns it off); later rounds may be
 #                    limited too, the script never fails on it. Needs grpcurl and curl (curl with HTTP/2 for the raw calls).
@@ -281,6 +290,63 @@ while :; do
     propose "ProposeTeam (to be rejected)" "$jiwoo" "traffic rejected $suffix"
     call "RejectTeam (manager)" -H "authorization: Bearer $manager" -d "{\"team_id\":\"$(json_field id)\",\"note\":\"no\"}" \
       "$addr" maru.v1.TeamService/RejectTeam
+  fi
+  # SNS market and moderation (the Market & moderation dashboard): the round's user sells, scrolls,
+  # searches, views and gets recommendations; with the demo market, likes and reports, and the
+  # demo admin works the queue (only the reports this round made: the demo's own stay OPEN).
+  # The round's user logged out above: a new session.
+  call "Login (market)" -d "{\"login\":\"$handle\",\"password\":\"$password\"}" "$addr" maru.v1.AuthService/Login
+  access="$(sed -n 's/.*"accessToken": *"\([^"]*\)".*/\1/p' "$tmp/out" | head -n1)"
+  if [[ -n "$access" ]]; then
+    auth=(-H "authorization: Bearer $access")
+    sell='{"name":"traffic 자전거","price":50000,"tags":["traffic","자전거"],"sale_link":"https://store.example.com/traffic","request_id":"prod-'"$suffix"'"}'
+    call "CreateProduct" "${auth[@]}" -d "$sell" "$addr" maru.v1.ProductService/CreateProduct
+    product="$(json_field id)"
+    call "CreateProduct replay (same request_id)" "${auth[@]}" -d "$sell" "$addr" maru.v1.ProductService/CreateProduct
+    call "CreateProduct invalid name and link" "${auth[@]}" -d '{"name":"x","price":1,"sale_link":"javascript:alert(1)"}' \
+      "$addr" maru.v1.ProductService/CreateProduct
+    call "ListProducts (page 1)" -d '{"page_size":2}' "$addr" maru.v1.ProductService/ListProducts
+    next="$(json_field nextPageToken)"
+    call "ListProducts (page 2)" -d "{\"page_size\":2,\"page_token\":\"$next\"}" "$addr" maru.v1.ProductService/ListProducts
+    call "ListProducts search (expensive read)" -d '{"query":"자전거"}' "$addr" maru.v1.ProductService/ListProducts
+    call "SearchProfiles (expensive read)" -d '{"query":"traffic"}' "$addr" maru.v1.ProfileService/SearchProfiles
+    if [[ -n "$product" ]]; then
+      call "GetProduct (counts a view)" "${auth[@]}" -d "{\"product_id\":\"$product\"}" "$addr" maru.v1.ProductService/GetProduct
+      call "RecommendProducts similar" -d "{\"product_id\":\"$product\"}" "$addr" maru.v1.ProductService/RecommendProducts
+    fi
+    call "RecommendProducts (for the caller)" "${auth[@]}" -d '{}' "$addr" maru.v1.ProductService/RecommendProducts
+    call "RecommendProducts anonymous, no product" -d '{}' "$addr" maru.v1.ProductService/RecommendProducts
+    call "ListUserProducts demo.seo" -d '{"handle":"demo.seo"}' "$addr" maru.v1.ProductService/ListUserProducts
+    demo_product="$(json_field id)"
+    admin="$(demo_token demo.admin)"
+    if [[ -n "$product" && -n "$demo_product" && -n "$kim" && -n "$admin" ]]; then
+      call "LikeProduct" "${auth[@]}" -d "{\"product_id\":\"$demo_product\"}" "$addr" maru.v1.ProductService/LikeProduct
+      call "LikeProduct again" "${auth[@]}" -d "{\"product_id\":\"$demo_product\"}" "$addr" maru.v1.ProductService/LikeProduct
+      call "RecommendProducts (after a like)" "${auth[@]}" -d '{}' "$addr" maru.v1.ProductService/RecommendProducts
+      report() { # label, token, product id, reason
+        call "$1" -H "authorization: Bearer $2" -d "{\"target\":{\"product_id\":\"$3\"},\"reason\":\"$4\",\"details\":\"traffic\"}" \
+          "$addr" maru.v1.ReportService/CreateReport
+      }
+      report "CreateReport (demo.kim, FRAUD)" "$kim" "$product" REPORT_REASON_FRAUD
+      report "CreateReport again" "$kim" "$product" REPORT_REASON_FRAUD
+      report "CreateReport own product" "$access" "$product" REPORT_REASON_SPAM
+      report "CreateReport demo product (SPAM)" "$access" "$demo_product" REPORT_REASON_SPAM
+      call "ListReports as a plain user" "${auth[@]}" -d '{}' "$addr" maru.v1.ReportService/ListReports
+      call "ListReports (admin)" -H "authorization: Bearer $admin" -d '{"state":"REPORT_STATE_OPEN"}' \
+        "$addr" maru.v1.ReportService/ListReports
+      resolve() { # label, product id, action
+        call "$1" -H "authorization: Bearer $admin" -d "{\"target_type\":\"REPORT_TARGET_TYPE_PRODUCT\",\"target_id\":\"$2\",
+          \"action\":\"$3\",\"note\":\"traffic\"}" "$addr" maru.v1.ReportService/ResolveReport
+      }
+      resolve "ResolveReport SUSPEND_TARGET (admin)" "$product" MODERATION_ACTION_TYPE_SUSPEND_TARGET
+      resolve "ResolveReport again" "$product" MODERATION_ACTION_TYPE_SUSPEND_TARGET
+      resolve "ResolveReport DISMISS (admin)" "$demo_product" MODERATION_ACTION_TYPE_DISMISS
+      call "GetProduct suspended (not the seller)" -H "authorization: Bearer $kim" -d "{\"product_id\":\"$product\"}" \
+        "$addr" maru.v1.ProductService/GetProduct
+      call "GetReportStats (admin)" -H "authorization: Bearer $admin" -d '{}' "$addr" maru.v1.ReportService/GetReportStats
+      call "ListModerationActions (admin)" -H "authorization: Bearer $admin" -d '{"page_size":5}' \
+        "$addr" maru.v1.ReportService/ListModerationActions
+    fi
   fi
   # Server-side failures and the rate-limit burst only in the first round: a looping
   # generator (compose `load`) should not keep burning the error budget and paging.

@@ -188,6 +188,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "  teams in every state, applications, likes; manager demo.manager, members demo.jiwoo, \
                  demo.minji, demo.hyun, demo.sora, demo.taeyang, demo.yuna (pending); same password"
             );
+            let what = if demo.market_created { "created" } else { "already there, unchanged" };
+            println!("market: {what}");
+            println!(
+                "  sellers demo.hana, demo.jun, demo.seo; {} products, likes, 3 open reports; same password",
+                crate::seed::DEMO_PRODUCTS.len()
+            );
             Ok(())
         }
         Command::CheckConfig => unreachable!("handled above"),

@@ -152,6 +152,8 @@ pub struct AuthSettings {
     /// Longest time a session's cached state (live, account active, role) is trusted without an
     /// invalidation; every write that ends a session or changes a role invalidates it at once.
     pub session_cache_ttl_s: u64,
+    /// Live sessions (signed-in devices) per user; a login beyond it revokes the oldest.
+    pub max_sessions_per_user: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,6 +326,7 @@ impl Default for AuthSettings {
             refresh_ttl_s: 30 * 24 * 3600,
             max_concurrent_hashes: 0,
             session_cache_ttl_s: 60,
+            max_sessions_per_user: 10,
         }
     }
 }
@@ -486,6 +489,9 @@ impl Settings {
         }
         if self.auth.access_ttl_s < 30 {
             errs.push("auth.access_ttl_s: must be at least 30".into());
+        }
+        if !(1..=1000).contains(&self.auth.max_sessions_per_user) {
+            errs.push("auth.max_sessions_per_user: must be between 1 and 1000".into());
         }
         if !(1..=3600).contains(&self.auth.session_cache_ttl_s) {
             errs.push("auth.session_cache_ttl_s: must be between 1 and 3600".into());

@@ -151,6 +151,9 @@ reasons! {
     ChatRoomFull => "CHAT_ROOM_FULL",
     ChatBlocked => "CHAT_BLOCKED",
     ChatMessageDeleted => "CHAT_MESSAGE_DELETED",
+    AccountSuspended => "ACCOUNT_SUSPENDED",
+    // Session management.
+    SessionNotFound => "SESSION_NOT_FOUND",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.

@@ -22,6 +22,14 @@
 //! 봇 (ACCOMPLISHED), 레트로 게임 잼 (PENDING_APPROVAL) and 코인 자동매매 봇 (REJECTED) — and likes
 //! (3 on the web portal, 1 on the map, 4 on the bot). Built through `teams::ops` like an RPC would.
 //!
+//! And a market (DOMAIN §3, `docs/market.md`, `docs/reports.md`): three sellers — `demo.hana`
+//! (furniture and interior), `demo.jun` (camping and outdoor), `demo.seo` (digital) — with twelve
+//! products ([`DEMO_PRODUCTS`]: Korean names and tags, prices, sale links), likes by the residents
+//! and club members so that recommendations have co-likes to explain, and three OPEN reports on
+//! two products for the admin queue: 명품 가방 초특가 (FRAUD, by demo.kim and demo.lee) and 등산
+//! 배낭 45L (SPAM, by demo.park). demo.seo's products are never reported. Built through
+//! `market::ops` and `reports::ops` from the same requests the RPCs take.
+//!
 //! Running it again changes nothing (it reports that the demo exists); the registry import is
 //! idempotent anyway. The registry ([`DEMO_REGISTRY`], the Gyeonggi export of
 //! `tests/fixtures/apartments-gyeonggi.json`) is compiled into the binary, so the command works
@@ -45,6 +53,11 @@ use crate::communities::model::{Decision, JoinRequest, Kind, NewCommunity};
 use crate::communities::{ops as communities, registry};
 use crate::events::model::{Category, Coords, CreateEvent, EventUser, Venue};
 use crate::events::ops as events;
+use crate::grpc::pb;
+use crate::market::model::CreateProduct;
+use crate::market::ops as market;
+use crate::reports::model::CreateReport;
+use crate::reports::ops as reports;
 use crate::state::AppState;
 use crate::teams::model::{Apply, Genre, ProposeTeam, TeamRole, TeamState};
 use crate::teams::ops as teams;
@@ -72,6 +85,8 @@ pub struct Demo {
     pub dev_club_id: Uuid,
     /// False when the club was there already (nothing was added).
     pub dev_club_created: bool,
+    /// False when the market's sellers were there already (nothing was added).
+    pub market_created: bool,
 }
 
 /// Imports the registry (`registry_file`, or the compiled-in [`DEMO_REGISTRY`]) and builds the
@@ -96,7 +111,10 @@ pub async fn demo(state: &AppState, registry_file: Option<PathBuf>) -> anyhow::R
     // Separately: a database seeded before the club existed gets it on the next run.
     let (dev_club_id, dev_club_created) =
         dev_club(state).await.map_err(|e| anyhow::anyhow!("seeding the demo club {DEMO_DEV_CLUB} failed: {e}"))?;
-    Ok(Demo { community_id, created: !exists, registry: Some(summary), dev_club_id, dev_club_created })
+    // Likewise the market, which needs the residents and club members as its customers.
+    let market_created =
+        market_demo(state).await.map_err(|e| anyhow::anyhow!("seeding the demo market failed: {e}"))?;
+    Ok(Demo { community_id, created: !exists, registry: Some(summary), dev_club_id, dev_club_created, market_created })
 }
 
 /// A demo account made by an earlier step, as a caller.
@@ -468,4 +486,127 @@ async fn dev_club(state: &AppState) -> crate::error::AppResult<(Uuid, bool)> {
         teams::like_team(state, &who, team).await?;
     }
     Ok((club, true))
+}
+
+/// The demo market's products: (seller handle, name, price in KRW, tags, description).
+pub const DEMO_PRODUCTS: &[(&str, &str, i64, &[&str], &str)] = &[
+    (
+        "demo.hana",
+        "원목 4인 식탁",
+        180_000,
+        &["가구", "원목", "빈티지"],
+        "참나무 원목 식탁입니다. 의자 4개 포함, 직거래 우선.",
+    ),
+    (
+        "demo.hana",
+        "빈티지 스탠드 조명",
+        45_000,
+        &["조명", "빈티지", "인테리어"],
+        "70년대 스타일 황동 스탠드. 전구 포함.",
+    ),
+    ("demo.hana", "라탄 수납 바구니", 12_000, &["수납", "라탄", "인테리어"], "거실 수납용 라탄 바구니 두 개 세트."),
+    ("demo.hana", "명품 가방 초특가", 30_000, &["가방", "명품"], "정품 보장! 선입금하시면 바로 보내드립니다."),
+    (
+        "demo.jun",
+        "2인용 캠핑 텐트",
+        89_000,
+        &["캠핑", "텐트", "아웃도어"],
+        "두 번 사용한 2인용 돔 텐트. 그라운드시트 포함.",
+    ),
+    (
+        "demo.jun",
+        "접이식 캠핑 의자",
+        25_000,
+        &["캠핑", "의자", "아웃도어"],
+        "가벼운 알루미늄 캠핑 의자, 수납 가방 포함.",
+    ),
+    (
+        "demo.jun",
+        "로드 자전거 (54)",
+        350_000,
+        &["자전거", "운동", "아웃도어"],
+        "프레임 54 사이즈, 105 구동계. 정비 완료.",
+    ),
+    ("demo.jun", "등산 배낭 45L", 60_000, &["등산", "아웃도어", "가방"], "45리터 등산 배낭, 레인커버 포함."),
+    (
+        "demo.seo",
+        "기계식 키보드",
+        75_000,
+        &["키보드", "디지털", "게이밍"],
+        "갈축 텐키리스 기계식 키보드. 키캡 여분 있음.",
+    ),
+    ("demo.seo", "27인치 모니터", 160_000, &["모니터", "디지털"], "27인치 QHD 모니터, 불량 화소 없음."),
+    ("demo.seo", "무선 이어폰", 55_000, &["이어폰", "디지털", "음향"], "노이즈 캔슬링 무선 이어폰, 케이스 포함."),
+    ("demo.seo", "태블릿 거치대", 15_000, &["디지털", "액세서리"], "각도 조절 알루미늄 태블릿 거치대."),
+];
+
+/// Who likes which demo products (indexes into [`DEMO_PRODUCTS`]): residents like furniture
+/// and camping, club members digital things, so co-likes have a structure to explain.
+const DEMO_LIKES: &[(&str, &[usize])] = &[
+    ("demo.kim", &[0, 1, 4, 5]),
+    ("demo.lee", &[0, 1, 2]),
+    ("demo.park", &[4, 5, 6, 7]),
+    ("demo.jiwoo", &[8, 9, 10]),
+    ("demo.minji", &[8, 10, 1]),
+    ("demo.hyun", &[4, 6, 8]),
+    ("demo.sora", &[1, 2, 0]),
+    ("demo.taeyang", &[9, 8, 11]),
+];
+
+/// The demo market's OPEN reports: (reporter, product index, reason, details).
+const DEMO_REPORTS: &[(&str, usize, pb::ReportReason, &str)] = &[
+    ("demo.kim", 3, pb::ReportReason::Fraud, "정품 인증 없이 선입금만 요구합니다."),
+    ("demo.lee", 3, pb::ReportReason::Fraud, "가품으로 보입니다."),
+    ("demo.park", 7, pb::ReportReason::Spam, "같은 글을 하루에 여러 번 올립니다."),
+];
+
+/// The demo market, once: sellers, [`DEMO_PRODUCTS`], likes and open reports; `true` when made now.
+async fn market_demo(state: &AppState) -> crate::error::AppResult<bool> {
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from users where lower(handle) = 'demo.hana')")
+        .fetch_one(&state.db)
+        .await?;
+    if exists {
+        return Ok(false);
+    }
+    let mut sellers = Vec::new();
+    for (handle, name) in [("demo.hana", "한하나"), ("demo.jun", "문준호"), ("demo.seo", "서예린")] {
+        sellers.push((handle, account(state, handle, name).await?));
+    }
+    let mut products = Vec::new();
+    for (n, (seller, name, price, tags, description)) in DEMO_PRODUCTS.iter().enumerate() {
+        let caller = sellers
+            .iter()
+            .find(|(h, _)| h == seller)
+            .map(|(_, c)| *c)
+            .ok_or_else(|| crate::error::AppError::internal(format!("demo seller {seller} is missing")))?;
+        // The request a client would send, validated like one.
+        let req = pb::CreateProductRequest {
+            name: (*name).into(),
+            price: *price,
+            description: (*description).into(),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            image_url: format!("https://images.example.com/maru-demo/{}.jpg", n + 1),
+            sale_link: format!("https://store.example.com/{seller}/{}", n + 1),
+            request_id: String::new(),
+        };
+        let cmd = CreateProduct::try_from(req)?;
+        products.push(market::create_product(state, &caller, cmd).await?.product.id);
+    }
+    for (handle, liked) in DEMO_LIKES {
+        let who = existing(state, handle).await?;
+        for &i in *liked {
+            market::like_product(state, &who, products[i], None).await?;
+        }
+    }
+    for (handle, i, reason, details) in DEMO_REPORTS {
+        let who = existing(state, handle).await?;
+        let req = pb::CreateReportRequest {
+            target: Some(pb::ReportTarget { product_id: products[*i].to_string(), ..Default::default() }),
+            reason: *reason as i32,
+            details: (*details).into(),
+            request_id: String::new(),
+        };
+        reports::create_report(state, &who, CreateReport::try_from(req)?).await?;
+    }
+    Ok(true)
 }

@@ -134,6 +134,13 @@ struct Cli {
     /// --server-metrics; default: the scenario's goal in full runs).
     #[arg(long)]
     max_rss_mb: Option<f64>,
+    /// market: products in the seeded catalogue (default 100,000; smoke 2,000).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1_000..=2_000_000))]
+    products: Option<i64>,
+    /// market: likes by synthetic likers, 100 each (default 100,000; smoke 2,000; the issue's
+    /// figure is 1,000,000).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..=5_000_000))]
+    likes: Option<i64>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -246,6 +253,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             baseline: cli.baseline.clone(),
             min_throughput_ratio: cli.min_throughput_ratio,
             uncached_target,
+            products: cli.products,
+            likes: cli.likes,
         },
         server_metrics: server_metrics.clone(),
     });

@@ -3,7 +3,9 @@
 
 use secrecy::SecretString;
 
-use super::model::{ChangePassword, Email, Handle, Login, SignUp, User, parse_display_name, parse_password};
+use super::model::{
+    ChangePassword, Email, Handle, Login, SessionInfo, SignUp, User, parse_display_name, parse_password,
+};
 use crate::caller::{Caller, Role};
 use crate::error::{AppError, Violations};
 use crate::fields::{lookup, request_id, timestamp};
@@ -95,4 +97,16 @@ pub fn refresh_token(raw: &str) -> Result<&str, AppError> {
         return Err(AppError::invalid("refresh_token", "is required (at most 256 characters)"));
     }
     Ok(t)
+}
+
+pub fn session_to_pb(s: SessionInfo, current: uuid::Uuid) -> pb::Session {
+    pb::Session {
+        session_id: s.id.to_string(),
+        created_at: Some(timestamp(s.created_at)),
+        last_used_at: Some(timestamp(s.last_used_at)),
+        expires_at: Some(timestamp(s.expires_at)),
+        user_agent: s.user_agent,
+        address: s.address,
+        current: s.id == current,
+    }
 }

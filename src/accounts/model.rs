@@ -115,6 +115,45 @@ pub struct ChangePassword {
     pub new: SecretString,
 }
 
+/// The device a login came from, as its session shows it (ListSessions).
+#[derive(Debug, Clone, Default)]
+pub struct Device {
+    /// The client's `user-agent`, control characters removed, at most
+    /// [`Device::MAX_USER_AGENT_CHARS`] characters.
+    pub user_agent: String,
+    /// The client address (through trusted proxies only), empty when unknown.
+    pub address: String,
+}
+
+impl Device {
+    pub const MAX_USER_AGENT_CHARS: usize = 256;
+
+    pub fn new(user_agent: Option<&str>, address: Option<std::net::IpAddr>) -> Self {
+        let user_agent = user_agent
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(Self::MAX_USER_AGENT_CHARS)
+            .collect::<String>()
+            .trim()
+            .to_owned();
+        Self { user_agent, address: address.map(|a| a.to_string()).unwrap_or_default() }
+    }
+}
+
+/// One live session of a user (a signed-in device).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    /// The last token refresh (access tokens are verified without touching the database).
+    pub last_used_at: DateTime<Utc>,
+    /// When the newest refresh token runs out, unless refreshed before.
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: String,
+    pub address: String,
+}
+
 /// Tokens handed out by Login and Refresh.
 #[derive(Debug)]
 pub struct Tokens {

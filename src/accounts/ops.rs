@@ -1,12 +1,14 @@
 //! Account use cases. Who may do what:
 //! - anyone: SignUp, Login, Refresh, Logout (holding the refresh token is the authority);
-//! - a caller: ChangePassword, WhoAmI;
+//! - a caller: ChangePassword, WhoAmI, and their own sessions: ListSessions, RevokeSession,
+//!   LogoutAll;
 //! - an operator at the CLI: grant and revoke ADMIN.
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
+use uuid::Uuid;
 
-use super::model::{ChangePassword, Login, SignUp, Tokens, User, UserFilter};
+use super::model::{ChangePassword, Device, Login, SessionInfo, SignUp, Tokens, User, UserFilter};
 use super::refresh::{hash_refresh_token, new_refresh_token};
 use super::store::{self, NewUser, TokenUse};
 use crate::caller::{Caller, Role};
@@ -75,12 +77,16 @@ fn bad_credentials() -> AppError {
     AppError::unauthenticated(Reason::BadCredentials, "login or password is incorrect")
 }
 
+fn account_suspended() -> AppError {
+    AppError::permission_denied(Reason::AccountSuspended, "this account is suspended")
+}
+
 #[tracing::instrument(name = "accounts.login", skip_all, err(level = "debug"))]
-pub async fn login(state: &AppState, cmd: Login) -> AppResult<(Tokens, User)> {
+pub async fn login(state: &AppState, cmd: Login, device: &Device) -> AppResult<(Tokens, User)> {
     let found = store::find_for_login(&state.db, cmd.login.trim()).await?;
-    let (user, hash) = match found {
-        Some((u, h)) => (Some(u), Some(h)),
-        None => (None, None),
+    let (user, hash, suspended) = match found {
+        Some((u, h, s)) => (Some(u), Some(h), s),
+        None => (None, None, false),
     };
     // Verified even when no account matched, so both failures take the same time.
     let ok = state.passwords.verify(&cmd.password, hash).await?;
@@ -92,10 +98,25 @@ pub async fn login(state: &AppState, cmd: Login) -> AppResult<(Tokens, User)> {
             return Err(bad_credentials());
         }
     };
+    // Said only to whoever knows the password: to anyone else a suspended account is an
+    // unknown one.
+    if suspended {
+        metrics::counter!("maru_auth_events_total", "event" => "login", "outcome" => "suspended").increment(1);
+        return Err(account_suspended());
+    }
     let mut tx = state.db.begin().await?;
-    let session_id = store::insert_session(&mut tx, user.id).await?;
+    // Concurrent logins of one user take turns, so the limit holds exactly.
+    store::lock_user_sessions(&mut tx, user.id).await?;
+    let session_id = store::insert_session(&mut tx, user.id, device).await?;
     let tokens = issue_tokens(state, &mut tx, &user, session_id).await?;
+    let limit = i64::from(state.settings.auth.max_sessions_per_user);
+    let evicted = store::revoke_sessions_beyond(&mut tx, user.id, limit).await?;
     tx.commit().await?;
+    if evicted > 0 {
+        sessions_changed(&state.cache, user.id).await;
+        metrics::counter!("maru_sessions_evicted_total").increment(evicted);
+        tracing::info!(user_id = %user.id, evicted, "session limit: oldest sessions revoked");
+    }
     metrics::counter!("maru_auth_events_total", "event" => "login", "outcome" => "ok").increment(1);
     Ok((tokens, user))
 }
@@ -129,10 +150,13 @@ pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
                 let tokens = issue_tokens(state, &mut tx, &user, session_id).await?;
                 ("ok", Ok(tokens))
             }
+            // Suspension revokes the sessions in its transaction, so a fresh token's account is
+            // only gone when it was deleted.
             None => {
                 ("invalid", Err(AppError::unauthenticated(Reason::RefreshTokenInvalid, "account no longer exists")))
             }
         },
+        TokenUse::Suspended => ("suspended", Err(account_suspended())),
         TokenUse::Reused { session_id, user_id } => {
             store::revoke_session(&mut *tx, session_id, "refresh token reuse").await?;
             ended = Some(user_id);
@@ -198,6 +222,45 @@ pub async fn change_password(state: &AppState, caller: &Caller, cmd: ChangePassw
     metrics::counter!("maru_auth_events_total", "event" => "change_password", "outcome" => "ok").increment(1);
     tracing::info!(revoked_sessions = revoked, "password changed");
     Ok(())
+}
+
+/// The caller's live sessions (signed-in devices), newest first.
+#[tracing::instrument(name = "accounts.list_sessions", skip_all, err(level = "debug"))]
+pub async fn list_sessions(
+    state: &AppState,
+    caller: &Caller,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<(Vec<SessionInfo>, String)> {
+    let query = "list_sessions";
+    let page = state.pager.page::<(DateTime<Utc>, Uuid)>(page_size, page_token, &query)?;
+    let rows = store::list_sessions(&state.db, caller.user_id, page.after, page.fetch_limit()).await?;
+    Ok(state.pager.finish(&page, rows, &query, |s| (s.created_at, s.id)))
+}
+
+/// Ends one of the caller's sessions (another device, or this one). Another user's session is
+/// NOT_FOUND, as an unknown one is.
+#[tracing::instrument(name = "accounts.revoke_session", skip_all, err(level = "debug"))]
+pub async fn revoke_session(state: &AppState, caller: &Caller, session_id: Uuid) -> AppResult<()> {
+    if !store::revoke_own_session(&state.db, caller.user_id, session_id, "revoked by user").await? {
+        return Err(AppError::not_found(Reason::SessionNotFound, "session"));
+    }
+    sessions_changed(&state.cache, caller.user_id).await;
+    metrics::counter!("maru_auth_events_total", "event" => "revoke_session", "outcome" => "ok").increment(1);
+    tracing::info!(session_id = %session_id, "session revoked by its user");
+    Ok(())
+}
+
+/// Ends every session of the caller (`keep_current`: all but the calling one); returns how many.
+#[tracing::instrument(name = "accounts.logout_all", skip_all, err(level = "debug"))]
+pub async fn logout_all(state: &AppState, caller: &Caller, keep_current: bool) -> AppResult<u64> {
+    // No session has the nil id, so `keep = nil` revokes them all.
+    let keep = if keep_current { caller.session_id } else { Uuid::nil() };
+    let revoked = store::revoke_other_sessions(&state.db, caller.user_id, keep, "logout all").await?;
+    sessions_changed(&state.cache, caller.user_id).await;
+    metrics::counter!("maru_auth_events_total", "event" => "logout_all", "outcome" => "ok").increment(1);
+    tracing::info!(revoked_sessions = revoked, keep_current, "logged out everywhere");
+    Ok(revoked)
 }
 
 #[tracing::instrument(name = "accounts.who_am_i", skip_all, err(level = "debug"))]

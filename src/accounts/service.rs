@@ -2,9 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{refresh_token, user_to_pb};
+use super::convert::{refresh_token, session_to_pb, user_to_pb};
+use super::model::Device;
 use super::ops;
-use crate::fields::timestamp;
+use crate::fields::{required_id, timestamp};
+use crate::grpc::admission::client_ip;
 use crate::grpc::{caller, pb};
 use crate::state::AppState;
 
@@ -21,8 +23,9 @@ impl pb::auth_service_server::AuthService for AuthApi {
     }
 
     async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        let device = device_of(&self.state, &req);
         let cmd = req.into_inner().try_into()?;
-        let (t, user) = ops::login(&self.state, cmd).await?;
+        let (t, user) = ops::login(&self.state, cmd, &device).await?;
         Ok(Response::new(pb::LoginResponse {
             access_token: t.access_token,
             refresh_token: t.refresh_token,
@@ -62,4 +65,40 @@ impl pb::auth_service_server::AuthService for AuthApi {
         let user = ops::who_am_i(&self.state, &caller).await?;
         Ok(Response::new(pb::WhoAmIResponse { user: Some(user_to_pb(user, true)) }))
     }
+
+    async fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let (rows, next_page_token) = ops::list_sessions(&self.state, &caller, r.page_size, &r.page_token).await?;
+        let sessions = rows.into_iter().map(|s| session_to_pb(s, caller.session_id)).collect();
+        Ok(Response::new(pb::ListSessionsResponse { sessions, next_page_token }))
+    }
+
+    async fn revoke_session(
+        &self,
+        req: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
+        let caller = caller(&req)?;
+        let id = required_id("session_id", &req.get_ref().session_id)?;
+        ops::revoke_session(&self.state, &caller, id).await?;
+        Ok(Response::new(pb::RevokeSessionResponse {}))
+    }
+
+    async fn logout_all(&self, req: Request<pb::LogoutAllRequest>) -> Result<Response<pb::LogoutAllResponse>, Status> {
+        let caller = caller(&req)?;
+        let revoked = ops::logout_all(&self.state, &caller, req.get_ref().keep_current).await?;
+        Ok(Response::new(pb::LogoutAllResponse { revoked: revoked as i64 }))
+    }
+}
+
+/// The device a request comes from: its `user-agent` and client address (forwarded addresses
+/// only from trusted proxies).
+fn device_of<T>(state: &AppState, req: &Request<T>) -> Device {
+    let trusted = &state.settings.rate_limit.trusted_proxies;
+    let address = req.remote_addr().map(|a| client_ip(trusted, a.ip(), req.metadata().as_ref()));
+    let user_agent = req.metadata().get("user-agent").and_then(|v| v.to_str().ok());
+    Device::new(user_agent, address)
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::model::{User, UserFilter};
+use super::model::{Device, SessionInfo, User, UserFilter};
 use crate::caller::Role;
 use crate::db::escape_like;
 use crate::error::{AppResult, Reason};
@@ -55,21 +55,25 @@ pub async fn get_user(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<Use
     Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?)
 }
 
-/// The live account whose handle or email is `login`, with its password hash.
-pub async fn find_for_login(db: impl PgExecutor<'_>, login: &str) -> AppResult<Option<(User, String)>> {
+/// The live or suspended account whose handle or email is `login`, with its password hash and
+/// whether it is suspended (deleted accounts are not found).
+pub async fn find_for_login(db: impl PgExecutor<'_>, login: &str) -> AppResult<Option<(User, String, bool)>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
         user: User,
         password_hash: String,
+        suspended: bool,
     }
     let sql = format!(
-        "select {USER_COLUMNS}, password_hash from users
-         where (lower(handle) = lower($1) or lower(email) = lower($1)) and deleted_at is null
+        "select {USER_COLUMNS}, password_hash, suspended_at is not null as suspended from users
+         where (lower(handle) = lower($1) or lower(email) = lower($1))
+           and (deleted_at is null or suspended_at is not null)
+         order by suspended_at nulls first
          limit 1"
     );
     let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(login).fetch_optional(db).await?;
-    Ok(row.map(|r| (r.user, r.password_hash)))
+    Ok(row.map(|r| (r.user, r.password_hash, r.suspended)))
 }
 
 pub async fn password_hash(db: impl PgExecutor<'_>, user_id: Uuid) -> AppResult<Option<String>> {
@@ -145,10 +149,81 @@ pub async fn session_state(db: impl PgExecutor<'_>, session_id: Uuid) -> AppResu
     }))
 }
 
-pub async fn insert_session(conn: &mut PgConnection, user_id: Uuid) -> AppResult<Uuid> {
+pub async fn insert_session(conn: &mut PgConnection, user_id: Uuid, device: &Device) -> AppResult<Uuid> {
     let id = Uuid::now_v7();
-    sqlx::query("insert into sessions (id, user_id) values ($1, $2)").bind(id).bind(user_id).execute(conn).await?;
+    sqlx::query("insert into sessions (id, user_id, user_agent, address) values ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(user_id)
+        .bind(&device.user_agent)
+        .bind(&device.address)
+        .execute(conn)
+        .await?;
     Ok(id)
+}
+
+/// Serialises the logins of one user (the session limit counts live sessions). `no key
+/// update` does not block rows that reference the user.
+pub async fn lock_user_sessions(conn: &mut PgConnection, user_id: Uuid) -> AppResult<()> {
+    sqlx::query("select 1 from users where id = $1 for no key update").bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
+/// Revokes the user's live sessions beyond the newest `keep`; returns how many.
+pub async fn revoke_sessions_beyond(conn: &mut PgConnection, user_id: Uuid, keep: i64) -> AppResult<u64> {
+    Ok(sqlx::query(
+        "update sessions set revoked_at = now(), revoked_reason = 'session limit'
+         where id in (select id from sessions
+                      where user_id = $1 and revoked_at is null and expires_at > now()
+                      order by created_at desc, id desc offset $2)",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// The user's live sessions (not revoked, refresh token not expired), newest first, after the
+/// `(created_at, id)` cursor.
+pub async fn list_sessions(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<SessionInfo>> {
+    let (at, id) = after.unzip();
+    Ok(sqlx::query_as::<_, SessionInfo>(
+        "select id, created_at, last_used_at, expires_at, user_agent, address from sessions
+         where user_id = $1 and revoked_at is null and expires_at > now()
+           and ($2::timestamptz is null or (created_at, id) < ($2, $3))
+         order by created_at desc, id desc limit $4",
+    )
+    .bind(user_id)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Revokes one live session of the user; false when the user has no such live session.
+pub async fn revoke_own_session(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    session_id: Uuid,
+    reason: &str,
+) -> AppResult<bool> {
+    Ok(sqlx::query(
+        "update sessions set revoked_at = now(), revoked_reason = $3
+         where id = $1 and user_id = $2 and revoked_at is null and expires_at > now()",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(reason)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 pub async fn insert_refresh_token(
@@ -157,12 +232,16 @@ pub async fn insert_refresh_token(
     session_id: Uuid,
     expires_at: DateTime<Utc>,
 ) -> AppResult<()> {
-    sqlx::query("insert into refresh_tokens (token_hash, session_id, expires_at) values ($1, $2, $3)")
-        .bind(hash)
-        .bind(session_id)
-        .bind(expires_at)
-        .execute(conn)
-        .await?;
+    // The session lasts as long as its newest refresh token.
+    sqlx::query(
+        "with t as (insert into refresh_tokens (token_hash, session_id, expires_at) values ($1, $2, $3))
+         update sessions set expires_at = $3 where id = $2",
+    )
+    .bind(hash)
+    .bind(session_id)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -182,6 +261,8 @@ pub enum TokenUse {
     Revoked,
     Expired,
     Unknown,
+    /// The session's account is suspended (its sessions were revoked with the suspension).
+    Suspended,
 }
 
 /// Marks the token used if it may be used; the row lock makes concurrent presentations of one
@@ -200,9 +281,10 @@ pub async fn use_refresh_token(conn: &mut PgConnection, hash: &[u8]) -> AppResul
     if let Some((session_id, user_id)) = fresh {
         return Ok(TokenUse::Fresh { session_id, user_id });
     }
-    let row: Option<(Uuid, Uuid, bool, bool, bool)> = sqlx::query_as(
-        "select rt.session_id, s.user_id, rt.used_at is not null, s.revoked_at is not null, rt.expires_at <= now()
-         from refresh_tokens rt join sessions s on s.id = rt.session_id
+    let row: Option<(Uuid, Uuid, bool, bool, bool, bool)> = sqlx::query_as(
+        "select rt.session_id, s.user_id, rt.used_at is not null, s.revoked_at is not null, rt.expires_at <= now(),
+                u.suspended_at is not null
+         from refresh_tokens rt join sessions s on s.id = rt.session_id join users u on u.id = s.user_id
          where rt.token_hash = $1",
     )
     .bind(hash)
@@ -210,10 +292,13 @@ pub async fn use_refresh_token(conn: &mut PgConnection, hash: &[u8]) -> AppResul
     .await?;
     Ok(match row {
         None => TokenUse::Unknown,
-        Some((_, _, _, true, _)) => TokenUse::Revoked,
-        Some((session_id, user_id, true, _, _)) => TokenUse::Reused { session_id, user_id },
-        Some((_, _, _, _, true)) => TokenUse::Expired,
-        Some(_) => TokenUse::Unknown,
+        Some((_, _, _, _, _, true)) => TokenUse::Suspended,
+        Some((session_id, user_id, used, revoked, expired, false)) => match (used, revoked, expired) {
+            (_, true, _) => TokenUse::Revoked,
+            (true, _, _) => TokenUse::Reused { session_id, user_id },
+            (_, _, true) => TokenUse::Expired,
+            _ => TokenUse::Unknown,
+        },
     })
 }
 
@@ -292,8 +377,18 @@ mod tests {
         assert_eq!(ids(rest.await.unwrap()), [lee, kim]);
 
         assert_eq!(get_user(&pool, kim).await.unwrap().unwrap().handle, "kim_100");
-        let (found, hash) = find_for_login(&pool, "LEE@example.com").await.unwrap().unwrap();
-        assert_eq!((found.id, hash.as_str()), (lee, "x"));
+        let (found, hash, suspended) = find_for_login(&pool, "LEE@example.com").await.unwrap().unwrap();
+        assert_eq!((found.id, hash.as_str(), suspended), (lee, "x", false));
+        // A suspended account is found (Login tells it apart once the password checked out),
+        // a deleted one is not.
+        sqlx::query("update users set deleted_at = now(), suspended_at = now() where id = $1")
+            .bind(lee)
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(find_for_login(&pool, "lee@example.com").await.unwrap().unwrap().2);
+        sqlx::query("update users set suspended_at = null where id = $1").bind(lee).execute(&pool).await.unwrap();
+        assert!(find_for_login(&pool, "lee@example.com").await.unwrap().is_none());
         let promoted = set_role_by_handle(&pool, "KIM_100", Role::Admin).await.unwrap().unwrap();
         assert_eq!((promoted.id, promoted.role), (kim, Role::Admin));
         assert!(set_role_by_handle(&pool, "nobody", Role::Admin).await.unwrap().is_none());

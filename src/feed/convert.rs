@@ -179,6 +179,7 @@ pub fn comment_to_pb(v: CommentView) -> pb::Comment {
         like_count: c.like_count,
         reply_count: c.reply_count,
         liked_by_me: v.liked_by_me,
+        suspended: c.suspended,
         created_at: Some(timestamp(c.created_at)),
         updated_at: Some(timestamp(c.updated_at)),
     }

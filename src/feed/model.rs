@@ -81,6 +81,8 @@ pub struct Comment {
     pub text: String,
     pub like_count: i64,
     pub reply_count: i64,
+    /// Hidden by moderation: seen by its author and admins only (`visibility::sees_comment`).
+    pub suspended: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

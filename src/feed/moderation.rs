@@ -1,6 +1,7 @@
 //! What moderation (`crate::reports`) needs of the feed: whose a post or comment is, as the
-//! reporter may see it, and the suspension of posts inside the moderation's transaction (the
-//! same status SetPostStatus sets), with the cache invalidation after it commits.
+//! reporter may see it, and the suspension of posts (the same status SetPostStatus sets) and
+//! hiding of comments inside the moderation's transaction, with the cache invalidation after it
+//! commits.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -16,14 +17,10 @@ pub async fn post_author(state: &AppState, caller: &Caller, id: Uuid) -> AppResu
     Ok(ops::visible_post(state, Some(caller), id).await?.0.author_id)
 }
 
-/// The author of comment `id`; NOT_FOUND `COMMENT_NOT_FOUND` unless `caller` may see its post.
+/// The author of comment `id`; NOT_FOUND `COMMENT_NOT_FOUND` unless `caller` may see it and its
+/// post.
 pub async fn comment_author(state: &AppState, caller: &Caller, id: Uuid) -> AppResult<Uuid> {
-    let c = store::get_comment(&state.db, id).await?.ok_or_else(ops::comment_not_found)?;
-    match ops::visible_post(state, Some(caller), c.post_id).await {
-        Ok(_) => Ok(c.author_id),
-        Err(e) if e.code() == tonic::Code::NotFound => Err(ops::comment_not_found()),
-        Err(e) => Err(e),
-    }
+    Ok(ops::visible_comment(state, caller, id).await?.0.author_id)
 }
 
 /// Suspends post `id` in `conn`'s transaction; its status before (`None`: no such post).
@@ -43,5 +40,31 @@ pub async fn restore_post(conn: &mut PgConnection, id: Uuid, before: &str) -> Ap
 pub async fn post_moderated(state: &AppState, id: Uuid) {
     if let Ok(Some(p)) = store::get_post(&state.db, id).await {
         super::cache::post_changed(state, &p).await;
+    }
+}
+
+/// The status strings of a comment for [`suspend_comment`] / [`restore_comment`].
+const COMMENT_SHOWN: &str = "VISIBLE";
+const COMMENT_HIDDEN: &str = "SUSPENDED";
+
+/// Hides comment `id` in `conn`'s transaction (seen by its author and admins only); what it
+/// was before (`VISIBLE` or `SUSPENDED`), `None`: no such comment.
+pub async fn suspend_comment(conn: &mut PgConnection, id: Uuid) -> AppResult<Option<String>> {
+    let Some(c) = store::get_comment(&mut *conn, id).await? else { return Ok(None) };
+    store::set_comment_suspended(&mut *conn, id, true).await?;
+    Ok(Some(if c.suspended { COMMENT_HIDDEN } else { COMMENT_SHOWN }.to_owned()))
+}
+
+/// Gives comment `id` back the state `before` (as [`suspend_comment`] returned it).
+pub async fn restore_comment(conn: &mut PgConnection, id: Uuid, before: &str) -> AppResult<()> {
+    store::set_comment_suspended(conn, id, before == COMMENT_HIDDEN).await?;
+    Ok(())
+}
+
+/// After a moderation transaction that hid or showed comment `id` committed: its post's cached
+/// detail (the comment count) and pages.
+pub async fn comment_moderated(state: &AppState, id: Uuid) {
+    if let Ok(Some(c)) = store::get_comment(&state.db, id).await {
+        post_moderated(state, c.post_id).await;
     }
 }

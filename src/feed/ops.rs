@@ -29,7 +29,7 @@ use super::model::{
     Comment, CommentView, CreateComment, CreatePost, Liker, Post, PostFilter, PostStatus, PostView, Target, UpdatePost,
 };
 use super::store::{self, CommentCursor, LikerCursor, PostCursor};
-use super::visibility::{self, Reader};
+use super::visibility::{self, Reader, sees_comment};
 use crate::caller::Caller;
 use crate::communities::access::{self, Access};
 use crate::error::{AppError, AppResult, Reason};
@@ -280,9 +280,12 @@ pub async fn list_home_feed(
 pub async fn create_comment(state: &AppState, caller: &Caller, mut cmd: CreateComment) -> AppResult<CommentView> {
     let (post, _) = visible_post(state, Some(caller), cmd.post_id).await?;
     if let Some(parent) = cmd.parent_id {
-        let p = store::get_comment(&state.db, parent).await?.filter(|c| c.post_id == post.id).ok_or_else(|| {
-            AppError::not_found(Reason::CommentNotFound, "parent comment").with_meta("field", "parent_id")
-        })?;
+        let p = store::get_comment(&state.db, parent)
+            .await?
+            .filter(|c| c.post_id == post.id && sees_comment(Reader::of(Some(caller)), c))
+            .ok_or_else(|| {
+                AppError::not_found(Reason::CommentNotFound, "parent comment").with_meta("field", "parent_id")
+            })?;
         // One level of replies: a reply to a reply joins the same thread.
         cmd.parent_id = Some(p.parent_id.unwrap_or(p.id));
     }
@@ -319,9 +322,13 @@ pub async fn list_comments(
     let page = state.pager.page::<CommentCursor>(page_size, page_token, &query)?;
     let (post, _) = visible_post(state, caller, post_id).await?;
     if let Some(p) = parent {
-        store::get_comment(&state.db, p).await?.filter(|c| c.post_id == post.id).ok_or_else(comment_not_found)?;
+        store::get_comment(&state.db, p)
+            .await?
+            .filter(|c| c.post_id == post.id && sees_comment(Reader::of(caller), c))
+            .ok_or_else(comment_not_found)?;
     }
-    let rows = store::list_comments(&state.db, post.id, parent, page.after, page.fetch_limit()).await?;
+    let rows =
+        store::list_comments(&state.db, Reader::of(caller), post.id, parent, page.after, page.fetch_limit()).await?;
     let (rows, next) = state.pager.finish(&page, rows, &query, |c| (c.created_at, c.id));
     let rows = match caller {
         Some(c) => comments_with_likes(state, c, rows).await?,
@@ -331,8 +338,15 @@ pub async fn list_comments(
 }
 
 /// A comment the caller may see, with its post and the caller's access to the community.
-async fn visible_comment(state: &AppState, caller: &Caller, id: Uuid) -> AppResult<(Comment, Post, Option<Access>)> {
-    let c = store::get_comment(&state.db, id).await?.ok_or_else(comment_not_found)?;
+pub(super) async fn visible_comment(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> AppResult<(Comment, Post, Option<Access>)> {
+    let c = store::get_comment(&state.db, id)
+        .await?
+        .filter(|c| sees_comment(Reader::of(Some(caller)), c))
+        .ok_or_else(comment_not_found)?;
     let (post, access) = match visible_post(state, Some(caller), c.post_id).await {
         Ok(v) => v,
         Err(e) if e.code() == Code::NotFound => return Err(comment_not_found()),
@@ -384,7 +398,10 @@ async fn target_post(state: &AppState, caller: Option<&Caller>, target: Target) 
     match target {
         Target::Post(id) => Ok(visible_post(state, caller, id).await?.0),
         Target::Comment(id) => {
-            let c = store::get_comment(&state.db, id).await?.ok_or_else(comment_not_found)?;
+            let c = store::get_comment(&state.db, id)
+                .await?
+                .filter(|c| sees_comment(Reader::of(caller), c))
+                .ok_or_else(comment_not_found)?;
             match visible_post(state, caller, c.post_id).await {
                 Ok((p, _)) => Ok(p),
                 Err(e) if e.code() == Code::NotFound => Err(comment_not_found()),

@@ -23,7 +23,9 @@ const POST_SELECT: &str = "select p.id, p.community_id, p.author_id, a.handle as
         (select count(*) from post_likes l join users x on x.id = l.user_id and x.deleted_at is null
           where l.post_id = p.id) as like_count,
         (select count(*) from post_comments c join users x on x.id = c.author_id and x.deleted_at is null
-          where c.post_id = p.id) as comment_count,
+          where c.post_id = p.id and c.suspended_at is null
+            and not exists (select 1 from post_comments h where h.id = c.parent_id and h.suspended_at is not null))
+          as comment_count,
         p.version, p.created_at, p.updated_at
    from posts p join users a on a.id = p.author_id and a.deleted_at is null";
 
@@ -32,8 +34,8 @@ const COMMENT_SELECT: &str = "select c.id, c.post_id, c.parent_id, c.author_id, 
         (select count(*) from comment_likes l join users x on x.id = l.user_id and x.deleted_at is null
           where l.comment_id = c.id) as like_count,
         (select count(*) from post_comments r join users x on x.id = r.author_id and x.deleted_at is null
-          where r.parent_id = c.id) as reply_count,
-        c.created_at, c.updated_at
+          where r.parent_id = c.id and r.suspended_at is null) as reply_count,
+        c.suspended_at is not null as suspended, c.created_at, c.updated_at
    from post_comments c join users a on a.id = c.author_id and a.deleted_at is null";
 
 /// Whether the account exists and is not deleted, holding a share lock on its row until the
@@ -222,9 +224,15 @@ pub async fn get_comment(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Option<
         .await?)
 }
 
-/// Top-level comments of a post (`parent = None`) or the replies of `parent`, oldest first.
+/// [`super::visibility::sees_comment`] as an SQL condition over `post_comments c`, for the
+/// reader in `$6` (user) and `$7` (admin).
+pub const COMMENT_VISIBLE: &str = "(c.suspended_at is null or c.author_id = $6 or $7)";
+
+/// Top-level comments of a post (`parent = None`) or the replies of `parent` that `reader`
+/// sees, oldest first.
 pub async fn list_comments(
     db: impl PgExecutor<'_>,
+    reader: Reader,
     post: Uuid,
     parent: Option<Uuid>,
     after: Option<CommentCursor>,
@@ -233,7 +241,7 @@ pub async fn list_comments(
     let (at, id) = after.map_or((None, None), |(a, i)| (Some(a), Some(i)));
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{COMMENT_SELECT}
-          where c.post_id = $1 and c.parent_id is not distinct from $2
+          where c.post_id = $1 and c.parent_id is not distinct from $2 and {COMMENT_VISIBLE}
             and ($3::timestamptz is null or (c.created_at, c.id) > ($3, $4))
           order by c.created_at, c.id
           limit $5"
@@ -243,6 +251,8 @@ pub async fn list_comments(
     .bind(at)
     .bind(id)
     .bind(limit)
+    .bind(reader.user_id)
+    .bind(reader.is_admin)
     .fetch_all(db)
     .await?)
 }
@@ -254,6 +264,19 @@ pub async fn update_comment(db: impl PgExecutor<'_>, id: Uuid, text: &str) -> Ap
         .execute(db)
         .await?
         .rows_affected()
+        == 1)
+}
+
+/// Hides (`true`) or shows comment `id`; false when there is no such comment.
+pub async fn set_comment_suspended(db: impl PgExecutor<'_>, id: Uuid, suspended: bool) -> AppResult<bool> {
+    Ok(sqlx::query(
+        "update post_comments set suspended_at = case when $2 then coalesce(suspended_at, now()) end where id = $1",
+    )
+    .bind(id)
+    .bind(suspended)
+    .execute(db)
+    .await?
+    .rows_affected()
         == 1)
 }
 
@@ -346,6 +369,45 @@ mod tests {
             request_id: None,
         };
         insert_post(&mut db.acquire().await.unwrap(), &cmd, author).await.unwrap()
+    }
+
+    /// The comment rule in Rust (`visibility::sees_comment`) and in SQL (`COMMENT_VISIBLE`,
+    /// through `list_comments`) agree on every reader and hidden or shown comment; counts leave
+    /// hidden comments and the replies of hidden comments out.
+    #[sqlx::test]
+    async fn comment_visibility_rule_and_sql_agree(pool: PgPool) {
+        use crate::feed::visibility::sees_comment;
+        let author = user(&pool, "author", false).await;
+        let other = user(&pool, "other", false).await;
+        let admin = user(&pool, "admin", true).await;
+        let p = post(&pool, other, None, "글", &[]).await;
+        let mut conn = pool.acquire().await.unwrap();
+        let mut ids = Vec::new();
+        for hidden in [false, true] {
+            let cmd = CreateComment { post_id: p, parent_id: None, text: "댓글".into(), request_id: None };
+            let id = insert_comment(&mut conn, &cmd, author).await.unwrap();
+            let reply = CreateComment { post_id: p, parent_id: Some(id), text: "답글".into(), request_id: None };
+            insert_comment(&mut conn, &reply, other).await.unwrap();
+            assert!(set_comment_suspended(&pool, id, hidden).await.unwrap());
+            ids.push(id);
+        }
+        for reader in [
+            Reader { user_id: Uuid::nil(), is_admin: false },
+            Reader { user_id: author, is_admin: false },
+            Reader { user_id: other, is_admin: false },
+            Reader { user_id: admin, is_admin: true },
+        ] {
+            let listed: Vec<Uuid> =
+                list_comments(&pool, reader, p, None, None, 10).await.unwrap().into_iter().map(|c| c.id).collect();
+            for id in &ids {
+                let c = get_comment(&pool, *id).await.unwrap().unwrap();
+                assert_eq!(listed.contains(id), sees_comment(reader, &c), "{reader:?} {}", c.suspended);
+            }
+        }
+        // Shown: the comment and its reply; hidden: neither.
+        assert_eq!(get_post(&pool, p).await.unwrap().unwrap().comment_count, 2);
+        assert!(set_comment_suspended(&pool, ids[1], false).await.unwrap());
+        assert_eq!(get_post(&pool, p).await.unwrap().unwrap().comment_count, 4);
     }
 
     /// The visibility rule in Rust (`visibility::sees`, and `check_visible` of the use cases)

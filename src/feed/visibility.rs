@@ -12,7 +12,7 @@
 
 use uuid::Uuid;
 
-use super::model::{Post, PostStatus};
+use super::model::{Comment, Post, PostStatus};
 use crate::caller::Caller;
 
 /// Who is reading: a user (`Uuid::nil()` when anonymous) and whether they are an admin.
@@ -49,6 +49,13 @@ pub fn sql(user: &str, admin: &str) -> String {
                 select 1 from community_memberships m
                  where m.community_id = p.community_id and m.user_id = {user} and m.status = 'APPROVED')))"
     )
+}
+
+/// Whether `reader` sees `comment` (its post being visible to them): a comment hidden by
+/// moderation only by its author and admins, like a SUSPENDED post. Its SQL twin is
+/// `store::COMMENT_VISIBLE`.
+pub fn sees_comment(reader: Reader, comment: &Comment) -> bool {
+    !comment.suspended || reader.user_id == comment.author_id || reader.is_admin
 }
 
 #[cfg(test)]

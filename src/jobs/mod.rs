@@ -4,6 +4,7 @@
 
 mod community_gauges;
 mod event_settlement;
+mod report_gauges;
 mod trials_ingest;
 pub mod views;
 
@@ -24,6 +25,7 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
         tokio::spawn(trials_ingest::run(state.clone(), stop.clone())),
         tokio::spawn(community_gauges::run(state.clone(), stop.clone())),
         tokio::spawn(event_settlement::run(state.clone(), stop.clone())),
+        tokio::spawn(report_gauges::run(state.clone(), stop.clone())),
         tokio::spawn(views::run(state.clone(), stop)),
     ]
 }

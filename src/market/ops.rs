@@ -32,16 +32,21 @@ use crate::state::AppState;
 
 /// Recently viewed products remembered per user (Redis list), for recommendations.
 const RECENT_VIEWS: isize = 20;
-/// Seeds of a caller's recommendations: their latest likes.
+/// The caller's latest likes that make their tag profile …
 const SEED_LIKES: i64 = 50;
+/// … and the latest of them whose likers' likes are co-like candidates.
+const CO_LIKE_SEEDS: usize = 20;
 /// Tags of a caller's profile.
 const PROFILE_TAGS: i64 = 10;
-/// Seed likes whose likers' likes are read, and how many of each liker's (bound the co-like
-/// work per call: at most 200 × 50 rows).
-const MAX_SEED_LIKES: i64 = 200;
-const LIKES_PER_LIKER: i64 = 50;
+/// Likers read over all seeds (split evenly, at least [`MIN_LIKERS_PER_SEED`] each) and likes
+/// read per liker: at most 200 × 20 like rows per call.
+const SEED_LIKERS: i64 = 200;
+const MIN_LIKERS_PER_SEED: i64 = 5;
+const LIKES_PER_LIKER: i64 = 20;
 /// Tag candidates: the newest products on sale sharing a profile tag, among this many.
 const RECENT_PRODUCTS: i64 = 2_000;
+/// Candidates kept from each source before the final scoring.
+const CANDIDATES_PER_SOURCE: i64 = 100;
 
 pub fn product_not_found() -> AppError {
     AppError::not_found(Reason::ProductNotFound, "product")
@@ -302,7 +307,8 @@ pub async fn recommend_products(
             let viewed = recent_views(state, c.user_id).await;
             let profile = store::tag_profile(&state.db, &liked, &viewed, PROFILE_TAGS).await?;
             // Viewed products are not recommended back (liked ones are excluded by the query).
-            (liked, profile, viewed, true)
+            let seeds = liked.into_iter().take(CO_LIKE_SEEDS).collect();
+            (seeds, profile, viewed, true)
         }
         (None, None) => {
             return Err(AppError::unauthenticated(
@@ -319,9 +325,10 @@ pub async fn recommend_products(
         viewer,
         exclude: &exclude,
         exclude_liked,
-        max_seed_likes: MAX_SEED_LIKES,
+        likers_per_seed: (SEED_LIKERS / seeds.len().max(1) as i64).max(MIN_LIKERS_PER_SEED),
         likes_per_liker: LIKES_PER_LIKER,
         recent_products: RECENT_PRODUCTS,
+        per_source: CANDIDATES_PER_SOURCE.max(limit),
         limit,
     };
     let mut ranked =

@@ -275,48 +275,69 @@ pub struct RankInput<'a> {
     pub weights: &'a [i32],
     /// Never recommended: the caller's own products (nil when anonymous) …
     pub viewer: Uuid,
-    /// … and these (the product of "similar to").
+    /// … and these (the product of "similar to", the caller's recently viewed).
     pub exclude: &'a [Uuid],
     /// Leave out what `viewer` already likes.
     pub exclude_liked: bool,
-    /// Most seed likes (newest first) whose likers are followed: bounds the co-like work.
-    pub max_seed_likes: i64,
-    /// Likes read per such liker (their latest).
+    /// Likers read per seed: its latest live ones (`product_likes_product_recent_idx`).
+    pub likers_per_seed: i64,
+    /// Likes read per such liker (their latest, `product_likes_user_id_idx`).
     pub likes_per_liker: i64,
     /// Tag candidates come from this many newest products on sale.
     pub recent_products: i64,
+    /// Candidates kept from each source (the best co-liked, the best tag matches) before the
+    /// final scoring.
+    pub per_source: i64,
     pub limit: i64,
 }
 
-/// Products on sale ranked by 3 × co-likers + the (1–5) weights of shared tags, ties by newest then
-/// id (deterministic). Candidates, each source bounded so that a call costs about the same on
-/// any catalogue: the latest 100 likes of each of the latest `max_seed_likes` likers of a seed
-/// (co-likes, read through `product_likes_user_id_idx`: at most `max_seed_likes` ×
-/// `likes_per_liker` rows), and the products among the `recent_products` newest on sale that
-/// share a profile tag (a backward scan of `products_created_at_idx`, however popular the
-/// tags). Every candidate is then scored on all its profile tags.
+/// Products on sale ranked by 3 × co-likers + the (1–5) weights of shared tags, ties by newest
+/// then id (deterministic). Every step reads a bounded number of index entries, whatever the
+/// catalogue's size (docs/market.md#recommendations):
+/// - co-likes: the latest `likers_per_seed` live likers of each seed, the latest
+///   `likes_per_liker` likes of each of them, grouped per product; the `per_source` most
+///   co-liked (ties: highest id, i.e. newest for UUIDv7) that are not excluded or already liked;
+/// - tags: among the `recent_products` newest on sale, the `per_source` with the heaviest shared
+///   tags (ties: newest) that are not the viewer's, excluded or already liked;
+/// - only these (≤ 2 × `per_source`) are joined to products and sellers and scored.
+///
+/// Each source is cut before the join so that the statement's cost does not depend on how many
+/// candidates a popular seed or tag brings, and so that PostgreSQL's generic plan for the
+/// prepared statement (chosen after five executions, with a guess of a few rows per CTE) stays
+/// cheap: scoring ~3,000 candidates under it took 456 ms.
 pub async fn rank(db: impl PgExecutor<'_>, r: &RankInput<'_>) -> AppResult<Vec<Ranked>> {
     Ok(sqlx::query_as(
-        "with seed_likes as (
-              select l.product_id, l.user_id
-                from product_likes l join users x on x.id = l.user_id and x.deleted_at is null
-               where l.product_id = any($1) and l.user_id <> $5
-               order by l.created_at desc, l.user_id
-               limit $8),
+        "with mine as (select product_id from product_likes where $6 and user_id = $5),
+          seed_likers as (
+              select s.seed, l.user_id
+                from unnest($1::uuid[]) as s (seed)
+                cross join lateral (
+                      select k.user_id
+                        from product_likes k join users x on x.id = k.user_id and x.deleted_at is null
+                       where k.product_id = s.seed and k.user_id <> $5
+                       order by k.created_at desc, k.user_id
+                       limit $8) l),
           co as (
-              select l2.product_id, count(distinct s.user_id) as co_likers,
-                     (array_agg(distinct s.product_id))[1:3] as co_liked_with
-                from seed_likes s
+              select m.product_id, count(distinct s.user_id) as co_likers,
+                     (array_agg(distinct s.seed))[1:3] as co_liked_with
+                from seed_likers s
                 cross join lateral (
                       select m.product_id from product_likes m where m.user_id = s.user_id
-                       order by m.created_at desc, m.product_id limit $10) l2
-               where l2.product_id <> all($1)
-               group by l2.product_id),
+                       order by m.created_at desc, m.product_id limit $10) m
+               where m.product_id <> all($1) and m.product_id <> all($4)
+                 and m.product_id not in (select product_id from mine)
+               group by m.product_id
+               order by co_likers desc, m.product_id desc
+               limit $11),
           tag_cand as (
               select r.id
-                from (select id, tags from products where status = 'ON_SALE'
+                from (select id, tags, seller_id, created_at from products where status = 'ON_SALE'
                        order by created_at desc, id desc limit $9) r
-               where r.tags && $2::text[]),
+               where r.tags && $2::text[] and r.seller_id <> $5 and r.id <> all($4)
+                 and r.id not in (select product_id from mine)
+               order by (select sum(t.w) from unnest($2::text[], $3::int[]) as t (tag, w) where t.tag = any(r.tags)) desc,
+                        r.created_at desc, r.id desc
+               limit $11),
           cand as (select product_id as id from co union select id from tag_cand),
           scored as (
               select p.id, p.created_at, coalesce(co.co_likers, 0) as co_likers,
@@ -330,8 +351,7 @@ pub async fn rank(db: impl PgExecutor<'_>, r: &RankInput<'_>) -> AppResult<Vec<R
                 join products p on p.id = c.id
                 join users a on a.id = p.seller_id and a.deleted_at is null
                 left join co on co.product_id = p.id
-               where p.status = 'ON_SALE' and p.seller_id <> $5 and p.id <> all($4)
-                 and not ($6 and exists (select 1 from product_likes m where m.product_id = p.id and m.user_id = $5)))
+               where p.status = 'ON_SALE' and p.seller_id <> $5)
          select id as product_id, (3 * co_likers + tag_score)::bigint as score, shared_tags, co_likers, co_liked_with
            from scored
           order by score desc, created_at desc, id desc
@@ -344,9 +364,10 @@ pub async fn rank(db: impl PgExecutor<'_>, r: &RankInput<'_>) -> AppResult<Vec<R
     .bind(r.viewer)
     .bind(r.exclude_liked)
     .bind(r.limit)
-    .bind(r.max_seed_likes)
+    .bind(r.likers_per_seed)
     .bind(r.recent_products)
     .bind(r.likes_per_liker)
+    .bind(r.per_source)
     .fetch_all(db)
     .await?)
 }
@@ -452,5 +473,58 @@ mod tests {
         let first = get_product(&pool, b1).await.unwrap().unwrap();
         let rest = list_products(&pool, r, &ProductFilter::default(), Some((first.created_at, b1)), 10).await.unwrap();
         assert_eq!(rest.into_iter().map(|p| p.id).collect::<Vec<_>>(), [a2, a1]);
+    }
+
+    /// The bounds of the ranking: only the latest likers of a seed are read, each source is cut
+    /// to its best `per_source`, and what the viewer likes never comes back.
+    #[sqlx::test]
+    async fn rank_reads_the_latest_likers_and_keeps_the_best_per_source(pool: PgPool) {
+        let seller = user(&pool, "seller", false).await;
+        let me = user(&pool, "myself", false).await;
+        let seed = product(&pool, seller, "씨앗", &["seed"]).await;
+        let [a, b, c] = [
+            product(&pool, seller, "에이", &["x"]).await,
+            product(&pool, seller, "비이", &["x"]).await,
+            product(&pool, seller, "씨이", &["x"]).await,
+        ];
+        // u1 liked the seed first, u3 last; u1 → a, u2 → b, u3 → b and c.
+        let mut likers = Vec::new();
+        for (i, likes) in [vec![a], vec![b], vec![b, c]].into_iter().enumerate() {
+            let u = user(&pool, &format!("liker{i}"), false).await;
+            sqlx::query("insert into product_likes (product_id, user_id, created_at) values ($1, $2, now() - $3 * interval '1 hour')")
+                .bind(seed)
+                .bind(u)
+                .bind(10 - i as i32)
+                .execute(&pool)
+                .await
+                .unwrap();
+            for p in likes {
+                insert_like(&pool, p, u).await.unwrap();
+            }
+            likers.push(u);
+        }
+        let input = |likers_per_seed, per_source, exclude_liked| RankInput {
+            seeds: std::slice::from_ref(&seed),
+            tags: &[],
+            weights: &[],
+            viewer: me,
+            exclude: &[],
+            exclude_liked,
+            likers_per_seed,
+            likes_per_liker: 10,
+            recent_products: 100,
+            per_source,
+            limit: 10,
+        };
+        let ranked = |r: Vec<Ranked>| r.into_iter().map(|r| (r.product_id, r.co_likers)).collect::<Vec<_>>();
+        // The latest two likers (u3, u2) only: a is not reached.
+        assert_eq!(ranked(rank(&pool, &input(2, 10, true)).await.unwrap()), [(b, 2), (c, 1)]);
+        assert_eq!(ranked(rank(&pool, &input(3, 10, true)).await.unwrap()), [(b, 2), (c, 1), (a, 1)]);
+        // One candidate per source: the most co-liked.
+        assert_eq!(ranked(rank(&pool, &input(3, 1, true)).await.unwrap()), [(b, 2)]);
+        // What the viewer likes is left out before the cut, so the next best takes its place.
+        insert_like(&pool, b, me).await.unwrap();
+        assert_eq!(ranked(rank(&pool, &input(2, 1, true)).await.unwrap()), [(c, 1)]);
+        assert_eq!(ranked(rank(&pool, &input(2, 1, false)).await.unwrap()), [(b, 2)]);
     }
 }

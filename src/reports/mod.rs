@@ -9,7 +9,8 @@
 //! exactly once and of two resolutions of one target exactly one wins (FAILED_PRECONDITION
 //! `ALREADY_RESOLVED` for the other); every resolution and automatic hide is logged in
 //! `moderation_actions` in the same transaction. Posts and products are hidden with the
-//! suspension their domains already have ([`crate::feed`] and [`crate::market`] `moderation`).
+//! suspension their domains already have, comments with the feed's hiding ([`crate::feed`] and
+//! [`crate::market`] `moderation`), users with the suspension of SUSPEND_USER.
 //!
 //! Public API: [`register_metrics`] and [`add_services`].
 

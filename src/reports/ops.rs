@@ -62,39 +62,79 @@ async fn resolve_target(state: &AppState, caller: &Caller, t: &TargetRef) -> App
     Ok(Target { kind, id, owner })
 }
 
-/// Hides `kind`/`id` in `conn`'s transaction (posts and products: SUSPENDED); the status it had,
-/// `None` when this kind of target cannot be hidden (users, comments: left to the queue).
+/// What [`hide`] remembers of a user target: the account was live, or was already gone.
+const USER_ACTIVE: &str = "ACTIVE";
+const USER_GONE: &str = "GONE";
+
+/// Hides `kind`/`id` in `conn`'s transaction: posts and products SUSPENDED, comments hidden,
+/// users suspended (hidden like a deleted account, signed out). The state it had, for
+/// [`unhide`]; `None` when the target no longer exists.
 async fn hide(conn: &mut sqlx::PgConnection, kind: TargetType, id: Uuid) -> AppResult<Option<String>> {
     match kind {
         TargetType::Post => feed::moderation::suspend_post(conn, id).await,
+        TargetType::Comment => feed::moderation::suspend_comment(conn, id).await,
         TargetType::Product => market::moderation::suspend_product(conn, id).await,
-        _ => Ok(None),
+        TargetType::User => {
+            Ok(Some(if store::suspend_user(conn, id).await? { USER_ACTIVE } else { USER_GONE }.to_owned()))
+        }
+        TargetType::ChatMessage => Ok(None),
     }
 }
 
 async fn unhide(conn: &mut sqlx::PgConnection, kind: TargetType, id: Uuid, before: &str) -> AppResult<()> {
     match kind {
         TargetType::Post => feed::moderation::restore_post(conn, id, before).await,
+        TargetType::Comment => feed::moderation::restore_comment(conn, id, before).await,
         TargetType::Product => market::moderation::restore_product(conn, id, before).await,
-        _ => Ok(()),
+        TargetType::User if before == USER_ACTIVE => store::reinstate_user_id(conn, id).await,
+        TargetType::User | TargetType::ChatMessage => Ok(()),
     }
 }
 
-/// After a moderation transaction committed: caches of what it changed, the queue gauges.
-async fn moderated(state: &AppState, kind: TargetType, id: Uuid) {
-    if kind == TargetType::Post {
-        feed::moderation::post_moderated(state, id).await;
+/// After a moderation transaction committed: caches of what it changed (`account`: a user it
+/// suspended or reinstated), the queue gauges.
+async fn moderated(state: &AppState, kind: TargetType, id: Uuid, account: Option<Uuid>) {
+    match kind {
+        TargetType::Post => feed::moderation::post_moderated(state, id).await,
+        TargetType::Comment => feed::moderation::comment_moderated(state, id).await,
+        _ => {}
     }
-    refresh_queue_gauges(state).await;
+    if let Some(user) = account {
+        account_changed(state, user).await;
+    }
+    // The job sets them again within its interval if this read fails.
+    if let Err(e) = refresh_queue_gauges(state).await {
+        tracing::debug!(error = %e, "report queue gauges not refreshed");
+    }
 }
 
-/// Sets `maru_reports_open` and `maru_reports_oldest_open_age_seconds` from the database.
-pub async fn refresh_queue_gauges(state: &AppState) {
-    if let Ok((n, oldest)) = store::queue_size_and_oldest(&state.db).await {
-        metrics::gauge!("maru_reports_open").set(n as f64);
-        let age = oldest.map_or(0.0, |t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1e3);
-        metrics::gauge!("maru_reports_oldest_open_age_seconds").set(age);
+/// The open queue as its gauges show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueGauges {
+    /// `maru_reports_open`: open reports.
+    pub open: i64,
+    /// `maru_reports_oldest_open_age_seconds`: age of the oldest open report (0: none).
+    pub oldest_age_seconds: f64,
+}
+
+impl QueueGauges {
+    /// Sets the two gauges to these values.
+    pub fn set(&self) {
+        metrics::gauge!("maru_reports_open").set(self.open as f64);
+        metrics::gauge!("maru_reports_oldest_open_age_seconds").set(self.oldest_age_seconds);
     }
+}
+
+/// Reads the open queue from the database and sets `maru_reports_open` and
+/// `maru_reports_oldest_open_age_seconds`: after every report and resolution, and every
+/// `reports.queue_gauge_interval_s` by `jobs::report_gauges` (so the age grows while nobody
+/// touches the queue).
+pub async fn refresh_queue_gauges(state: &AppState) -> AppResult<QueueGauges> {
+    let (open, oldest) = store::queue_size_and_oldest(&state.db).await?;
+    let oldest_age_seconds = oldest.map_or(0.0, |t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1e3);
+    let g = QueueGauges { open, oldest_age_seconds };
+    g.set();
+    Ok(g)
 }
 
 #[tracing::instrument(name = "reports.create_report", skip_all, err(level = "debug"))]
@@ -131,7 +171,8 @@ pub async fn create_report(state: &AppState, caller: &Caller, cmd: CreateReport)
         if hidden {
             metrics::counter!("maru_reports_auto_hidden_total").increment(1);
         }
-        moderated(state, target.kind, target.id).await;
+        let account = (hidden && target.kind == TargetType::User).then_some(target.id);
+        moderated(state, target.kind, target.id, account).await;
     }
     Ok(report)
 }
@@ -184,28 +225,38 @@ pub async fn resolve_report(state: &AppState, caller: &Caller, cmd: ResolveRepor
     if resolved == 0 {
         return Err(already());
     }
-    let mut suspended = None;
+    // An account suspended or reinstated by this resolution: its caches go after the commit.
+    let mut account = None;
     match cmd.action {
         Action::Dismiss => {
             if let Some(before) = &hidden_from {
                 unhide(&mut tx, kind, id, before).await?;
+                account = (kind == TargetType::User).then_some(id);
             }
         }
         Action::SuspendTarget => {
+            if kind == TargetType::User {
+                return Err(AppError::failed_precondition(
+                    Reason::ReportActionUnsupported,
+                    "SUSPEND_TARGET applies to posts, comments and products; for a user use SUSPEND_USER",
+                ));
+            }
             if hidden_from.is_none() && hide(&mut tx, kind, id).await?.is_none() {
                 return Err(AppError::failed_precondition(
                     Reason::ReportActionUnsupported,
-                    "SUSPEND_TARGET applies to posts and products; for a user use SUSPEND_USER",
+                    "the target no longer exists: nothing to suspend",
                 ));
             }
         }
         Action::WarnUser => {}
         Action::SuspendUser => {
             let owner = owner.ok_or_else(|| AppError::not_found(Reason::UserNotFound, "user"))?;
-            if !store::suspend_user(&mut tx, owner).await? {
+            // A user the threshold hid is suspended already: the resolution confirms it.
+            let hidden_user = kind == TargetType::User && hidden_from.is_some();
+            if !store::suspend_user(&mut tx, owner).await? && !hidden_user {
                 return Err(AppError::not_found(Reason::UserNotFound, "user"));
             }
-            suspended = Some(owner);
+            account = Some(owner);
         }
         Action::ReinstateUser | Action::AutoHide => {
             return Err(AppError::invalid("action", "must be DISMISS, SUSPEND_TARGET, WARN_USER or SUSPEND_USER"));
@@ -216,19 +267,17 @@ pub async fn resolve_report(state: &AppState, caller: &Caller, cmd: ResolveRepor
     let action = store::get_action(&mut *tx, action_id).await?.ok_or_else(report_not_found)?;
     tx.commit().await?;
     metrics::counter!("maru_reports_resolved_total", "action" => cmd.action.as_db()).increment(resolved);
-    if let Some(user) = suspended {
-        account_changed(state, user).await;
-    }
-    moderated(state, kind, id).await;
+    moderated(state, kind, id, account).await;
     Ok(action)
 }
 
 /// After a suspension or reinstatement committed: the cached account and session checks (its
-/// access tokens stop, or may be issued again, at once) and every cached post and page that may
-/// show its content.
+/// access tokens stop, or may be issued again, at once), every cached profile (its own, and the
+/// follow counts of others) and every cached post and page that may show its content.
 async fn account_changed(state: &AppState, user: Uuid) {
     state.cache.invalidate(&[crate::accounts::user_cache_key(user)]).await;
     crate::sessions::sessions_changed(&state.cache, user).await;
+    crate::social::accounts_shown_or_hidden(state).await;
     feed::authors_changed(state).await;
 }
 

@@ -316,3 +316,16 @@ pub async fn reinstate_user(conn: &mut PgConnection, handle: &str) -> AppResult<
     .fetch_optional(conn)
     .await?)
 }
+
+/// Lifts the suspension of account `id` (an auto-hide dismissed); nothing when it is not
+/// suspended.
+pub async fn reinstate_user_id(conn: &mut PgConnection, id: Uuid) -> AppResult<()> {
+    sqlx::query(
+        "update users set deleted_at = null, suspended_at = null, updated_at = now()
+          where id = $1 and suspended_at is not null",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

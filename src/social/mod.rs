@@ -13,7 +13,8 @@
 //! NOT_FOUND `USER_NOT_FOUND` everywhere, its follows vanish from lists and counts, and its
 //! handle stays reserved.
 //!
-//! Public API: none besides [`add_services`].
+//! Public API: [`add_services`] and [`accounts_shown_or_hidden`] (the invalidation after an
+//! account was suspended or reinstated by moderation, `crate::reports`).
 
 pub mod convert;
 pub mod model;
@@ -24,6 +25,9 @@ pub mod store;
 use crate::grpc::pb;
 use crate::services::{RoutesBuilder, add_service};
 use crate::state::AppState;
+
+// Public API (see the module docs).
+pub use ops::accounts_shown_or_hidden;
 
 /// Puts `ProfileService` and `SocialService` on the server.
 pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {

@@ -111,6 +111,13 @@ pub async fn list_profile_activity(
     activity::list(state, caller, user, kind, page_size, page_token).await
 }
 
+/// After a committed suspension or reinstatement of an account (moderation): its own profile
+/// appears or vanishes and the follower/following counts of everyone it follows or is
+/// followed by change, so every cached profile's version moves, as for DeleteAccount.
+pub async fn accounts_shown_or_hidden(state: &AppState) {
+    state.cache.invalidate(&[ALL_PROFILES.to_owned()]).await;
+}
+
 /// After a committed write that changed what these accounts' profiles show.
 async fn profiles_changed(state: &AppState, users: &[Uuid]) {
     let Some(v) = state.cache.versions(&[ALL_PROFILES.to_owned()]).await else {

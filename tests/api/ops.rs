@@ -202,7 +202,7 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("source", set(&[maru::trials::model::SOURCE, "tags", "co_likes", "tags_and_co_likes", "newest"])),
         ("constraint", constraints),
         ("op", set(&["get", "fill", "invalidate", "hash", "verify", "view", "flush"])),
-        ("event", set(&["sign_up", "login", "refresh", "logout", "change_password"])),
+        ("event", set(&["sign_up", "login", "refresh", "logout", "change_password", "revoke_session", "logout_all"])),
         // auth events; ingested rows; gRPC connections
         (
             "outcome",
@@ -226,6 +226,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "submitted",
                 "withdrawn",
                 "role_full",
+                // a suspended account's login or refresh
+                "suspended",
             ]),
         ),
         ("state", set(&["idle", "in_use", "max"])),

@@ -3,7 +3,9 @@
 //! wins), statistics, the moderation log and the authorization matrix.
 
 use maru::grpc::pb;
+use maru::grpc::pb::feed_service_client::FeedServiceClient;
 use maru::grpc::pb::product_service_client::ProductServiceClient;
+use maru::grpc::pb::profile_service_client::ProfileServiceClient;
 use maru::grpc::pb::report_service_client::ReportServiceClient;
 use sqlx::PgPool;
 use tonic::transport::Channel;
@@ -47,6 +49,31 @@ fn resolve_target(kind: pb::ReportTargetType, id: &str, action: pb::ModerationAc
         action: action as i32,
         note: "검토함".into(),
     }
+}
+
+async fn profile(app: &TestApp, handle: &str) -> Result<pb::Profile, Status> {
+    ProfileServiceClient::new(app.channel.clone())
+        .get_profile(tonic::Request::new(pb::GetProfileRequest { handle: handle.into() }))
+        .await
+        .map(|r| r.into_inner().profile.unwrap())
+}
+
+fn feed(app: &TestApp) -> FeedServiceClient<Channel> {
+    FeedServiceClient::new(app.channel.clone())
+}
+
+async fn comments(app: &TestApp, who: Option<&TestUser>, post: &str, parent: &str) -> Result<Vec<String>, Status> {
+    let req = pb::ListCommentsRequest { post_id: post.into(), parent_id: parent.into(), ..Default::default() };
+    feed(app).list_comments(as_who(who, req)).await.map(|r| r.into_inner().comments.into_iter().map(|c| c.id).collect())
+}
+
+async fn comment_count(app: &TestApp, post: &str) -> i64 {
+    let r = feed(app).get_post(tonic::Request::new(pb::GetPostRequest { post_id: post.into() })).await.unwrap();
+    r.into_inner().post.unwrap().comment_count
+}
+
+fn about(target: pb::ReportTarget) -> pb::CreateReportRequest {
+    pb::CreateReportRequest { target: Some(target), ..about_product("", pb::ReportReason::Abuse) }
 }
 
 async fn product_status(app: &TestApp, who: &TestUser, id: &str) -> Result<i32, Status> {
@@ -398,6 +425,9 @@ async fn a_suspended_user_is_hidden_and_signed_out_until_reinstated(pool: PgPool
     let reporter = app.user("reporter").await;
     let admin = app.admin_user("boss").await;
     let p = product(&app, &spammer, "스팸 상품").await;
+    // The profile is cached (GetProfile reads through the cache) before the suspension.
+    assert!(profile(&app, "spammer").await.is_ok());
+    assert!(profile(&app, "spammer").await.is_ok());
     // The spammer's token works (and its session check is cached) before the suspension.
     assert_eq!(product_status(&app, &spammer, &p.id).await.unwrap(), pb::ProductStatus::OnSale as i32);
     let r = report(&app, &reporter, about_product(&p.id, pb::ReportReason::Spam)).await.unwrap();
@@ -412,8 +442,14 @@ async fn a_suspended_user_is_hidden_and_signed_out_until_reinstated(pool: PgPool
     let s = product_status(&app, &spammer, &p.id).await.unwrap_err();
     assert_eq!(s.code(), Code::Unauthenticated, "the session ended at once: {s:?}");
     assert_err(product_status(&app, &reporter, &p.id).await, Code::NotFound, "PRODUCT_NOT_FOUND");
+    assert_err(profile(&app, "spammer").await, Code::NotFound, "USER_NOT_FOUND");
+    // Sign-in says why, but only to whoever knows the password; the refresh token says it too.
     let login = app.auth().login(pb::LoginRequest { login: "spammer".into(), password: PASSWORD.into() }).await;
-    assert_err(login, Code::Unauthenticated, "BAD_CREDENTIALS");
+    assert_err(login, Code::PermissionDenied, "ACCOUNT_SUSPENDED");
+    let guess = app.auth().login(pb::LoginRequest { login: "spammer".into(), password: "wrong-password".into() }).await;
+    assert_err(guess, Code::Unauthenticated, "BAD_CREDENTIALS");
+    let refresh = app.auth().refresh(pb::RefreshRequest { refresh_token: spammer.refresh.clone() }).await;
+    assert_err(refresh, Code::PermissionDenied, "ACCOUNT_SUSPENDED");
     let again = pb::ReinstateUserRequest { handle: "reporter".into(), note: String::new() };
     assert_err(api(&app).reinstate_user(admin.req(again)).await, Code::NotFound, "USER_NOT_FOUND");
     let back = pb::ReinstateUserRequest { handle: "spammer".into(), note: "소명 확인".into() };
@@ -421,6 +457,7 @@ async fn a_suspended_user_is_hidden_and_signed_out_until_reinstated(pool: PgPool
     let a = api(&app).reinstate_user(admin.req(back)).await.unwrap().into_inner().action.unwrap();
     assert_eq!(a.action, pb::ModerationActionType::ReinstateUser as i32);
     assert_eq!(product_status(&app, &reporter, &p.id).await.unwrap(), pb::ProductStatus::OnSale as i32, "shown again");
+    assert_eq!(profile(&app, "spammer").await.unwrap().handle, "spammer", "the profile too, not a cached NOT_FOUND");
     let fresh = app.login("spammer").await;
     assert!(product_status(&app, &TestUser { token: fresh.access_token, ..spammer.clone() }, &p.id).await.is_ok());
     let log = api(&app)
@@ -430,4 +467,129 @@ async fn a_suspended_user_is_hidden_and_signed_out_until_reinstated(pool: PgPool
         .into_inner();
     let kinds: Vec<i32> = log.actions.iter().map(|a| a.action).collect();
     assert_eq!(kinds, [pb::ModerationActionType::ReinstateUser as i32, pb::ModerationActionType::SuspendUser as i32]);
+}
+
+/// SUSPEND_TARGET on a comment hides it (and its replies) from everyone but its author and
+/// admins; the post's comment count leaves them out (it is what others can list); a hidden
+/// comment cannot be liked, replied to or reported by others.
+#[sqlx::test]
+async fn suspend_target_hides_a_comment_from_all_but_its_author_and_admins(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let author = app.user("author").await;
+    let troll = app.user("troll").await;
+    let reader = app.user("reader").await;
+    let admin = app.admin_user("boss").await;
+    let post = pb::CreatePostRequest { public: true, text: "중고 거래 후기".into(), ..Default::default() };
+    let post = feed(&app).create_post(author.req(post)).await.unwrap().into_inner().post.unwrap();
+    let comment = |who: &TestUser, text: &str, parent: &str| {
+        let (mut f, req) = (
+            feed(&app),
+            who.req(pb::CreateCommentRequest {
+                post_id: post.id.clone(),
+                parent_id: parent.into(),
+                text: text.into(),
+                request_id: String::new(),
+            }),
+        );
+        async move { f.create_comment(req).await.map(|r| r.into_inner().comment.unwrap()) }
+    };
+    let kind = comment(&reader, "좋은 글", "").await.unwrap();
+    let bad = comment(&troll, "욕설", "").await.unwrap();
+    let reply = comment(&reader, "신고합니다", &bad.id).await.unwrap();
+    // Cached with 3 comments before the moderation.
+    assert_eq!(comment_count(&app, &post.id).await, 3);
+    let r = report(&app, &reader, about(pb::ReportTarget { comment_id: bad.id.clone(), ..Default::default() }))
+        .await
+        .unwrap();
+    let req = pb::ResolveReportRequest {
+        report_id: r.id,
+        action: pb::ModerationActionType::SuspendTarget as i32,
+        note: "욕설".into(),
+        ..Default::default()
+    };
+    let a = api(&app).resolve_report(admin.req(req)).await.unwrap().into_inner().action.unwrap();
+    assert_eq!((a.reports, a.owner_id.as_str()), (1, troll.id.as_str()));
+
+    assert_eq!(comments(&app, Some(&reader), &post.id, "").await.unwrap(), std::slice::from_ref(&kind.id));
+    assert_eq!(comments(&app, None, &post.id, "").await.unwrap(), std::slice::from_ref(&kind.id));
+    assert_eq!(comments(&app, Some(&troll), &post.id, "").await.unwrap(), [kind.id.clone(), bad.id.clone()]);
+    assert_eq!(comments(&app, Some(&admin), &post.id, "").await.unwrap(), [kind.id.clone(), bad.id.clone()]);
+    let own = feed(&app)
+        .list_comments(troll.req(pb::ListCommentsRequest { post_id: post.id.clone(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .comments;
+    assert!(own[1].suspended && !own[0].suspended, "its author is told it is hidden");
+    assert_eq!(own[1].reply_count, 1);
+    // Its replies go with it; the count is what others can list: 1, at once (not the cached 3).
+    assert_err(comments(&app, Some(&reader), &post.id, &bad.id).await, Code::NotFound, "COMMENT_NOT_FOUND");
+    assert_eq!(comments(&app, Some(&admin), &post.id, &bad.id).await.unwrap(), std::slice::from_ref(&reply.id));
+    assert_eq!(comment_count(&app, &post.id).await, 1);
+    // Others cannot like, reply to or report it; its author can still edit or delete it.
+    let like = pb::LikeRequest { comment_id: bad.id.clone(), ..Default::default() };
+    assert_err(feed(&app).like(reader.req(like)).await, Code::NotFound, "COMMENT_NOT_FOUND");
+    let replied = comment(&reader, "또 답글", &bad.id).await;
+    assert_err(replied, Code::NotFound, "COMMENT_NOT_FOUND");
+    let again = about(pb::ReportTarget { comment_id: bad.id.clone(), ..Default::default() });
+    assert_err(report(&app, &author, again).await, Code::NotFound, "COMMENT_NOT_FOUND");
+    let edit = pb::UpdateCommentRequest { comment_id: bad.id.clone(), text: "수정".into() };
+    assert!(feed(&app).update_comment(troll.req(edit)).await.is_ok());
+    // SUSPEND_TARGET on a user is still refused: that is SUSPEND_USER.
+    report(&app, &reader, about(pb::ReportTarget { user_handle: "troll".into(), ..Default::default() })).await.unwrap();
+    let on_user = resolve_target(pb::ReportTargetType::User, &troll.id, pb::ModerationActionType::SuspendTarget);
+    let s = api(&app).resolve_report(admin.req(on_user)).await;
+    assert_err(s, Code::FailedPrecondition, "REPORT_ACTION_UNSUPPORTED");
+}
+
+/// The threshold (here 2) hides comments and users too; dismissing the reports shows them
+/// again (the user may sign in again, with a new session).
+#[sqlx::test]
+async fn the_auto_hide_threshold_hides_comments_and_users_until_dismissed(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| s.reports.auto_hide_threshold = 2).await;
+    let author = app.user("author").await;
+    let troll = app.user("troll").await;
+    let admin = app.admin_user("boss").await;
+    let reporters = app.fast_users("reporter", 2).await;
+    let post = pb::CreatePostRequest { public: true, text: "공지".into(), ..Default::default() };
+    let post = feed(&app).create_post(author.req(post)).await.unwrap().into_inner().post.unwrap();
+    let req =
+        troll.req(pb::CreateCommentRequest { post_id: post.id.clone(), text: "광고".into(), ..Default::default() });
+    let bad = feed(&app).create_comment(req).await.unwrap().into_inner().comment.unwrap();
+    assert_eq!(comment_count(&app, &post.id).await, 1);
+    assert!(profile(&app, "troll").await.is_ok());
+
+    for r in &reporters {
+        report(&app, r, about(pb::ReportTarget { comment_id: bad.id.clone(), ..Default::default() })).await.unwrap();
+    }
+    // The comment is hidden from others (count 0), its author still sees it.
+    assert!(comments(&app, Some(&author), &post.id, "").await.unwrap().is_empty());
+    assert_eq!(comment_count(&app, &post.id).await, 0);
+    assert_eq!(comments(&app, Some(&troll), &post.id, "").await.unwrap(), std::slice::from_ref(&bad.id));
+    for r in &reporters {
+        report(&app, r, about(pb::ReportTarget { user_handle: "troll".into(), ..Default::default() })).await.unwrap();
+    }
+    // The account is hidden like a suspended one.
+    assert_err(profile(&app, "troll").await, Code::NotFound, "USER_NOT_FOUND");
+    let login = app.auth().login(pb::LoginRequest { login: "troll".into(), password: PASSWORD.into() }).await;
+    assert_err(login, Code::PermissionDenied, "ACCOUNT_SUSPENDED");
+    let queue = api(&app).list_reports(admin.req(pb::ListReportsRequest::default())).await.unwrap().into_inner();
+    assert_eq!(queue.targets.len(), 2);
+    assert!(queue.targets.iter().all(|t| t.auto_hidden && t.report_count == 2), "{queue:?}");
+    let log = api(&app)
+        .list_moderation_actions(admin.req(pb::ListModerationActionsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(log.actions.iter().filter(|a| a.action == pb::ModerationActionType::AutoHide as i32).count(), 2);
+
+    // Dismissed: both shown again.
+    for (kind, id) in [(pb::ReportTargetType::Comment, &bad.id), (pb::ReportTargetType::User, &troll.id)] {
+        let dismiss = resolve_target(kind, id, pb::ModerationActionType::Dismiss);
+        api(&app).resolve_report(admin.req(dismiss)).await.unwrap();
+    }
+    assert_eq!(comments(&app, Some(&author), &post.id, "").await.unwrap(), std::slice::from_ref(&bad.id));
+    assert_eq!(comment_count(&app, &post.id).await, 1);
+    assert_eq!(profile(&app, "troll").await.unwrap().handle, "troll");
+    assert!(!app.login("troll").await.access_token.is_empty());
 }

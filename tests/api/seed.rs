@@ -7,8 +7,10 @@ use maru::grpc::pb::community_service_client::CommunityServiceClient;
 use maru::grpc::pb::complaint_service_client::ComplaintServiceClient;
 use maru::grpc::pb::notice_service_client::NoticeServiceClient;
 use maru::grpc::pb::poll_service_client::PollServiceClient;
+use maru::grpc::pb::product_service_client::ProductServiceClient;
+use maru::grpc::pb::report_service_client::ReportServiceClient;
 use maru::grpc::pb::team_service_client::TeamServiceClient;
-use maru::seed::{DEMO_DEV_CLUB, DEMO_KAPT_CODE, DEMO_PASSWORD};
+use maru::seed::{DEMO_DEV_CLUB, DEMO_KAPT_CODE, DEMO_PASSWORD, DEMO_PRODUCTS};
 use sqlx::PgPool;
 use tonic::Code;
 
@@ -277,4 +279,102 @@ async fn seed_demo_builds_the_team_building_club_once(pool: PgPool) {
     let seats: Vec<(pb::TeamRole, i32, i32)> = portal.roles.iter().map(|r| (r.role(), r.filled, r.capacity)).collect();
     assert_eq!(seats, [(pb::TeamRole::Backend, 1, 2), (pb::TeamRole::Frontend, 1, 2), (pb::TeamRole::Design, 0, 1)]);
     assert!(!by_state[1].decision_note.is_empty(), "the rejection carries the manager's note");
+}
+
+/// The market of `maru seed demo`: three sellers, twelve products with Korean names and tags,
+/// likes with co-likes to recommend from, and three OPEN reports on two products in the admin
+/// queue — made once (a second run adds no row).
+#[sqlx::test]
+async fn seed_demo_builds_the_market_once(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let first = maru::seed::demo(&app.state, None).await.unwrap();
+    assert!(first.market_created);
+    let counts = || async {
+        sqlx::query_scalar::<_, Vec<i64>>(
+            "select array[(select count(*) from users), (select count(*) from products),
+                          (select count(*) from product_likes), (select count(*) from reports),
+                          (select count(*) from reports where state = 'OPEN')]",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = counts().await;
+    assert_eq!(before[1..], [12, 26, 3, 3], "products, likes, reports, open reports");
+    let again = maru::seed::demo(&app.state, None).await.unwrap();
+    assert!(!again.market_created, "a second run adds nothing");
+    assert_eq!(counts().await, before, "users, products, likes, reports");
+
+    // Anyone scrolls the whole catalogue, newest first, in pages with the page token.
+    let mut products = ProductServiceClient::new(app.channel.clone());
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = products
+            .list_products(pb::ListProductsRequest { page_size: 5, page_token, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.products);
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    let names: Vec<&str> = seen.iter().map(|p| p.name.as_str()).collect();
+    let mut want: Vec<&str> = DEMO_PRODUCTS.iter().map(|p| p.1).collect();
+    want.reverse();
+    assert_eq!(names, want);
+    assert!(seen.iter().all(|p| p.status() == pb::ProductStatus::OnSale && p.sale_link.starts_with("https://")));
+    let likes: Vec<i64> = seen.iter().rev().map(|p| p.like_count).collect();
+    assert_eq!(likes, [3, 4, 2, 0, 3, 2, 2, 1, 4, 2, 2, 1]);
+    let by_tag = products
+        .list_products(pb::ListProductsRequest { tag: "캠핑".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .products;
+    assert_eq!(by_tag.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["접이식 캠핑 의자", "2인용 캠핑 텐트"]);
+    let seo = products
+        .list_user_products(pb::ListUserProductsRequest { handle: "demo.seo".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .products;
+    assert_eq!(seo.len(), 4);
+
+    // demo.kim's recommendations: first the ones their likes explain (co-likes among them), then
+    // the newest to fill the page; never a product they liked.
+    let kim = token(&app, "demo.kim").await;
+    let recs = products
+        .recommend_products(bearer(&kim, pb::RecommendProductsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .recommendations;
+    let explained = recs.iter().take_while(|r| r.source() != pb::RecommendationSource::Newest).count();
+    assert!(explained > 0, "{recs:?}");
+    assert!(recs[explained..].iter().all(|r| r.source() == pb::RecommendationSource::Newest), "{recs:?}");
+    assert!(recs.iter().any(|r| r.co_likers > 0), "{recs:?}");
+    assert!(recs.iter().all(|r| !r.product.as_ref().unwrap().liked_by_me), "{recs:?}");
+
+    // The admin queue: the bag (two FRAUD reports) first, then the backpack (one SPAM).
+    let admin = token(&app, "demo.admin").await;
+    let queue = ReportServiceClient::new(app.channel.clone())
+        .list_reports(bearer(&admin, pb::ListReportsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .targets;
+    let name_of = |id: &str| seen.iter().find(|p| p.id == id).map(|p| p.name.clone()).unwrap_or_default();
+    let got: Vec<(String, i64, Vec<pb::ReportReason>)> =
+        queue.iter().map(|t| (name_of(&t.target_id), t.report_count, t.reasons().collect())).collect();
+    assert_eq!(
+        got,
+        [
+            ("명품 가방 초특가".to_owned(), 2, vec![pb::ReportReason::Fraud]),
+            ("등산 배낭 45L".to_owned(), 1, vec![pb::ReportReason::Spam]),
+        ]
+    );
+    assert!(queue.iter().all(|t| t.target_type() == pb::ReportTargetType::Product && !t.auto_hidden));
 }

@@ -337,3 +337,207 @@ async fn a_deleted_account_cannot_act_and_leaves_every_membership_read(pool: PgP
     let r = communities().leave_community(mgr.req(pb::LeaveCommunityRequest { community_id: c.clone() })).await;
     assert_err(r, Code::FailedPrecondition, "LAST_MANAGER");
 }
+
+// ---- Session management (issue 19): ListSessions, RevokeSession, LogoutAll, the session limit.
+
+/// Logs `handle` in with `user_agent`; returns (access token, refresh token).
+async fn login_from(app: &TestApp, handle: &str, user_agent: &str) -> (String, String) {
+    let mut r = tonic::Request::new(pb::LoginRequest { login: handle.into(), password: PASSWORD.into() });
+    r.metadata_mut().insert("user-agent", user_agent.parse().unwrap());
+    let t = app.auth().login(r).await.expect("login").into_inner();
+    (t.access_token, t.refresh_token)
+}
+
+async fn sessions_of(app: &TestApp, token: &str, page_size: i32, page_token: &str) -> pb::ListSessionsResponse {
+    app.auth()
+        .list_sessions(bearer(token, pb::ListSessionsRequest { page_size, page_token: page_token.into() }))
+        .await
+        .expect("list sessions")
+        .into_inner()
+}
+
+async fn live_sessions_in_db(app: &TestApp, user_id: &str) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from sessions where user_id = $1::uuid and revoked_at is null and expires_at > now()",
+    )
+    .bind(user_id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn list_sessions_shows_each_device_newest_first_and_marks_the_current_one(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.sign_up("mina").await;
+    let (phone, _) = login_from(&app, "mina", "maru-phone/1.0 (Android)").await;
+    let (laptop, _) = login_from(&app, "mina", "maru-laptop/2.0\t(Linux)").await;
+
+    let listed = sessions_of(&app, &phone, 0, "").await;
+    assert_eq!(listed.sessions.len(), 2, "{listed:?}");
+    assert!(listed.next_page_token.is_empty());
+    let (newest, oldest) = (&listed.sessions[0], &listed.sessions[1]);
+    assert!(newest.user_agent.contains("maru-laptop/2.0"), "{newest:?}");
+    assert!(!newest.user_agent.chars().any(char::is_control), "control characters removed: {newest:?}");
+    assert!(oldest.user_agent.contains("maru-phone/1.0 (Android)"), "{oldest:?}");
+    assert_eq!((newest.current, oldest.current), (false, true), "the phone's token made the call");
+    for s in &listed.sessions {
+        assert_eq!(s.address, "127.0.0.1");
+        let (created, expires) = (s.created_at.unwrap(), s.expires_at.unwrap());
+        assert!(expires.seconds > created.seconds, "{s:?}");
+        assert!(s.last_used_at.is_some());
+    }
+    // The laptop sees the same two sessions, the other one marked current.
+    let from_laptop = sessions_of(&app, &laptop, 0, "").await;
+    assert_eq!(from_laptop.sessions.iter().filter(|s| s.current).count(), 1);
+    assert!(from_laptop.sessions[0].current);
+
+    // Another user sees only their own.
+    let other = app.user("joon").await;
+    let theirs = sessions_of(&app, &other.token, 0, "").await;
+    assert_eq!(theirs.sessions.len(), 1);
+    assert!(theirs.sessions[0].current);
+    assert_err(
+        app.auth().list_sessions(pb::ListSessionsRequest::default()).await,
+        Code::Unauthenticated,
+        "TOKEN_MISSING",
+    );
+}
+
+#[sqlx::test]
+async fn list_sessions_pages_without_repeating_or_skipping(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.sign_up("page").await;
+    let mut tokens = Vec::new();
+    for i in 0..5 {
+        tokens.push(login_from(&app, "page", &format!("device-{i}")).await.0);
+    }
+    let (mut seen, mut token) = (Vec::new(), String::new());
+    let mut pages = 0;
+    loop {
+        let page = sessions_of(&app, &tokens[0], 2, &token).await;
+        pages += 1;
+        seen.extend(page.sessions.iter().map(|s| s.user_agent.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<String> = (0..5).rev().map(|i| format!("device-{i}")).collect();
+    assert_eq!(seen.iter().map(|ua| ua.split(' ').next().unwrap().to_owned()).collect::<Vec<_>>(), expected);
+    let r = app
+        .auth()
+        .list_sessions(bearer(&tokens[0], pb::ListSessionsRequest { page_size: 2, page_token: "forged.token".into() }))
+        .await;
+    assert_err(r, Code::InvalidArgument, "PAGE_TOKEN_INVALID");
+}
+
+#[sqlx::test]
+async fn revoke_session_ends_that_device_at_once_and_never_anothers(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.sign_up("hana").await;
+    let (phone, _) = login_from(&app, "hana", "phone").await;
+    let (stolen, stolen_refresh) = login_from(&app, "hana", "unknown device").await;
+    who_am_i(&app, &stolen).await.expect("the other device works before");
+    let listed = sessions_of(&app, &phone, 0, "").await;
+    let target = listed.sessions.iter().find(|s| !s.current).unwrap().session_id.clone();
+
+    // Another user cannot revoke it, nor learn that it exists.
+    let mallory = app.user("mallory").await;
+    let r = app.auth().revoke_session(mallory.req(pb::RevokeSessionRequest { session_id: target.clone() })).await;
+    assert_err(r, Code::NotFound, "SESSION_NOT_FOUND");
+    who_am_i(&app, &stolen).await.expect("still live after a stranger's attempt");
+
+    app.auth()
+        .revoke_session(bearer(&phone, pb::RevokeSessionRequest { session_id: target.clone() }))
+        .await
+        .expect("revoke");
+    assert_err(who_am_i(&app, &stolen).await, Code::Unauthenticated, "SESSION_ENDED");
+    let r = app.auth().refresh(pb::RefreshRequest { refresh_token: stolen_refresh }).await;
+    assert_err(r, Code::Unauthenticated, "SESSION_REVOKED");
+    who_am_i(&app, &phone).await.expect("the revoking device stays signed in");
+    assert_eq!(sessions_of(&app, &phone, 0, "").await.sessions.len(), 1);
+
+    // Twice, unknown, malformed, anonymous.
+    let r = app.auth().revoke_session(bearer(&phone, pb::RevokeSessionRequest { session_id: target })).await;
+    assert_err(r, Code::NotFound, "SESSION_NOT_FOUND");
+    let r = app
+        .auth()
+        .revoke_session(bearer(&phone, pb::RevokeSessionRequest { session_id: uuid::Uuid::now_v7().to_string() }))
+        .await;
+    assert_err(r, Code::NotFound, "SESSION_NOT_FOUND");
+    let r = app.auth().revoke_session(bearer(&phone, pb::RevokeSessionRequest { session_id: "x\0y".into() })).await;
+    let status = assert_err(r, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violations(&status), vec!["session_id".to_string()]);
+    let r = app.auth().revoke_session(pb::RevokeSessionRequest { session_id: String::new() }).await;
+    assert_err(r, Code::Unauthenticated, "TOKEN_MISSING");
+}
+
+#[sqlx::test]
+async fn logout_all_ends_every_other_session_or_all_of_them(pool: PgPool) {
+    let (a, b) = two_replicas(pool).await;
+    a.sign_up("yuna").await;
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        tokens.push(login_from(&a, "yuna", &format!("d{i}")).await.0);
+    }
+    for t in &tokens {
+        who_am_i(&b, t).await.expect("cached as live on the other replica");
+    }
+    let r = a.auth().logout_all(bearer(&tokens[0], pb::LogoutAllRequest { keep_current: true })).await.unwrap();
+    assert_eq!(r.into_inner().revoked, 3);
+    who_am_i(&b, &tokens[0]).await.expect("the calling session is kept");
+    for t in &tokens[1..] {
+        assert_err(who_am_i(&b, t).await, Code::Unauthenticated, "SESSION_ENDED");
+    }
+    let r = b.auth().logout_all(bearer(&tokens[0], pb::LogoutAllRequest { keep_current: false })).await.unwrap();
+    assert_eq!(r.into_inner().revoked, 1);
+    for app in [&a, &b] {
+        assert_err(who_am_i(app, &tokens[0]).await, Code::Unauthenticated, "SESSION_ENDED");
+    }
+    let r = a.auth().logout_all(pb::LogoutAllRequest { keep_current: false }).await;
+    assert_err(r, Code::Unauthenticated, "TOKEN_MISSING");
+}
+
+#[sqlx::test]
+async fn a_login_beyond_the_session_limit_revokes_the_oldest(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| s.auth.max_sessions_per_user = 3).await;
+    let user = app.sign_up("limit").await;
+    let mut tokens = Vec::new();
+    for i in 0..5 {
+        tokens.push(login_from(&app, "limit", &format!("device-{i}")).await.0);
+    }
+    for t in &tokens[..2] {
+        assert_err(who_am_i(&app, t).await, Code::Unauthenticated, "SESSION_ENDED");
+    }
+    for t in &tokens[2..] {
+        who_am_i(&app, t).await.expect("the three newest stay");
+    }
+    let listed = sessions_of(&app, &tokens[4], 0, "").await;
+    let agents: Vec<&str> = listed.sessions.iter().map(|s| s.user_agent.split(' ').next().unwrap()).collect();
+    assert_eq!(agents, ["device-4", "device-3", "device-2"]);
+    assert_eq!(live_sessions_in_db(&app, &user.id).await, 3);
+    let m = app.metrics().await;
+    assert!(m.lines().any(|l| l.starts_with("maru_sessions_evicted_total") && l.ends_with(" 2")), "{m}");
+}
+
+#[sqlx::test]
+async fn concurrent_logins_never_exceed_the_session_limit(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| s.auth.max_sessions_per_user = 3).await;
+    let user = app.sign_up("race").await;
+    let logins = (0..12).map(|i| {
+        let app = &app;
+        async move { login_from(app, "race", &format!("racer-{i}")).await }
+    });
+    let tokens = futures::future::join_all(logins).await;
+    assert_eq!(tokens.len(), 12);
+    assert_eq!(live_sessions_in_db(&app, &user.id).await, 3, "exactly the limit stays live");
+    let mut live = 0;
+    for (t, _) in &tokens {
+        if who_am_i(&app, t).await.is_ok() {
+            live += 1;
+        }
+    }
+    assert_eq!(live, 3);
+}

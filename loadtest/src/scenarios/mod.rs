@@ -6,6 +6,7 @@ pub mod contention;
 pub mod detail_cache;
 pub mod feed;
 pub mod grpc_web;
+pub mod market;
 pub mod pool;
 pub mod rate_limit_abuse;
 pub mod search;
@@ -77,6 +78,7 @@ pub const ALL: &[Entry] = &[
     grpc_web::ENTRY,
     search::ENTRY,
     team_detail::ENTRY,
+    market::ENTRY,
 ];
 
 pub fn find(name: &str) -> Option<&'static Entry> {
@@ -134,6 +136,9 @@ pub struct Options {
     pub min_throughput_ratio: f64,
     /// team-detail: a second server on the same database with its caches off (origin, loopback).
     pub uncached_target: Option<String>,
+    /// market: products in the catalogue, and likes by synthetic likers.
+    pub products: Option<i64>,
+    pub likes: Option<i64>,
 }
 
 /// Everything a scenario needs to know about its run.

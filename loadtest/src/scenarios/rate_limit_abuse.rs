@@ -28,7 +28,7 @@ use tonic::transport::Channel;
 use super::whoami::custom;
 use super::{Ctx, Entry, LoadScenario, Shape, Think, session, tx, with_think};
 use crate::report::{Check, Summary};
-use crate::rpc::{GRPC, fire, request};
+use crate::rpc::{GRPC, bearer, fire, record, request};
 use crate::seed::{self, Account, Seeding};
 
 pub const ENTRY: Entry = Entry {
@@ -103,7 +103,12 @@ impl Abuse {
         let Session { mut client, account } = session::<Session>(user)?;
         let msg = pb::LoginRequest { login: account.handle.clone(), password: account.password.clone() };
         let req = request(msg, None, account.forwarded_for.as_ref());
-        fire(user, &self.ctx.budget, GRPC, name, client.login(req)).await?;
+        // A login is a new session; the account's live sessions are capped per user
+        // (`auth.max_sessions_per_user`), so later calls use the newest token.
+        if let Ok(r) = record(user, &self.ctx.budget, GRPC, name, client.login(req)).await? {
+            let bearer = bearer(&r.into_inner().access_token).map_err(|e| custom(e.to_string()))?;
+            user.set_session_data(Session { client, account: Account { bearer, ..account } });
+        }
         Ok(())
     }
 
