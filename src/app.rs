@@ -44,6 +44,7 @@ pub fn describe_domain_metrics() {
     events::ops::describe_metrics();
     feed::register_metrics();
     market::register_metrics();
+    crate::chat::register_metrics();
     reports::register_metrics();
     teams::ops::describe_metrics();
 }
@@ -253,6 +254,7 @@ fn grpc_routes(state: &AppState, mut routes: RoutesBuilder) -> anyhow::Result<Ro
     feed::add_services(&mut routes, state);
     teams::add_services(&mut routes, state);
     market::add_services(&mut routes, state);
+    crate::chat::add_services(&mut routes, state);
     reports::add_services(&mut routes, state);
     Ok(routes.routes())
 }

@@ -141,6 +141,16 @@ reasons! {
     ReportTargetUnsupported => "REPORT_TARGET_UNSUPPORTED",
     ReportActionUnsupported => "REPORT_ACTION_UNSUPPORTED",
     AlreadyResolved => "ALREADY_RESOLVED",
+    // Chat.
+    ChatRoomNotFound => "CHAT_ROOM_NOT_FOUND",
+    ChatMessageNotFound => "CHAT_MESSAGE_NOT_FOUND",
+    ChatMemberNotFound => "CHAT_MEMBER_NOT_FOUND",
+    ChatOwnerRequired => "CHAT_OWNER_REQUIRED",
+    ChatAuthorRequired => "CHAT_AUTHOR_REQUIRED",
+    ChatRoomIsDirect => "CHAT_ROOM_IS_DIRECT",
+    ChatRoomFull => "CHAT_ROOM_FULL",
+    ChatBlocked => "CHAT_BLOCKED",
+    ChatMessageDeleted => "CHAT_MESSAGE_DELETED",
     AccountSuspended => "ACCOUNT_SUSPENDED",
     // Session management.
     SessionNotFound => "SESSION_NOT_FOUND",

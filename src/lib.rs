@@ -10,7 +10,7 @@
 //! | 6 binary | `cli` (the command line; `main.rs` only calls it) |
 //! | 5 application | `app` (binds, assembles every domain's services, runs and drains) |
 //! | 4 assemblers | `jobs`, `seed`, `console` (background work, demo data, terminal output) |
-//! | 3 domains | `accounts`, `admin`, `communities`, `events`, `feed`, `social`, `teams`, `trials`, `market`, `reports` |
+//! | 3 domains | `accounts`, `admin`, `communities`, `events`, `feed`, `social`, `teams`, `trials`, `market`, `reports`, `chat` |
 //! | 2 platform | `state`, `grpc`, `services`, `cache`, `db`, `idempotency`, `paging`, `fields`, `caller`, `clock`, `opendata`, `retry`, `telemetry`, `tokens`, `sessions`, `password`, `views` |
 //! | 1 primitives | `error`, `config`, and each domain's settings module (`src/<domain>/config.rs`) |
 //! | 0 leaves | `request_id`, `secrets` |
@@ -21,7 +21,7 @@
 //!   moves down into the platform (field parsing, idempotent replay, the access-token check).
 //!   Today: `social` → `feed` (`authors_changed`) and `accounts` (`Handle`, the cached user);
 //!   `feed`, `events`, `teams` → `communities` (`access`); `feed` → `accounts` (`Handle`); `admin` →
-//!   `accounts` (users); `reports` → `feed`, `market` (`moderation`).
+//!   `accounts` (users); `reports` → `feed`, `market`, `chat` (`moderation`).
 //! - A domain's settings module is the one part of a domain a lower layer names: `config`
 //!   assembles them into [`config::Settings`].
 //! - Assemblers (and `app`, `cli`) may use any public module of any domain.
@@ -44,6 +44,7 @@ pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod caller;
+pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod communities;

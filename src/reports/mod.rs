@@ -1,6 +1,6 @@
 //! Reports and moderation (DOMAIN §3 reports, issue 16): `maru.v1.ReportService`
 //! (`proto/maru/v1/reports.proto`, `docs/reports.md`). Users report users, posts, comments and
-//! products (chat messages once chat exists); admins work the queue of reported targets.
+//! products and chat messages (of rooms the reporter is in); admins work the queue of reported targets.
 //!
 //! Invariants, decided by the database: one report per (reporter, target) (unique constraint
 //! `reports_reporter_id_target_type_target_id_key` → ALREADY_EXISTS `ALREADY_REPORTED`); a

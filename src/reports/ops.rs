@@ -23,7 +23,7 @@ use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason};
 use crate::idempotency::{remember, replayed};
 use crate::state::AppState;
-use crate::{feed, market};
+use crate::{chat, feed, market};
 
 /// A target of the queue with its oldest reports.
 pub type QueueEntry = (ReportedTarget, Vec<Report>);
@@ -48,11 +48,8 @@ async fn resolve_target(state: &AppState, caller: &Caller, t: &TargetRef) -> App
         TargetRef::Product(id) => {
             (TargetType::Product, *id, market::moderation::product_seller(state, caller, *id).await?)
         }
-        TargetRef::ChatMessage(_) => {
-            return Err(AppError::failed_precondition(
-                Reason::ReportTargetUnsupported,
-                "chat messages cannot be reported yet: this deployment has no chat",
-            ));
+        TargetRef::ChatMessage(id) => {
+            (TargetType::ChatMessage, *id, chat::moderation::message_author(state, caller, *id).await?)
         }
     };
     if owner == caller.user_id {

@@ -6,6 +6,7 @@ mod logs;
 
 mod auth;
 mod availability;
+mod chat;
 mod communities;
 mod community_content;
 mod errors;

@@ -266,6 +266,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ),
         // report resolutions
         ("action", set(&["DISMISS", "SUSPEND_TARGET", "WARN_USER", "SUSPEND_USER"])),
+        // chat rooms created
+        ("room_kind", set(&["direct", "group"])),
     ])
 }
 

@@ -151,6 +151,20 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("ReportService/GetReportStats", READ, ADMIN),
     ("ReportService/ListModerationActions", READ, ADMIN),
     ("ReportService/ReinstateUser", SENSITIVE, ADMIN),
+    ("ChatService/CreateRoom", WRITE, REQUIRED),
+    ("ChatService/GetRoom", READ, REQUIRED),
+    ("ChatService/ListMyRooms", READ, REQUIRED),
+    ("ChatService/InviteToRoom", WRITE, REQUIRED),
+    ("ChatService/LeaveRoom", WRITE, REQUIRED),
+    ("ChatService/RemoveFromRoom", WRITE, REQUIRED),
+    ("ChatService/RenameRoom", WRITE, REQUIRED),
+    ("ChatService/BlockUser", WRITE, REQUIRED),
+    ("ChatService/UnblockUser", WRITE, REQUIRED),
+    ("ChatService/SendMessage", WRITE, REQUIRED),
+    ("ChatService/EditMessage", WRITE, REQUIRED),
+    ("ChatService/DeleteMessage", WRITE, REQUIRED),
+    ("ChatService/MarkRead", WRITE, REQUIRED),
+    ("ChatService/ListMessages", READ, REQUIRED),
 ];
 
 #[test]

@@ -117,7 +117,7 @@ async fn a_report_is_made_once_about_what_the_reporter_can_see(pool: PgPool) {
         target: Some(pb::ReportTarget { chat_message_id: uuid::Uuid::now_v7().to_string(), ..Default::default() }),
         ..about_product("", pb::ReportReason::Abuse)
     };
-    assert_err(report(&app, &reporter, chat).await, Code::FailedPrecondition, "REPORT_TARGET_UNSUPPORTED");
+    assert_err(report(&app, &reporter, chat).await, Code::NotFound, "CHAT_MESSAGE_NOT_FOUND");
     let ghost = pb::CreateReportRequest {
         target: Some(pb::ReportTarget { user_handle: "ghost".into(), ..Default::default() }),
         ..about_product("", pb::ReportReason::Abuse)

@@ -258,6 +258,7 @@ async fn reflection_v1_and_v1alpha_describe_every_service_with_its_policy(pool: 
         "grpc.reflection.v1alpha.ServerReflection",
         "maru.v1.AdminService",
         "maru.v1.AuthService",
+        "maru.v1.ChatService",
         "maru.v1.CommunityService",
         "maru.v1.ComplaintService",
         "maru.v1.ContactService",
