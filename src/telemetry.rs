@@ -75,6 +75,12 @@ fn describe_platform() {
     describe_counter!("maru_unique_conflicts_total", "Unique-constraint conflicts by constraint.");
     describe_counter!("maru_auth_events_total", "Authentication events by outcome.");
     describe_counter!("maru_auth_token_checks_total", "Bearer tokens checked by outcome.");
+    describe_counter!(
+        "maru_sessions_evicted_total",
+        "Sessions revoked because a login went beyond the per-user limit."
+    );
+    describe_counter!("maru_auth_keyring_reloads_total", "Keyring file reloads by outcome (ok, error).");
+    describe_gauge!("maru_auth_keys", "Keys in the signing keyring (the first signs, all verify).");
     describe_histogram!("maru_password_hash_seconds", Unit::Seconds, "Argon2 hash/verify time.");
     describe_histogram!("maru_password_hash_wait_seconds", Unit::Seconds, "Time queued for a hashing slot.");
     describe_counter!("maru_idempotent_replays_total", "Creates answered from a stored request_id result.");
