@@ -491,15 +491,12 @@ impl Settings {
                 Err(e) => errs.push(format!("auth.jwt_key_file: cannot read {}: {e}", path.display())),
             }
         }
-        if let Some(path) = &self.auth.jwt_keyring_file {
-            match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    if let Err(e) = crate::keyring::KeySet::parse(&text) {
-                        errs.push(format!("auth.jwt_keyring_file: {}: {e}", path.display()));
-                    }
-                }
-                Err(e) => errs.push(format!("auth.jwt_keyring_file: cannot read {}: {e}", path.display())),
-            }
+        // Its contents are checked when the keyring is built (`crate::keyring`): a file that does
+        // not parse stops the start-up with the line at fault.
+        if let Some(path) = &self.auth.jwt_keyring_file
+            && let Err(e) = std::fs::read_to_string(path)
+        {
+            errs.push(format!("auth.jwt_keyring_file: cannot read {}: {e}", path.display()));
         }
         if !(1..=3600).contains(&self.auth.keyring_reload_s) {
             errs.push("auth.keyring_reload_s: must be between 1 and 3600".into());
