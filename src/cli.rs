@@ -194,6 +194,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "  sellers demo.hana, demo.jun, demo.seo; {} products, likes, 3 open reports; same password",
                 crate::seed::DEMO_PRODUCTS.len()
             );
+            let what = if demo.chat_created { "created" } else { "already there, unchanged" };
+            println!("chat: {what}");
+            println!(
+                "  {} rooms: DMs demo.kim–demo.lee and demo.kim–demo.hana, the group 마루 101동 이웃 (owner demo.manager)",
+                crate::seed::DEMO_CHATS.len()
+            );
             Ok(())
         }
         Command::CheckConfig => unreachable!("handled above"),

@@ -30,6 +30,12 @@
 //! 배낭 45L (SPAM, by demo.park). demo.seo's products are never reported. Built through
 //! `market::ops` and `reports::ops` from the same requests the RPCs take.
 //!
+//! And chat (DOMAIN §3, `docs/chat.md`): [`DEMO_CHATS`] — a DM between the residents demo.kim and
+//! demo.lee, a DM in which demo.kim asks demo.hana about one of her products, and a group, 마루
+//! 101동 이웃 (owner demo.manager, with demo.kim, demo.lee and demo.park); each with a few
+//! messages, and demo.lee's read mark at the end of the group so that unread counts differ.
+//! Built through `chat::ops` from the same requests the RPCs take.
+//!
 //! Running it again changes nothing (it reports that the demo exists); the registry import is
 //! idempotent anyway. The registry ([`DEMO_REGISTRY`], the Gyeonggi export of
 //! `tests/fixtures/apartments-gyeonggi.json`) is compiled into the binary, so the command works
@@ -43,6 +49,8 @@ use uuid::Uuid;
 
 use crate::accounts::model::{Email, Handle, SignUp};
 use crate::caller::{Caller, Role};
+use crate::chat::model::{CreateRoom, SendMessage};
+use crate::chat::ops as chat;
 use crate::communities::access::MemberRole;
 use crate::communities::content::complaints::{self, FileComplaint};
 use crate::communities::content::contacts::{self, CreateContact};
@@ -87,6 +95,8 @@ pub struct Demo {
     pub dev_club_created: bool,
     /// False when the market's sellers were there already (nothing was added).
     pub market_created: bool,
+    /// False when the demo chats were there already (nothing was added).
+    pub chat_created: bool,
 }
 
 /// Imports the registry (`registry_file`, or the compiled-in [`DEMO_REGISTRY`]) and builds the
@@ -114,7 +124,17 @@ pub async fn demo(state: &AppState, registry_file: Option<PathBuf>) -> anyhow::R
     // Likewise the market, which needs the residents and club members as its customers.
     let market_created =
         market_demo(state).await.map_err(|e| anyhow::anyhow!("seeding the demo market failed: {e}"))?;
-    Ok(Demo { community_id, created: !exists, registry: Some(summary), dev_club_id, dev_club_created, market_created })
+    // And chat, between the residents, the manager and a seller.
+    let chat_created = chat_demo(state).await.map_err(|e| anyhow::anyhow!("seeding the demo chats failed: {e}"))?;
+    Ok(Demo {
+        community_id,
+        created: !exists,
+        registry: Some(summary),
+        dev_club_id,
+        dev_club_created,
+        market_created,
+        chat_created,
+    })
 }
 
 /// A demo account made by an earlier step, as a caller.
@@ -607,6 +627,73 @@ async fn market_demo(state: &AppState) -> crate::error::AppResult<bool> {
             request_id: String::new(),
         };
         reports::create_report(state, &who, CreateReport::try_from(req)?).await?;
+    }
+    Ok(true)
+}
+
+/// The demo chats: (creator, other members, group title — empty for a DM, messages as
+/// (author, text)).
+pub const DEMO_CHATS: &[(&str, &[&str], &str, &[(&str, &str)])] = &[
+    (
+        "demo.kim",
+        &["demo.lee"],
+        "",
+        &[
+            ("demo.kim", "이번 주 토요일 분리수거 같이 해요?"),
+            ("demo.lee", "좋아요! 오전 10시에 101동 앞에서 봬요."),
+            ("demo.kim", "네, 박스는 제가 챙겨 갈게요."),
+        ],
+    ),
+    (
+        "demo.kim",
+        &["demo.hana"],
+        "",
+        &[("demo.kim", "원목 협탁 아직 판매 중인가요?"), ("demo.hana", "네, 판매 중이에요. 직거래도 가능합니다.")],
+    ),
+    (
+        "demo.manager",
+        &["demo.kim", "demo.lee", "demo.park"],
+        "마루 101동 이웃",
+        &[
+            ("demo.manager", "101동 이웃 여러분, 다음 주 화요일에 승강기 점검이 있습니다."),
+            ("demo.lee", "몇 시부터인가요?"),
+            ("demo.manager", "오전 9시부터 12시까지입니다. 계단을 이용해 주세요."),
+            ("demo.park", "알려주셔서 감사합니다!"),
+        ],
+    ),
+];
+
+/// The demo chats, once (when demo.kim has no room yet); `true` when made now.
+async fn chat_demo(state: &AppState) -> crate::error::AppResult<bool> {
+    let exists: bool = sqlx::query_scalar(
+        "select exists (select 1 from chat_members m join users u on u.id = m.user_id where lower(u.handle) = 'demo.kim')",
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if exists {
+        return Ok(false);
+    }
+    for (creator, others, title, messages) in DEMO_CHATS {
+        let who = existing(state, creator).await?;
+        let req = pb::CreateRoomRequest {
+            member_handles: others.iter().map(|h| (*h).to_owned()).collect(),
+            title: (*title).into(),
+            request_id: String::new(),
+        };
+        let (room, _) = chat::create_room(state, &who, CreateRoom::try_from(req)?).await?;
+        let mut last = 0;
+        for (author, text) in *messages {
+            let author = existing(state, author).await?;
+            let req = pb::SendMessageRequest {
+                room_id: room.room.id.to_string(),
+                text: (*text).into(),
+                request_id: String::new(),
+            };
+            last = chat::send_message(state, &author, SendMessage::try_from(req)?).await?.seq;
+        }
+        if !title.is_empty() {
+            chat::mark_read(state, &existing(state, "demo.lee").await?, room.room.id, last).await?;
+        }
     }
     Ok(true)
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use maru::grpc::pb;
+use maru::grpc::pb::chat_service_client::ChatServiceClient;
 use maru::grpc::pb::community_service_client::CommunityServiceClient;
 use maru::grpc::pb::complaint_service_client::ComplaintServiceClient;
 use maru::grpc::pb::notice_service_client::NoticeServiceClient;
@@ -10,7 +11,7 @@ use maru::grpc::pb::poll_service_client::PollServiceClient;
 use maru::grpc::pb::product_service_client::ProductServiceClient;
 use maru::grpc::pb::report_service_client::ReportServiceClient;
 use maru::grpc::pb::team_service_client::TeamServiceClient;
-use maru::seed::{DEMO_DEV_CLUB, DEMO_KAPT_CODE, DEMO_PASSWORD, DEMO_PRODUCTS};
+use maru::seed::{DEMO_CHATS, DEMO_DEV_CLUB, DEMO_KAPT_CODE, DEMO_PASSWORD, DEMO_PRODUCTS};
 use sqlx::PgPool;
 use tonic::Code;
 
@@ -377,4 +378,56 @@ async fn seed_demo_builds_the_market_once(pool: PgPool) {
         ]
     );
     assert!(queue.iter().all(|t| t.target_type() == pb::ReportTargetType::Product && !t.auto_hidden));
+}
+
+/// The chats of `maru seed demo`, seen through ChatService by their members: two DMs and a group,
+/// their messages in order, demo.lee's read mark on the group, and nothing for outsiders.
+#[sqlx::test]
+async fn seed_demo_builds_the_chats_once(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let first = maru::seed::demo(&app.state, None).await.unwrap();
+    assert!(first.chat_created);
+    let again = maru::seed::demo(&app.state, None).await.unwrap();
+    assert!(!again.chat_created, "a second run adds nothing");
+
+    let chat = ChatServiceClient::new(app.channel.clone());
+    let rooms_of = |token: String| {
+        let mut chat = chat.clone();
+        async move {
+            let req = pb::ListMyRoomsRequest { page_size: 50, page_token: String::new() };
+            chat.list_my_rooms(bearer(&token, req)).await.unwrap().into_inner().rooms
+        }
+    };
+    let kim = rooms_of(token(&app, "demo.kim").await).await;
+    assert_eq!(kim.len(), 3, "demo.kim is in every demo room: {kim:?}");
+    let lee = token(&app, "demo.lee").await;
+    let lee_rooms = rooms_of(lee.clone()).await;
+    assert_eq!(lee_rooms.len(), 2);
+    let group = lee_rooms.iter().find(|r| r.title == "마루 101동 이웃").expect("the demo group");
+    assert_eq!(group.kind, pb::ChatRoomKind::Group as i32);
+    assert_eq!(group.members.len(), 4);
+    assert_eq!(group.unread_count, 0, "demo.lee read the group to its end");
+    let dm = lee_rooms.iter().find(|r| r.kind == pb::ChatRoomKind::Direct as i32).expect("demo.lee's DM");
+    assert_eq!(dm.unread_count, 2, "demo.kim's two messages are unread: demo.lee never marked the DM read");
+
+    for (creator, others, title, messages) in DEMO_CHATS {
+        let rooms = rooms_of(token(&app, creator).await).await;
+        let room = rooms
+            .iter()
+            .find(|r| {
+                r.title == *title
+                    && r.members.len() == others.len() + 1
+                    && others.iter().all(|o| r.members.iter().any(|m| m.user.as_ref().is_some_and(|u| u.handle == *o)))
+            })
+            .unwrap_or_else(|| panic!("{creator}'s room with {others:?}"));
+        let req = pb::ListMessagesRequest { room_id: room.id.clone(), page_size: 100, ..Default::default() };
+        let mut chat = chat.clone();
+        let got = chat.list_messages(bearer(&token(&app, creator).await, req)).await.unwrap().into_inner().messages;
+        let got: Vec<(String, String)> =
+            got.into_iter().map(|m| (m.author.map(|a| a.handle).unwrap_or_default(), m.text)).collect();
+        let want: Vec<(String, String)> = messages.iter().map(|(a, t)| ((*a).to_owned(), (*t).to_owned())).collect();
+        assert_eq!(got, want);
+    }
+    let outsider = token(&app, "demo.seo").await;
+    assert!(rooms_of(outsider).await.is_empty(), "demo.seo is in no demo room");
 }
