@@ -140,7 +140,12 @@ pub async fn open(
     let (tx, rx) = mpsc::channel(buffer);
     let (end_tx, end) = oneshot::channel();
     let driver = Driver { state: state.clone(), hub: hub.clone(), shared, tx, buffer, rooms };
-    tokio::spawn(driver.run(resumed, end_tx));
+    // The stream's final status carries the request id of the Subscribe call.
+    let run = driver.run(resumed, end_tx);
+    match crate::request_id::current() {
+        Some(id) => tokio::spawn(crate::request_id::scope(id, run)),
+        None => tokio::spawn(run),
+    };
     Ok(EventStream { rx, end, done: false, _registration: registration })
 }
 

@@ -130,6 +130,10 @@ async fn messages_and_rooms_created_later_reach_the_subscriber(pool: PgPool) {
             .map(|e| kind(e.as_ref().unwrap()))
             .collect();
     assert_eq!(kinds, [MessageCreated, MessageEdited, MessageDeleted, Read]);
+    let metrics = app.metrics().await;
+    for family in ["maru_chat_events_fanned_out_total", "maru_chat_delivery_seconds_count"] {
+        assert!(metrics.lines().any(|l| l.starts_with(family) && !l.ends_with(" 0")), "{family} recorded");
+    }
 }
 
 #[sqlx::test]
@@ -364,10 +368,8 @@ async fn a_subscriber_that_never_reads_is_closed_and_delays_nobody(pool: PgPool)
         metrics.lines().any(|l| l.starts_with("maru_chat_slow_subscriber_closes_total") && !l.ends_with(" 0")),
         "{metrics}"
     );
-    assert!(
-        metrics.contains(r#"grpc_server_handled_total{grpc_type="server_stream",grpc_service="maru.v1.ChatService",grpc_method="Subscribe",protocol="grpc",grpc_code="ResourceExhausted"}"#),
-        "handled when the stream ended, with its code"
-    );
+    // Handled when the stream ended, with its code.
+    eventually_in_metrics(r#"grpc_server_handled_total{grpc_type="server_stream",grpc_service="maru.v1.ChatService",grpc_method="Subscribe",protocol="grpc",grpc_code="ResourceExhausted"}"#).await;
 }
 
 #[sqlx::test]
@@ -472,4 +474,43 @@ async fn subscribe_works_over_grpc_web(pool: PgPool) {
     let trailers = trailers.expect("a trailer frame");
     assert!(trailers.contains("grpc-status:14"), "{trailers}");
     assert!(trailers.contains("grpc-status-details-bin"), "{trailers}");
+    // Every event is a message sent; the stream is handled once, when it ended.
+    // Every event is a message sent; the stream is handled once, when it ended (the admin port
+    // is down with the server: the process-wide recorder is read directly).
+    let labels =
+        r#"grpc_type="server_stream",grpc_service="maru.v1.ChatService",grpc_method="Subscribe",protocol="grpc_web""#;
+    eventually_in_metrics(&format!("grpc_server_msg_sent_total{{{labels}}}")).await;
+    eventually_in_metrics(&format!("grpc_server_handled_total{{{labels},grpc_code=\"Unavailable\"}}")).await;
+}
+
+/// Waits until the process's metrics contain `text` (recorded when the server drops the
+/// finished response, just after the client saw its end).
+async fn eventually_in_metrics(text: &str) {
+    let deadline = std::time::Instant::now() + HANG;
+    while !maru::telemetry::metrics_handle().render().contains(text) {
+        assert!(std::time::Instant::now() < deadline, "never in the metrics: {text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[sqlx::test]
+async fn no_server_deadline_applies_to_a_stream(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let prefix = app.redis_prefix.clone();
+    // A replica whose unary calls get 1 ms: its streams are not cut by it.
+    let strict = TestApp::spawn_with(pool, |s| {
+        s.grpc.request_timeout_ms = 1;
+        s.redis.key_prefix = prefix;
+    })
+    .await;
+    let [a, b] = [app.user("alice").await, app.user("bobby").await];
+    let dm = group(&app, &a, &[&b]).await;
+    let mut s = subscribe(&strict.channel, &b, &[]).await.unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        let m = send(&app.channel, &a, &dm.id, &format!("{i}")).await;
+        assert_eq!(next(&mut s).await.unwrap().seq, m.seq);
+        seqs.push(m.seq);
+    }
+    assert_eq!(seqs.len(), 5);
 }
