@@ -165,6 +165,7 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("ChatService/DeleteMessage", WRITE, REQUIRED),
     ("ChatService/MarkRead", WRITE, REQUIRED),
     ("ChatService/ListMessages", READ, REQUIRED),
+    ("ChatService/Subscribe", READ, REQUIRED),
 ];
 
 #[test]
