@@ -154,6 +154,12 @@ reasons! {
     AccountSuspended => "ACCOUNT_SUSPENDED",
     // Session management.
     SessionNotFound => "SESSION_NOT_FOUND",
+    // Email verification and password reset.
+    EmailAlreadyVerified => "EMAIL_ALREADY_VERIFIED",
+    EmailRateLimited => "EMAIL_RATE_LIMITED",
+    VerificationCodeExpired => "VERIFICATION_CODE_EXPIRED",
+    VerificationCodeExhausted => "VERIFICATION_CODE_EXHAUSTED",
+    ResetTokenInvalid => "RESET_TOKEN_INVALID",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.

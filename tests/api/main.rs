@@ -12,6 +12,7 @@ mod community_content;
 mod errors;
 mod events;
 mod feed;
+mod mail;
 mod market;
 mod ops;
 mod policy;
