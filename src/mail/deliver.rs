@@ -8,7 +8,8 @@ use lettre::message::{Mailbox, Message};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
-use super::{Kind, store};
+use super::store;
+use super::templates::Kind;
 use crate::config::MailSettings;
 use crate::error::AppResult;
 use crate::retry::Policy;
@@ -132,8 +133,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn no_smtp_url_no_sender() {
+    #[tokio::test]
+    async fn no_smtp_url_no_sender() {
         let mut s = MailSettings::default();
         assert!(Sender::from_settings(&s).unwrap().is_none());
         s.smtp_url = Some(secrecy::SecretString::from("smtp://127.0.0.1:2525"));

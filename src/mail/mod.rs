@@ -31,32 +31,9 @@ use sqlx::PgConnection;
 use std::time::Duration;
 
 pub use deliver::{Sender, deliver_due, update_outbox_age};
-pub use templates::{Lang, Rendered};
+pub use templates::{Kind, Lang, Rendered};
 
 use crate::error::AppResult;
-
-/// What a mail is for (the `kind` label of the email metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    VerificationCode,
-    PasswordReset,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::VerificationCode, Kind::PasswordReset];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::VerificationCode => "verification_code",
-            Kind::PasswordReset => "password_reset",
-        }
-    }
-
-    /// The label of a stored kind (an unknown one counts as `other`).
-    fn label(s: &str) -> &'static str {
-        Kind::ALL.iter().find(|k| k.as_str() == s).map_or("other", |k| k.as_str())
-    }
-}
 
 /// Writes a mail to `to` into the outbox, in the caller's transaction.
 pub async fn enqueue(conn: &mut PgConnection, kind: Kind, to: &str, mail: &Rendered) -> AppResult<()> {

@@ -1,6 +1,29 @@
 //! The mails maru sends, in Korean and English (plain text, UTF-8; the English ones pure ASCII,
 //! so they travel unencoded).
 
+/// What a mail is for (the `kind` label of the email metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    VerificationCode,
+    PasswordReset,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::VerificationCode, Kind::PasswordReset];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::VerificationCode => "verification_code",
+            Kind::PasswordReset => "password_reset",
+        }
+    }
+
+    /// The label of a stored kind (an unknown one counts as `other`).
+    pub(super) fn label(s: &str) -> &'static str {
+        Kind::ALL.iter().find(|k| k.as_str() == s).map_or("other", |k| k.as_str())
+    }
+}
+
 /// The language of a mail: the account's locale where it has one, else the request's `lang`,
 /// else Korean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -155,7 +155,7 @@ fn request_reset(email: &str, lang: &str) -> pb::RequestPasswordResetRequest {
 }
 
 /// A well-formed code other than `code`.
-fn wrong(code: &str) -> String {
+pub fn wrong(code: &str) -> String {
     let first = if code.starts_with('A') { 'B' } else { 'A' };
     format!("{first}{}", &code[1..])
 }
