@@ -471,9 +471,11 @@ async fn no_secret_or_personal_value_is_ever_logged(pool: PgPool) {
 
     // Email: a verification code (a wrong one, then the right one), a password reset for the
     // address and for an unknown one, the reset itself and a replay of its token.
+    // (The reuse above revoked the session ChangePassword was called with: the password is the
+    // first one.)
     let again = app
         .auth()
-        .login(pb::LoginRequest { login: handle.clone(), password: new_password.clone() })
+        .login(pb::LoginRequest { login: handle.clone(), password: password.clone() })
         .await
         .unwrap()
         .into_inner();
