@@ -54,6 +54,7 @@ pub struct Settings {
     pub teams: TeamsSettings,
     pub reports: ReportsSettings,
     pub chat: ChatSettings,
+    pub mail: MailSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,6 +267,7 @@ impl Default for Settings {
             teams: TeamsSettings::default(),
             reports: ReportsSettings::default(),
             chat: ChatSettings::default(),
+            mail: MailSettings::default(),
         }
     }
 }
@@ -360,6 +362,107 @@ impl Default for IdempotencySettings {
 }
 
 /// Every problem found in the settings, reported together.
+/// Email (`[mail]`, `MARU__MAIL__…`): the SMTP outbox, verification codes and password reset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    /// `smtps://host:465` (TLS), `smtp://host:587?tls=required` (STARTTLS), `smtp://host:port`
+    /// (unencrypted: a local relay or the test sink); `user:password@` in the URL when the relay
+    /// wants them. Unset: mail
+    /// is kept in the outbox and not sent (a warning at start-up). Secret (may hold a password):
+    /// set `MARU__MAIL__SMTP_URL`.
+    #[serde(serialize_with = "masked_opt")]
+    pub smtp_url: Option<SecretString>,
+    /// The `From` of every mail, `Name <address>` or `address`.
+    pub from: String,
+    /// Mails one replica sends per poll at most.
+    pub batch_size: u32,
+    /// How often each replica looks for mail to send.
+    pub poll_interval_ms: u64,
+    /// Delivery attempts before a mail is given up (kept in the outbox with its last error).
+    pub max_attempts: i32,
+    /// First retry delay; doubles with each attempt (plus up to as much again in jitter), at
+    /// most one hour.
+    pub backoff_ms: u64,
+    /// Longest time one SMTP delivery may take.
+    pub timeout_ms: u64,
+    /// Lifetime of an email verification code.
+    pub code_ttl_s: u64,
+    /// Wrong codes accepted before the code is dead and a new one is needed.
+    pub code_max_attempts: i32,
+    /// Lifetime of a password reset token.
+    pub reset_ttl_s: u64,
+    /// Link put in the reset mail, `{token}` replaced by the token; empty: the mail gives the
+    /// token alone.
+    pub reset_url: String,
+    /// The window of the send limits below.
+    pub limit_window_s: u64,
+    /// Codes and reset mails requested for one address per window.
+    pub max_per_address: i32,
+    /// Codes requested by one account per window.
+    pub max_per_account: i32,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: "maru <no-reply@localhost>".into(),
+            batch_size: 50,
+            poll_interval_ms: 1_000,
+            max_attempts: 10,
+            backoff_ms: 5_000,
+            timeout_ms: 10_000,
+            code_ttl_s: 300,
+            code_max_attempts: 5,
+            reset_ttl_s: 1_800,
+            reset_url: String::new(),
+            limit_window_s: 3_600,
+            max_per_address: 5,
+            max_per_account: 5,
+        }
+    }
+}
+
+impl MailSettings {
+    /// Appends every problem of this section to `errs` (see `Settings::validate`).
+    pub fn validate(&self, errs: &mut Vec<String>) {
+        if let Some(url) = &self.smtp_url
+            && !url::Url::parse(url.expose_secret()).is_ok_and(|u| matches!(u.scheme(), "smtp" | "smtps"))
+        {
+            errs.push("mail.smtp_url: must be an smtp:// or smtps:// URL".into());
+        }
+        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+            errs.push(format!("mail.from: `{}` is not an address like `maru <no-reply@example.com>`", self.from));
+        }
+        for (name, v) in [
+            ("mail.batch_size", u64::from(self.batch_size)),
+            ("mail.poll_interval_ms", self.poll_interval_ms),
+            ("mail.timeout_ms", self.timeout_ms),
+            ("mail.code_ttl_s", self.code_ttl_s),
+            ("mail.reset_ttl_s", self.reset_ttl_s),
+            ("mail.limit_window_s", self.limit_window_s),
+        ] {
+            if v == 0 {
+                errs.push(format!("{name}: must be positive"));
+            }
+        }
+        for (name, v) in [
+            ("mail.max_attempts", self.max_attempts),
+            ("mail.code_max_attempts", self.code_max_attempts),
+            ("mail.max_per_address", self.max_per_address),
+            ("mail.max_per_account", self.max_per_account),
+        ] {
+            if v < 1 {
+                errs.push(format!("{name}: must be at least 1"));
+            }
+        }
+        if !self.reset_url.is_empty() && !self.reset_url.contains("{token}") {
+            errs.push("mail.reset_url: must contain `{token}`".into());
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid settings:\n  - {}", .0.join("\n  - "))]
 pub struct ConfigErrors(pub Vec<String>);
@@ -412,6 +515,13 @@ impl Settings {
             warnings.push(
                 "grpc.cors_allowed_origins: `*` lets any web site call maru from its visitors' browsers; \
                  list your frontends' origins in production"
+                    .to_owned(),
+            );
+        }
+        if self.mail.smtp_url.is_none() {
+            warnings.push(
+                "mail.smtp_url is not set: verification codes and password reset mails are kept in the \
+                 outbox and not sent (set MARU__MAIL__SMTP_URL, e.g. smtp://127.0.0.1:2525)"
                     .to_owned(),
             );
         }
@@ -556,6 +666,7 @@ impl Settings {
         self.teams.validate(&mut errs);
         self.reports.validate(&mut errs);
         self.chat.validate(&mut errs);
+        self.mail.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 
@@ -750,6 +861,7 @@ mod tests {
     #[test]
     fn a_wildcard_origin_in_production_is_warned_about() {
         let mut s = Settings::default();
+        s.mail.smtp_url = Some(SecretString::from("smtp://127.0.0.1:2525"));
         assert!(s.warnings().is_empty());
         s.env = Environment::Production;
         assert_eq!(s.grpc.cors_allowed_origins, vec!["*".to_owned()]);
@@ -785,5 +897,26 @@ mod tests {
         assert!(!out.contains("hunter2secret"), "{out}");
         assert!(!out.contains(&"k".repeat(40)), "{out}");
         assert!(out.contains("MARU__DATABASE__URL"), "{out}");
+    }
+
+    #[test]
+    fn mail_settings_are_checked_and_no_smtp_url_is_warned_about() {
+        let mut s = Settings::default();
+        assert!(s.warnings().iter().any(|w| w.starts_with("mail.smtp_url is not set")));
+        s.mail.smtp_url = Some(SecretString::from("http://x"));
+        s.mail.from = "not an address".into();
+        s.mail.code_max_attempts = 0;
+        s.mail.reset_url = "https://app.example.com/reset".into();
+        s.mail.poll_interval_ms = 0;
+        let errs = s.validate().unwrap_err().0;
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert!(errs.iter().all(|e| e.starts_with("mail.")), "{errs:?}");
+        s.mail = MailSettings {
+            smtp_url: Some(SecretString::from("smtp://user:pw@127.0.0.1:2525")),
+            reset_url: "https://app.example.com/reset?token={token}".into(),
+            ..Default::default()
+        };
+        s.validate().unwrap();
+        assert!(s.warnings().is_empty());
     }
 }

@@ -158,6 +158,12 @@ reasons! {
     ChatStreamTooSlow => "CHAT_STREAM_TOO_SLOW",
     ChatStreamsLimit => "CHAT_STREAMS_LIMIT",
     ShuttingDown => "SHUTTING_DOWN",
+    // Email verification and password reset.
+    EmailAlreadyVerified => "EMAIL_ALREADY_VERIFIED",
+    EmailRateLimited => "EMAIL_RATE_LIMITED",
+    VerificationCodeExpired => "VERIFICATION_CODE_EXPIRED",
+    VerificationCodeExhausted => "VERIFICATION_CODE_EXHAUSTED",
+    ResetTokenInvalid => "RESET_TOKEN_INVALID",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.

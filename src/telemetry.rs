@@ -60,6 +60,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub fn describe() {
     describe_platform();
     crate::sessions::describe();
+    crate::mail::describe();
 }
 
 fn describe_platform() {

@@ -4,12 +4,14 @@
 use secrecy::SecretString;
 
 use super::model::{
-    ChangePassword, Email, Handle, Login, SessionInfo, SignUp, User, parse_display_name, parse_password,
+    ChangePassword, Email, Handle, Login, RequestReset, ResetPassword, SendCode, SessionInfo, SignUp, User,
+    VerifyEmail, parse_code, parse_display_name, parse_password,
 };
 use crate::caller::{Caller, Role};
 use crate::error::{AppError, Violations};
 use crate::fields::{lookup, request_id, timestamp};
 use crate::grpc::pb;
+use crate::mail::Lang;
 
 pub fn role_to_pb(role: Role) -> pb::Role {
     match role {
@@ -108,5 +110,56 @@ pub fn session_to_pb(s: SessionInfo, current: uuid::Uuid) -> pb::Session {
         user_agent: s.user_agent,
         address: s.address,
         current: s.id == current,
+    }
+}
+
+impl TryFrom<pb::SendVerificationCodeRequest> for SendCode {
+    type Error = AppError;
+    fn try_from(r: pb::SendVerificationCodeRequest) -> Result<Self, AppError> {
+        let mut v = Violations::new();
+        let lang = v.check("lang", Lang::parse(&r.lang));
+        v.finish()?;
+        Ok(SendCode { lang: lang.unwrap_or_default() })
+    }
+}
+
+impl TryFrom<pb::VerifyEmailRequest> for VerifyEmail {
+    type Error = AppError;
+    fn try_from(r: pb::VerifyEmailRequest) -> Result<Self, AppError> {
+        let mut v = Violations::new();
+        let code = v.check("code", parse_code(&r.code));
+        v.finish()?;
+        Ok(VerifyEmail { code: code.unwrap_or_default() })
+    }
+}
+
+impl TryFrom<pb::RequestPasswordResetRequest> for RequestReset {
+    type Error = AppError;
+    fn try_from(r: pb::RequestPasswordResetRequest) -> Result<Self, AppError> {
+        let mut v = Violations::new();
+        let email = v.check("email", Email::parse(&r.email));
+        let lang = v.check("lang", Lang::parse(&r.lang));
+        match (email, lang) {
+            (Some(email), Some(lang)) if v.is_empty() => Ok(RequestReset { email, lang }),
+            _ => Err(v.into_error()),
+        }
+    }
+}
+
+impl TryFrom<pb::ResetPasswordRequest> for ResetPassword {
+    type Error = AppError;
+    fn try_from(r: pb::ResetPasswordRequest) -> Result<Self, AppError> {
+        let mut v = Violations::new();
+        let token = r.token.trim();
+        if token.is_empty() {
+            v.add("token", "is required");
+        } else if token.len() > 128 {
+            v.add("token", "is not a reset token");
+        }
+        let new = v.check("new_password", parse_password(&r.new_password));
+        match new {
+            Some(new) if v.is_empty() => Ok(ResetPassword { token: token.to_owned(), new }),
+            _ => Err(v.into_error()),
+        }
     }
 }

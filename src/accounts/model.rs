@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::caller::Role;
 use crate::fields;
 use crate::idempotency::RequestId;
+use crate::mail::Lang;
 
 /// A user as every RPC returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
@@ -169,6 +170,75 @@ pub struct UserFilter {
     pub role: Option<Role>,
 }
 
+/// The characters of an email verification code: digits and upper-case letters without the
+/// look-alikes 0/O and 1/I.
+pub const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+/// Characters in an email verification code.
+pub const CODE_LEN: usize = 6;
+
+/// A fresh random verification code.
+pub fn new_code() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..CODE_LEN).map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char).collect()
+}
+
+/// A code as typed: surrounding spaces and case ignored.
+pub fn parse_code(raw: &str) -> Result<String, String> {
+    let code = raw.trim().to_ascii_uppercase();
+    if code.is_empty() {
+        return Err("is required".into());
+    }
+    if code.chars().count() != CODE_LEN || !code.bytes().all(|b| CODE_ALPHABET.contains(&b)) {
+        return Err(format!("must be the {CODE_LEN} characters from the mail"));
+    }
+    Ok(code)
+}
+
+/// What is stored of a code: SHA-256 over the account and the code.
+pub fn hash_code(user_id: Uuid, code: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(user_id.as_bytes());
+    h.update(code.as_bytes());
+    h.finalize().to_vec()
+}
+
+/// Equal byte strings, compared in time independent of where they differ.
+pub fn same_hash(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug)]
+pub struct SendCode {
+    pub lang: Lang,
+}
+
+#[derive(Debug)]
+pub struct VerifyEmail {
+    pub code: String,
+}
+
+#[derive(Debug)]
+pub struct RequestReset {
+    pub email: Email,
+    pub lang: Lang,
+}
+
+#[derive(Debug)]
+pub struct ResetPassword {
+    pub token: String,
+    pub new: SecretString,
+}
+
+/// A pending verification code as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingCode {
+    pub code_hash: Vec<u8>,
+    pub attempts: i32,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +269,20 @@ mod tests {
         assert!(parse_display_name("  ").is_err());
         assert_eq!(parse_display_name(" 김민수 ").unwrap(), "김민수");
         assert!(parse_display_name("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn codes() {
+        for _ in 0..50 {
+            let c = new_code();
+            assert_eq!(parse_code(&format!(" {} ", c.to_lowercase())).unwrap(), c);
+        }
+        assert!(parse_code("").is_err());
+        assert!(parse_code("ABC12").is_err(), "short, and 1 is not in the alphabet");
+        assert!(parse_code("ABCDE0").is_err());
+        let u = Uuid::now_v7();
+        assert!(same_hash(&hash_code(u, "ABCDEF"), &hash_code(u, "ABCDEF")));
+        assert!(!same_hash(&hash_code(u, "ABCDEF"), &hash_code(u, "ABCDEG")));
+        assert!(!same_hash(&hash_code(u, "ABCDEF"), &hash_code(Uuid::now_v7(), "ABCDEF")));
     }
 }

@@ -1,19 +1,25 @@
 //! Account use cases. Who may do what:
 //! - anyone: SignUp, Login, Refresh, Logout (holding the refresh token is the authority);
 //! - a caller: ChangePassword, WhoAmI, and their own sessions: ListSessions, RevokeSession,
-//!   LogoutAll;
+//!   LogoutAll; their own address: SendVerificationCode, VerifyEmail;
+//! - anyone: RequestPasswordReset (answered alike for every address), ResetPassword (holding
+//!   the mailed token is the authority);
 //! - an operator at the CLI: grant and revoke ADMIN.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::model::{ChangePassword, Device, Login, SessionInfo, SignUp, Tokens, User, UserFilter};
+use super::model::{
+    ChangePassword, Device, Login, RequestReset, ResetPassword, SendCode, SessionInfo, SignUp, Tokens, User,
+    UserFilter, VerifyEmail, hash_code, new_code, same_hash,
+};
 use super::refresh::{hash_refresh_token, new_refresh_token};
 use super::store::{self, NewUser, TokenUse};
 use crate::caller::{Caller, Role};
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::idempotency::{self, Owner};
+use crate::mail::{self, Kind, templates};
 use crate::sessions::{SessionLoader, sessions_changed};
 use crate::state::AppState;
 
@@ -305,4 +311,168 @@ pub async fn set_role(state: &AppState, handle: &str, role: Role) -> AppResult<U
     sessions_changed(&state.cache, user.id).await;
     tracing::info!(user_id = %user.id, role = role.as_db(), "role changed");
     Ok(user)
+}
+
+fn email_rate_limited(wait: std::time::Duration, limit: &'static str) -> AppError {
+    AppError::Retry {
+        code: tonic::Code::ResourceExhausted,
+        reason: Reason::EmailRateLimited,
+        message: format!("too many mails asked for this {limit}; retry in {} s", wait.as_secs().max(1)),
+        retry_after: wait,
+        metadata: [("limit".to_owned(), limit.to_owned())].into(),
+    }
+}
+
+fn auth_event(event: &'static str, outcome: &'static str) {
+    metrics::counter!("maru_auth_events_total", "event" => event, "outcome" => outcome).increment(1);
+}
+
+/// Mails a fresh verification code to the caller's address; returns when it expires.
+#[tracing::instrument(name = "accounts.send_verification_code", skip_all, err(level = "debug"))]
+pub async fn send_verification_code(state: &AppState, caller: &Caller, cmd: SendCode) -> AppResult<DateTime<Utc>> {
+    const EVENT: &str = "send_verification_code";
+    let cfg = &state.settings.mail;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let Some((email, verified)) = store::lock_user_email(&mut tx, caller.user_id).await? else {
+        return Err(AppError::not_found(Reason::UserNotFound, "user"));
+    };
+    if verified {
+        auth_event(EVENT, "already_verified");
+        return Err(AppError::failed_precondition(
+            Reason::EmailAlreadyVerified,
+            "the email address is already verified",
+        ));
+    }
+    let window = std::time::Duration::from_secs(cfg.limit_window_s);
+    for (key, limit, label) in [
+        (mail::account_key(caller.user_id), cfg.max_per_account, "account"),
+        (mail::address_key(&email), cfg.max_per_address, "address"),
+    ] {
+        if let Some(wait) = mail::hit_send_limit(&mut tx, &key, limit, window, now).await? {
+            auth_event(EVENT, "rate_limited");
+            return Err(email_rate_limited(wait, label));
+        }
+    }
+    let code = new_code();
+    let expires_at = now + Duration::seconds(cfg.code_ttl_s as i64);
+    store::upsert_code(&mut tx, caller.user_id, &hash_code(caller.user_id, &code), expires_at, now).await?;
+    // Accounts have no language of their own yet: the request's decides.
+    let message = templates::verification_code(cmd.lang, &code, cfg.code_ttl_s.div_ceil(60));
+    mail::enqueue(&mut tx, Kind::VerificationCode, &email, &message).await?;
+    tx.commit().await?;
+    mail::queued(Kind::VerificationCode);
+    auth_event(EVENT, "ok");
+    tracing::info!(user_id = %caller.user_id, "verification code queued");
+    Ok(expires_at)
+}
+
+/// Checks the mailed code and marks the caller's address verified; returns when it was.
+#[tracing::instrument(name = "accounts.verify_email", skip_all, err(level = "debug"))]
+pub async fn verify_email(state: &AppState, caller: &Caller, cmd: VerifyEmail) -> AppResult<DateTime<Utc>> {
+    const EVENT: &str = "verify_email";
+    let max = state.settings.mail.code_max_attempts;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let pending = store::lock_pending_code(&mut tx, caller.user_id).await?;
+    let expired = || {
+        AppError::failed_precondition(
+            Reason::VerificationCodeExpired,
+            "no code is pending or it expired; ask for a new one",
+        )
+    };
+    let Some(pending) = pending else {
+        auth_event(EVENT, "expired");
+        return Err(expired());
+    };
+    if pending.attempts >= max {
+        auth_event(EVENT, "exhausted");
+        return Err(AppError::failed_precondition(
+            Reason::VerificationCodeExhausted,
+            "too many wrong codes; ask for a new one",
+        ));
+    }
+    if pending.expires_at <= now {
+        auth_event(EVENT, "expired");
+        return Err(expired());
+    }
+    if !same_hash(&pending.code_hash, &hash_code(caller.user_id, &cmd.code)) {
+        // The attempt counts even though the call fails.
+        store::count_code_attempt(&mut tx, caller.user_id).await?;
+        tx.commit().await?;
+        auth_event(EVENT, "mismatch");
+        let left = (max - pending.attempts - 1).max(0);
+        return Err(AppError::permission_denied(Reason::VerificationCodeMismatch, "the code is not the mailed one")
+            .with_meta("attempts_left", left));
+    }
+    let at = store::verify_email(&mut tx, caller.user_id, now).await?;
+    tx.commit().await?;
+    auth_event(EVENT, "ok");
+    tracing::info!(user_id = %caller.user_id, "email verified");
+    Ok(at)
+}
+
+/// Mails a reset token if an account has the address. Unknown addresses are answered alike:
+/// the same send limit, the same token and mail made (not stored), the same answer.
+#[tracing::instrument(name = "accounts.request_password_reset", skip_all, err(level = "debug"))]
+pub async fn request_password_reset(state: &AppState, cmd: RequestReset) -> AppResult<()> {
+    const EVENT: &str = "request_password_reset";
+    let cfg = &state.settings.mail;
+    let now = state.clock.now();
+    let email = cmd.email.as_str();
+    let mut tx = state.db.begin().await?;
+    let window = std::time::Duration::from_secs(cfg.limit_window_s);
+    if let Some(wait) =
+        mail::hit_send_limit(&mut tx, &mail::address_key(email), cfg.max_per_address, window, now).await?
+    {
+        auth_event(EVENT, "rate_limited");
+        return Err(email_rate_limited(wait, "address"));
+    }
+    let account = store::live_user_by_email(&mut *tx, email).await?;
+    let (token, hash) = new_refresh_token();
+    let message = templates::password_reset(cmd.lang, &token, cfg.reset_ttl_s.div_ceil(60), &cfg.reset_url);
+    let Some((user_id, stored_email)) = account else {
+        tx.commit().await?;
+        auth_event(EVENT, "unknown");
+        tracing::info!("password reset asked for an address without an account: nothing sent");
+        return Ok(());
+    };
+    let expires_at = now + Duration::seconds(cfg.reset_ttl_s as i64);
+    store::insert_reset_token(&mut tx, &hash, user_id, expires_at, now).await?;
+    // To the address as the account has it, not as typed.
+    mail::enqueue(&mut tx, Kind::PasswordReset, &stored_email, &message).await?;
+    tx.commit().await?;
+    mail::queued(Kind::PasswordReset);
+    auth_event(EVENT, "ok");
+    tracing::info!(user_id = %user_id, "password reset mail queued");
+    Ok(())
+}
+
+/// Sets a new password with a reset token and ends every session of the account.
+#[tracing::instrument(name = "accounts.reset_password", skip_all, err(level = "debug"))]
+pub async fn reset_password(state: &AppState, cmd: ResetPassword) -> AppResult<()> {
+    const EVENT: &str = "reset_password";
+    let invalid = || {
+        auth_event(EVENT, "invalid");
+        AppError::unauthenticated(Reason::ResetTokenInvalid, "the reset token is invalid, used or expired")
+    };
+    let now = state.clock.now();
+    let hash = hash_refresh_token(&cmd.token);
+    // Cheap refusal before the expensive hash; the conditional update below decides races.
+    if store::reset_token_user(&state.db, &hash, now).await?.is_none() {
+        return Err(invalid());
+    }
+    let new_hash = state.passwords.hash(&cmd.new).await?;
+    let mut tx = state.db.begin().await?;
+    let Some(user_id) = store::use_reset_token(&mut tx, &hash, now).await? else {
+        return Err(invalid());
+    };
+    store::update_password(&mut *tx, user_id, &new_hash).await?;
+    store::finish_reset(&mut tx, user_id, now).await?;
+    let revoked = store::revoke_other_sessions(&mut *tx, user_id, Uuid::nil(), "password reset").await?;
+    tx.commit().await?;
+    sessions_changed(&state.cache, user_id).await;
+    auth_event(EVENT, "ok");
+    tracing::info!(user_id = %user_id, revoked_sessions = revoked, "password reset");
+    Ok(())
 }

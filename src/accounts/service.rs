@@ -92,6 +92,42 @@ impl pb::auth_service_server::AuthService for AuthApi {
         let revoked = ops::logout_all(&self.state, &caller, req.get_ref().keep_current).await?;
         Ok(Response::new(pb::LogoutAllResponse { revoked: revoked as i64 }))
     }
+
+    async fn send_verification_code(
+        &self,
+        req: Request<pb::SendVerificationCodeRequest>,
+    ) -> Result<Response<pb::SendVerificationCodeResponse>, Status> {
+        let caller = caller(&req)?;
+        let cmd = req.into_inner().try_into()?;
+        let expires_at = ops::send_verification_code(&self.state, &caller, cmd).await?;
+        Ok(Response::new(pb::SendVerificationCodeResponse { expires_at: Some(timestamp(expires_at)) }))
+    }
+
+    async fn verify_email(
+        &self,
+        req: Request<pb::VerifyEmailRequest>,
+    ) -> Result<Response<pb::VerifyEmailResponse>, Status> {
+        let caller = caller(&req)?;
+        let cmd = req.into_inner().try_into()?;
+        let at = ops::verify_email(&self.state, &caller, cmd).await?;
+        Ok(Response::new(pb::VerifyEmailResponse { email_verified_at: Some(timestamp(at)) }))
+    }
+
+    async fn request_password_reset(
+        &self,
+        req: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
+        ops::request_password_reset(&self.state, req.into_inner().try_into()?).await?;
+        Ok(Response::new(pb::RequestPasswordResetResponse {}))
+    }
+
+    async fn reset_password(
+        &self,
+        req: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        ops::reset_password(&self.state, req.into_inner().try_into()?).await?;
+        Ok(Response::new(pb::ResetPasswordResponse {}))
+    }
 }
 
 /// The device a request comes from: its `user-agent` and client address (forwarded addresses

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::model::{Device, SessionInfo, User, UserFilter};
+use super::model::{Device, PendingCode, SessionInfo, User, UserFilter};
 use crate::caller::Role;
 use crate::db::escape_like;
 use crate::error::{AppResult, Reason};
@@ -347,6 +347,150 @@ pub async fn delete_expired_refresh_tokens(db: impl PgExecutor<'_>) -> AppResult
         .execute(db)
         .await?
         .rows_affected())
+}
+
+// ---- email verification and password reset
+
+/// The account's address and whether it is verified, the account row locked (sends of one
+/// account take turns); `None` for a deleted account.
+pub async fn lock_user_email(conn: &mut PgConnection, user_id: Uuid) -> AppResult<Option<(String, bool)>> {
+    Ok(sqlx::query_as(
+        "select email, email_verified_at is not null from users where id = $1 and deleted_at is null
+         for no key update",
+    )
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Stores a new code for the account, replacing any earlier one (attempts start again).
+pub async fn upsert_code(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    code_hash: &[u8],
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    sqlx::query(
+        "insert into email_verification_codes (user_id, code_hash, attempts, expires_at, created_at)
+         values ($1, $2, 0, $3, $4)
+         on conflict (user_id) do update
+            set code_hash = excluded.code_hash, attempts = 0, expires_at = excluded.expires_at,
+                created_at = excluded.created_at",
+    )
+    .bind(user_id)
+    .bind(code_hash)
+    .bind(expires_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The account's pending code, locked (concurrent attempts take turns and all count).
+pub async fn lock_pending_code(conn: &mut PgConnection, user_id: Uuid) -> AppResult<Option<PendingCode>> {
+    Ok(sqlx::query_as(
+        "select code_hash, attempts, expires_at from email_verification_codes where user_id = $1 for update",
+    )
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn count_code_attempt(conn: &mut PgConnection, user_id: Uuid) -> AppResult<()> {
+    sqlx::query("update email_verification_codes set attempts = attempts + 1 where user_id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the account's code and marks its address verified (at `now`, unless it already
+/// was); returns when it was verified.
+pub async fn verify_email(conn: &mut PgConnection, user_id: Uuid, now: DateTime<Utc>) -> AppResult<DateTime<Utc>> {
+    sqlx::query("delete from email_verification_codes where user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    let (at,): (DateTime<Utc>,) = sqlx::query_as(
+        "update users set email_verified_at = coalesce(email_verified_at, $2) where id = $1
+         returning email_verified_at",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(at)
+}
+
+/// The live account whose address is `email` (case-insensitively), with the address as stored.
+pub async fn live_user_by_email(db: impl PgExecutor<'_>, email: &str) -> AppResult<Option<(Uuid, String)>> {
+    Ok(sqlx::query_as("select id, email from users where lower(email) = lower($1) and deleted_at is null")
+        .bind(email)
+        .fetch_optional(db)
+        .await?)
+}
+
+pub async fn insert_reset_token(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    user_id: Uuid,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    sqlx::query(
+        "insert into password_reset_tokens (token_hash, user_id, expires_at, created_at) values ($1, $2, $3, $4)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(expires_at)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+const USABLE_RESET_TOKEN: &str = "t.token_hash = $1 and t.used_at is null and t.expires_at > $2
+    and u.id = t.user_id and u.deleted_at is null";
+
+/// The account of a usable reset token (a read, before the expensive password hash).
+pub async fn reset_token_user(
+    db: impl PgExecutor<'_>,
+    token_hash: &[u8],
+    now: DateTime<Utc>,
+) -> AppResult<Option<Uuid>> {
+    let sql = format!("select t.user_id from password_reset_tokens t, users u where {USABLE_RESET_TOKEN}");
+    let row: Option<(Uuid,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).bind(now).fetch_optional(db).await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Uses a reset token if it is usable: of concurrent uses exactly one gets the account.
+pub async fn use_reset_token(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    now: DateTime<Utc>,
+) -> AppResult<Option<Uuid>> {
+    let sql = format!(
+        "update password_reset_tokens t set used_at = $2 from users u where {USABLE_RESET_TOKEN}
+         returning t.user_id"
+    );
+    let row: Option<(Uuid,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).bind(now).fetch_optional(conn).await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// After a reset: every other reset token of the account stops working, and the address is
+/// verified (the token came through it).
+pub async fn finish_reset(conn: &mut PgConnection, user_id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+    sqlx::query("update password_reset_tokens set used_at = $2 where user_id = $1 and used_at is null")
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("update users set email_verified_at = coalesce(email_verified_at, $2) where id = $1")
+        .bind(user_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

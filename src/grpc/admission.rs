@@ -470,12 +470,12 @@ mod tests {
     fn overrides_of_unknown_or_exempt_methods_are_start_up_errors_naming_them() {
         let mut s = RateLimitSettings::default();
         let b = BucketSettings { per_minute: 1, burst: 1 };
-        s.methods.insert("maru.v1.AuthService/ResetPassword".into(), b.clone());
+        s.methods.insert("maru.v1.AuthService/ResetEverything".into(), b.clone());
         s.methods.insert("maru.v1.NoService/Login".into(), b.clone());
         s.methods.insert("grpc.health.v1.Health/Check".into(), b.clone());
         s.methods.insert("maru.v1.AuthService/Login".into(), b);
         let err = Admission::new(&s, registry()).err().expect("refused").to_string();
-        assert!(err.contains("maru.v1.AuthService/ResetPassword, maru.v1.NoService/Login"), "{err}");
+        assert!(err.contains("maru.v1.AuthService/ResetEverything, maru.v1.NoService/Login"), "{err}");
         assert!(err.contains("exempt from rate limits: grpc.health.v1.Health/Check"), "{err}");
         assert!(!err.contains("AuthService/Login"), "{err}");
     }

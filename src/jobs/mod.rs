@@ -4,6 +4,7 @@
 
 mod community_gauges;
 mod event_settlement;
+mod mail_delivery;
 mod report_gauges;
 mod trials_ingest;
 pub mod views;
@@ -27,6 +28,7 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
         tokio::spawn(event_settlement::run(state.clone(), stop.clone())),
         tokio::spawn(report_gauges::run(state.clone(), stop.clone())),
         tokio::spawn(views::run(state.clone(), stop.clone())),
+        tokio::spawn(mail_delivery::run(state.clone(), stop.clone())),
         tokio::spawn(crate::keyring::watch(
             state.keyring.clone(),
             Duration::from_secs(state.settings.auth.keyring_reload_s),

@@ -13,6 +13,7 @@ mod community_content;
 mod errors;
 mod events;
 mod feed;
+mod mail;
 mod market;
 mod ops;
 mod policy;

@@ -203,7 +203,23 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("constraint", constraints),
         // chat_publish: chat's notices on the pub/sub channel
         ("op", set(&["get", "fill", "invalidate", "hash", "verify", "view", "flush", "chat_publish"])),
-        ("event", set(&["sign_up", "login", "refresh", "logout", "change_password", "revoke_session", "logout_all"])),
+        (
+            "event",
+            set(&[
+                "sign_up",
+                "login",
+                "refresh",
+                "logout",
+                "change_password",
+                "revoke_session",
+                "logout_all",
+                // email verification and password reset
+                "send_verification_code",
+                "verify_email",
+                "request_password_reset",
+                "reset_password",
+            ]),
+        ),
         // auth events; ingested rows; gRPC connections
         (
             "outcome",
@@ -229,11 +245,25 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "role_full",
                 // a suspended account's login or refresh
                 "suspended",
+                // email verification and password reset
+                "already_verified",
+                "rate_limited",
+                "mismatch",
+                "exhausted",
+                "unknown",
             ]),
         ),
         ("state", set(&["idle", "in_use", "max"])),
         // expensive reads (the bulkhead's kinds)
-        ("kind", maru::db::ReadKind::ALL.iter().map(|k| k.label().to_string()).collect()),
+        // and the email outbox's mail kinds
+        (
+            "kind",
+            maru::db::ReadKind::ALL
+                .iter()
+                .map(|k| k.label().to_string())
+                .chain(maru::mail::Kind::ALL.iter().map(|k| k.as_str().to_string()))
+                .collect(),
+        ),
         ("bucket", set(&["auth", "sensitive", "write", "read"])),
         // rate limiting; membership decisions
         ("decision", set(&["allowed", "rejected", "approved"])),
@@ -399,7 +429,10 @@ async fn access_lines_reach_loki_with_only_the_allowed_labels(pool: PgPool) {
 #[sqlx::test]
 async fn no_secret_or_personal_value_is_ever_logged(pool: PgPool) {
     let captured = logs::capture();
-    let app = TestApp::spawn_with(pool, |s| s.log.access_log = true).await;
+    let sink = crate::mail::SmtpSink::start().await;
+    let mut settings = crate::mail::mail_settings(&sink.url());
+    settings.log.access_log = true;
+    let app = TestApp::spawn_settings(pool, settings).await;
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
     let email = format!("pii.{tag}@example.com");
     let password = format!("Pw-{tag}-secret");
@@ -440,6 +473,38 @@ async fn no_secret_or_personal_value_is_ever_logged(pool: PgPool) {
     let _ = app.auth().who_am_i(bearer(&format!("{}x", login.access_token), pb::WhoAmIRequest {})).await;
     let _ = app.auth().logout(pb::LogoutRequest { refresh_token: refreshed.refresh_token.clone() }).await;
 
+    // Email: a verification code (a wrong one, then the right one), a password reset for the
+    // address and for an unknown one, the reset itself and a replay of its token.
+    // (The reuse above revoked the session ChangePassword was called with: the password is the
+    // first one.)
+    let again = app
+        .auth()
+        .login(pb::LoginRequest { login: handle.clone(), password: password.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    app.auth()
+        .send_verification_code(bearer(&again.access_token, pb::SendVerificationCodeRequest { lang: "en".into() }))
+        .await
+        .unwrap();
+    let code = sink.wait_to(&email).await.code();
+    let wrong_code = crate::mail::wrong(&code);
+    for c in [&wrong_code, &code] {
+        let _ = app.auth().verify_email(bearer(&again.access_token, pb::VerifyEmailRequest { code: c.clone() })).await;
+    }
+    let unknown_email = format!("nobody.{tag}@example.com");
+    for e in [&email, &unknown_email] {
+        let r = pb::RequestPasswordResetRequest { email: e.clone(), lang: String::new() };
+        app.auth().request_password_reset(r).await.unwrap();
+    }
+    let reset_mail = sink.wait_for(2).await.into_iter().find(|m| m.subject.contains("비밀번호")).unwrap();
+    let reset_token = reset_mail.reset_token();
+    let reset_password = format!("Rp-{tag}-secret");
+    for _ in 0..2 {
+        let r = pb::ResetPasswordRequest { token: reset_token.clone(), new_password: reset_password.clone() };
+        let _ = app.auth().reset_password(r).await;
+    }
+
     tokio::time::sleep(Duration::from_millis(1500)).await; // let the Loki batches arrive
     let mut everything = captured.stdout_text();
     for (labels, line) in captured.loki_lines() {
@@ -456,6 +521,12 @@ async fn no_secret_or_personal_value_is_ever_logged(pool: PgPool) {
         ("access token signature", login.access_token.rsplit('.').next().unwrap()),
         ("refresh token", &login.refresh_token),
         ("rotated refresh token", &refreshed.refresh_token),
+        ("verification code", &code),
+        ("wrong verification code", &wrong_code),
+        ("reset token", &reset_token),
+        ("reset password", &reset_password),
+        ("unknown email", &unknown_email),
+        ("unknown email local part", &format!("nobody.{tag}")),
     ] {
         assert!(!everything.contains(secret), "a log line contains the {what}");
     }

@@ -34,6 +34,10 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("AuthService/ListSessions", READ, REQUIRED),
     ("AuthService/RevokeSession", SENSITIVE, REQUIRED),
     ("AuthService/LogoutAll", SENSITIVE, REQUIRED),
+    ("AuthService/SendVerificationCode", SENSITIVE, REQUIRED),
+    ("AuthService/VerifyEmail", SENSITIVE, REQUIRED),
+    ("AuthService/RequestPasswordReset", AUTH, NONE),
+    ("AuthService/ResetPassword", AUTH, NONE),
     ("AdminService/ListUsers", READ, ADMIN),
     ("CommunityService/SearchCommunities", READ, ANONYMOUS_OK),
     ("CommunityService/GetCommunity", READ, ANONYMOUS_OK),
@@ -300,18 +304,18 @@ async fn check_in_counts_against_the_write_bucket(pool: PgPool) {
 async fn unknown_or_exempt_methods_in_rate_limit_overrides_stop_the_start_up(pool: PgPool) {
     let mut settings = test_settings();
     let bucket = BucketSettings { per_minute: 1, burst: 1 };
-    settings.rate_limit.methods.insert("maru.v1.AuthService/ResetPassword".into(), bucket.clone());
+    settings.rate_limit.methods.insert("maru.v1.AuthService/ResetEverything".into(), bucket.clone());
     settings.rate_limit.methods.insert("grpc.health.v1.Health/Check".into(), bucket.clone());
     settings.rate_limit.methods.insert("maru.v1.EventService/CheckIn".into(), bucket);
     let app = Application::build_with_pool(settings, pool.clone(), false).await.expect("binds");
     let err = format!("{:#}", app.run_until_stopped().await.expect_err("refuses to start"));
-    assert!(err.contains("maru.v1.AuthService/ResetPassword"), "{err}");
+    assert!(err.contains("maru.v1.AuthService/ResetEverything"), "{err}");
     assert!(err.contains("exempt from rate limits: grpc.health.v1.Health/Check"), "{err}");
     assert!(!err.contains("CheckIn"), "{err}");
 
     // `maru check-config` reports the same.
     let file = std::env::temp_dir().join(format!("maru-policy-{}.toml", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&file, "[rate_limit.methods.\"maru.v1.AuthService/ResetPassword\"]\nper_minute = 1\nburst = 1\n")
+    std::fs::write(&file, "[rate_limit.methods.\"maru.v1.AuthService/ResetEverything\"]\nper_minute = 1\nburst = 1\n")
         .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_maru"))
         .args(["--config", file.to_str().unwrap(), "check-config"])
@@ -321,5 +325,5 @@ async fn unknown_or_exempt_methods_in_rate_limit_overrides_stop_the_start_up(poo
     std::fs::remove_file(&file).unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("maru.v1.AuthService/ResetPassword"), "{stderr}");
+    assert!(stderr.contains("maru.v1.AuthService/ResetEverything"), "{stderr}");
 }
