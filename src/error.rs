@@ -154,6 +154,10 @@ reasons! {
     AccountSuspended => "ACCOUNT_SUSPENDED",
     // Session management.
     SessionNotFound => "SESSION_NOT_FOUND",
+    // Guests.
+    GuestReadOnly => "GUEST_READ_ONLY",
+    NotAGuest => "NOT_A_GUEST",
+    GuestsDisabled => "GUESTS_DISABLED",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.

@@ -12,6 +12,7 @@ mod community_content;
 mod errors;
 mod events;
 mod feed;
+mod guests;
 mod market;
 mod ops;
 mod policy;

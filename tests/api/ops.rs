@@ -228,6 +228,9 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "role_full",
                 // a suspended account's login or refresh
                 "suspended",
+                // logins refused by the rate limiter; guest visits turned off
+                "rate_limited",
+                "disabled",
             ]),
         ),
         ("state", set(&["idle", "in_use", "max"])),
@@ -268,6 +271,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("action", set(&["DISMISS", "SUSPEND_TARGET", "WARN_USER", "SUSPEND_USER"])),
         // chat rooms created
         ("room_kind", set(&["direct", "group"])),
+        // logins and registrations
+        ("method", set(&["password", "refresh", "guest", "external", "guest_conversion"])),
     ])
 }
 

@@ -165,6 +165,8 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("ChatService/DeleteMessage", WRITE, REQUIRED),
     ("ChatService/MarkRead", WRITE, REQUIRED),
     ("ChatService/ListMessages", READ, REQUIRED),
+    ("AuthService/StartGuestSession", AUTH, NONE),
+    ("AuthService/ConvertGuest", SENSITIVE, REQUIRED),
 ];
 
 #[test]
