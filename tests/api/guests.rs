@@ -309,3 +309,38 @@ async fn guest_visits_can_be_turned_off(pool: PgPool) {
     let r = app.auth().start_guest_session(pb::StartGuestSessionRequest {}).await;
     assert_err(r, Code::FailedPrecondition, "GUESTS_DISABLED");
 }
+
+/// The value of one series in a scrape (0 when absent).
+fn series(text: &str, name_and_labels: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name_and_labels).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+/// Logins are counted by method and outcome where they happen (the rate limiter's refusals
+/// included), registrations by method. The recorder is shared by the tests of this binary, so
+/// the test compares its own before and after.
+#[sqlx::test]
+async fn logins_and_registrations_are_counted_by_method(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, |s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.buckets.auth = maru::config::BucketSettings { per_minute: 1, burst: 4 };
+    })
+    .await;
+    let guest_ok = r#"maru_logins_total{method="guest",outcome="ok"}"#;
+    let limited = r#"maru_logins_total{method="password",outcome="rate_limited"}"#;
+    let converted = r#"maru_registrations_total{method="guest_conversion"}"#;
+    let before = app.metrics().await;
+
+    // SignUp, StartGuestSession, two Logins fill the burst of 4; the third Login is refused.
+    app.sign_up("counted").await;
+    let g = start(&app).await;
+    app.login("counted").await;
+    app.login("counted").await;
+    let r = app.auth().login(pb::LoginRequest { login: "counted".into(), password: PASSWORD.into() }).await;
+    assert_err(r, Code::ResourceExhausted, "RATE_LIMITED");
+    app.auth().convert_guest(bearer(&g.access_token, convert_req("counted2"))).await.unwrap();
+
+    let after = app.metrics().await;
+    for name in [guest_ok, limited, converted] {
+        assert!(series(&after, name) >= series(&before, name) + 1.0, "{name} not counted:\n{after}");
+    }
+}
