@@ -1207,6 +1207,76 @@ def chat():
                      "Chat: messages sent, events fanned out to Subscribe streams and their delivery latency, open "
                      "streams per replica, resumes, gap fills, slow-subscriber closes, refusals, pub/sub "
                      "reconnects, and the ChatService RPCs.", d, [INSTANCE_VAR], [RESTART_ANNOTATION])
+# ------------------------------------------------------------------ accounts (sign-in, sessions, guests)
+
+
+def accounts():
+    d = Dash()
+    A = M + ',grpc_service="maru.v1.AuthService"'
+    d.row("Logins and registrations", "Credential exchanges (maru_logins_total: Login = password, Refresh = refresh, "
+          "StartGuestSession = guest) by outcome, and accounts created (maru_registrations_total: SignUp = password, "
+          "ConvertGuest = guest_conversion). rate_limited is counted by the admission layer before the handler.")
+    d.add(timeseries("Logins/min by method", "Credential exchanges per minute by method, every outcome. A drop "
+                     "of refresh with steady traffic: clients are failing to keep sessions (check the outcome "
+                     "panel for invalid/revoked).",
+                     targets((f"sum by (method) (rate(maru_logins_total{{{M}}}[{RI}])) * 60", "{{method}}")),
+                     "short"), 8, 8)
+    d.add(timeseries("Logins/min by outcome", "ok, bad_credentials (wrong login or password), suspended, "
+                     "rate_limited (the auth bucket refused it), and for refresh: reused (a refresh token "
+                     "presented twice: the session was revoked), revoked, invalid. A surge of bad_credentials "
+                     "with rate_limited is credential stuffing (runbook MaruRateLimitRejectionSurge).",
+                     targets((f"sum by (method, outcome) (rate(maru_logins_total{{{M},outcome!=\"ok\"}}[{RI}])) * 60",
+                              "{{method}} {{outcome}}"),
+                             (f'sum(rate(maru_logins_total{{{M},outcome="ok"}}[{RI}])) * 60', "ok")),
+                     "short", stack=True), 8, 8)
+    d.add(timeseries("Registrations/h by method", "Accounts created per hour: password (SignUp) and "
+                     "guest_conversion (ConvertGuest). request_id replays of SignUp are not counted.",
+                     targets((f"sum by (method) (increase(maru_registrations_total{{{M}}}[1h]))", "{{method}}")),
+                     "short", stack=True), 8, 8)
+
+    d.row("Sessions and signing keys", "Sessions (signed-in devices, docs/sessions.md) and the access-token "
+          "keyring (auth.jwt_keyring_file, rotated without a restart).")
+    d.add(timeseries("Sessions evicted/h", "Sessions revoked because a login went beyond "
+                     "auth.max_sessions_per_user (the oldest goes). A steady stream from few users: a client "
+                     "that logs in on every start instead of refreshing.",
+                     targets((f"sum(increase(maru_sessions_evicted_total{{{M}}}[1h]))", "evicted")), "short"), 8, 7)
+    d.add(timeseries("Keyring reloads by outcome", "Reloads of the keyring file after it changed: ok, or error "
+                     "(the file did not parse: the keys in use stay, fix the file; the log line names the line).",
+                     targets((f"sum by (outcome) (increase(maru_auth_keyring_reloads_total{{{M}}}[1h]))",
+                              "{{outcome}}")), "short"), 8, 7)
+    d.add(timeseries("Signing keys per replica", "Keys in each replica's keyring (the first signs, all verify). "
+                     "Replicas disagreeing for more than auth.keyring_reload_s: one did not pick up the file.",
+                     targets((f"max by (instance) (maru_auth_keys{{{M}}})", "{{instance}}")), "short"), 8, 7)
+
+    d.row("Guests", "One-day guest visits (docs/guests.md): started, converted into accounts, deleted by the "
+          "nightly clean-up (00:00 Asia/Seoul, one replica per night), and active now.")
+    d.add(stat("Active guests", "Guests whose visit has not ended, read from the database by every replica "
+               "every guests.cleanup_check_s (the same number on each; max over replicas).",
+               targets((f"max(maru_guests_active{{{M}}})", "active")), "short"), 6, 7)
+    d.add(timeseries("Guests started, converted, deleted/h", "started: StartGuestSession; converted: ConvertGuest; "
+                     "deleted: expired guests removed by the nightly clean-up (a spike right after 00:00 KST). "
+                     "No deletions for more than a day while guests expire: the clean-up is failing (log "
+                     "\"guest clean-up deferred\").",
+                     targets((f"sum(increase(maru_guests_started_total{{{M}}}[1h]))", "started"),
+                             (f"sum(increase(maru_guests_converted_total{{{M}}}[1h]))", "converted"),
+                             (f"sum(increase(maru_guests_deleted_total{{{M}}}[1h]))", "deleted")), "short"), 10, 7)
+    d.add(timeseries("Guest conversion ratio (24 h)", "Guests converted into accounts per guest started over the "
+                     "last day.",
+                     targets((f"sum(increase(maru_guests_converted_total{{{M}}}[24h])) / "
+                              f"clamp_min(sum(increase(maru_guests_started_total{{{M}}}[24h])), 1)", "converted")),
+                     "percentunit", maximum=1), 8, 7)
+
+    d.row("AuthService RPCs", "Requests, latency and refusals of maru.v1.AuthService.")
+    d.add(timeseries("Requests/s by method", "AuthService RPCs per second.",
+                     targets((f"sum by (grpc_method) (rate(grpc_server_handled_total{{{A}}}[{RI}]))",
+                              "{{grpc_method}}")), "ops"), 12, 8)
+    d.add(timeseries("p99 latency by method", "99th percentile server time per method. Login, SignUp and "
+                     "ConvertGuest hash a password (argon2id; see the Dependencies dashboard's hashing panels).",
+                     targets((f"histogram_quantile(0.99, sum by (le, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{A}}}[{RI}])))",
+                              "{{grpc_method}}")), "s"), 12, 8)
+    return dashboard("maru-accounts", "maru / Accounts",
+                     "Sign-in and accounts: logins by method and outcome, registrations, session evictions, "
+                     "signing keys, guest visits, and the AuthService RPCs.", d, [INSTANCE_VAR], [RESTART_ANNOTATION])
 
 
 DASHBOARDS = {
@@ -1221,6 +1291,7 @@ DASHBOARDS = {
     "maru-teams.json": teams,
     "maru-market.json": market,
     "maru-chat.json": chat,
+    "maru-accounts.json": accounts,
 }
 
 

@@ -41,7 +41,8 @@ export MARU__FEED__VIEW_FLUSH_INTERVAL_S="${MARU__FEED__VIEW_FLUSH_INTERVAL_S:-1
 # Room in the auth bucket for the community journey's two logins per round (the team journey's
 # three and the market journey's two fit as the bucket refills during the round); the Login burst of 20 at once in traffic.sh
 # must still overflow it (a larger burst leaves the rate-limit panels without rejections).
-export MARU__RATE_LIMIT__BUCKETS__AUTH__BURST="${MARU__RATE_LIMIT__BUCKETS__AUTH__BURST:-16}"
+# (+1 for the guest journey's StartGuestSession.)
+export MARU__RATE_LIMIT__BUCKETS__AUTH__BURST="${MARU__RATE_LIMIT__BUCKETS__AUTH__BURST:-17}"
 # Every grpcurl of that burst opens a reflection stream first: with the default cap of 16 streams
 # per address, some of the 20 end there (ResourceExhausted CAPACITY_EXCEEDED) and at most 16 reach
 # the bucket — after a long round it has refilled to 16 and rejects none, leaving the rate-limit

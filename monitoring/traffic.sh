@@ -8,7 +8,7 @@
 # Each round signs a fresh user up and produces successes and failures, with and without
 # auth, over gRPC and gRPC-web:
 #   OK               SignUp, SignUp replay (same request_id), Login, WhoAmI x2 (cache miss
-#                    then hit), Refresh, Logout, Health/Check
+#                    then hit), Refresh, Logout, Health/Check, StartGuestSession, ConvertGuest
 #   InvalidArgument  SignUp with an invalid handle
 #   AlreadyExists    SignUp with a taken handle (unique-constraint conflict)
 #   Unauthenticated  WhoAmI without / with a garbage token, Login with a wrong password
@@ -169,6 +169,17 @@ while :; do
     refresh2="$(sed -n 's/.*"refreshToken": *"\([^"]*\)".*/\1/p' "$tmp/out" | head -n1)"
     call "Refresh with the used token" -d "{\"refresh_token\":\"$refresh\"}" "$addr" maru.v1.AuthService/Refresh
     [[ -n "$refresh2" ]] && call "Logout" -d "{\"refresh_token\":\"$refresh2\"}" "$addr" maru.v1.AuthService/Logout
+  fi
+  # A guest visit: read-only until converted (Accounts dashboard: guests, logins method=guest,
+  # registrations method=guest_conversion).
+  call "StartGuestSession" -d '{}' "$addr" maru.v1.AuthService/StartGuestSession
+  guest="$(sed -n 's/.*"accessToken": *"\([^"]*\)".*/\1/p' "$tmp/out" | head -n1)"
+  if [[ -n "$guest" ]]; then
+    call "CreatePost as a guest (GUEST_READ_ONLY)" -H "authorization: Bearer $guest" \
+      -d '{"public":true,"text":"guest"}' "$addr" maru.v1.FeedService/CreatePost
+    call "ConvertGuest" -H "authorization: Bearer $guest" \
+      -d "{\"handle\":\"g$suffix\",\"email\":\"g$suffix@example.com\",\"password\":\"$password\",\"display_name\":\"Guest\"}" \
+      "$addr" maru.v1.AuthService/ConvertGuest
   fi
   # Apartment communities, when the demo complex exists (`maru seed demo`; ci_live.sh seeds it):
   # a decision, a vote, a complaint and its transition per round, so the Communities

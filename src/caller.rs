@@ -10,6 +10,8 @@ use crate::error::{AppError, AppResult, Reason};
 pub enum Role {
     User,
     Admin,
+    /// A one-day guest (StartGuestSession): reads only; the policy layer refuses its writes.
+    Guest,
 }
 
 /// The authenticated user of a request, put into request extensions by the auth layer.
@@ -23,6 +25,11 @@ pub struct Caller {
 impl Caller {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// A guest account (read-only; see `crate::grpc::policy::Policy::admit`).
+    pub fn is_guest(&self) -> bool {
+        self.role == Role::Guest
     }
 
     /// PERMISSION_DENIED unless the caller is a deployment admin.
@@ -49,12 +56,14 @@ impl Role {
         match self {
             Role::User => "USER",
             Role::Admin => "ADMIN",
+            Role::Guest => "GUEST",
         }
     }
     pub fn from_db(s: &str) -> Option<Role> {
         match s {
             "USER" => Some(Role::User),
             "ADMIN" => Some(Role::Admin),
+            "GUEST" => Some(Role::Guest),
             _ => None,
         }
     }

@@ -19,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::config::ChatSettings;
+use crate::accounts::config::GuestSettings;
 use crate::communities::config::RegistrySettings;
 use crate::events::config::EventsSettings;
 use crate::feed::config::FeedSettings;
@@ -55,6 +56,7 @@ pub struct Settings {
     pub reports: ReportsSettings,
     pub chat: ChatSettings,
     pub mail: MailSettings,
+    pub guests: GuestSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -268,6 +270,7 @@ impl Default for Settings {
             reports: ReportsSettings::default(),
             chat: ChatSettings::default(),
             mail: MailSettings::default(),
+            guests: GuestSettings::default(),
         }
     }
 }
@@ -667,6 +670,7 @@ impl Settings {
         self.reports.validate(&mut errs);
         self.chat.validate(&mut errs);
         self.mail.validate(&mut errs);
+        self.guests.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 

@@ -164,6 +164,10 @@ reasons! {
     VerificationCodeExpired => "VERIFICATION_CODE_EXPIRED",
     VerificationCodeExhausted => "VERIFICATION_CODE_EXHAUSTED",
     ResetTokenInvalid => "RESET_TOKEN_INVALID",
+    // Guests.
+    GuestReadOnly => "GUEST_READ_ONLY",
+    NotAGuest => "NOT_A_GUEST",
+    GuestsDisabled => "GUESTS_DISABLED",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.

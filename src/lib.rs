@@ -21,7 +21,8 @@
 //!   moves down into the platform (field parsing, idempotent replay, the access-token check).
 //!   Today: `social` → `feed` (`authors_changed`) and `accounts` (`Handle`, the cached user);
 //!   `feed`, `events`, `teams` → `communities` (`access`); `feed` → `accounts` (`Handle`); `admin` →
-//!   `accounts` (users); `reports` → `feed`, `market`, `chat` (`moderation`).
+//!   `accounts` (users); `reports` → `feed`, `market`, `chat` (`moderation`); `accounts` →
+//!   `communities` (`guests`: guests' read-only memberships).
 //! - A domain's settings module is the one part of a domain a lower layer names: `config`
 //!   assembles them into [`config::Settings`].
 //! - Assemblers (and `app`, `cli`) may use any public module of any domain.

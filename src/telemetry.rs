@@ -74,7 +74,26 @@ fn describe_platform() {
     describe_counter!("maru_redis_errors_total", "Redis commands that failed or timed out.");
     describe_counter!("maru_cache_requests_total", "Cache lookups by cache and result (hit, miss, bypass).");
     describe_counter!("maru_unique_conflicts_total", "Unique-constraint conflicts by constraint.");
-    describe_counter!("maru_auth_events_total", "Authentication events by outcome.");
+    describe_counter!(
+        "maru_auth_events_total",
+        "Account events other than logins and registrations (logout, change_password, revoke_session, logout_all), by outcome."
+    );
+    describe_counter!(
+        "maru_logins_total",
+        "Credential exchanges by method (password, refresh, guest, external) and outcome (ok, bad_credentials, suspended, rate_limited, reused, revoked, invalid, disabled)."
+    );
+    describe_counter!(
+        "maru_registrations_total",
+        "Accounts created, by method (password, guest_conversion, external)."
+    );
+    describe_gauge!(
+        "maru_guests_active",
+        "Guest accounts whose visit has not ended (set from the database every guests.cleanup_check_s)."
+    );
+    describe_counter!("maru_guests_started_total", "Guest visits started (StartGuestSession).");
+    describe_counter!("maru_guests_converted_total", "Guests turned into accounts (ConvertGuest).");
+    describe_counter!("maru_guests_deleted_total", "Expired guests deleted by the nightly clean-up.");
+    describe_counter!("maru_guest_refusals_total", "Calls of guests refused with GUEST_READ_ONLY.");
     describe_counter!("maru_auth_token_checks_total", "Bearer tokens checked by outcome.");
     describe_counter!(
         "maru_sessions_evicted_total",

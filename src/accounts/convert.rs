@@ -4,7 +4,7 @@
 use secrecy::SecretString;
 
 use super::model::{
-    ChangePassword, Email, Handle, Login, RequestReset, ResetPassword, SendCode, SessionInfo, SignUp, User,
+    ChangePassword, ConvertGuest, Email, Handle, Login, RequestReset, ResetPassword, SendCode, SessionInfo, SignUp, User,
     VerifyEmail, parse_code, parse_display_name, parse_password,
 };
 use crate::caller::{Caller, Role};
@@ -17,6 +17,7 @@ pub fn role_to_pb(role: Role) -> pb::Role {
     match role {
         Role::User => pb::Role::User,
         Role::Admin => pb::Role::Admin,
+        Role::Guest => pb::Role::Guest,
     }
 }
 
@@ -49,6 +50,23 @@ impl TryFrom<pb::SignUpRequest> for SignUp {
         match (handle, email, password, display_name) {
             (Some(handle), Some(email), Some(password), Some(display_name)) if v.is_empty() => {
                 Ok(SignUp { handle, email, password, display_name, request_id })
+            }
+            _ => Err(v.into_error()),
+        }
+    }
+}
+
+impl TryFrom<pb::ConvertGuestRequest> for ConvertGuest {
+    type Error = AppError;
+    fn try_from(r: pb::ConvertGuestRequest) -> Result<Self, AppError> {
+        let mut v = Violations::new();
+        let handle = v.check("handle", Handle::parse(&r.handle));
+        let email = v.check("email", Email::parse(&r.email));
+        let password = v.check("password", parse_password(&r.password));
+        let display_name = v.check("display_name", parse_display_name(&r.display_name));
+        match (handle, email, password, display_name) {
+            (Some(handle), Some(email), Some(password), Some(display_name)) if v.is_empty() => {
+                Ok(ConvertGuest { handle, email, password, display_name })
             }
             _ => Err(v.into_error()),
         }

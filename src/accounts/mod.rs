@@ -13,7 +13,9 @@
 //! WhoAmI cache key [`user_cache_key`]; the session check's [`session_loader`]; and
 //! [`add_services`].
 
+pub mod config;
 pub mod convert;
+pub mod guests;
 pub mod model;
 pub mod ops;
 pub mod refresh;

@@ -104,6 +104,15 @@ pub struct SignUp {
     pub request_id: Option<RequestId>,
 }
 
+/// ConvertGuest: the credentials a guest's account takes on (validated as [`SignUp`]).
+#[derive(Debug)]
+pub struct ConvertGuest {
+    pub handle: Handle,
+    pub email: Email,
+    pub password: SecretString,
+    pub display_name: String,
+}
+
 #[derive(Debug)]
 pub struct Login {
     pub login: String,

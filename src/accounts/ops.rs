@@ -45,8 +45,7 @@ pub async fn sign_up(state: &AppState, cmd: SignUp) -> AppResult<User> {
     }
     // Cheap refusal before an expensive hash; the unique indexes still decide races.
     if let Some(reason) = store::taken(&state.db, cmd.handle.as_str(), cmd.email.as_str()).await? {
-        metrics::counter!("maru_unique_conflicts_total", "constraint" => constraint_of(reason)).increment(1);
-        return Err(AppError::already_exists(reason, taken_message(reason)));
+        return Err(taken_error(reason));
     }
     let hash = state.passwords.hash(&cmd.password).await?;
 
@@ -66,9 +65,29 @@ pub async fn sign_up(state: &AppState, cmd: SignUp) -> AppResult<User> {
     .await?;
     idempotency::remember(&mut tx, "SignUp", Owner::Anonymous, rid, &user).await?;
     tx.commit().await?;
-    metrics::counter!("maru_auth_events_total", "event" => "sign_up", "outcome" => "ok").increment(1);
+    registration_counted("password");
     tracing::info!(user_id = %user.id, "account created");
     Ok(user)
+}
+
+/// ALREADY_EXISTS for a handle or email found taken before the write (counted as the unique
+/// conflict it would have been).
+pub(super) fn taken_error(reason: Reason) -> AppError {
+    metrics::counter!("maru_unique_conflicts_total", "constraint" => constraint_of(reason)).increment(1);
+    AppError::already_exists(reason, taken_message(reason))
+}
+
+/// `maru_logins_total{method, outcome}`: every credential exchange — `password` (Login),
+/// `refresh` (Refresh), `guest` (StartGuestSession); `rate_limited` is counted by the admission
+/// layer (`crate::grpc::admission`).
+pub(super) fn login_counted(method: &'static str, outcome: &'static str) {
+    metrics::counter!("maru_logins_total", "method" => method, "outcome" => outcome).increment(1);
+}
+
+/// `maru_registrations_total{method}`: accounts created — `password` (SignUp) or
+/// `guest_conversion` (ConvertGuest).
+pub(super) fn registration_counted(method: &'static str) {
+    metrics::counter!("maru_registrations_total", "method" => method).increment(1);
 }
 
 fn constraint_of(reason: Reason) -> &'static str {
@@ -91,6 +110,8 @@ fn account_suspended() -> AppError {
 pub async fn login(state: &AppState, cmd: Login, device: &Device) -> AppResult<(Tokens, User)> {
     let found = store::find_for_login(&state.db, cmd.login.trim()).await?;
     let (user, hash, suspended) = match found {
+        // A guest has no password (an empty hash): its handle never logs in.
+        Some((_, h, _)) if h.is_empty() => (None, None, false),
         Some((u, h, s)) => (Some(u), Some(h), s),
         None => (None, None, false),
     };
@@ -99,22 +120,21 @@ pub async fn login(state: &AppState, cmd: Login, device: &Device) -> AppResult<(
     let user = match user {
         Some(u) if ok => u,
         _ => {
-            metrics::counter!("maru_auth_events_total", "event" => "login", "outcome" => "bad_credentials")
-                .increment(1);
+            login_counted("password", "bad_credentials");
             return Err(bad_credentials());
         }
     };
     // Said only to whoever knows the password: to anyone else a suspended account is an
     // unknown one.
     if suspended {
-        metrics::counter!("maru_auth_events_total", "event" => "login", "outcome" => "suspended").increment(1);
+        login_counted("password", "suspended");
         return Err(account_suspended());
     }
     let mut tx = state.db.begin().await?;
     // Concurrent logins of one user take turns, so the limit holds exactly.
     store::lock_user_sessions(&mut tx, user.id).await?;
     let session_id = store::insert_session(&mut tx, user.id, device).await?;
-    let tokens = issue_tokens(state, &mut tx, &user, session_id).await?;
+    let tokens = issue_tokens(state, &mut tx, &user, session_id, None).await?;
     let limit = i64::from(state.settings.auth.max_sessions_per_user);
     let evicted = store::revoke_sessions_beyond(&mut tx, user.id, limit).await?;
     tx.commit().await?;
@@ -123,19 +143,23 @@ pub async fn login(state: &AppState, cmd: Login, device: &Device) -> AppResult<(
         metrics::counter!("maru_sessions_evicted_total").increment(evicted);
         tracing::info!(user_id = %user.id, evicted, "session limit: oldest sessions revoked");
     }
-    metrics::counter!("maru_auth_events_total", "event" => "login", "outcome" => "ok").increment(1);
+    login_counted("password", "ok");
     Ok((tokens, user))
 }
 
-async fn issue_tokens(
+/// A new token pair for the session; the refresh token lasts `auth.refresh_ttl_s`, or until
+/// `until` when that is sooner (a guest's visit).
+pub(super) async fn issue_tokens(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     user: &User,
     session_id: uuid::Uuid,
+    until: Option<DateTime<Utc>>,
 ) -> AppResult<Tokens> {
     let now = Utc::now();
     let (refresh_token, hash) = new_refresh_token();
-    let refresh_expires_at = now + Duration::seconds(state.settings.auth.refresh_ttl_s as i64);
+    let full = now + Duration::seconds(state.settings.auth.refresh_ttl_s as i64);
+    let refresh_expires_at = until.map_or(full, |u| u.min(full));
     store::insert_refresh_token(conn, &hash, session_id, refresh_expires_at).await?;
     let (access_token, access_expires_at) = state.tokens.issue(user.id, session_id, user.role, now)?;
     Ok(Tokens { access_token, access_expires_at, refresh_token, refresh_expires_at })
@@ -153,7 +177,9 @@ pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
         TokenUse::Fresh { session_id, user_id } => match store::get_user(&mut *tx, user_id).await? {
             Some(user) => {
                 store::touch_session(&mut *tx, session_id).await?;
-                let tokens = issue_tokens(state, &mut tx, &user, session_id).await?;
+                // A guest's session never outlives its visit.
+                let until = if user.role == Role::Guest { store::guest_expiry(&mut *tx, user.id).await? } else { None };
+                let tokens = issue_tokens(state, &mut tx, &user, session_id, until).await?;
                 ("ok", Ok(tokens))
             }
             // Suspension revokes the sessions in its transaction, so a fresh token's account is
@@ -189,7 +215,7 @@ pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
     if let Some(user_id) = ended {
         sessions_changed(&state.cache, user_id).await;
     }
-    metrics::counter!("maru_auth_events_total", "event" => "refresh", "outcome" => label).increment(1);
+    login_counted("refresh", label);
     result
 }
 

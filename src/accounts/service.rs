@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{refresh_token, session_to_pb, user_to_pb};
 use super::model::Device;
-use super::ops;
+use super::{guests, ops};
 use crate::fields::{required_id, timestamp};
 use crate::grpc::admission::client_ip;
 use crate::grpc::{caller, pb};
@@ -127,6 +127,32 @@ impl pb::auth_service_server::AuthService for AuthApi {
     ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
         ops::reset_password(&self.state, req.into_inner().try_into()?).await?;
         Ok(Response::new(pb::ResetPasswordResponse {}))
+    }
+
+    async fn start_guest_session(
+        &self,
+        req: Request<pb::StartGuestSessionRequest>,
+    ) -> Result<Response<pb::StartGuestSessionResponse>, Status> {
+        let device = device_of(&self.state, &req);
+        let v = guests::start_guest_session(&self.state, &device).await?;
+        Ok(Response::new(pb::StartGuestSessionResponse {
+            access_token: v.tokens.access_token,
+            refresh_token: v.tokens.refresh_token,
+            access_expires_at: Some(timestamp(v.tokens.access_expires_at)),
+            refresh_expires_at: Some(timestamp(v.tokens.refresh_expires_at)),
+            user: Some(user_to_pb(v.user, true)),
+            community_ids: v.community_ids.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn convert_guest(
+        &self,
+        req: Request<pb::ConvertGuestRequest>,
+    ) -> Result<Response<pb::ConvertGuestResponse>, Status> {
+        let caller = caller(&req)?;
+        let cmd = req.into_inner().try_into()?;
+        let user = guests::convert_guest(&self.state, &caller, cmd).await?;
+        Ok(Response::new(pb::ConvertGuestResponse { user: Some(user_to_pb(user, true)) }))
     }
 }
 

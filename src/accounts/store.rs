@@ -96,7 +96,7 @@ pub async fn update_password(db: impl PgExecutor<'_>, user_id: Uuid, hash: &str)
 pub async fn set_role_by_handle(db: impl PgExecutor<'_>, handle: &str, role: Role) -> AppResult<Option<User>> {
     let sql = format!(
         "update users set role = $2, updated_at = now()
-         where lower(handle) = lower($1) and deleted_at is null
+         where lower(handle) = lower($1) and deleted_at is null and role <> 'GUEST'
          returning {USER_COLUMNS}"
     );
     Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(sql)).bind(handle).bind(role.as_db()).fetch_optional(db).await?)
@@ -491,6 +491,107 @@ pub async fn finish_reset(conn: &mut PgConnection, user_id: Uuid, now: DateTime<
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Inserts a guest account (no email, no usable password) unless its handle is taken; `None`
+/// when it is (the caller draws another handle).
+pub async fn insert_guest(
+    conn: &mut PgConnection,
+    handle: &str,
+    display_name: &str,
+    expires_at: DateTime<Utc>,
+) -> AppResult<Option<User>> {
+    let sql = format!(
+        "insert into users (id, handle, email, password_hash, display_name, role, guest_expires_at)
+         values ($1, $2, '', '', $3, 'GUEST', $4)
+         on conflict do nothing
+         returning {USER_COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(sql))
+        .bind(Uuid::now_v7())
+        .bind(handle)
+        .bind(display_name)
+        .bind(expires_at)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// When the guest `user_id`'s visit ends; `None` for a non-guest (or unknown) account.
+pub async fn guest_expiry(db: impl PgExecutor<'_>, user_id: Uuid) -> AppResult<Option<DateTime<Utc>>> {
+    let row: Option<(Option<DateTime<Utc>>,)> =
+        sqlx::query_as("select guest_expires_at from users where id = $1 and role = 'GUEST' and deleted_at is null")
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.and_then(|r| r.0))
+}
+
+/// Makes the live guest `user_id` (not expired at `now`) a USER with these credentials, keeping
+/// its id; `None` when it is not a live guest. Unique indexes decide taken handles and emails.
+pub async fn convert_guest(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    u: &NewUser<'_>,
+    now: DateTime<Utc>,
+) -> AppResult<Option<User>> {
+    let sql = format!(
+        "update users set handle = $2, email = $3, password_hash = $4, display_name = $5, role = 'USER',
+                guest_expires_at = null, guest_converted_at = $6, updated_at = now()
+         where id = $1 and role = 'GUEST' and deleted_at is null and guest_expires_at > $6
+         returning {USER_COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, User>(sqlx::AssertSqlSafe(sql))
+        .bind(user_id)
+        .bind(u.handle)
+        .bind(u.email)
+        .bind(u.password_hash)
+        .bind(u.display_name)
+        .bind(now)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Claims the nightly guest clean-up of `slot`: true for the one transaction that inserts the
+/// slot's row (a concurrent claim waits for it, then finds the row and gets false).
+pub async fn claim_guest_cleanup(conn: &mut PgConnection, slot: DateTime<Utc>) -> AppResult<bool> {
+    Ok(sqlx::query("insert into guest_cleanup_runs (slot, deleted) values ($1, 0) on conflict do nothing")
+        .bind(slot)
+        .execute(conn)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// Records how many guests the clean-up of `slot` deleted.
+pub async fn finish_guest_cleanup(conn: &mut PgConnection, slot: DateTime<Utc>, deleted: u64) -> AppResult<()> {
+    sqlx::query("update guest_cleanup_runs set deleted = $2, ran_at = now() where slot = $1")
+        .bind(slot)
+        .bind(deleted as i64)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the guests whose visit ended at or before `now`, with everything that references
+/// them (sessions, refresh tokens, memberships: `on delete cascade`); returns their ids.
+pub async fn delete_expired_guests(conn: &mut PgConnection, now: DateTime<Utc>) -> AppResult<Vec<Uuid>> {
+    let rows: Vec<(Uuid,)> =
+        sqlx::query_as("delete from users where role = 'GUEST' and guest_expires_at <= $1 returning id")
+            .bind(now)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Guests whose visit has not ended at `now`.
+pub async fn count_active_guests(db: impl PgExecutor<'_>, now: DateTime<Utc>) -> AppResult<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "select count(*) from users where role = 'GUEST' and guest_expires_at > $1 and deleted_at is null",
+    )
+    .bind(now)
+    .fetch_one(db)
+    .await?;
+    Ok(n)
 }
 
 #[cfg(test)]

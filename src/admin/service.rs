@@ -23,6 +23,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
             pb::Role::Unspecified => None,
             pb::Role::User => Some(Role::User),
             pb::Role::Admin => Some(Role::Admin),
+            pb::Role::Guest => Some(Role::Guest),
         };
         let query = parse_text(&r.query, 0, 100, false).map_err(|e| AppError::invalid("query", e))?;
         let query = Some(query).filter(|q| !q.is_empty());

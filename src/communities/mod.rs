@@ -16,7 +16,7 @@
 //!
 //! Public API (what other domains may use; `tests/layering.rs` checks it): [`access`] — who may
 //! act in a community, with [`access::MemberRole`] — [`cache`] (the home-screen keys a profile
-//! edit invalidates) and [`add_services`].
+//! edit invalidates), [`guests`] (guests' read-only memberships) and [`add_services`].
 
 /// Public API: who may act in a community — used by content, events and the feed.
 pub mod access;
@@ -25,6 +25,8 @@ pub mod cache;
 pub mod config;
 pub mod content;
 pub mod convert;
+/// Public API: read-only memberships of guests in the demo complexes — used by accounts.
+pub mod guests;
 pub mod model;
 pub mod ops;
 pub mod registry;

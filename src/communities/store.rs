@@ -146,7 +146,8 @@ pub async fn get_community(db: impl PgExecutor<'_>, id: Uuid) -> AppResult<Optio
     let sql = format!(
         "select {COMMUNITY_COLUMNS},
                 (select count(*) from community_memberships m join users u on u.id = m.user_id
-                  where m.community_id = c.id and m.status = 'APPROVED' and u.deleted_at is null) as member_count
+                  where m.community_id = c.id and m.status = 'APPROVED' and u.deleted_at is null
+                    and u.role <> 'GUEST') as member_count
          from communities c where c.id = $1"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(db).await?;
@@ -360,7 +361,7 @@ async fn list_by_status(
     let sql = format!(
         "select {MEMBERSHIP_COLUMNS} from community_memberships m join users u on u.id = m.user_id
          where m.community_id = $1 and m.status = $2 and ($3::text is null or m.role = $3)
-           and u.deleted_at is null
+           and u.deleted_at is null and u.role <> 'GUEST'
            and ($4::timestamptz is null or (m.created_at, m.id) > ($4, $5))
            and ($7::text is null or u.display_name ilike '%' || $7 || '%' or u.handle ilike '%' || $7 || '%')
          order by m.created_at, m.id
@@ -553,6 +554,55 @@ pub async fn count_indexes(db: &mut PgConnection, names: &[&str]) -> AppResult<i
         .bind(names)
         .fetch_one(db)
         .await?)
+}
+
+/// The communities `refs` name (each a community id or an apartment registry code), in `refs`
+/// order, each once; refs that match nothing are left out.
+pub async fn resolve_community_refs(db: impl PgExecutor<'_>, refs: &[String]) -> AppResult<Vec<Uuid>> {
+    let ids: Vec<Option<Uuid>> = refs.iter().map(|r| Uuid::parse_str(r.trim()).ok()).collect();
+    let codes: Vec<&str> = refs.iter().map(|r| r.trim()).collect();
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "select c.id from unnest($1::uuid[], $2::text[]) with ordinality as r(id, code, n)
+           join communities c on c.id = r.id or c.external_code = r.code
+         group by c.id order by min(r.n)",
+    )
+    .bind(ids)
+    .bind(codes)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// APPROVED MEMBER memberships of `user_id` in `communities`, marked with `note` (guests).
+pub async fn insert_guest_memberships(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    communities: &[Uuid],
+    note: &str,
+) -> AppResult<()> {
+    let ids: Vec<Uuid> = communities.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query(
+        "insert into community_memberships (id, community_id, user_id, status, note, decided_at)
+         select m.id, m.community_id, $3, 'APPROVED', $4, now()
+         from unnest($1::uuid[], $2::uuid[]) as m(id, community_id)",
+    )
+    .bind(ids)
+    .bind(communities)
+    .bind(user_id)
+    .bind(note)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the memberships of `user_id` marked with `note`; returns how many.
+pub async fn delete_guest_memberships(conn: &mut PgConnection, user_id: Uuid, note: &str) -> AppResult<u64> {
+    Ok(sqlx::query("delete from community_memberships where user_id = $1 and note = $2")
+        .bind(user_id)
+        .bind(note)
+        .execute(conn)
+        .await?
+        .rows_affected())
 }
 
 #[cfg(test)]

@@ -208,6 +208,10 @@ impl Admission {
             Err(not_until) => {
                 metrics::counter!("maru_rate_limit_decisions_total", "bucket" => label, "decision" => "rejected")
                     .increment(1);
+                if let Some(method) = login_method(info) {
+                    metrics::counter!("maru_logins_total", "method" => method, "outcome" => "rate_limited")
+                        .increment(1);
+                }
                 let wait = not_until.wait_time_from(self.clock.now());
                 // Round up to whole milliseconds so a client sleeping exactly this long succeeds.
                 let wait = Duration::from_millis(wait.as_millis() as u64 + 1);
@@ -273,6 +277,18 @@ impl Admission {
 /// The peer, or — when the peer is one of `trusted` proxies — the client it forwarded for
 /// (`x-forwarded-for` read right to left, else `x-real-ip`). Also used to count anonymous
 /// post views per client.
+/// The `method` label of `maru_logins_total` for the credential exchanges of AuthService, whose
+/// refusals by the rate limiter count as logins with outcome `rate_limited` (the handlers count
+/// the other outcomes).
+fn login_method(info: &MethodInfo) -> Option<&'static str> {
+    match (info.service, info.method) {
+        ("maru.v1.AuthService", "Login") => Some("password"),
+        ("maru.v1.AuthService", "Refresh") => Some("refresh"),
+        ("maru.v1.AuthService", "StartGuestSession") => Some("guest"),
+        _ => None,
+    }
+}
+
 pub fn client_ip(trusted_proxies: &[IpNet], peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
     let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
     if !trusted(&peer) {

@@ -100,7 +100,7 @@ static UNKNOWN: MethodInfo = MethodInfo {
     service: "unknown",
     method: "unknown",
     grpc_type: GrpcType::Unary,
-    policy: Policy { rate_class: Some(RpcClass::Write), caller: CallerRule::None },
+    policy: Policy { rate_class: Some(RpcClass::Write), caller: CallerRule::None, guests: false },
 };
 
 impl<S> Service<Request<Body>> for RpcService<S>
@@ -204,7 +204,7 @@ where
                 match checked {
                     Ok(auth) => {
                         req.extensions_mut().insert(auth);
-                        info.policy.caller.admit(&auth).err()
+                        info.policy.admit(&auth).err()
                     }
                     Err(err) => Some(err),
                 }

@@ -1,10 +1,12 @@
 //! Background work. Each job runs on every replica; jobs here are idempotent deletes, so
 //! replicas racing each other do no harm. The trials ingest serialises itself (see
-//! [`trials_ingest`]); event settlement takes each event under a row lock (see [`event_settlement`]).
+//! [`trials_ingest`]); event settlement takes each event under a row lock (see [`event_settlement`]);
+//! the nightly guest clean-up runs once per slot across replicas (see [`guest_cleanup`]).
 
 mod community_gauges;
 mod event_settlement;
 mod mail_delivery;
+mod guest_cleanup;
 mod report_gauges;
 mod trials_ingest;
 pub mod views;
@@ -29,6 +31,7 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
         tokio::spawn(report_gauges::run(state.clone(), stop.clone())),
         tokio::spawn(views::run(state.clone(), stop.clone())),
         tokio::spawn(mail_delivery::run(state.clone(), stop.clone())),
+        tokio::spawn(guest_cleanup::run(state.clone(), stop.clone())),
         tokio::spawn(crate::keyring::watch(
             state.keyring.clone(),
             Duration::from_secs(state.settings.auth.keyring_reload_s),

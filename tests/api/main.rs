@@ -14,6 +14,7 @@ mod errors;
 mod events;
 mod feed;
 mod mail;
+mod guests;
 mod market;
 mod ops;
 mod policy;

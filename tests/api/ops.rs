@@ -251,6 +251,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "mismatch",
                 "exhausted",
                 "unknown",
+                // guest visits turned off (rate_limited above: also logins refused by the rate limiter)
+                "disabled",
             ]),
         ),
         ("state", set(&["idle", "in_use", "max"])),
@@ -302,6 +304,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("action", set(&["DISMISS", "SUSPEND_TARGET", "WARN_USER", "SUSPEND_USER"])),
         // chat rooms created
         ("room_kind", set(&["direct", "group"])),
+        // logins and registrations
+        ("method", set(&["password", "refresh", "guest", "external", "guest_conversion"])),
     ])
 }
 

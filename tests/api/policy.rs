@@ -170,6 +170,8 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("ChatService/MarkRead", WRITE, REQUIRED),
     ("ChatService/ListMessages", READ, REQUIRED),
     ("ChatService/Subscribe", READ, REQUIRED),
+    ("AuthService/StartGuestSession", AUTH, NONE),
+    ("AuthService/ConvertGuest", SENSITIVE, REQUIRED),
 ];
 
 #[test]
