@@ -155,7 +155,7 @@ impl Application {
 
         let mut routes = RoutesBuilder::default();
         routes.add_service(health_service);
-        let routes = grpc_routes(&state, routes)?;
+        let routes = grpc_routes(&state, routes, shutdown_tx.subscribe())?;
         background.push(admission.spawn_cleanup(Duration::from_secs(settings.rate_limit.cleanup_interval_s.max(1))));
         let (shutdown_signal, drained) = shutdown_signalling(&settings, &reporter, &shutdown_tx);
 
@@ -242,7 +242,7 @@ fn spawn_admin_server(
 
 /// `routes` (health) plus reflection and every domain's services; each domain adds its own
 /// (`<domain>::add_services`), with the message-size limits of [`crate::services`].
-fn grpc_routes(state: &AppState, mut routes: RoutesBuilder) -> anyhow::Result<Routes> {
+fn grpc_routes(state: &AppState, mut routes: RoutesBuilder, stopping: watch::Receiver<bool>) -> anyhow::Result<Routes> {
     routes.add_service(reflection::v1()?);
     routes.add_service(reflection::v1alpha()?);
     accounts::add_services(&mut routes, state);
@@ -254,7 +254,7 @@ fn grpc_routes(state: &AppState, mut routes: RoutesBuilder) -> anyhow::Result<Ro
     feed::add_services(&mut routes, state);
     teams::add_services(&mut routes, state);
     market::add_services(&mut routes, state);
-    crate::chat::add_services(&mut routes, state);
+    crate::chat::add_services(&mut routes, state, stopping);
     reports::add_services(&mut routes, state);
     Ok(routes.routes())
 }

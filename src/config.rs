@@ -18,6 +18,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::chat::config::ChatSettings;
 use crate::communities::config::RegistrySettings;
 use crate::events::config::EventsSettings;
 use crate::feed::config::FeedSettings;
@@ -52,6 +53,7 @@ pub struct Settings {
     pub feed: FeedSettings,
     pub teams: TeamsSettings,
     pub reports: ReportsSettings,
+    pub chat: ChatSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -263,6 +265,7 @@ impl Default for Settings {
             feed: FeedSettings::default(),
             teams: TeamsSettings::default(),
             reports: ReportsSettings::default(),
+            chat: ChatSettings::default(),
         }
     }
 }
@@ -552,6 +555,7 @@ impl Settings {
         self.feed.validate(&mut errs);
         self.teams.validate(&mut errs);
         self.reports.validate(&mut errs);
+        self.chat.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 

@@ -154,6 +154,10 @@ reasons! {
     AccountSuspended => "ACCOUNT_SUSPENDED",
     // Session management.
     SessionNotFound => "SESSION_NOT_FOUND",
+    // Chat's live stream.
+    ChatStreamTooSlow => "CHAT_STREAM_TOO_SLOW",
+    ChatStreamsLimit => "CHAT_STREAMS_LIMIT",
+    ShuttingDown => "SHUTTING_DOWN",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.

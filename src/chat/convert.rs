@@ -189,3 +189,61 @@ pub fn room_to_pb(v: RoomView) -> pb::ChatRoom {
         created_at: Some(timestamp(r.created_at)),
     }
 }
+
+/// Most resume entries of one Subscribe.
+pub const MAX_RESUME: usize = 1_000;
+
+/// Subscribe: `(room, last_seq)` per resume entry, each room once, seqs not negative.
+pub fn resume(r: &pb::SubscribeRequest) -> AppResult<Vec<(uuid::Uuid, i64)>> {
+    let mut v = Violations::new();
+    if r.resume.len() > MAX_RESUME {
+        return Err(Violations::one("resume", format!("at most {MAX_RESUME} rooms")).into_error());
+    }
+    let mut out: Vec<(uuid::Uuid, i64)> = Vec::with_capacity(r.resume.len());
+    for (i, p) in r.resume.iter().enumerate() {
+        let room = id(&mut v, &format!("resume[{i}].room_id"), &p.room_id);
+        if p.last_seq < 0 {
+            v.add(&format!("resume[{i}].last_seq"), "must not be negative");
+        }
+        if !room.is_nil() && out.iter().any(|(r, _)| *r == room) {
+            v.add(&format!("resume[{i}].room_id"), "names a room already listed");
+        }
+        out.push((room, p.last_seq));
+    }
+    v.finish()?;
+    Ok(out)
+}
+
+fn event_kind(kind: &str) -> pb::ChatEventKind {
+    use super::model::EventKind as K;
+    match K::from_db(kind) {
+        Some(K::RoomCreated) => pb::ChatEventKind::RoomCreated,
+        Some(K::MemberJoined) => pb::ChatEventKind::MemberJoined,
+        Some(K::MemberLeft) => pb::ChatEventKind::MemberLeft,
+        Some(K::RoomRenamed) => pb::ChatEventKind::RoomRenamed,
+        Some(K::MessageCreated) => pb::ChatEventKind::MessageCreated,
+        Some(K::MessageEdited) => pb::ChatEventKind::MessageEdited,
+        Some(K::MessageDeleted) => pb::ChatEventKind::MessageDeleted,
+        Some(K::Read) => pb::ChatEventKind::Read,
+        None => pb::ChatEventKind::Unspecified,
+    }
+}
+
+pub fn event_to_pb(e: &super::store::EventRow) -> pb::ChatEvent {
+    let id = |u: Option<uuid::Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
+    pb::ChatEvent {
+        room_id: e.room_id.to_string(),
+        seq: e.seq,
+        kind: event_kind(&e.kind) as i32,
+        actor_id: id(e.actor_id),
+        user_id: id(e.user_id),
+        message: e.message().map(message_to_pb),
+        title: e.title.clone().unwrap_or_default(),
+        read_seq: e.read_seq.unwrap_or(0),
+        at: Some(timestamp(e.created_at)),
+    }
+}
+
+pub fn heartbeat(at: chrono::DateTime<chrono::Utc>) -> pb::ChatEvent {
+    pb::ChatEvent { kind: pb::ChatEventKind::Heartbeat as i32, at: Some(timestamp(at)), ..Default::default() }
+}

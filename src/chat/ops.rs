@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
+use super::hub::publish;
 use super::model::{
     CreateRoom, EventKind, MAX_MEMBERS, Message, MessageWindow, NewEvent, Room, RoomKind, RoomView, SendMessage,
     dm_pair, room_kind,
@@ -86,11 +87,11 @@ async fn append(conn: &mut sqlx::PgConnection, room: Uuid, e: NewEvent<'_>) -> A
     Ok(seq)
 }
 
-/// Adds `user` as a member with a MEMBER_JOINED event by `actor`.
-async fn join(conn: &mut sqlx::PgConnection, room: Uuid, actor: Uuid, user: Uuid) -> AppResult<()> {
+/// Adds `user` as a member with a MEMBER_JOINED event by `actor`; returns its seq.
+async fn join(conn: &mut sqlx::PgConnection, room: Uuid, actor: Uuid, user: Uuid) -> AppResult<i64> {
     let seq = append(conn, room, NewEvent::new(EventKind::MemberJoined, actor).user(user)).await?;
     store::insert_member(conn, room, user, seq).await?;
-    Ok(())
+    Ok(seq)
 }
 
 /// Rooms for `user` (with their read marks): members, last messages, unread counts.
@@ -149,13 +150,14 @@ pub async fn create_room(state: &AppState, caller: &Caller, cmd: CreateRoom) -> 
         return Ok((view(state, caller.user_id, id).await?, false));
     }
     let id = Uuid::now_v7();
+    let mut last = 0;
     let (room, created) = match kind {
         RoomKind::Direct => {
             let pair = dm_pair(caller.user_id, others[0]);
             if store::insert_dm(&mut tx, id, pair).await? {
                 append(&mut tx, id, NewEvent::new(EventKind::RoomCreated, caller.user_id)).await?;
                 join(&mut tx, id, caller.user_id, caller.user_id).await?;
-                join(&mut tx, id, caller.user_id, others[0]).await?;
+                last = join(&mut tx, id, caller.user_id, others[0]).await?;
                 (id, true)
             } else {
                 // The pair's DM exists (a concurrent creator's committed before this statement
@@ -166,9 +168,9 @@ pub async fn create_room(state: &AppState, caller: &Caller, cmd: CreateRoom) -> 
         RoomKind::Group => {
             store::insert_group(&mut tx, id, caller.user_id, &cmd.title).await?;
             append(&mut tx, id, NewEvent::new(EventKind::RoomCreated, caller.user_id)).await?;
-            join(&mut tx, id, caller.user_id, caller.user_id).await?;
+            last = join(&mut tx, id, caller.user_id, caller.user_id).await?;
             for &user in &others {
-                join(&mut tx, id, caller.user_id, user).await?;
+                last = join(&mut tx, id, caller.user_id, user).await?;
             }
             (id, true)
         }
@@ -177,6 +179,9 @@ pub async fn create_room(state: &AppState, caller: &Caller, cmd: CreateRoom) -> 
     tx.commit().await?;
     if created {
         metrics::counter!("maru_chat_rooms_created_total", "room_kind" => kind_label(kind)).increment(1);
+        let mut members = others.clone();
+        members.push(caller.user_id);
+        publish(state, room, last, &members).await;
     }
     Ok((view(state, caller.user_id, room).await?, created))
 }
@@ -234,10 +239,14 @@ pub async fn invite_to_room(state: &AppState, caller: &Caller, room: Uuid, handl
         )
         .with_meta("max_members", MAX_MEMBERS));
     }
+    let mut last = 0;
     for &u in &new {
-        join(&mut tx, room, caller.user_id, u).await?;
+        last = join(&mut tx, room, caller.user_id, u).await?;
     }
     tx.commit().await?;
+    if !new.is_empty() {
+        publish(state, room, last, &new).await;
+    }
     view(state, caller.user_id, room).await
 }
 
@@ -250,11 +259,12 @@ pub async fn leave_room(state: &AppState, caller: &Caller, room: Uuid) -> AppRes
         return Err(is_direct());
     }
     store::delete_member(&mut tx, room, caller.user_id).await?;
-    append(&mut tx, room, NewEvent::new(EventKind::MemberLeft, caller.user_id).user(caller.user_id)).await?;
+    let seq = append(&mut tx, room, NewEvent::new(EventKind::MemberLeft, caller.user_id).user(caller.user_id)).await?;
     if r.owner_id == Some(caller.user_id) {
         store::pass_ownership(&mut tx, room).await?;
     }
     tx.commit().await?;
+    publish(state, room, seq, &[caller.user_id]).await;
     Ok(())
 }
 
@@ -276,8 +286,9 @@ pub async fn remove_from_room(state: &AppState, caller: &Caller, room: Uuid, han
     if !store::delete_member(&mut tx, room, user).await? {
         return Err(AppError::not_found(Reason::ChatMemberNotFound, "chat member"));
     }
-    append(&mut tx, room, NewEvent::new(EventKind::MemberLeft, caller.user_id).user(user)).await?;
+    let seq = append(&mut tx, room, NewEvent::new(EventKind::MemberLeft, caller.user_id).user(user)).await?;
     tx.commit().await?;
+    publish(state, room, seq, &[user]).await;
     Ok(())
 }
 
@@ -292,8 +303,9 @@ pub async fn rename_room(state: &AppState, caller: &Caller, room: Uuid, title: S
         return Err(owner_required("rename it"));
     }
     store::set_title(&mut tx, room, &title).await?;
-    append(&mut tx, room, NewEvent::new(EventKind::RoomRenamed, caller.user_id).title(&title)).await?;
+    let seq = append(&mut tx, room, NewEvent::new(EventKind::RoomRenamed, caller.user_id).title(&title)).await?;
     tx.commit().await?;
+    publish(state, room, seq, &[]).await;
     view(state, caller.user_id, room).await
 }
 
@@ -344,6 +356,7 @@ pub async fn send_message(state: &AppState, caller: &Caller, cmd: SendMessage) -
     let m = store::get_message(&mut *tx, id).await?.ok_or_else(message_not_found)?;
     tx.commit().await?;
     metrics::counter!("maru_chat_messages_sent_total").increment(1);
+    publish(state, m.room_id, seq, &[]).await;
     Ok(m)
 }
 
@@ -367,9 +380,10 @@ pub async fn edit_message(state: &AppState, caller: &Caller, id: Uuid, text: Str
     if !store::update_message_text(&mut tx, id, &text).await? {
         return Err(AppError::failed_precondition(Reason::ChatMessageDeleted, "the message was deleted"));
     }
-    append(&mut tx, m.room_id, NewEvent::new(EventKind::MessageEdited, caller.user_id).message(id)).await?;
+    let seq = append(&mut tx, m.room_id, NewEvent::new(EventKind::MessageEdited, caller.user_id).message(id)).await?;
     let m = store::get_message(&mut *tx, id).await?.ok_or_else(message_not_found)?;
     tx.commit().await?;
+    publish(state, m.room_id, seq, &[]).await;
     Ok(m)
 }
 
@@ -378,8 +392,10 @@ pub async fn delete_message(state: &AppState, caller: &Caller, id: Uuid) -> AppR
     let mut tx = state.db.begin().await?;
     let m = lock_own_message(&mut tx, caller, id, "delete").await?;
     if store::tombstone_message(&mut tx, id).await? {
-        append(&mut tx, m.room_id, NewEvent::new(EventKind::MessageDeleted, caller.user_id).message(id)).await?;
+        let seq =
+            append(&mut tx, m.room_id, NewEvent::new(EventKind::MessageDeleted, caller.user_id).message(id)).await?;
         tx.commit().await?;
+        publish(state, m.room_id, seq, &[]).await;
     }
     Ok(())
 }
@@ -397,8 +413,9 @@ pub async fn mark_read(state: &AppState, caller: &Caller, room: Uuid, seq: i64) 
     let to = seq.min(r.last_message_seq);
     if store::advance_read(&mut tx, room, caller.user_id, to).await? {
         let e = NewEvent::new(EventKind::Read, caller.user_id).user(caller.user_id).read_seq(to);
-        append(&mut tx, room, e).await?;
+        let seq = append(&mut tx, room, e).await?;
         tx.commit().await?;
+        publish(state, room, seq, &[]).await;
         return Ok(to);
     }
     store::member_read_seq(&mut *tx, room, caller.user_id).await?.ok_or_else(room_not_found)

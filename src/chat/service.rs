@@ -11,10 +11,20 @@ use crate::state::AppState;
 
 pub struct ChatApi {
     pub state: AppState,
+    /// This replica's Subscribe streams and their pub/sub feed.
+    pub hub: std::sync::Arc<super::hub::Hub>,
 }
 
 #[tonic::async_trait]
 impl pb::chat_service_server::ChatService for ChatApi {
+    type SubscribeStream = super::stream::EventStream;
+
+    async fn subscribe(&self, req: Request<pb::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        let caller = caller(&req)?;
+        let resume = convert::resume(req.get_ref())?;
+        Ok(Response::new(super::stream::open(&self.state, &self.hub, &caller, resume).await?))
+    }
+
     async fn create_room(
         &self,
         req: Request<pb::CreateRoomRequest>,

@@ -392,3 +392,105 @@ pub async fn dm_other(db: impl PgExecutor<'_>, room: Uuid, me: Uuid) -> AppResul
     .fetch_optional(db)
     .await?)
 }
+
+/// One row of a room's event log with the message it concerns (MESSAGE_* events).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub room_id: Uuid,
+    pub seq: i64,
+    pub kind: String,
+    pub actor_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub title: Option<String>,
+    pub read_seq: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    pub message: MaybeMessage,
+}
+
+/// The columns of [`Message`], null when the event concerns none.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MaybeMessage {
+    pub m_id: Option<Uuid>,
+    pub m_seq: Option<i64>,
+    pub m_author_id: Option<Uuid>,
+    pub m_author_handle: Option<String>,
+    pub m_author_display_name: Option<String>,
+    pub m_author_image_url: Option<String>,
+    pub m_text: Option<String>,
+    pub m_created_at: Option<DateTime<Utc>>,
+    pub m_edited_at: Option<DateTime<Utc>>,
+    pub m_deleted_at: Option<DateTime<Utc>>,
+}
+
+impl EventRow {
+    pub fn message(&self) -> Option<Message> {
+        let m = &self.message;
+        Some(Message {
+            id: m.m_id?,
+            room_id: self.room_id,
+            seq: m.m_seq?,
+            author_id: m.m_author_id?,
+            author_handle: m.m_author_handle.clone()?,
+            author_display_name: m.m_author_display_name.clone()?,
+            author_image_url: m.m_author_image_url.clone()?,
+            text: m.m_text.clone()?,
+            created_at: m.m_created_at?,
+            edited_at: m.m_edited_at,
+            deleted_at: m.m_deleted_at,
+        })
+    }
+}
+
+/// Events of several rooms after a seq each (`rooms[i]`, after `after[i]`), by room then seq,
+/// at most `limit` of them in all. Commit order is seq order (the room lock), so what a
+/// reader sees of a room after a seq has no gap.
+pub async fn events_after(
+    db: impl PgExecutor<'_>,
+    rooms: &[Uuid],
+    after: &[i64],
+    limit: i64,
+) -> AppResult<Vec<EventRow>> {
+    Ok(sqlx::query_as(
+        "select e.room_id, e.seq, e.kind, e.actor_id, e.user_id, e.title, e.read_seq, e.created_at,
+                m.id as m_id, m.seq as m_seq, m.author_id as m_author_id, u.handle as m_author_handle,
+                u.display_name as m_author_display_name, u.image_url as m_author_image_url, m.text as m_text,
+                m.created_at as m_created_at, m.edited_at as m_edited_at, m.deleted_at as m_deleted_at
+           from unnest($1::uuid[], $2::bigint[]) as q (room_id, after_seq)
+           join chat_events e on e.room_id = q.room_id and e.seq > q.after_seq
+           left join chat_messages m on m.id = e.message_id
+           left join users u on u.id = m.author_id
+          order by e.room_id, e.seq
+          limit $3",
+    )
+    .bind(rooms)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// A room of a subscriber: where its stream starts when the room is new to it.
+#[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
+pub struct Membership {
+    pub room_id: Uuid,
+    /// The seq of the event that added the member.
+    pub joined_seq: i64,
+    /// Added in the room's creating transaction (the creator and the first members).
+    pub at_creation: bool,
+    /// The room's latest event.
+    pub last_seq: i64,
+}
+
+/// Every room of `user` (a stream's rooms). `now()` is the transaction's start, so members
+/// added by CreateRoom have `joined_at = created_at` exactly.
+pub async fn memberships(db: impl PgExecutor<'_>, user: Uuid) -> AppResult<Vec<Membership>> {
+    Ok(sqlx::query_as(
+        "select m.room_id, m.joined_seq, (m.joined_at = r.created_at) as at_creation, r.last_seq
+           from chat_members m join chat_rooms r on r.id = m.room_id
+          where m.user_id = $1",
+    )
+    .bind(user)
+    .fetch_all(db)
+    .await?)
+}

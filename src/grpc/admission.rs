@@ -15,6 +15,8 @@
 //!   `OVERLOADED` with `RetryInfo`, before any work is done. An RPC counts until its response
 //!   has been taken by the client (the slot travels with the response body,
 //!   [`HeldUntilSent`]), so clients that never read cannot pile up responses beyond it.
+//!   A server stream (chat's Subscribe) holds its slot only until it is open: its life is
+//!   bounded by its own limits (`chat.max_streams_per_user`, `chat.max_streams_per_replica`).
 //! - **Streams of health and reflection**: exempt from rate limits, but Health/Watch and
 //!   reflection streams open at once are capped per client address
 //!   (`grpc.max_streams_per_address`); beyond that RESOURCE_EXHAUSTED `CAPACITY_EXCEEDED`
@@ -376,6 +378,8 @@ where
             return Box::pin(inner.call(req));
         }
 
+        let streaming_response =
+            info.as_ref().is_some_and(|i| matches!(i.grpc_type, GrpcType::ServerStream | GrpcType::BidiStream));
         let now = adm.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         let guard = InFlight(adm.clone());
         metrics::gauge!("maru_inflight_requests").set(now as f64);
@@ -397,6 +401,16 @@ where
         {
             drop(guard);
             return Box::pin(async move { Ok(tonic::Status::from(err).into_http()) });
+        }
+        if streaming_response {
+            // A response stream (chat's Subscribe) may stay open for hours: it holds its
+            // in-flight slot while the handler opens it, not for its whole life (its own limits
+            // are per user and per replica).
+            return Box::pin(async move {
+                let r = inner.call(req).await;
+                drop(guard);
+                r
+            });
         }
         Box::pin(async move { inner.call(req).await.map(|r| held_until_sent(r, guard)) })
     }

@@ -258,7 +258,10 @@ fn finish_response(
     if let Some(code) = normalize_status(&mut parts.headers, request_id, &completion.info) {
         completion.code = Some(code);
     }
-    Response::from_parts(parts, Body::new(MeteredBody { inner: body, completion, _held: (held, unsent) }))
+    Response::from_parts(
+        parts,
+        Body::new(MeteredBody { inner: body, completion, frames: FrameCounter::default(), _held: (held, unsent) }),
+    )
 }
 
 /// Makes every non-OK status follow the error design, including those tonic, health and
@@ -421,6 +424,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Body,
         completion: Completion,
+        frames: FrameCounter,
         // Released when the body is done: the admission's slot, the unsent-response entry.
         _held: (Option<HeldUntilSent>, Option<UnsentResponse>),
     }
@@ -446,11 +450,17 @@ impl HttpBody for MeteredBody {
                 Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
             Poll::Ready(Some(Ok(frame))) => {
-                if frame.is_data() && c.metrics {
-                    metrics::counter!("grpc_server_msg_sent_total",
-                        "grpc_type" => c.info.grpc_type.as_str(), "grpc_service" => c.info.service,
-                        "grpc_method" => c.info.method, "protocol" => c.protocol.as_str())
-                    .increment(1);
+                if c.metrics
+                    && let Some(data) = frame.data_ref()
+                {
+                    // One data frame may carry several messages of a stream (or part of one).
+                    let messages = this.frames.count(data);
+                    if messages > 0 {
+                        metrics::counter!("grpc_server_msg_sent_total",
+                            "grpc_type" => c.info.grpc_type.as_str(), "grpc_service" => c.info.service,
+                            "grpc_method" => c.info.method, "protocol" => c.protocol.as_str())
+                        .increment(messages);
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -479,9 +489,66 @@ impl HttpBody for MeteredBody {
     }
 }
 
+/// Counts the gRPC messages of a response body however its bytes are split into data frames:
+/// each message is a 5-byte prefix (flag, big-endian length) and its bytes.
+#[derive(Debug, Default)]
+struct FrameCounter {
+    /// Bytes of the current message still to skip.
+    skip: usize,
+    /// The prefix read so far (when split across frames).
+    prefix: Vec<u8>,
+}
+
+impl FrameCounter {
+    /// How many messages start in `data`.
+    fn count(&mut self, mut data: &[u8]) -> u64 {
+        let mut n = 0;
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let k = self.skip.min(data.len());
+                self.skip -= k;
+                data = &data[k..];
+                continue;
+            }
+            let need = 5 - self.prefix.len();
+            let k = need.min(data.len());
+            self.prefix.extend_from_slice(&data[..k]);
+            data = &data[k..];
+            if self.prefix.len() == 5 {
+                n += 1;
+                self.skip =
+                    u32::from_be_bytes([self.prefix[1], self.prefix[2], self.prefix[3], self.prefix[4]]) as usize;
+                self.prefix.clear();
+            }
+        }
+        n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_messages_across_and_within_data_frames() {
+        let msg = |len: u32| {
+            let mut v = vec![0u8];
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend(std::iter::repeat_n(7u8, len as usize));
+            v
+        };
+        let mut all = Vec::new();
+        for len in [3, 0, 10, 1] {
+            all.extend(msg(len));
+        }
+        let mut c = FrameCounter::default();
+        assert_eq!(c.count(&all), 4);
+        // The same bytes one at a time, then in uneven pieces.
+        let mut c = FrameCounter::default();
+        assert_eq!(all.iter().map(|b| c.count(std::slice::from_ref(b))).sum::<u64>(), 4);
+        let mut c = FrameCounter::default();
+        assert_eq!(all.chunks(4).map(|p| c.count(p)).sum::<u64>(), 4);
+    }
 
     #[test]
     fn statuses_built_outside_the_error_mapping_get_meaningful_reasons() {

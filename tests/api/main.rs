@@ -7,6 +7,7 @@ mod logs;
 mod auth;
 mod availability;
 mod chat;
+mod chat_stream;
 mod communities;
 mod community_content;
 mod errors;

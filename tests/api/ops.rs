@@ -201,7 +201,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         // trial ingests; product recommendations
         ("source", set(&[maru::trials::model::SOURCE, "tags", "co_likes", "tags_and_co_likes", "newest"])),
         ("constraint", constraints),
-        ("op", set(&["get", "fill", "invalidate", "hash", "verify", "view", "flush"])),
+        // chat_publish: chat's notices on the pub/sub channel
+        ("op", set(&["get", "fill", "invalidate", "hash", "verify", "view", "flush", "chat_publish"])),
         ("event", set(&["sign_up", "login", "refresh", "logout", "change_password", "revoke_session", "logout_all"])),
         // auth events; ingested rows; gRPC connections
         (
@@ -262,6 +263,9 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "ILLEGAL",
                 "FRAUD",
                 "OTHER",
+                // chat streams refused
+                "user_limit",
+                "replica_limit",
             ]),
         ),
         // report resolutions

@@ -1,4 +1,5 @@
 mod backends_terminated;
+mod chat_redis_restart;
 mod fuzz_rpcs;
 pub mod idle_flood;
 mod non_reading;
