@@ -1135,6 +1135,80 @@ def market():
                      "ProductService/ReportService RPCs.", d, [INSTANCE_VAR], [RESTART_ANNOTATION])
 
 
+CHAT_SERVICE = "maru[.]v1[.]ChatService"
+
+
+def chat():
+    d = Dash()
+    C = M + f',grpc_service=~"{CHAT_SERVICE}"'
+    d.row("Messages and delivery", "Chat (docs/chat.md): messages stored, events written to subscribers' streams "
+          "and the time from a change's commit to its write on a subscriber's stream, on the replica that "
+          "holds the stream. A message sent on one replica reaches streams on every replica through Redis "
+          "pub/sub; a missed notice is filled from PostgreSQL by seq.")
+    d.add(timeseries("Messages sent and events fanned out/s", "Messages stored (request_id replays excluded) and "
+                     "events written to subscribers' streams (messages, edits, deletions, members, read marks, "
+                     "rooms), per second over all replicas. Fan-out ≈ messages × members online; fan-out falling "
+                     "to 0 while messages are sent: streams are not fed (pub/sub down, see reconnects below).",
+                     targets((f"sum(rate(maru_chat_messages_sent_total{{{M}}}[{RI}]))", "messages sent"),
+                             (f"sum(rate(maru_chat_events_fanned_out_total{{{M}}}[{RI}]))", "events fanned out")),
+                     "ops"), 8, 8)
+    d.add(timeseries("Delivery latency p50/p99", "Commit of a change to its write on a subscriber's stream "
+                     "(maru_chat_delivery_seconds), over all replicas. The goal is p99 ≤ 100 ms; "
+                     "MaruChatDeliverySlow pages above 500 ms for 10 minutes.",
+                     targets((f"histogram_quantile(0.5, sum by (le) (rate(maru_chat_delivery_seconds_bucket{{{M}}}[{RI}])))", "p50"),
+                             (f"histogram_quantile(0.99, sum by (le) (rate(maru_chat_delivery_seconds_bucket{{{M}}}[{RI}])))", "p99")),
+                     "s"), 8, 8)
+    d.add(timeseries("Rooms created/min by kind", "Direct messages (one per pair: a second CreateRoom for the "
+                     "same pair returns the first room and is not counted) and groups.",
+                     targets((f"sum by (room_kind) (rate(maru_chat_rooms_created_total{{{M}}}[{RI}])) * 60",
+                              "{{room_kind}}")), "short", stack=True), 8, 8)
+
+    d.row("Streams", "Subscribe streams: one per client, carrying every room of the caller. Open streams are "
+          "counted per replica; limits per user (chat.max_streams_per_user) and per replica "
+          "(chat.max_streams_per_replica) refuse new streams with RESOURCE_EXHAUSTED CHAT_STREAMS_LIMIT.")
+    d.add(timeseries("Open streams by replica", "Subscribe streams open on each replica "
+                     "(maru_chat_streams_open). Drops to 0 on one replica: it restarted or drained, its clients "
+                     "resumed on the others (see resumes).",
+                     targets((f"sum by (instance) (maru_chat_streams_open{{{M}}})", "{{instance}}")), "short"), 8, 8)
+    d.add(timeseries("Resumes, gap fills, slow closes/min", "Streams opened with a resume position (reconnecting "
+                     "clients), events read from PostgreSQL because a pub/sub notice was missing or late or the "
+                     "pub/sub connection was re-established (gap fills), and streams closed with "
+                     "RESOURCE_EXHAUSTED because their client did not read (slow subscribers). "
+                     "MaruChatGapFillsRising opens a ticket when gap fills stay high.",
+                     targets((f"sum(rate(maru_chat_resumes_total{{{M}}}[{RI}])) * 60", "resumes"),
+                             (f"sum(rate(maru_chat_gap_fills_total{{{M}}}[{RI}])) * 60", "gap fills"),
+                             (f"sum(rate(maru_chat_slow_subscriber_closes_total{{{M}}}[{RI}])) * 60", "slow closes")),
+                     "short"), 8, 8)
+    d.add(timeseries("Streams refused and pub/sub reconnects/min", "New streams refused at the per-user or "
+                     "per-replica limit, by reason, and reconnections of each replica's Redis pub/sub "
+                     "connection (after each, every stream catches up from PostgreSQL).",
+                     targets((f"sum by (reason) (rate(maru_chat_streams_refused_total{{{M}}}[{RI}])) * 60",
+                              "refused: {{reason}}"),
+                             (f"sum(rate(maru_chat_pubsub_reconnects_total{{{M}}}[{RI}])) * 60",
+                              "pub/sub reconnects")), "short"), 8, 8)
+
+    d.row("ChatService RPCs", "Requests, stream messages, latency and refusals of maru.v1.ChatService. "
+          "Subscribe is a server stream: its handled_total counts streams when they end, "
+          "grpc_server_msg_sent_total every event written to one.")
+    d.add(timeseries("Requests/s by method", "ChatService RPCs per second (streams: when they end).",
+                     targets((f"sum by (grpc_method) (rate(grpc_server_handled_total{{{C}}}[{RI}]))",
+                              "{{grpc_method}}")), "ops"), 8, 8)
+    d.add(timeseries("p99 latency by method (unary)", "99th percentile server time per unary method. "
+                     "SendMessage takes the room row's lock: a p99 far above the other writes means many "
+                     "concurrent senders in one room.",
+                     targets((f'histogram_quantile(0.99, sum by (le, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{C},grpc_method!="Subscribe"}}[{RI}])))',
+                              "{{grpc_method}}")), "s"), 8, 8)
+    d.add(timeseries("Errors/s by code", "Non-OK answers and stream ends by code. ResourceExhausted on Subscribe "
+                     "is CHAT_STREAM_TOO_SLOW or CHAT_STREAMS_LIMIT (clients resume), Unavailable a drain; "
+                     "NotFound CHAT_ROOM_NOT_FOUND (not a member); server-side codes count against the SLO.",
+                     targets((f'sum by (grpc_method, grpc_code) (rate(grpc_server_handled_total{{{C},grpc_code!="OK"}}[{RI}]))',
+                              "{{grpc_method}} {{grpc_code}}")), "ops", stack=True), 8, 8)
+    return dashboard("maru-chat", "maru / Chat",
+                     "Chat: messages sent, events fanned out to Subscribe streams and their delivery latency, open "
+                     "streams per replica, resumes, gap fills, slow-subscriber closes, refusals, pub/sub "
+                     "reconnects, and the ChatService RPCs.", d, [INSTANCE_VAR], [RESTART_ANNOTATION])
+
+
 DASHBOARDS = {
     "maru-overview.json": overview,
     "maru-dependencies.json": dependencies,
@@ -1146,6 +1220,7 @@ DASHBOARDS = {
     "maru-feed.json": feed,
     "maru-teams.json": teams,
     "maru-market.json": market,
+    "maru-chat.json": chat,
 }
 
 

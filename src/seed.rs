@@ -631,9 +631,12 @@ async fn market_demo(state: &AppState) -> crate::error::AppResult<bool> {
     Ok(true)
 }
 
-/// The demo chats: (creator, other members, group title — empty for a DM, messages as
+/// A demo chat: (creator, other members, group title — empty for a DM, messages as
 /// (author, text)).
-pub const DEMO_CHATS: &[(&str, &[&str], &str, &[(&str, &str)])] = &[
+pub type DemoChat = (&'static str, &'static [&'static str], &'static str, &'static [(&'static str, &'static str)]);
+
+/// The demo chats.
+pub const DEMO_CHATS: &[DemoChat] = &[
     (
         "demo.kim",
         &["demo.lee"],
