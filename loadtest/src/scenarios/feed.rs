@@ -20,7 +20,7 @@ use maru::grpc::pb;
 use tonic::metadata::AsciiMetadataValue;
 
 use super::whoami::custom;
-use super::{Ctx, Entry, LoadScenario, Shape, Think, session, tx, with_think};
+use super::{Ctx, Entry, LoadScenario, Shape, Think, advance, session, tx, with_think};
 use crate::api::Api;
 use crate::report::{Check, Summary};
 use crate::seed::{self, Account, Seeding};
@@ -205,7 +205,7 @@ impl Feed {
 
     /// A seeded post by a deterministic pick: any post of the community, not only the first page.
     async fn any_post(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let s = advance(user)?;
+        let s = advance::<Session>(user)?;
         self.open_post(user, &s, &self.data()?.posts).await
     }
 
@@ -220,7 +220,7 @@ impl Feed {
 
     /// A seeded resident's profile.
     async fn profile(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let s = advance(user)?;
+        let s = advance::<Session>(user)?;
         let accounts = &self.data()?.accounts;
         let who = mix(self.ctx.seed ^ user.weighted_users_index as u64, s.n) as usize % accounts.len().max(1);
         let msg = pb::GetProfileRequest { handle: accounts.get(who).map(|a| a.handle.clone()).unwrap_or_default() };
@@ -267,12 +267,12 @@ impl Feed {
     }
 
     async fn get_post(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let s = advance(user)?;
+        let s = advance::<Session>(user)?;
         self.open_post(user, &s, &s.page).await
     }
 
     async fn create_post(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let s = advance(user)?;
+        let s = advance::<Session>(user)?;
         let msg = pb::CreatePostRequest {
             community_id: self.data()?.community.clone(),
             text: format!("{} — {}", post_text(self.ctx.seed, s.n), self.ctx.tag),
@@ -366,13 +366,10 @@ impl LoadScenario for Arc<Feed> {
     }
 }
 
-/// The user's session with its call counter advanced and stored: picks depend on user and call
-/// number, so a run is reproducible.
-fn advance(user: &mut GooseUser) -> crate::rpc::TxResult<Session> {
-    let mut s = session::<Session>(user)?;
-    s.n += 1;
-    user.set_session_data(s.clone());
-    Ok(s)
+impl super::Counted for Session {
+    fn next_call(&mut self) {
+        self.n += 1;
+    }
 }
 
 #[cfg(test)]

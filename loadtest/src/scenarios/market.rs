@@ -31,7 +31,7 @@ use tonic::metadata::AsciiMetadataValue;
 
 use super::feed::{LOGIN, Transport, mix};
 use super::whoami::custom;
-use super::{Ctx, Entry, LoadScenario, Shape, Think, session, tx, with_think};
+use super::{Ctx, Entry, LoadScenario, Shape, Think, advance, tx, with_think};
 use crate::api::Api;
 use crate::report::{Check, Summary};
 use crate::rpc::record;
@@ -287,7 +287,7 @@ impl Market {
 
     /// Three pages newest first, each with the previous page's token.
     async fn scroll(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let mut s = advance(user)?;
+        let mut s = advance::<Session>(user)?;
         let mut token = String::new();
         let mut seen = Vec::new();
         for _ in 0..PAGES {
@@ -312,7 +312,7 @@ impl Market {
 
     /// A product from the pages the user scrolled (the catalogue before their first scroll).
     async fn get_product(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let s = advance(user)?;
+        let s = advance::<Session>(user)?;
         let from = if s.seen.is_empty() { self.sample()? } else { &s.seen };
         let msg = pb::GetProductRequest { product_id: Self::pick(user, &s, 1, from).cloned().unwrap_or_default() };
         let _ = s
@@ -323,7 +323,7 @@ impl Market {
     }
 
     async fn recommend(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let s = advance(user)?;
+        let s = advance::<Session>(user)?;
         let msg = pb::RecommendProductsRequest { product_id: String::new(), page_size: 10 };
         let reply = s
             .api
@@ -339,7 +339,7 @@ impl Market {
 
     /// Products similar to one anywhere in the catalogue.
     async fn similar(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let s = advance(user)?;
+        let s = advance::<Session>(user)?;
         let product_id = Self::pick(user, &s, 2, self.sample()?).cloned().unwrap_or_default();
         let msg = pb::RecommendProductsRequest { product_id, page_size: 10 };
         let call = s.api.unary::<_, pb::RecommendProductsResponse>(RECOMMEND, msg, s.bearer.as_ref());
@@ -348,7 +348,7 @@ impl Market {
     }
 
     async fn like(self: Arc<Self>, user: &mut GooseUser) -> TransactionResult {
-        let s = advance(user)?;
+        let s = advance::<Session>(user)?;
         // Salted with the run's tag: a rerun with the same seed (the same buyers) likes other
         // products than the last run, not only ones it liked already.
         let salt = u64::from_str_radix(&self.ctx.tag, 16).unwrap_or(3);
@@ -435,13 +435,10 @@ impl LoadScenario for Arc<Market> {
     }
 }
 
-/// The user's session with its call counter advanced and stored (picks depend on user and call
-/// number, so a run is reproducible).
-fn advance(user: &mut GooseUser) -> crate::rpc::TxResult<Session> {
-    let mut s = session::<Session>(user)?;
-    s.n += 1;
-    user.set_session_data(s.clone());
-    Ok(s)
+impl super::Counted for Session {
+    fn next_call(&mut self) {
+        self.n += 1;
+    }
 }
 
 #[cfg(test)]

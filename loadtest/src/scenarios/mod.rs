@@ -2,6 +2,7 @@
 //! its user types, and after the run judges the summary (and reads back the database where an
 //! exact count is the point). A new scenario is a new file plus one line in [`ALL`].
 
+pub mod chat;
 pub mod contention;
 pub mod detail_cache;
 pub mod feed;
@@ -79,6 +80,7 @@ pub const ALL: &[Entry] = &[
     search::ENTRY,
     team_detail::ENTRY,
     market::ENTRY,
+    chat::ENTRY,
 ];
 
 pub fn find(name: &str) -> Option<&'static Entry> {
@@ -196,6 +198,20 @@ pub fn session<T: Clone + Send + Sync + 'static>(user: &GooseUser) -> TxResult<T
     user.get_session_data::<T>()
         .cloned()
         .ok_or_else(|| Box::new(TransactionError::Custom("user session is not initialised".into())))
+}
+
+/// A session that counts its user's calls (picks depend on user and call number, so a run is
+/// reproducible).
+pub trait Counted: Clone + Send + Sync + 'static {
+    fn next_call(&mut self);
+}
+
+/// The user's session with its call counter advanced and stored.
+pub fn advance<T: Counted>(user: &mut GooseUser) -> TxResult<T> {
+    let mut s = session::<T>(user)?;
+    s.next_call();
+    user.set_session_data(s.clone());
+    Ok(s)
 }
 
 /// A goose transaction calling `state.$method(user)`.
