@@ -1266,6 +1266,22 @@ def accounts():
                               f"clamp_min(sum(increase(maru_guests_started_total{{{M}}}[24h])), 1)", "converted")),
                      "percentunit", maximum=1), 8, 7)
 
+    d.row("Email", "Verification codes and password-reset mails (docs/email.md): written to the email outbox in the "
+          "request's transaction, delivered over SMTP (mail.smtp_url) by every replica's mail job with retries.")
+    d.add(timeseries("Emails/min by kind: queued, sent, failed attempts", "Mails written to the outbox, accepted by "
+                     "the SMTP server, and failed delivery attempts (each retried with backoff up to "
+                     "mail.max_attempts), by kind (verification_code, password_reset). Queued without sent: SMTP is "
+                     "down or mail.smtp_url is unset (MaruEmailOutboxStale).",
+                     targets((f"sum by (kind) (rate(maru_emails_queued_total{{{M}}}[{RI}])) * 60", "queued {{kind}}"),
+                             (f"sum by (kind) (rate(maru_emails_sent_total{{{M}}}[{RI}])) * 60", "sent {{kind}}"),
+                             (f"sum by (kind) (rate(maru_emails_failed_total{{{M}}}[{RI}])) * 60", "failed {{kind}}")),
+                     "short"), 16, 8)
+    d.add(stat("Oldest undelivered email", "Age of the oldest mail neither sent nor given up "
+               "(maru_email_outbox_oldest_age_seconds), max over replicas; 0 when the outbox is empty. Codes expire "
+               "after 5 minutes; MaruEmailOutboxStale pages above 15 minutes.",
+               targets((f"max(maru_email_outbox_oldest_age_seconds{{{M}}})", "age")), "s",
+               thresholds(("green", None), ("orange", 300), ("red", 900)), graph=False), 8, 8)
+
     d.row("AuthService RPCs", "Requests, latency and refusals of maru.v1.AuthService.")
     d.add(timeseries("Requests/s by method", "AuthService RPCs per second.",
                      targets((f"sum by (grpc_method) (rate(grpc_server_handled_total{{{A}}}[{RI}]))",

@@ -18,8 +18,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::chat::config::ChatSettings;
 use crate::accounts::config::GuestSettings;
+use crate::chat::config::ChatSettings;
 use crate::communities::config::RegistrySettings;
 use crate::events::config::EventsSettings;
 use crate::feed::config::FeedSettings;

@@ -4,8 +4,8 @@
 use secrecy::SecretString;
 
 use super::model::{
-    ChangePassword, ConvertGuest, Email, Handle, Login, RequestReset, ResetPassword, SendCode, SessionInfo, SignUp, User,
-    VerifyEmail, parse_code, parse_display_name, parse_password,
+    ChangePassword, ConvertGuest, Email, Handle, Login, RequestReset, ResetPassword, SendCode, SessionInfo, SignUp,
+    User, VerifyEmail, parse_code, parse_display_name, parse_password,
 };
 use crate::caller::{Caller, Role};
 use crate::error::{AppError, Violations};

@@ -5,8 +5,8 @@
 
 mod community_gauges;
 mod event_settlement;
-mod mail_delivery;
 mod guest_cleanup;
+mod mail_delivery;
 mod report_gauges;
 mod trials_ingest;
 pub mod views;

@@ -207,7 +207,8 @@ impl Chat {
             }));
             seen.push(Arc::clone(&state));
             let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-            let endpoint = Endpoint::from_shared(self.ctx.target(i).to_owned())?.connect_timeout(Duration::from_secs(5));
+            let endpoint =
+                Endpoint::from_shared(self.ctx.target(i).to_owned())?.connect_timeout(Duration::from_secs(5));
             let task = tokio::spawn(subscriber(
                 endpoint,
                 account.clone(),
@@ -304,8 +305,9 @@ async fn subscriber(
         };
         let ended = loop {
             match stream.message().await {
-                Ok(Some(event)) => {
+                Ok(Some(reply)) => {
                     let received = now_us();
+                    let Some(event) = reply.event else { continue };
                     if event.room_id.is_empty() {
                         continue; // heartbeat
                     }
@@ -322,7 +324,8 @@ async fn subscriber(
                         }
                     }
                     if event.kind == pb::ChatEventKind::MessageCreated as i32
-                        && let Some(sent) = event.message.as_ref().and_then(|m| m.text.split(' ').next()?.parse::<u64>().ok())
+                        && let Some(sent) =
+                            event.message.as_ref().and_then(|m| m.text.split(' ').next()?.parse::<u64>().ok())
                     {
                         s.messages += 1;
                         drop(s);
@@ -394,7 +397,8 @@ impl LoadScenario for Arc<Chat> {
         .bind(rooms.iter().map(|r| r.start_seq).collect::<Vec<_>>())
         .fetch_all(&mut db)
         .await?;
-        let db_last: HashMap<String, (i64, i64)> = rows.into_iter().map(|(id, last, msgs)| (id, (last, msgs))).collect();
+        let db_last: HashMap<String, (i64, i64)> =
+            rows.into_iter().map(|(id, last, msgs)| (id, (last, msgs))).collect();
         let (mut lost, mut dups, mut gaps, mut delivered, mut expected) = (0i64, 0u64, 0u64, 0u64, 0i64);
         let mut ended = 0;
         for room in rooms {
