@@ -142,6 +142,10 @@ LABEL=contention-seat scenario contention --no-limits --race seat
 start_uncached
 scenario team-detail --no-limits --uncached-target "http://127.0.0.1:$UNCACHED_GRPC_PORT" \
   --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
+# Chat over two replicas (both servers share the database, Redis and its key prefix): streams on
+# one, messages sent on both, fanned out through Redis pub/sub.
+scenario chat --no-limits --target "http://127.0.0.1:$UNCACHED_GRPC_PORT" \
+  --server-metrics "http://127.0.0.1:$ADMIN_PORT/metrics"
 stop_uncached
 scenario grpc-web --no-limits
 scenario market --no-limits
