@@ -38,6 +38,8 @@
 #                    (PermissionDenied), demo.admin lists it, suspends the round's product (a second
 #                    resolution: FailedPrecondition ALREADY_RESOLVED), dismisses the demo.seo report, and
 #                    reads the stats and the moderation log; the demo's own open reports stay open
+#   Chat             with the demo accounts: demo.manager subscribes for 4 s while demo.kim writes three
+#                    messages in their DM; a message to a room of others: NotFound
 #   ResourceExhausted a burst of 20 failed Logins at once in the first round exceeds the auth
 #                    rate-limit bucket (TRAFFIC_BURST=0 turns it off); later rounds may be
 #                    limited too, the script never fails on it. Needs grpcurl and curl (curl with HTTP/2 for the raw calls).
@@ -358,6 +360,31 @@ while :; do
       call "ListModerationActions (admin)" -H "authorization: Bearer $admin" -d '{"page_size":5}' \
         "$addr" maru.v1.ReportService/ListModerationActions
     fi
+  fi
+  # Chat (the Chat dashboard), with the demo accounts (`maru seed demo`): demo.manager holds a
+  # Subscribe stream for a few seconds while demo.kim writes in their DM (CreateRoom returns the
+  # pair's one DM); a message to a room demo.kim is not in answers NotFound. The stream ends at
+  # grpcurl's -max-time (the server counts it Canceled).
+  if [[ -n "${kim:-}" && -n "${manager:-}" ]]; then
+    grpcurl -plaintext -max-time 4 -H "authorization: Bearer $manager" -d '{}' "$addr" \
+      maru.v1.ChatService/Subscribe >"$tmp/sub" 2>&1 &
+    sub=$!
+    sleep 1
+    call "CreateRoom (the DM demo.kim–demo.manager)" -H "authorization: Bearer $kim" \
+      -d '{"member_handles":["demo.manager"]}' "$addr" maru.v1.ChatService/CreateRoom
+    dm="$(json_field id)"
+    if [[ -n "$dm" ]]; then
+      for i in 1 2 3; do
+        call "SendMessage $i" -H "authorization: Bearer $kim" -d "{\"room_id\":\"$dm\",\"text\":\"안녕하세요 $round-$i\"}" \
+          "$addr" maru.v1.ChatService/SendMessage
+      done
+      call "ListMessages" -H "authorization: Bearer $manager" -d "{\"room_id\":\"$dm\",\"page_size\":5}" \
+        "$addr" maru.v1.ChatService/ListMessages
+    fi
+    call "SendMessage to a room of others" -H "authorization: Bearer $kim" \
+      -d '{"room_id":"00000000-0000-7000-8000-000000000000","text":"x"}' "$addr" maru.v1.ChatService/SendMessage
+    wait "$sub" || true
+    printf '  %-44s %s\n' "Subscribe (demo.manager, 4 s)" "$(grep -c MESSAGE_CREATED "$tmp/sub") messages received"
   fi
   # Server-side failures and the rate-limit burst only in the first round: a looping
   # generator (compose `load`) should not keep burning the error budget and paging.
