@@ -12,7 +12,8 @@ pub struct ChatSettings {
     /// Events queued per stream for its client; when full the stream ends with
     /// RESOURCE_EXHAUSTED `CHAT_STREAM_TOO_SLOW` and the client resumes.
     pub stream_buffer: usize,
-    /// Open Subscribe streams per user on one replica.
+    /// Open Subscribe streams per user over the deployment (counted in Redis with leases;
+    /// per replica while Redis is unavailable).
     pub max_streams_per_user: usize,
     /// Open Subscribe streams on one replica.
     pub max_streams_per_replica: usize,

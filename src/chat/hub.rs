@@ -15,24 +15,37 @@
 //! The hub belongs to the chat service (not to the application state); it holds no queue of
 //! its own: routing a notice marks each stream's pending work and wakes it, and never waits
 //! on a stream.
+//!
+//! **Shared reads.** The new events a notice announces are read from PostgreSQL once per
+//! replica, not once per stream: a stream woken by a notice asks the hub for the room's events
+//! after its last seq ([`Hub::read_after`]); concurrent askers of the same (room, after seq)
+//! join one read in flight, and later askers are served from a small window of the room's
+//! latest events the hub keeps while the room has local streams (the events are `Arc`'d, every
+//! stream gets the same ones). Each stream still filters them itself (its own MEMBER_LEFT ends
+//! the room), so membership, order and exactly-once are decided per stream as before. Resume
+//! backlogs and the heartbeat's and membership changes' catch-up reads stay per stream.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use deadpool_redis::redis;
+use deadpool_redis::redis::{self, Script};
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared as SharedFuture};
 use parking_lot::Mutex;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
 use tokio::sync::{Notify, watch};
 use tonic::Code;
 use uuid::Uuid;
 
 use super::config::ChatSettings;
-use crate::error::{AppError, Reason};
+use super::store::{self, EventRow};
+use crate::cache::Cache;
+use crate::error::{AppError, AppResult, Reason};
 use crate::state::AppState;
 
 /// What a writer publishes after its change committed.
@@ -128,6 +141,77 @@ struct Registry {
     streams: HashMap<u64, Entry>,
     by_user: HashMap<Uuid, Vec<u64>>,
     by_room: HashMap<Uuid, HashSet<u64>>,
+    /// The shared reads of the rooms with local streams (dropped with the room's last stream).
+    logs: HashMap<Uuid, RoomLog>,
+}
+
+/// Events of one read, shared by every stream that asked for them.
+pub type Events = Arc<Vec<Arc<EventRow>>>;
+
+/// A read in flight; its error is shared too.
+type Flight = SharedFuture<BoxFuture<'static, Result<Events, Arc<AppError>>>>;
+
+/// Latest events kept per room for streams that ask after the read finished.
+const WINDOW: usize = 64;
+
+/// What the hub knows of a room's log: its latest events and the reads in flight.
+#[derive(Default)]
+struct RoomLog {
+    /// Events of consecutive seqs, oldest first, at most [`WINDOW`].
+    window: VecDeque<Arc<EventRow>>,
+    /// Reads in flight by the seq they read after.
+    flights: HashMap<i64, Flight>,
+}
+
+impl RoomLog {
+    /// The window's events after `after`, if the window holds the one right after it.
+    fn serve(&self, after: i64, limit: usize) -> Option<Vec<Arc<EventRow>>> {
+        let (front, back) = (self.window.front()?, self.window.back()?);
+        if front.seq > after + 1 || back.seq <= after {
+            return None;
+        }
+        Some(self.window.iter().filter(|e| e.seq > after).take(limit).cloned().collect())
+    }
+
+    /// Adds the events of a read (consecutive seqs) to the window, which stays consecutive and
+    /// keeps the latest [`WINDOW`].
+    fn merge(&mut self, events: &[Arc<EventRow>]) {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else { return };
+        let touches = match (self.window.front(), self.window.back()) {
+            (Some(f), Some(b)) => first.seq <= b.seq + 1 && last.seq + 1 >= f.seq,
+            _ => false,
+        };
+        if touches && first.seq > self.window.front().map_or(i64::MIN, |f| f.seq) {
+            let back = self.window.back().map_or(i64::MIN, |b| b.seq);
+            self.window.extend(events.iter().filter(|e| e.seq > back).cloned());
+        } else {
+            let tail: Vec<Arc<EventRow>> =
+                if touches { self.window.iter().filter(|e| e.seq > last.seq).cloned().collect() } else { Vec::new() };
+            self.window.clear();
+            self.window.extend(events.iter().cloned());
+            self.window.extend(tail);
+        }
+        while self.window.len() > WINDOW {
+            self.window.pop_front();
+        }
+    }
+}
+
+/// A copy of an error shared by the askers of one read.
+fn copy_error(e: &AppError) -> AppError {
+    match e {
+        AppError::Retry { code, reason, message, retry_after, metadata } => AppError::Retry {
+            code: *code,
+            reason: *reason,
+            message: message.clone(),
+            retry_after: *retry_after,
+            metadata: metadata.clone(),
+        },
+        AppError::Refused { code, reason, message, metadata } => {
+            AppError::Refused { code: *code, reason: *reason, message: message.clone(), metadata: metadata.clone() }
+        }
+        other => AppError::internal(format!("chat events read failed: {other}")),
+    }
 }
 
 /// The streams of this replica and the pub/sub connection feeding them.
@@ -138,20 +222,118 @@ pub struct Hub {
     pub settings: ChatSettings,
 }
 
-/// Keeps a stream registered; dropping it unregisters the stream.
+/// Keeps a stream registered; dropping it unregisters the stream (and ends its lease).
 pub struct Registration {
     hub: Arc<Hub>,
     pub shared: Arc<Shared>,
+    /// The stream's place in its user's deployment-wide count (set by [`Hub::open_counted`]).
+    pub lease: Option<Arc<Lease>>,
+}
+
+/// A deployment-wide count of a user's open streams: a Redis sorted set per user
+/// (`<prefix>chat:streams:<user id>`) of stream ids scored by the expiry of their lease (Redis
+/// time, Unix ms). Opening a stream drops the expired ids (streams of a replica that died) and
+/// adds its own unless the user has the limit already, in one script; each heartbeat extends
+/// the lease (re-adding the id if Redis lost it); the stream's end removes it.
+pub struct Lease {
+    cache: Cache,
+    key: String,
+    member: String,
+    ttl_ms: u64,
+    ended: AtomicBool,
+}
+
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+          if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+          redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          return 1",
+    )
+});
+
+static REFRESH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          return 1",
+    )
+});
+
+impl Lease {
+    fn new(cache: &Cache, user: Uuid, heartbeat_s: u64) -> Self {
+        Lease {
+            cache: cache.clone(),
+            key: cache.key(&format!("chat:streams:{user}")),
+            member: Uuid::now_v7().to_string(),
+            // Three heartbeats: a live stream renews it twice over before it runs out.
+            ttl_ms: heartbeat_s * 3_000,
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes a place under `limit`: `Some(false)` when the user has `limit` streams open on
+    /// the deployment already, `None` when Redis is unavailable (the per-replica count decides).
+    async fn acquire(&self, limit: usize) -> Option<bool> {
+        let (key, member, ttl) = (self.key.clone(), self.member.clone(), self.ttl_ms);
+        self.cache
+            .run("chat_streams", |mut c| async move {
+                ACQUIRE.key(key).arg(member).arg(ttl).arg(limit).invoke_async::<i64>(&mut c).await
+            })
+            .await
+            .map(|ok| ok == 1)
+    }
+
+    /// Extends the lease (on the stream's heartbeat); re-adds the stream if Redis lost it.
+    pub fn refresh(self: &Arc<Self>) {
+        if self.ended.load(Ordering::Acquire) {
+            return;
+        }
+        let lease = self.clone();
+        tokio::spawn(async move {
+            let (key, member, ttl) = (lease.key.clone(), lease.member.clone(), lease.ttl_ms);
+            lease
+                .cache
+                .run("chat_streams", |mut c| async move {
+                    REFRESH.key(key).arg(member).arg(ttl).invoke_async::<i64>(&mut c).await
+                })
+                .await;
+        });
+    }
+
+    /// Gives the place back (the stream ended).
+    fn release(self: &Arc<Self>) {
+        self.ended.store(true, Ordering::Release);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let lease = self.clone();
+        rt.spawn(async move {
+            let (key, member) = (lease.key.clone(), lease.member.clone());
+            lease
+                .cache
+                .run("chat_streams", |mut c| async move {
+                    redis::cmd("ZREM").arg(key).arg(member).query_async::<i64>(&mut c).await
+                })
+                .await;
+        });
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if let Some(lease) = &self.lease {
+            lease.release();
+        }
         let open = {
             let mut reg = self.hub.reg.lock();
             let id = self.shared.id;
             if let Some(e) = reg.streams.remove(&id) {
                 for room in e.rooms {
-                    remove_from(&mut reg.by_room, room, id);
+                    remove_from(&mut reg, room, id);
                 }
             }
             if let Some(ids) = reg.by_user.get_mut(&self.shared.user) {
@@ -166,11 +348,12 @@ impl Drop for Registration {
     }
 }
 
-fn remove_from(by_room: &mut HashMap<Uuid, HashSet<u64>>, room: Uuid, id: u64) {
-    if let Some(ids) = by_room.get_mut(&room) {
+fn remove_from(reg: &mut Registry, room: Uuid, id: u64) {
+    if let Some(ids) = reg.by_room.get_mut(&room) {
         ids.remove(&id);
         if ids.is_empty() {
-            by_room.remove(&room);
+            reg.by_room.remove(&room);
+            reg.logs.remove(&room);
         }
     }
 }
@@ -234,7 +417,22 @@ impl Hub {
             metrics::gauge!("maru_chat_streams_open").set(reg.streams.len() as f64);
             shared
         };
-        Ok(Registration { hub: self.clone(), shared })
+        Ok(Registration { hub: self.clone(), shared, lease: None })
+    }
+
+    /// [`Hub::open`], then the user's deployment-wide count in Redis ([`Lease`]): at most
+    /// `chat.max_streams_per_user` over every replica. While Redis is unavailable the
+    /// per-replica count alone decides; such a stream joins the Redis count at its next
+    /// heartbeat.
+    pub async fn open_counted(self: &Arc<Self>, cache: &Cache, user: Uuid) -> Result<Registration, AppError> {
+        let mut registration = self.open(user)?;
+        let lease = Arc::new(Lease::new(cache, user, self.settings.heartbeat_s));
+        if lease.acquire(self.settings.max_streams_per_user).await == Some(false) {
+            lease.ended.store(true, Ordering::Release);
+            return Err(limit_reached("user", self.settings.max_streams_per_user));
+        }
+        registration.lease = Some(lease);
+        Ok(registration)
     }
 
     /// The stream now carries `room`: notices of it reach the stream.
@@ -252,7 +450,69 @@ impl Hub {
         if let Some(e) = reg.streams.get_mut(&id) {
             e.rooms.remove(&room);
         }
-        remove_from(&mut reg.by_room, room, id);
+        remove_from(&mut reg, room, id);
+    }
+
+    /// The events of `room` after seq `after` (at most `limit`, in seq order), read from
+    /// PostgreSQL once for every local stream that asks: joined to a read of the same
+    /// (room, after) in flight, or served from the room's window of latest events. What it
+    /// returns was committed, but may end before a seq notified after the read began (the
+    /// caller asks again from its new last seq).
+    pub async fn read_after(self: &Arc<Self>, db: &PgPool, room: Uuid, after: i64, limit: usize) -> AppResult<Events> {
+        let flight = {
+            let mut reg = self.reg.lock();
+            if reg.by_room.contains_key(&room) {
+                let log = reg.logs.entry(room).or_default();
+                if let Some(events) = log.serve(after, limit) {
+                    return Ok(Arc::new(events));
+                }
+                Some(match log.flights.get(&after) {
+                    Some(f) => f.clone(),
+                    None => {
+                        let f = self.start_read(db.clone(), room, after, limit);
+                        log.flights.insert(after, f.clone());
+                        f
+                    }
+                })
+            } else {
+                None
+            }
+        };
+        let Some(flight) = flight else {
+            // No local stream carries the room (any more): nothing to share.
+            let rows = store::events_after(db, &[room], &[after], limit as i64).await?;
+            return Ok(Arc::new(rows.into_iter().map(Arc::new).collect()));
+        };
+        flight.await.map_err(|e| copy_error(&e))
+    }
+
+    /// Starts a read on its own task (it completes and fills the window even if every asker
+    /// went away).
+    fn start_read(self: &Arc<Self>, db: PgPool, room: Uuid, after: i64, limit: usize) -> Flight {
+        let hub = self.clone();
+        let task = tokio::spawn(async move {
+            metrics::counter!("maru_chat_fanout_reads_total").increment(1);
+            let read = store::events_after(&db, &[room], &[after], limit as i64).await;
+            let read: Result<Events, Arc<AppError>> =
+                read.map(|rows| Arc::new(rows.into_iter().map(Arc::new).collect())).map_err(Arc::new);
+            let mut reg = hub.reg.lock();
+            // Only a room that still has local streams keeps its log.
+            if let Some(log) = reg.logs.get_mut(&room) {
+                log.flights.remove(&after);
+                if let Ok(events) = &read {
+                    log.merge(events);
+                }
+            }
+            read
+        });
+        async move {
+            match task.await {
+                Ok(read) => read,
+                Err(e) => Err(Arc::new(AppError::internal(format!("chat events read task failed: {e}")))),
+            }
+        }
+        .boxed()
+        .shared()
     }
 
     /// Routes a notice to the local streams of the room and of the users it names.
@@ -410,6 +670,60 @@ mod tests {
         h.drain();
         assert!(matches!(s4.shared.take().end, Some(AppError::Retry { reason: Reason::ShuttingDown, .. })));
         assert!(matches!(h.open(b), Err(AppError::Retry { reason: Reason::ShuttingDown, .. })));
+    }
+
+    fn ev(room: Uuid, seq: i64) -> Arc<EventRow> {
+        Arc::new(EventRow {
+            room_id: room,
+            seq,
+            kind: "read".into(),
+            actor_id: None,
+            user_id: None,
+            title: None,
+            read_seq: None,
+            created_at: Utc::now(),
+            message: store::MaybeMessage {
+                m_id: None,
+                m_seq: None,
+                m_author_id: None,
+                m_author_handle: None,
+                m_author_display_name: None,
+                m_author_image_url: None,
+                m_text: None,
+                m_created_at: None,
+                m_edited_at: None,
+                m_deleted_at: None,
+            },
+        })
+    }
+
+    fn seqs(log: &RoomLog) -> Vec<i64> {
+        log.window.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn the_window_keeps_the_latest_consecutive_events_and_serves_what_follows_a_seq() {
+        let room = Uuid::now_v7();
+        let mut log = RoomLog::default();
+        assert!(log.serve(0, 10).is_none());
+        log.merge(&(1..=3).map(|s| ev(room, s)).collect::<Vec<_>>());
+        assert_eq!(seqs(&log), [1, 2, 3]);
+        // Overlapping and adjacent reads extend it; a read of older events keeps the newer ones.
+        log.merge(&(3..=5).map(|s| ev(room, s)).collect::<Vec<_>>());
+        log.merge(&[ev(room, 6)]);
+        log.merge(&(1..=2).map(|s| ev(room, s)).collect::<Vec<_>>());
+        assert_eq!(seqs(&log), [1, 2, 3, 4, 5, 6]);
+        let served: Vec<i64> = log.serve(3, 10).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(served, [4, 5, 6]);
+        assert_eq!(log.serve(3, 2).unwrap().len(), 2, "at most the limit");
+        assert!(log.serve(6, 10).is_none(), "nothing after the last event held");
+        // A read after a hole replaces it (the window stays consecutive).
+        log.merge(&[ev(room, 9), ev(room, 10)]);
+        assert_eq!(seqs(&log), [9, 10]);
+        assert!(log.serve(6, 10).is_none(), "seq 7 is not held");
+        log.merge(&(11..=11 + WINDOW as i64).map(|s| ev(room, s)).collect::<Vec<_>>());
+        assert_eq!(log.window.len(), WINDOW);
+        assert_eq!(log.window.back().unwrap().seq, 11 + WINDOW as i64);
     }
 
     #[test]

@@ -74,12 +74,17 @@ fn describe_stream_metrics() {
         "maru_chat_pubsub_reconnects_total",
         "Reconnects of the chat pub/sub connection after it dropped."
     );
+    describe_counter!(
+        "maru_chat_fanout_reads_total",
+        "Reads of a room's new events from PostgreSQL shared by every local Subscribe stream of the room (one per notice per replica)."
+    );
     for m in [
         "maru_chat_events_fanned_out_total",
         "maru_chat_resumes_total",
         "maru_chat_gap_fills_total",
         "maru_chat_slow_subscriber_closes_total",
         "maru_chat_pubsub_reconnects_total",
+        "maru_chat_fanout_reads_total",
     ] {
         metrics::counter!(m).increment(0);
     }

@@ -23,9 +23,9 @@ use tonic::{Code, Status};
 use uuid::Uuid;
 
 use super::convert::{event_to_pb, heartbeat};
-use super::hub::{Hub, Registration, Shared};
+use super::hub::{Hub, Lease, Registration, Shared};
 use super::model::EventKind;
-use super::store;
+use super::store::{self, EventRow};
 use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason};
 use crate::grpc::pb;
@@ -58,6 +58,9 @@ impl Stream for EventStream {
         }
     }
 }
+
+/// Shared reads a stream asks for before it reads a notified seq for itself.
+const SHARED_ROUNDS: usize = 3;
 
 /// Why a driver stops.
 enum Stop {
@@ -101,6 +104,8 @@ struct Driver {
     buffer: usize,
     /// Rooms carried, with the last seq sent (or resumed from).
     rooms: HashMap<Uuid, i64>,
+    /// The stream's place in its user's deployment-wide count, renewed on each heartbeat.
+    lease: Option<Arc<Lease>>,
 }
 
 /// Opens the caller's stream: registers it (limits), places every room of the caller at its
@@ -111,7 +116,7 @@ pub async fn open(
     caller: &Caller,
     resume: Vec<(Uuid, i64)>,
 ) -> AppResult<EventStream> {
-    let registration = hub.open(caller.user_id)?;
+    let registration = hub.open_counted(&state.cache, caller.user_id).await?;
     let shared = registration.shared.clone();
     let memberships = store::memberships(&state.db, caller.user_id).await?;
     let current: HashMap<Uuid, i64> = memberships.iter().map(|m| (m.room_id, m.last_seq)).collect();
@@ -139,7 +144,8 @@ pub async fn open(
     let buffer = hub.settings.stream_buffer;
     let (tx, rx) = mpsc::channel(buffer);
     let (end_tx, end) = oneshot::channel();
-    let driver = Driver { state: state.clone(), hub: hub.clone(), shared, tx, buffer, rooms };
+    let lease = registration.lease.clone();
+    let driver = Driver { state: state.clone(), hub: hub.clone(), shared, tx, buffer, rooms, lease };
     // The stream's final status carries the request id of the Subscribe call.
     let run = driver.run(resumed, end_tx);
     match crate::request_id::current() {
@@ -168,6 +174,9 @@ impl Driver {
                 _ = self.shared.notify.notified() => sync = false,
                 _ = tick.tick() => {
                     sync = true;
+                    if let Some(lease) = &self.lease {
+                        lease.refresh();
+                    }
                     outcome = self.push(heartbeat(Utc::now()));
                 }
                 _ = self.tx.closed() => outcome = Err(Stop::Gone),
@@ -178,25 +187,32 @@ impl Driver {
         }
     }
 
-    /// Sends what is pending: the rooms with notices, and after a sync request (or when `sync`)
-    /// every room whose last seq in the database is past the stream's, plus rooms new to it.
+    /// Sends what is pending: the rooms with notices (their new events read once for the
+    /// replica by the hub and shared), and after a sync request (or when `sync`) every room
+    /// whose last seq in the database is past the stream's, plus rooms new to it (read for
+    /// this stream alone).
     async fn step(&mut self, sync: bool) -> Result<(), Stop> {
         let pending = self.shared.take();
         if let Some(err) = pending.end {
             return Err(Stop::End(err));
         }
-        let mut want: HashMap<Uuid, i64> = HashMap::new();
+        // Rooms with notices past the stream's last seq: the highest seq notified.
+        let mut upto: HashMap<Uuid, i64> = HashMap::new();
         let mut notified: HashMap<(Uuid, i64), i64> = HashMap::new();
         for (room, seqs) in &pending.rooms {
             if let Some(&last) = self.rooms.get(room) {
                 for &(seq, at) in seqs {
                     if seq > last {
-                        want.insert(*room, last);
+                        let u = upto.entry(*room).or_insert(seq);
+                        *u = (*u).max(seq);
                         notified.insert((*room, seq), at);
                     }
                 }
             }
         }
+        // Rooms the database check finds behind: the seq they must reach (`None`: a room the
+        // caller left, read up to their MEMBER_LEFT).
+        let mut behind: HashMap<Uuid, Option<i64>> = HashMap::new();
         if sync || pending.sync {
             let memberships = store::memberships(&self.state.db, self.shared.user).await?;
             let mut member: HashMap<Uuid, i64> = HashMap::new();
@@ -205,8 +221,14 @@ impl Driver {
             }
             for (room, last) in &self.rooms {
                 // A room left meanwhile is read up to the caller's MEMBER_LEFT.
-                if member.get(room).is_none_or(|now| now > last) {
-                    want.insert(*room, *last);
+                match member.get(room) {
+                    None => {
+                        behind.insert(*room, None);
+                    }
+                    Some(&now) if now > *last => {
+                        behind.insert(*room, Some(now));
+                    }
+                    Some(_) => {}
                 }
             }
             for m in memberships {
@@ -217,16 +239,47 @@ impl Driver {
                     e.insert(start);
                     self.hub.add_room(self.shared.id, m.room_id);
                     if m.last_seq > start {
-                        want.insert(m.room_id, start);
+                        behind.insert(m.room_id, Some(m.last_seq));
                     }
                 }
             }
         }
-        let want: Vec<(Uuid, i64)> = want.into_iter().collect();
+        for (room, target) in upto {
+            self.read_shared(room, target, &notified).await?;
+        }
+        // What the shared reads did not bring yet is read for this stream.
+        let want: Vec<(Uuid, i64)> = behind
+            .into_iter()
+            .filter_map(|(room, target)| {
+                let last = *self.rooms.get(&room)?;
+                target.is_none_or(|t| t > last).then_some((room, last))
+            })
+            .collect();
         self.send_after(&want, Read::Live, &notified).await
     }
 
-    /// Sends the events of `rooms` after their seqs, at most what the queue takes.
+    /// Sends the events of `room` after the stream's last seq up to at least `target` (a
+    /// notified seq), from the hub's shared read. A read that began before the notice may end
+    /// short of it: the stream asks again from its new last seq, and after
+    /// [`SHARED_ROUNDS`] reads for itself.
+    async fn read_shared(&mut self, room: Uuid, target: i64, notified: &HashMap<(Uuid, i64), i64>) -> Result<(), Stop> {
+        let limit = self.buffer + 1;
+        for _ in 0..SHARED_ROUNDS {
+            let Some(&last) = self.rooms.get(&room) else { return Ok(()) };
+            if last >= target {
+                return Ok(());
+            }
+            let events = self.hub.read_after(&self.state.db, room, last, limit).await?;
+            self.send_rows(events.iter().map(|e| e.as_ref()), Read::Live, notified)?;
+        }
+        match self.rooms.get(&room) {
+            Some(&last) if last < target => self.send_after(&[(room, last)], Read::Live, notified).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends the events of `rooms` after their seqs, read for this stream alone, at most what
+    /// the queue takes.
     async fn send_after(
         &mut self,
         rooms: &[(Uuid, i64)],
@@ -239,9 +292,20 @@ impl Driver {
         let (ids, after): (Vec<Uuid>, Vec<i64>) = rooms.iter().copied().unzip();
         let free = self.tx.capacity();
         let rows = store::events_after(&self.state.db, &ids, &after, free as i64 + 1).await?;
+        self.send_rows(rows.iter(), read, notified)
+    }
+
+    /// Queues the events read (per room in seq order) that come after the stream's last seq
+    /// of their room; the caller's own MEMBER_LEFT is the last event of a room.
+    fn send_rows<'a>(
+        &mut self,
+        rows: impl Iterator<Item = &'a EventRow>,
+        read: Read,
+        notified: &HashMap<(Uuid, i64), i64>,
+    ) -> Result<(), Stop> {
         let mut left = false;
         let now = Utc::now();
-        for row in &rows {
+        for row in rows {
             let Some(last) = self.rooms.get(&row.room_id).copied() else { continue };
             if row.seq <= last {
                 continue;

@@ -19,6 +19,11 @@ use crate::helpers::*;
 
 const HANG: Duration = Duration::from_secs(60);
 
+/// Every test server of this process records into one metrics registry. The tests of this file
+/// that open streams hold this shared; the one that counts the shared fan-out reads holds it
+/// alone, so that the reads it counts are its own (no other test file opens a stream).
+static READS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn api(ch: &Channel) -> ChatServiceClient<Channel> {
     ChatServiceClient::new(ch.clone())
 }
@@ -93,6 +98,7 @@ fn kind(e: &pb::ChatEvent) -> pb::ChatEventKind {
 
 #[sqlx::test]
 async fn messages_and_rooms_created_later_reach_the_subscriber(pool: PgPool) {
+    let _reads = READS.read().await;
     let app = TestApp::spawn(pool).await;
     let [a, b, c] = [app.user("alice").await, app.user("bobby").await, app.user("carol").await];
     let dm = group(&app, &a, &[&b]).await;
@@ -138,6 +144,7 @@ async fn messages_and_rooms_created_later_reach_the_subscriber(pool: PgPool) {
 
 #[sqlx::test]
 async fn a_resumed_stream_gets_the_missed_events_then_live_ones(pool: PgPool) {
+    let _reads = READS.read().await;
     let app = TestApp::spawn(pool).await;
     let [a, b] = [app.user("alice").await, app.user("bobby").await];
     let dm = group(&app, &a, &[&b]).await;
@@ -175,6 +182,7 @@ async fn a_resumed_stream_gets_the_missed_events_then_live_ones(pool: PgPool) {
 
 #[sqlx::test]
 async fn leaving_stops_a_room_at_once_and_a_removed_member_cannot_resume(pool: PgPool) {
+    let _reads = READS.read().await;
     let app = TestApp::spawn(pool).await;
     let [a, b, c] = [app.user("alice").await, app.user("bobby").await, app.user("carol").await];
     let g = group(&app, &a, &[&b, &c]).await;
@@ -254,6 +262,7 @@ impl Client {
 
 #[sqlx::test]
 async fn two_replicas_deliver_every_message_once_in_order_to_every_member(pool: PgPool) {
+    let _reads = READS.read().await;
     let adjust = |s: &mut maru::config::Settings| s.chat.stream_buffer = 4096;
     let one = TestApp::spawn_with(pool.clone(), adjust).await;
     let prefix = one.redis_prefix.clone();
@@ -333,6 +342,7 @@ async fn two_replicas_deliver_every_message_once_in_order_to_every_member(pool: 
 
 #[sqlx::test]
 async fn a_subscriber_that_never_reads_is_closed_and_delays_nobody(pool: PgPool) {
+    let _reads = READS.read().await;
     let app = TestApp::spawn_with(pool, |s| s.chat.stream_buffer = 8).await;
     let [a, b, c] = [app.user("alice").await, app.user("bobby").await, app.user("carol").await];
     let g = group(&app, &a, &[&b, &c]).await;
@@ -374,6 +384,7 @@ async fn a_subscriber_that_never_reads_is_closed_and_delays_nobody(pool: PgPool)
 
 #[sqlx::test]
 async fn open_streams_are_limited_per_user(pool: PgPool) {
+    let _reads = READS.read().await;
     let app = TestApp::spawn_with(pool, |s| s.chat.max_streams_per_user = 2).await;
     let [a, b] = [app.user("alice").await, app.user("bobby").await];
     let one = subscribe(&app.channel, &a, &[]).await.unwrap();
@@ -395,6 +406,7 @@ async fn open_streams_are_limited_per_user(pool: PgPool) {
 
 #[sqlx::test]
 async fn a_draining_replica_ends_its_streams_with_unavailable(pool: PgPool) {
+    let _reads = READS.read().await;
     let app = TestApp::spawn(pool).await;
     let [a, b] = [app.user("alice").await, app.user("bobby").await];
     let dm = group(&app, &a, &[&b]).await;
@@ -429,6 +441,7 @@ fn web_frames(body: &[u8]) -> (Vec<Vec<u8>>, Option<String>) {
 
 #[sqlx::test]
 async fn subscribe_works_over_grpc_web(pool: PgPool) {
+    let _reads = READS.read().await;
     let app = TestApp::spawn(pool).await;
     let [a, b] = [app.user("alice").await, app.user("bobby").await];
     let dm = group(&app, &a, &[&b]).await;
@@ -495,6 +508,7 @@ async fn eventually_in_metrics(text: &str) {
 
 #[sqlx::test]
 async fn no_server_deadline_applies_to_a_stream(pool: PgPool) {
+    let _reads = READS.read().await;
     let app = TestApp::spawn(pool.clone()).await;
     let prefix = app.redis_prefix.clone();
     // A replica whose unary calls get 1 ms: its streams are not cut by it.
@@ -513,4 +527,132 @@ async fn no_server_deadline_applies_to_a_stream(pool: PgPool) {
         seqs.push(m.seq);
     }
     assert_eq!(seqs.len(), 5);
+}
+
+/// The value of an unlabelled counter in a `/metrics` text.
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{name} in the metrics")) as u64
+}
+
+#[sqlx::test]
+async fn the_streams_of_a_room_on_one_replica_share_one_read_per_notice(pool: PgPool) {
+    let _only = READS.write().await;
+    let app = TestApp::spawn(pool).await;
+    let users = app.fast_users("reader", 8).await;
+    let others: Vec<&TestUser> = users[1..].iter().collect();
+    let g = group(&app, &users[0], &others).await;
+    let mut streams = Vec::new();
+    for u in &users {
+        streams.push(subscribe(&app.channel, u, &[]).await.unwrap());
+    }
+    // Every stream is live once a first message reached it.
+    send(&app.channel, &users[0], &g.id, "warm up").await;
+    for s in &mut streams {
+        until_text(s, "warm up").await;
+    }
+    let metrics = app.metrics().await;
+    let (reads, fanned) =
+        (counter(&metrics, "maru_chat_fanout_reads_total"), counter(&metrics, "maru_chat_events_fanned_out_total"));
+    const MESSAGES: u64 = 10;
+    for i in 0..MESSAGES {
+        let m = send(&app.channel, &users[(i as usize) % users.len()], &g.id, &format!("message {i}")).await;
+        for s in &mut streams {
+            let e = next(s).await.unwrap();
+            assert_eq!((e.seq, e.message.unwrap().text), (m.seq, format!("message {i}")), "in order, each once");
+        }
+    }
+    let metrics = app.metrics().await;
+    let n = streams.len() as u64;
+    assert_eq!(
+        counter(&metrics, "maru_chat_events_fanned_out_total") - fanned,
+        MESSAGES * n,
+        "every stream got every message"
+    );
+    assert_eq!(
+        counter(&metrics, "maru_chat_fanout_reads_total") - reads,
+        MESSAGES,
+        "one read of PostgreSQL per notice for the {n} streams of the replica"
+    );
+}
+
+#[sqlx::test]
+async fn the_per_user_limit_counts_the_streams_of_every_replica(pool: PgPool) {
+    let _reads = READS.read().await;
+    let one = TestApp::spawn_with(pool.clone(), |s| s.chat.max_streams_per_user = 2).await;
+    let prefix = one.redis_prefix.clone();
+    let two = TestApp::spawn_with(pool, |s| {
+        s.chat.max_streams_per_user = 2;
+        s.redis.key_prefix = prefix;
+    })
+    .await;
+    let [a, b] = [one.user("alice").await, one.user("bobby").await];
+    let first = subscribe(&one.channel, &a, &[]).await.unwrap();
+    let _second = subscribe(&two.channel, &a, &[]).await.unwrap();
+    for app in [&one, &two] {
+        let st = assert_err(subscribe(&app.channel, &a, &[]).await, Code::ResourceExhausted, "CHAT_STREAMS_LIMIT");
+        assert!(st.get_details_retry_info().is_some(), "with RetryInfo");
+        let info = st.get_details_error_info().unwrap();
+        assert_eq!(info.metadata.get("limit").map(String::as_str), Some("user"));
+    }
+    let _other = subscribe(&two.channel, &b, &[]).await.unwrap();
+    // Closing the stream on one replica frees its place on the other.
+    drop(first);
+    loop {
+        match subscribe(&two.channel, &a, &[]).await {
+            Ok(_) => break,
+            Err(st) => assert_eq!(reason(&st), "CHAT_STREAMS_LIMIT"),
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+#[sqlx::test]
+async fn streams_of_a_replica_that_died_drop_out_of_the_count_when_their_lease_expires(pool: PgPool) {
+    let _reads = READS.read().await;
+    let app = TestApp::spawn_with(pool, |s| s.chat.max_streams_per_user = 2).await;
+    let a = app.user("alice").await;
+    let key = app.state.cache.key(&format!("chat:streams:{}", a.id));
+    let mut redis = app.state.cache.conn().await.expect("redis");
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    // Two streams of a replica that died a minute ago: their leases ran out.
+    let _: i64 = deadpool_redis::redis::cmd("ZADD")
+        .arg(&key)
+        .arg(now_ms - 60_000)
+        .arg("dead-1")
+        .arg(now_ms - 60_000)
+        .arg("dead-2")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _one = subscribe(&app.channel, &a, &[]).await.unwrap();
+    let members: Vec<String> =
+        deadpool_redis::redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query_async(&mut redis).await.unwrap();
+    assert_eq!(members.len(), 1, "the expired ones dropped, the new one counted: {members:?}");
+    // One live stream elsewhere (its lease runs): the user is at the limit on this replica too.
+    let _: i64 = deadpool_redis::redis::cmd("ZADD")
+        .arg(&key)
+        .arg(now_ms + 600_000)
+        .arg("elsewhere")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_err(subscribe(&app.channel, &a, &[]).await, Code::ResourceExhausted, "CHAT_STREAMS_LIMIT");
+}
+
+#[sqlx::test]
+async fn without_redis_the_per_user_limit_is_counted_per_replica(pool: PgPool) {
+    let _reads = READS.read().await;
+    let app = TestApp::spawn_with(pool, |s| {
+        s.chat.max_streams_per_user = 2;
+        s.redis.url = "redis://127.0.0.1:1".to_owned().into();
+    })
+    .await;
+    let a = app.user("alice").await;
+    let _one = subscribe(&app.channel, &a, &[]).await.unwrap();
+    let _two = subscribe(&app.channel, &a, &[]).await.unwrap();
+    let st = assert_err(subscribe(&app.channel, &a, &[]).await, Code::ResourceExhausted, "CHAT_STREAMS_LIMIT");
+    assert!(st.get_details_retry_info().is_some(), "with RetryInfo");
 }

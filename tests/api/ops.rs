@@ -201,8 +201,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         // trial ingests; product recommendations
         ("source", set(&[maru::trials::model::SOURCE, "tags", "co_likes", "tags_and_co_likes", "newest"])),
         ("constraint", constraints),
-        // chat_publish: chat's notices on the pub/sub channel
-        ("op", set(&["get", "fill", "invalidate", "hash", "verify", "view", "flush", "chat_publish"])),
+        // chat_publish: chat's notices on the pub/sub channel; chat_streams: the per-user count
+        ("op", set(&["get", "fill", "invalidate", "hash", "verify", "view", "flush", "chat_publish", "chat_streams"])),
         (
             "event",
             set(&[
