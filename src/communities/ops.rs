@@ -62,12 +62,27 @@ pub async fn search_communities(
     q: SearchQuery,
     page_size: i32,
     page_token: &str,
-) -> AppResult<(Vec<Community>, i64, String)> {
+) -> AppResult<(Vec<Community>, SearchTotal, String)> {
     let page: Page<(String, Uuid)> = state.pager.page(page_size, page_token, &("search_communities", &q))?;
     let rows = store::search_communities(&state.db, &q, page.after.as_ref(), page.fetch_limit()).await?;
-    let total = store::count_communities(&state.db, &q).await?;
+    let counted = store::count_communities(&state.db, &q, SEARCH_COUNT_CAP + 1).await?;
     let (rows, next) = state.pager.finish(&page, rows, &("search_communities", &q), |c| (c.name.clone(), c.id));
-    Ok((rows.into_iter().map(Community::public).collect(), total, next))
+    Ok((rows.into_iter().map(Community::public).collect(), bounded_total(counted, SEARCH_COUNT_CAP), next))
+}
+
+/// SearchCommunities counts its matches exactly up to this many (docs/communities.md).
+pub const SEARCH_COUNT_CAP: i64 = 10_000;
+
+/// A search's `total_size`, and whether it is only a lower bound: `counted` matches were
+/// counted up to `cap + 1`; beyond `cap` the total is `cap`, a lower bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchTotal {
+    pub total: i64,
+    pub lower_bound: bool,
+}
+
+pub fn bounded_total(counted: i64, cap: i64) -> SearchTotal {
+    SearchTotal { total: counted.min(cap), lower_bound: counted > cap }
 }
 
 #[tracing::instrument(name = "communities.get_community", skip_all, err(level = "debug"))]
@@ -371,4 +386,16 @@ pub async fn refresh_membership_gauge(state: &AppState) -> AppResult<()> {
         metrics::gauge!("maru_community_memberships", "status" => status.as_db()).set(n as f64);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod search_total_tests {
+    use super::*;
+
+    #[test]
+    fn a_count_past_the_cap_is_the_cap_as_a_lower_bound() {
+        assert_eq!(bounded_total(0, 10), SearchTotal { total: 0, lower_bound: false });
+        assert_eq!(bounded_total(10, 10), SearchTotal { total: 10, lower_bound: false });
+        assert_eq!(bounded_total(11, 10), SearchTotal { total: 10, lower_bound: true });
+    }
 }

@@ -34,7 +34,8 @@ impl pb::community_service_server::CommunityService for CommunityApi {
         Ok(Response::new(pb::SearchCommunitiesResponse {
             communities: rows.into_iter().map(community_to_pb).collect(),
             next_page_token: next,
-            total_size: total(n),
+            total_size: total(n.total),
+            total_size_is_lower_bound: n.lower_bound,
         }))
     }
 

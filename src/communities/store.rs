@@ -126,15 +126,17 @@ pub async fn search_communities(
     communities_from(&rows)
 }
 
-/// How many communities match the query (same predicate, same indexes).
-pub async fn count_communities(db: impl PgExecutor<'_>, q: &SearchQuery) -> AppResult<i64> {
+/// How many communities match the query, counted up to `at_most` (same predicate, same
+/// indexes; the scan stops there).
+pub async fn count_communities(db: impl PgExecutor<'_>, q: &SearchQuery, at_most: i64) -> AppResult<i64> {
     let sql = format!(
-        "select count(*) from communities c where {} and ($2::text is null or c.kind = $2)",
-        search_predicate(q, 3)
+        "select count(*) from (select 1 from communities c where {} and ($2::text is null or c.kind = $2) limit $3) m",
+        search_predicate(q, 4)
     );
     let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql))
         .bind(contains_pattern(&q.text))
-        .bind(q.kind.map(Kind::as_db));
+        .bind(q.kind.map(Kind::as_db))
+        .bind(at_most);
     if is_two_chars(q) {
         query = query.bind(q.text.as_str());
     }
@@ -653,8 +655,10 @@ mod tests {
         ] {
             let q = query(text, kind);
             assert_eq!(names(&pool, &q, None).await, expected, "{text}");
-            assert_eq!(count_communities(&pool, &q).await.unwrap(), expected.len() as i64, "{text}");
+            assert_eq!(count_communities(&pool, &q, 10_001).await.unwrap(), expected.len() as i64, "{text}");
         }
+        // The count stops at its bound.
+        assert_eq!(count_communities(&pool, &query("장안구", None), 1).await.unwrap(), 1);
         let q = query("장안구", None);
         let first = search_communities(&pool, &q, None, 1).await.unwrap().remove(0);
         assert_eq!(names(&pool, &q, Some(&(first.name, first.id))).await, ["파장 주공"]);
@@ -699,7 +703,11 @@ mod tests {
         assert_eq!(synthetic::search_indexes_present(&mut db).await.unwrap(), SEARCH_INDEXES.len() as i64);
         synthetic::drop_search_indexes(&mut db).await.unwrap();
         assert_eq!(synthetic::search_indexes_present(&mut db).await.unwrap(), 0);
-        assert_eq!(count_communities(&pool, &query("파장", None)).await.unwrap(), 15, "searches work without them");
+        assert_eq!(
+            count_communities(&pool, &query("파장", None), 10_001).await.unwrap(),
+            15,
+            "searches work without them"
+        );
         synthetic::create_search_indexes(&mut db).await.unwrap();
         assert_eq!(synthetic::search_indexes_present(&mut db).await.unwrap(), SEARCH_INDEXES.len() as i64);
     }

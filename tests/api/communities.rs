@@ -185,6 +185,7 @@ async fn search_matches_name_or_address_with_paging_and_kind(pool: PgPool) {
     let r = search(" 파장 ", pb::CommunityKind::Unspecified, 0, String::new()).await.unwrap().into_inner();
     assert_eq!(names(&r), ["북수원I-PARK", "파장 독서회", "파장삼익", "파장현대아파트"]);
     assert_eq!(r.total_size, 4);
+    assert!(!r.total_size_is_lower_bound, "an exact count");
     assert!(r.next_page_token.is_empty());
     assert!(r.communities.iter().all(|c| c.join_code.is_empty()));
 
