@@ -33,8 +33,17 @@ const PENDING_LIMIT: usize = 10_000;
 const VERSION_TTL_S: u64 = 86_400;
 
 /// Caches by name: the closed set of the `cache` metric label.
-pub const CACHES: &[&str] =
-    &["user", "my_communities", "geocode", "feed_post", "feed_page", "profile", "session", "profile_activity"];
+pub const CACHES: &[&str] = &[
+    "user",
+    "my_communities",
+    "geocode",
+    "feed_post",
+    "feed_page",
+    "profile",
+    "session",
+    "profile_activity",
+    "recommendations",
+];
 
 #[derive(Clone)]
 pub struct Cache {

@@ -23,6 +23,7 @@ use crate::chat::config::ChatSettings;
 use crate::communities::config::RegistrySettings;
 use crate::events::config::EventsSettings;
 use crate::feed::config::FeedSettings;
+use crate::market::config::MarketSettings;
 use crate::reports::config::ReportsSettings;
 use crate::secrets::{masked_opt, masked_url};
 use crate::teams::config::TeamsSettings;
@@ -53,6 +54,7 @@ pub struct Settings {
     pub events: EventsSettings,
     pub feed: FeedSettings,
     pub teams: TeamsSettings,
+    pub market: MarketSettings,
     pub reports: ReportsSettings,
     pub chat: ChatSettings,
     pub mail: MailSettings,
@@ -267,6 +269,7 @@ impl Default for Settings {
             events: EventsSettings::default(),
             feed: FeedSettings::default(),
             teams: TeamsSettings::default(),
+            market: MarketSettings::default(),
             reports: ReportsSettings::default(),
             chat: ChatSettings::default(),
             mail: MailSettings::default(),
@@ -667,6 +670,7 @@ impl Settings {
         self.events.validate(&mut errs);
         self.feed.validate(&mut errs);
         self.teams.validate(&mut errs);
+        self.market.validate(&mut errs);
         self.reports.validate(&mut errs);
         self.chat.validate(&mut errs);
         self.mail.validate(&mut errs);

@@ -3,7 +3,8 @@
 //! listed deployment-wide.
 //!
 //! Invariants, decided by the database: one like per user and product (primary key of
-//! `product_likes`), like counts counted from the rows, a name of 2–15 characters and a price
+//! `product_likes`), like counts equal to the like rows of live accounts (a counter kept by
+//! triggers in the same transaction), a name of 2–15 characters and a price
 //! ≥ 0 (check constraints behind the request validation), edits conditional on the version named
 //! by the etag (ABORTED `ETAG_MISMATCH` otherwise), the infinite scroll a keyset on
 //! (created_at, id). Views are counted by the platform's [`crate::views`] (target prefix
@@ -15,6 +16,8 @@
 //! as a counted target, for the flush job), [`moderation`] (for `crate::reports`),
 //! [`register_metrics`] and [`add_services`].
 
+pub mod cache;
+pub mod config;
 pub mod convert;
 pub mod model;
 /// Public API: what moderation (`crate::reports`) needs of products.

@@ -170,7 +170,7 @@ impl Source {
 }
 
 /// One recommendation as the ranking query returns it.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Ranked {
     pub product_id: Uuid,
     pub score: i64,

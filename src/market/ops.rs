@@ -12,7 +12,7 @@
 //!
 //! A product one may not see is NOT_FOUND `PRODUCT_NOT_FOUND` (an id leaks nothing).
 //! Decided by the database: one like per user and product (primary key; `on conflict do
-//! nothing`), like counts counted from rows, edits conditional on the etag's version.
+//! nothing`), like counts kept by triggers equal to the like rows of live accounts, edits conditional on the etag's version.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,8 +20,8 @@ use tonic::Code;
 use uuid::Uuid;
 
 use super::model::{
-    CreateProduct, Product, ProductFilter, ProductStatus, ProductView, Ranked, Reader, Recommendation, UpdateProduct,
-    sees,
+    CreateProduct, MAX_RECOMMENDATIONS, Product, ProductFilter, ProductStatus, ProductView, Ranked, Reader,
+    Recommendation, UpdateProduct, sees,
 };
 use super::store::{self, ProductCursor, RankInput};
 use crate::caller::Caller;
@@ -47,6 +47,11 @@ const LIKES_PER_LIKER: i64 = 20;
 const RECENT_PRODUCTS: i64 = 2_000;
 /// Candidates kept from each source before the final scoring.
 const CANDIDATES_PER_SOURCE: i64 = 100;
+/// Ranked products a (cached) list keeps: the most a call asks for, plus room for what is
+/// dropped when it is read (viewed since, no longer on sale, the reader's own).
+const CACHED_RANKED: i64 = MAX_RECOMMENDATIONS + 2 * RECENT_VIEWS as i64;
+/// Ranked products read beyond the page size, for what is dropped when a list is read.
+const READ_SLACK: i64 = 10;
 
 pub fn product_not_found() -> AppError {
     AppError::not_found(Reason::ProductNotFound, "product")
@@ -172,6 +177,7 @@ pub async fn update_product(state: &AppState, caller: &Caller, cmd: UpdateProduc
     let updated = store::get_product(&mut *tx, p.id).await?.ok_or_else(product_not_found)?;
     let liked_by_me = !store::liked_products(&mut *tx, caller.user_id, &[p.id]).await?.is_empty();
     tx.commit().await?;
+    super::cache::product_changed(state, p.id).await;
     Ok(ProductView { product: updated, liked_by_me })
 }
 
@@ -184,6 +190,7 @@ pub async fn delete_product(state: &AppState, caller: &Caller, id: Uuid) -> AppR
     if !store::delete_product(&state.db, id).await? {
         return Err(product_not_found());
     }
+    super::cache::product_changed(state, id).await;
     Ok(())
 }
 
@@ -204,6 +211,7 @@ pub async fn set_product_status(
     if !store::set_product_status(&state.db, id, status).await? {
         return Err(product_not_found());
     }
+    super::cache::product_changed(state, id).await;
     let p = store::get_product(&state.db, id).await?.ok_or_else(product_not_found)?;
     one_with_likes(state, Some(caller), p).await
 }
@@ -274,6 +282,7 @@ pub async fn like_product(
     };
     if created {
         metrics::counter!("maru_product_likes_total").increment(1);
+        super::cache::user_changed(state, caller.user_id).await;
     }
     Ok((created, count))
 }
@@ -283,11 +292,17 @@ pub async fn like_product(
 pub async fn unlike_product(state: &AppState, caller: &Caller, id: Uuid) -> AppResult<(bool, i64)> {
     visible_product(state, Some(caller), id).await?;
     let removed = store::delete_like(&state.db, id, caller.user_id).await?;
+    if removed {
+        super::cache::user_changed(state, caller.user_id).await;
+    }
     Ok((removed, store::count_likes(&state.db, id).await?))
 }
 
 /// Recommendations for the caller (`product = None`) or similar to `product`
-/// (docs/market.md#recommendations).
+/// (docs/market.md#recommendations). The ranked list comes from the cache when the caller's
+/// seeds and profile (or the product) are those it was ranked from ([`super::cache`]); what it
+/// cannot know is decided here, on the products as they are now: viewed since, liked since, no
+/// longer on sale or the reader's own are dropped, and the newest products on sale fill the rest.
 #[tracing::instrument(name = "market.recommend_products", skip_all, err(level = "debug"))]
 pub async fn recommend_products(
     state: &AppState,
@@ -296,19 +311,62 @@ pub async fn recommend_products(
     limit: i64,
 ) -> AppResult<Vec<Recommendation>> {
     let viewer = caller.map_or(Uuid::nil(), |c| c.user_id);
-    let (seeds, profile, exclude, exclude_liked) = match (product, caller) {
+    let (ranked, exclude, exclude_liked) = match (product, caller) {
         (Some(id), _) => {
             let p = visible_product(state, caller, id).await?;
-            let profile: Vec<(String, i32)> = p.tags.iter().map(|t| (t.clone(), 5)).collect();
-            (vec![p.id], profile, vec![p.id], false)
+            let tags = p.tags.clone();
+            let weights = vec![5; tags.len()];
+            // Ranked for nobody in particular (the reader's own products are dropped below), so
+            // that every reader shares the list.
+            let ranked = super::cache::similar(state, p.id, || async {
+                let input = RankInput {
+                    seeds: &[p.id],
+                    tags: &tags,
+                    weights: &weights,
+                    viewer: Uuid::nil(),
+                    exclude: &[p.id],
+                    exclude_liked: false,
+                    likers_per_seed: SEED_LIKERS,
+                    likes_per_liker: LIKES_PER_LIKER,
+                    recent_products: RECENT_PRODUCTS,
+                    per_source: CANDIDATES_PER_SOURCE,
+                    limit: CACHED_RANKED,
+                };
+                store::rank(&state.db, &input).await
+            })
+            .await?;
+            (ranked, vec![p.id], false)
         }
         (None, Some(c)) => {
             let liked = store::recent_likes(&state.db, c.user_id, SEED_LIKES).await?;
             let viewed = recent_views(state, c.user_id).await;
             let profile = store::tag_profile(&state.db, &liked, &viewed, PROFILE_TAGS).await?;
-            // Viewed products are not recommended back (liked ones are excluded by the query).
-            let seeds = liked.into_iter().take(CO_LIKE_SEEDS).collect();
-            (seeds, profile, viewed, true)
+            let seeds: Vec<Uuid> = liked.into_iter().take(CO_LIKE_SEEDS).collect();
+            let (tags, weights): (Vec<String>, Vec<i32>) = profile.into_iter().unzip();
+            let ranked = if seeds.is_empty() && tags.is_empty() {
+                Vec::new()
+            } else {
+                super::cache::for_caller(state, c.user_id, &seeds, (&tags, &weights), || async {
+                    let input = RankInput {
+                        seeds: &seeds,
+                        tags: &tags,
+                        weights: &weights,
+                        viewer,
+                        // Viewed products are not recommended back (liked ones are excluded by
+                        // the query).
+                        exclude: &viewed,
+                        exclude_liked: true,
+                        likers_per_seed: (SEED_LIKERS / seeds.len().max(1) as i64).max(MIN_LIKERS_PER_SEED),
+                        likes_per_liker: LIKES_PER_LIKER,
+                        recent_products: RECENT_PRODUCTS,
+                        per_source: CANDIDATES_PER_SOURCE,
+                        limit: CACHED_RANKED,
+                    };
+                    store::rank(&state.db, &input).await
+                })
+                .await?
+            };
+            (ranked, viewed, true)
         }
         (None, None) => {
             return Err(AppError::unauthenticated(
@@ -317,44 +375,52 @@ pub async fn recommend_products(
             ));
         }
     };
-    let (tags, weights): (Vec<String>, Vec<i32>) = profile.into_iter().unzip();
-    let input = RankInput {
-        seeds: &seeds,
-        tags: &tags,
-        weights: &weights,
-        viewer,
-        exclude: &exclude,
-        exclude_liked,
-        likers_per_seed: (SEED_LIKERS / seeds.len().max(1) as i64).max(MIN_LIKERS_PER_SEED),
-        likes_per_liker: LIKES_PER_LIKER,
-        recent_products: RECENT_PRODUCTS,
-        per_source: CANDIDATES_PER_SOURCE.max(limit),
-        limit,
+    // Ranked lists are in order: the first `limit` that still qualify are the answer. A few more
+    // than asked are read so that what is dropped below rarely needs a second read.
+    let ranked: Vec<Ranked> =
+        ranked.into_iter().filter(|r| !exclude.contains(&r.product_id)).take((limit + READ_SLACK) as usize).collect();
+    let qualifies = |v: &ProductView| {
+        v.product.status() == ProductStatus::OnSale
+            && v.product.seller_id != viewer
+            && !(exclude_liked && v.liked_by_me)
     };
-    let mut ranked =
-        if seeds.is_empty() && tags.is_empty() { Vec::new() } else { store::rank(&state.db, &input).await? };
-    if (ranked.len() as i64) < limit {
+    let mut out = hydrate(state, caller, ranked, qualifies).await?;
+    out.truncate(limit as usize);
+    if (out.len() as i64) < limit {
         // Nothing (more) to go on: the newest products on sale fill the list.
-        let mut skip = exclude.clone();
-        skip.extend(ranked.iter().map(|r| r.product_id));
-        let fill = store::newest_on_sale(&state.db, viewer, &skip, exclude_liked, limit - ranked.len() as i64).await?;
-        ranked.extend(fill.into_iter().map(|id| Ranked {
+        let mut skip = exclude;
+        skip.extend(out.iter().map(|r| r.product.product.id));
+        let fill = store::newest_on_sale(&state.db, viewer, &skip, exclude_liked, limit - out.len() as i64).await?;
+        let fill = fill.into_iter().map(|id| Ranked {
             product_id: id,
             score: 0,
             shared_tags: vec![],
             co_likers: 0,
             co_liked_with: vec![],
-        }));
+        });
+        out.extend(hydrate(state, caller, fill.collect(), |_| true).await?);
     }
-    let ids: Vec<Uuid> = ranked.iter().map(|r| r.product_id).collect();
-    let rows = with_likes(state, caller, store::get_products(&state.db, &ids).await?).await?;
-    let mut by_id: HashMap<Uuid, ProductView> = rows.into_iter().map(|v| (v.product.id, v)).collect();
-    let out: Vec<Recommendation> = ranked
-        .into_iter()
-        .filter_map(|r| by_id.remove(&r.product_id).map(|product| Recommendation { product, ranked: r }))
-        .collect();
     for r in &out {
         metrics::counter!("maru_product_recommendations_total", "source" => r.ranked.source().label()).increment(1);
     }
     Ok(out)
+}
+
+/// The products of `ranked` as `caller` sees them now, in order, those that pass `keep`.
+async fn hydrate(
+    state: &AppState,
+    caller: Option<&Caller>,
+    ranked: Vec<Ranked>,
+    keep: impl Fn(&ProductView) -> bool,
+) -> AppResult<Vec<Recommendation>> {
+    if ranked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = ranked.iter().map(|r| r.product_id).collect();
+    let rows = with_likes(state, caller, store::get_products(&state.db, &ids).await?).await?;
+    let mut by_id: HashMap<Uuid, ProductView> = rows.into_iter().map(|v| (v.product.id, v)).collect();
+    Ok(ranked
+        .into_iter()
+        .filter_map(|r| by_id.remove(&r.product_id).filter(&keep).map(|product| Recommendation { product, ranked: r }))
+        .collect())
 }

@@ -1,5 +1,6 @@
 //! Every SQL statement of the market. Products and likes of deleted accounts are left out by
-//! joining live users; like counts are counted from the rows.
+//! joining live users; like counts are the counter the database keeps on each product, equal to
+//! the like rows of live users (triggers of migration 20261206040000).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
@@ -14,9 +15,7 @@ pub type ProductCursor = (DateTime<Utc>, Uuid);
 
 const PRODUCT_SELECT: &str = "select p.id, p.seller_id, a.handle as seller_handle,
         a.display_name as seller_display_name, a.image_url as seller_image_url,
-        p.name, p.description, p.price, p.tags, p.image_url, p.sale_link, p.status, p.view_count,
-        (select count(*) from product_likes l join users x on x.id = l.user_id and x.deleted_at is null
-          where l.product_id = p.id) as like_count,
+        p.name, p.description, p.price, p.tags, p.image_url, p.sale_link, p.status, p.view_count, p.like_count,
         p.version, p.created_at, p.updated_at
    from products p join users a on a.id = p.seller_id and a.deleted_at is null";
 
@@ -201,15 +200,14 @@ pub async fn delete_like(db: impl PgExecutor<'_>, product: Uuid, user: Uuid) -> 
         == 1)
 }
 
-/// Likes of live users on `product`.
+/// Likes of live users on `product` (the counter the database keeps, migration
+/// 20261206040000; 0 for a product that is gone).
 pub async fn count_likes(db: impl PgExecutor<'_>, product: Uuid) -> AppResult<i64> {
-    Ok(sqlx::query_scalar(
-        "select count(*) from product_likes l join users x on x.id = l.user_id and x.deleted_at is null
-          where l.product_id = $1",
-    )
-    .bind(product)
-    .fetch_one(db)
-    .await?)
+    Ok(sqlx::query_scalar("select like_count from products where id = $1")
+        .bind(product)
+        .fetch_optional(db)
+        .await?
+        .unwrap_or(0))
 }
 
 /// Adds `counts[i]` views to product `ids[i]`, in one statement.
@@ -526,5 +524,86 @@ mod tests {
         insert_like(&pool, b, me).await.unwrap();
         assert_eq!(ranked(rank(&pool, &input(2, 1, true)).await.unwrap()), [(c, 1)]);
         assert_eq!(ranked(rank(&pool, &input(2, 1, false)).await.unwrap()), [(b, 2)]);
+    }
+
+    /// The like rows of live accounts, counted the slow way: what the kept counter must equal.
+    async fn counted(db: &PgPool, product: Uuid) -> i64 {
+        sqlx::query_scalar(
+            "select count(*) from product_likes l join users x on x.id = l.user_id and x.deleted_at is null
+              where l.product_id = $1",
+        )
+        .bind(product)
+        .fetch_one(db)
+        .await
+        .unwrap()
+    }
+
+    /// The counter follows likes, unlikes, accounts deleted, suspended, restored and removed for
+    /// good, and racing likers, and always equals the rows of live likers.
+    #[sqlx::test]
+    async fn like_counts_equal_the_rows_of_live_likers(pool: PgPool) {
+        let seller = user(&pool, "seller", false).await;
+        let p = product(&pool, seller, "카운터", &[]).await;
+        let q = product(&pool, seller, "다른 것", &[]).await;
+        let check = |want: i64| {
+            let pool = pool.clone();
+            async move {
+                assert_eq!(count_likes(&pool, p).await.unwrap(), want);
+                assert_eq!(counted(&pool, p).await, want);
+            }
+        };
+        // 40 likers at once, each twice (the second is a no-op), one of them also on q.
+        let mut likers = Vec::new();
+        for i in 0..40 {
+            likers.push(user(&pool, &format!("liker{i}"), false).await);
+        }
+        let races = likers.iter().flat_map(|&u| [insert_like(&pool, p, u), insert_like(&pool, p, u)]);
+        let created = futures::future::join_all(races).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+        assert_eq!(created, 40);
+        insert_like(&pool, q, likers[0]).await.unwrap();
+        check(40).await;
+        assert!(delete_like(&pool, p, likers[1]).await.unwrap());
+        assert!(!delete_like(&pool, p, likers[1]).await.unwrap());
+        check(39).await;
+        // Deleted (soft), restored, suspended: the account's likes leave and come back.
+        sqlx::query("update users set deleted_at = now() where id = $1").bind(likers[0]).execute(&pool).await.unwrap();
+        check(38).await;
+        assert_eq!(count_likes(&pool, q).await.unwrap(), 0);
+        // A deleted account's like row going away (e.g. removed with it) takes nothing off again.
+        assert!(delete_like(&pool, q, likers[0]).await.unwrap());
+        assert_eq!(count_likes(&pool, q).await.unwrap(), 0);
+        sqlx::query("update users set deleted_at = null where id = $1").bind(likers[0]).execute(&pool).await.unwrap();
+        check(39).await;
+        // Removed for good while live, and while deleted: each like counted off exactly once.
+        sqlx::query("delete from users where id = $1").bind(likers[2]).execute(&pool).await.unwrap();
+        check(38).await;
+        sqlx::query("update users set deleted_at = now() where id = $1").bind(likers[3]).execute(&pool).await.unwrap();
+        sqlx::query("delete from users where id = $1").bind(likers[3]).execute(&pool).await.unwrap();
+        check(37).await;
+        // Other changes of an account leave the count alone.
+        sqlx::query("update users set display_name = 'x', deleted_at = deleted_at where id = $1")
+            .bind(likers[4])
+            .execute(&pool)
+            .await
+            .unwrap();
+        check(37).await;
+        // Likes racing the deletion of their accounts: whatever the order, the count is exact.
+        let rest = &likers[5..];
+        let unlikes = rest.iter().map(|&u| delete_like(&pool, p, u));
+        let deletions = rest.iter().map(|&u| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("update users set deleted_at = now() where id = $1").bind(u).execute(&pool).await.unwrap();
+            }
+        });
+        let relikes = rest.iter().map(|&u| insert_like(&pool, q, u));
+        let (_, _, _) = tokio::join!(
+            futures::future::join_all(unlikes),
+            futures::future::join_all(deletions),
+            futures::future::join_all(relikes)
+        );
+        check(2).await;
+        assert_eq!(count_likes(&pool, q).await.unwrap(), counted(&pool, q).await);
+        assert_eq!(count_likes(&pool, q).await.unwrap(), 0);
     }
 }

@@ -411,6 +411,79 @@ async fn recommendations_rank_by_co_likes_and_tags_and_explain_why(pool: PgPool)
     assert!(!warm.iter().any(|r| r.product.as_ref().unwrap().id == tagged.id), "viewed one is not recommended back");
 }
 
+/// Ranked lists are cached (docs/market.md#caching): other people's likes wait for the TTL, but
+/// the caller's own likes and profile, the product's own edits and whatever makes a product
+/// unfit (suspended, viewed, the reader's own) take effect at once.
+#[sqlx::test]
+async fn cached_recommendations_change_with_what_changes_them(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let seller = app.user("seller").await;
+    let me = app.user("myself").await;
+    let admin = app.admin_user("boss").await;
+    let others = app.fast_users("other", 3).await;
+    let seed = create(&app, &seller, new_product("캠핑 의자", 1, &["camping"])).await;
+    let co = create(&app, &seller, new_product("전기 포트", 1, &["kitchen"])).await;
+    let tent = create(&app, &seller, new_product("캠핑 텐트", 1, &["camping"])).await;
+    let lamp = create(&app, &seller, new_product("캠핑 랜턴", 1, &["camping"])).await;
+    let later = create(&app, &seller, new_product("믹서기", 1, &["blender"])).await;
+    let like = |u: &TestUser, id: &str| {
+        let mut c = api(&app);
+        let r = u.req(pb::LikeProductRequest { product_id: id.into(), request_id: String::new() });
+        async move { assert!(c.like_product(r).await.unwrap().into_inner().created) }
+    };
+    let rec = |who: Option<&TestUser>, product: &str| {
+        let mut c = api(&app);
+        let r = as_who(who, pb::RecommendProductsRequest { product_id: product.into(), page_size: 10 });
+        async move {
+            let got = c.recommend_products(r).await.unwrap().into_inner().recommendations;
+            got.into_iter().map(|r| (r.product.unwrap().name, r.score)).collect::<Vec<_>>()
+        }
+    };
+    let names = |got: &[(String, i64)]| got.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    like(&me, &seed.id).await;
+    for o in &others {
+        like(o, &seed.id).await;
+        like(o, &co.id).await;
+    }
+    let first = rec(Some(&me), "").await;
+    assert_eq!(names(&first[..3]), ["전기 포트", "캠핑 랜턴", "캠핑 텐트"]);
+    assert_eq!(first[0].1, 9, "3 co-likers");
+
+    // Other people's likes reach a cached list within the TTL, not at once.
+    for o in &others {
+        like(o, &later.id).await;
+    }
+    assert_eq!(rec(Some(&me), "").await, first, "served from the cache");
+    // A product suspended since is dropped when the list is read; so is one just viewed.
+    set_status(&app, &admin, &co.id, pb::ProductStatus::Suspended).await.unwrap();
+    get(&app, Some(&me), &tent.id).await.unwrap();
+    let now = names(&rec(Some(&me), "").await);
+    assert_eq!(now[0], "캠핑 랜턴");
+    assert!(!now.iter().any(|n| n == "전기 포트" || n == "캠핑 텐트"), "{now:?}");
+    // The caller's own like ranks again at once: the three who liked the seed also liked `later`.
+    like(&me, &lamp.id).await;
+    let after = rec(Some(&me), "").await;
+    assert_eq!(after[0], ("믹서기".to_string(), 9), "{after:?}");
+    assert!(!names(&after).iter().any(|n| n == "캠핑 랜턴"), "liked products are not recommended");
+
+    // Similar lists are shared by every reader and ranked again when the product changes.
+    let similar = rec(None, &seed.id).await;
+    assert!(similar.iter().any(|(n, s)| n == "캠핑 랜턴" && *s >= 5), "{similar:?}");
+    let edit = pb::UpdateProductRequest {
+        product_id: seed.id.clone(),
+        tags: vec!["바베큐".into()],
+        update_mask: mask(&["tags"]),
+        ..Default::default()
+    };
+    api(&app).update_product(seller.req(edit)).await.unwrap();
+    let edited = rec(None, &seed.id).await;
+    assert!(!edited.iter().any(|(n, s)| n == "캠핑 텐트" && *s > 0), "no camping tag to share any more: {edited:?}");
+    // The list is cached for every reader, but nobody is recommended their own products: every
+    // product here is the seller's.
+    assert!(!rec(Some(&me), &seed.id).await.is_empty());
+    assert_eq!(rec(Some(&seller), &seed.id).await, vec![]);
+}
+
 // ---- authorization matrix
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
