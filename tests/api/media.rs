@@ -449,3 +449,66 @@ async fn a_job_whose_worker_died_is_finished_once_by_another_replica(pool: PgPoo
     assert!(!late);
     assert_eq!(get(&b, &kim, &m.id).await.unwrap().state, pb::MediaState::Ready as i32);
 }
+
+/// A moto S3 server on a free port for one test, stopped when dropped.
+struct Moto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server is installed (pip install 'moto[server]')");
+    let moto = Moto { child, url: format!("http://127.0.0.1:{port}") };
+    for _ in 0..200 {
+        if reqwest::get(&moto.url).await.is_ok() {
+            return moto;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("moto_server did not start");
+}
+
+#[sqlx::test]
+async fn the_s3_backend_uses_presigned_urls(pool: PgPool) {
+    let s3 = moto().await;
+    let r = reqwest::Client::new().put(format!("{}/maru-media", s3.url)).send().await.unwrap();
+    assert!(r.status().is_success(), "bucket: {}", r.status());
+    let endpoint = s3.url.clone();
+    let app = spawn(pool, |s| {
+        s.media.backend = maru::media::config::MediaBackend::S3;
+        s.media.s3_bucket = "maru-media".into();
+        s.media.s3_endpoint = endpoint;
+        s.media.s3_allow_http = true;
+        s.media.s3_access_key_id = Some("testing".to_owned().into());
+        s.media.s3_secret_access_key = Some("testing".to_owned().into());
+    })
+    .await;
+    let kim = app.user("kim").await;
+    let bytes = jpeg(640, 480);
+    let t = create(&app, &kim, "image/jpeg", bytes.len()).await;
+    assert!(t.upload_url.starts_with(&s3.url), "{}", t.upload_url);
+    assert!(t.upload_url.contains("X-Amz-Signature="), "{}", t.upload_url);
+    assert!(put(&t, bytes).await.status().is_success());
+    complete(&app, &kim, &t.media_id).await.unwrap();
+    let m = processed(&app, &kim, &t.media_id).await;
+    assert_eq!(m.state, pb::MediaState::Ready as i32, "{}", m.failure_reason);
+    let thumb = m.variants.iter().find(|v| v.name == "thumbnail").unwrap();
+    assert_eq!((thumb.width, thumb.height), (256, 192));
+    assert!(thumb.url.starts_with(&s3.url) && thumb.url.contains("X-Amz-Signature="), "{}", thumb.url);
+    let body = reqwest::get(&thumb.url).await.unwrap().bytes().await.unwrap();
+    let img = image::load_from_memory(&body).unwrap();
+    assert_eq!((img.width(), img.height()), (256, 192));
+}
