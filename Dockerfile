@@ -39,12 +39,16 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --home-dir /nonexistent --shell /usr/sbin/nologin maru
+ && useradd --system --uid 10001 --user-group --home-dir /nonexistent --shell /usr/sbin/nologin maru \
+ && install -d -o 10001 -g 10001 /var/lib/maru/media
 COPY --from=builder /usr/local/bin/maru /usr/local/bin/maru
 USER 10001:10001
 # Inside a container the listeners must not be loopback-only.
 ENV MARU__GRPC__LISTEN=0.0.0.0:50051 \
-    MARU__ADMIN__LISTEN=0.0.0.0:9464
+    MARU__ADMIN__LISTEN=0.0.0.0:9464 \
+    MARU__MEDIA__DATA_DIR=/var/lib/maru/media
+# The local media backend's files (mount a volume here, or use the S3 backend, to keep them).
+VOLUME /var/lib/maru/media
 EXPOSE 50051 9464
 # /readyz is 200 once the database is reachable and migrated, 503 before and while draining.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

@@ -47,6 +47,7 @@ pub fn describe_domain_metrics() {
     crate::chat::register_metrics();
     reports::register_metrics();
     teams::ops::describe_metrics();
+    crate::media::register_metrics();
 }
 
 /// Triggers the same graceful shutdown as SIGTERM.
@@ -110,6 +111,13 @@ impl Application {
                  replicas will reject each other's tokens. Set MARU__AUTH__JWT_KEY in any shared deployment. !!!"
             );
         }
+        let mut settings = settings;
+        if settings.media.public_url.is_empty() {
+            // The local media backend's URLs point at the port actually bound (`:0` in tests).
+            let addr = grpc.local_addr()?;
+            let host = if addr.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { addr.ip() };
+            settings.media.public_url = format!("http://{}", SocketAddr::new(host, addr.port()));
+        }
         let state = AppState::with_clock(settings, pool, clock)?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Self { state, grpc, admin, ready: Arc::new(AtomicBool::new(false)), prepare_db, shutdown_tx })
@@ -161,7 +169,9 @@ impl Application {
 
         settings.warnings().iter().for_each(|w| tracing::warn!("{w}"));
         tracing::info!(grpc = %grpc.local_addr()?, admin = %admin_addr, "maru listening");
-        let server = serve_grpc(grpc, &state, &ready, routes, AdmissionLayer::new(admission), shutdown_signal);
+        let media_http = crate::media::http_layer(&state)?;
+        let server =
+            serve_grpc(grpc, &state, &ready, routes, AdmissionLayer::new(admission), media_http, shutdown_signal);
         let result = drain(server, drained, Duration::from_millis(settings.grpc.drain_timeout_ms)).await;
 
         let _ = shutdown_tx.send(true);
@@ -256,6 +266,7 @@ fn grpc_routes(state: &AppState, mut routes: RoutesBuilder, stopping: watch::Rec
     market::add_services(&mut routes, state);
     crate::chat::add_services(&mut routes, state, stopping);
     reports::add_services(&mut routes, state);
+    crate::media::add_services(&mut routes, state)?;
     Ok(routes.routes())
 }
 
@@ -292,6 +303,7 @@ fn serve_grpc(
     ready: &Arc<AtomicBool>,
     routes: Routes,
     admission: AdmissionLayer,
+    media_http: crate::media::http::MediaHttpLayer,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = Result<(), tonic::transport::Error>> {
     let settings = &state.settings;
@@ -316,6 +328,8 @@ fn serve_grpc(
         .http2_keepalive_interval(ms(g.http2_keepalive_interval_ms))
         .http2_keepalive_timeout(ms(g.http2_keepalive_timeout_ms))
         .layer(cors_layer(&settings.grpc.cors_allowed_origins))
+        // The local media backend's `PUT /media/upload/…` and `GET /media/…` (plain HTTP).
+        .layer(media_http)
         .layer(tower::util::MapRequestLayer::new(expose_connect_info))
         .layer(tower::util::MapRequestLayer::new(mark_protocol))
         .layer(tonic_web::GrpcWebLayer::new())
@@ -398,7 +412,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow)
-        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_methods([Method::POST, Method::OPTIONS, Method::PUT, Method::GET])
         // Listed, not `*`: by the Fetch standard a wildcard does not cover `authorization`.
         .allow_headers(ALLOWED_REQUEST_HEADERS.map(HeaderName::from_static))
         .expose_headers([

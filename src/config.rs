@@ -24,6 +24,7 @@ use crate::communities::config::RegistrySettings;
 use crate::events::config::EventsSettings;
 use crate::feed::config::FeedSettings;
 use crate::market::config::MarketSettings;
+use crate::media::config::MediaSettings;
 use crate::reports::config::ReportsSettings;
 use crate::secrets::{masked_opt, masked_url};
 use crate::teams::config::TeamsSettings;
@@ -59,6 +60,7 @@ pub struct Settings {
     pub chat: ChatSettings,
     pub mail: MailSettings,
     pub guests: GuestSettings,
+    pub media: MediaSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,6 +276,7 @@ impl Default for Settings {
             chat: ChatSettings::default(),
             mail: MailSettings::default(),
             guests: GuestSettings::default(),
+            media: MediaSettings::default(),
         }
     }
 }
@@ -675,6 +678,7 @@ impl Settings {
         self.chat.validate(&mut errs);
         self.mail.validate(&mut errs);
         self.guests.validate(&mut errs);
+        self.media.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 

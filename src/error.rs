@@ -168,6 +168,13 @@ reasons! {
     GuestReadOnly => "GUEST_READ_ONLY",
     NotAGuest => "NOT_A_GUEST",
     GuestsDisabled => "GUESTS_DISABLED",
+    // Media.
+    MediaNotFound => "MEDIA_NOT_FOUND",
+    MediaQuotaExceeded => "MEDIA_QUOTA_EXCEEDED",
+    MediaUploadIncomplete => "MEDIA_UPLOAD_INCOMPLETE",
+    MediaTypeUnsupported => "MEDIA_TYPE_UNSUPPORTED",
+    MediaUploadExpired => "MEDIA_UPLOAD_EXPIRED",
+    MediaStorageUnavailable => "MEDIA_STORAGE_UNAVAILABLE",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.

@@ -10,7 +10,7 @@
 //! | 6 binary | `cli` (the command line; `main.rs` only calls it) |
 //! | 5 application | `app` (binds, assembles every domain's services, runs and drains) |
 //! | 4 assemblers | `jobs`, `seed`, `console` (background work, demo data, terminal output) |
-//! | 3 domains | `accounts`, `admin`, `communities`, `events`, `feed`, `social`, `teams`, `trials`, `market`, `reports`, `chat` |
+//! | 3 domains | `accounts`, `admin`, `communities`, `events`, `feed`, `social`, `teams`, `trials`, `market`, `reports`, `chat`, `media` |
 //! | 2 platform | `state`, `grpc`, `services`, `cache`, `db`, `idempotency`, `paging`, `fields`, `caller`, `clock`, `opendata`, `retry`, `telemetry`, `tokens`, `keyring`, `sessions`, `password`, `views`, `mail` |
 //! | 1 primitives | `error`, `config`, and each domain's settings module (`src/<domain>/config.rs`) |
 //! | 0 leaves | `request_id`, `secrets` |
@@ -62,6 +62,7 @@ pub mod jobs;
 pub mod keyring;
 pub mod mail;
 pub mod market;
+pub mod media;
 pub mod opendata;
 pub mod paging;
 pub mod password;

@@ -23,7 +23,7 @@ use crate::state::AppState;
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    vec![
+    let mut jobs = vec![
         tokio::spawn(sweep_expired(state.clone(), stop.clone())),
         tokio::spawn(trials_ingest::run(state.clone(), stop.clone())),
         tokio::spawn(community_gauges::run(state.clone(), stop.clone())),
@@ -35,9 +35,12 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
         tokio::spawn(crate::keyring::watch(
             state.keyring.clone(),
             Duration::from_secs(state.settings.auth.keyring_reload_s),
-            stop,
+            stop.clone(),
         )),
-    ]
+    ];
+    // Media processing (a durable queue, see `crate::media::worker`) and its clean-up.
+    jobs.extend(crate::media::spawn_jobs(state, stop));
+    jobs
 }
 
 /// Deletes expired idempotency keys and long-expired refresh tokens.

@@ -16,6 +16,7 @@ mod feed;
 mod guests;
 mod mail;
 mod market;
+mod media;
 mod ops;
 mod policy;
 mod reports;

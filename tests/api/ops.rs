@@ -202,7 +202,26 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("source", set(&[maru::trials::model::SOURCE, "tags", "co_likes", "tags_and_co_likes", "newest"])),
         ("constraint", constraints),
         // chat_publish: chat's notices on the pub/sub channel; chat_streams: the per-user count
-        ("op", set(&["get", "fill", "invalidate", "hash", "verify", "view", "flush", "chat_publish", "chat_streams"])),
+        // and media's object store operations
+        (
+            "op",
+            set(&[
+                "get",
+                "fill",
+                "invalidate",
+                "hash",
+                "verify",
+                "view",
+                "flush",
+                "chat_publish",
+                "chat_streams",
+                "head",
+                "put",
+                "delete",
+                "sign",
+                "write",
+            ]),
+        ),
         (
             "event",
             set(&[
@@ -253,6 +272,21 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "unknown",
                 // guest visits turned off (rate_limited above: also logins refused by the rate limiter)
                 "disabled",
+                // media uploads, the local backend's HTTP routes, processing
+                "quota_exceeded",
+                "completed",
+                "incomplete",
+                "type_unsupported",
+                "stored",
+                "too_large",
+                "size_mismatch",
+                "token_invalid",
+                "token_used",
+                "body_error",
+                "storage_error",
+                "served",
+                "not_modified",
+                "ready",
             ]),
         ),
         ("state", set(&["idle", "in_use", "max"])),
@@ -298,6 +332,11 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 // chat streams refused
                 "user_limit",
                 "replica_limit",
+                // media processing failures
+                "too_many_pixels",
+                "undecodable",
+                "encode",
+                "attempts_exhausted",
             ]),
         ),
         // report resolutions
@@ -306,6 +345,8 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         ("room_kind", set(&["direct", "group"])),
         // logins and registrations
         ("method", set(&["password", "refresh", "guest", "external", "guest_conversion"])),
+        // media purposes
+        ("purpose", maru::media::model::Purpose::ALL.iter().map(|p| p.as_str().to_string()).collect()),
     ])
 }
 

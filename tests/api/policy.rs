@@ -172,6 +172,9 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("ChatService/Subscribe", READ, REQUIRED),
     ("AuthService/StartGuestSession", AUTH, NONE),
     ("AuthService/ConvertGuest", SENSITIVE, REQUIRED),
+    ("MediaService/CreateUpload", WRITE, REQUIRED),
+    ("MediaService/CompleteUpload", WRITE, REQUIRED),
+    ("MediaService/GetMedia", READ, REQUIRED),
 ];
 
 #[test]
