@@ -256,6 +256,7 @@ fn grpc_routes(state: &AppState, mut routes: RoutesBuilder, stopping: watch::Rec
     market::add_services(&mut routes, state);
     crate::chat::add_services(&mut routes, state, stopping);
     reports::add_services(&mut routes, state);
+    crate::identity::add_services(&mut routes, state)?;
     Ok(routes.routes())
 }
 

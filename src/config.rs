@@ -23,6 +23,7 @@ use crate::chat::config::ChatSettings;
 use crate::communities::config::RegistrySettings;
 use crate::events::config::EventsSettings;
 use crate::feed::config::FeedSettings;
+use crate::identity::config::IdentitySettings;
 use crate::reports::config::ReportsSettings;
 use crate::secrets::{masked_opt, masked_url};
 use crate::teams::config::TeamsSettings;
@@ -57,6 +58,7 @@ pub struct Settings {
     pub chat: ChatSettings,
     pub mail: MailSettings,
     pub guests: GuestSettings,
+    pub identity: IdentitySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,6 +273,7 @@ impl Default for Settings {
             chat: ChatSettings::default(),
             mail: MailSettings::default(),
             guests: GuestSettings::default(),
+            identity: IdentitySettings::default(),
         }
     }
 }
@@ -671,6 +674,7 @@ impl Settings {
         self.chat.validate(&mut errs);
         self.mail.validate(&mut errs);
         self.guests.validate(&mut errs);
+        self.identity.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 

@@ -172,6 +172,13 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("ChatService/Subscribe", READ, REQUIRED),
     ("AuthService/StartGuestSession", AUTH, NONE),
     ("AuthService/ConvertGuest", SENSITIVE, REQUIRED),
+    ("IdentityService/StartExternalLogin", AUTH, NONE),
+    ("IdentityService/FinishExternalLogin", AUTH, NONE),
+    ("IdentityService/CompleteRegistration", AUTH, NONE),
+    ("IdentityService/SendLinkCode", SENSITIVE, NONE),
+    ("IdentityService/LinkIdentity", SENSITIVE, NONE),
+    ("IdentityService/ListIdentities", READ, REQUIRED),
+    ("IdentityService/UnlinkIdentity", SENSITIVE, REQUIRED),
 ];
 
 #[test]
