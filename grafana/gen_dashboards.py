@@ -1282,6 +1282,21 @@ def accounts():
                targets((f"max(maru_email_outbox_oldest_age_seconds{{{M}}})", "age")), "s",
                thresholds(("green", None), ("orange", 300), ("red", 900)), graph=False), 8, 8)
 
+    d.row("External sign-in", "GitHub, Google and OIDC providers (docs/identity.md): logins by provider method in "
+          "the Logins row above; here the refusals by provider and reason, and JWKS fetches.")
+    d.add(timeseries("External login failures/min by provider and reason", "FinishExternalLogin refusals "
+                     "(maru_external_login_failures_total): state_invalid (forged, replayed or expired state), "
+                     "provider_unavailable (down or garbage), or the failed ID-token check (signature, issuer, "
+                     "audience, expiry, nonce) or code.",
+                     targets((f"sum by (provider, reason) (rate(maru_external_login_failures_total{{{M}}}[{RI}])) * 60",
+                              "{{provider}} {{reason}}")), "short"), 16, 8)
+    d.add(timeseries("JWKS fetches/h by provider and outcome", "OIDC signing-key set fetches "
+                     "(maru_jwks_refreshes_total): ok, failed, rate_limited (an unknown key id within "
+                     "identity.jwks_min_refetch_s of the last fetch). A burst of rate_limited: tokens with unknown "
+                     "key ids.",
+                     targets((f"sum by (provider, outcome) (increase(maru_jwks_refreshes_total{{{M}}}[1h]))",
+                              "{{provider}} {{outcome}}")), "short"), 8, 8)
+
     d.row("AuthService RPCs", "Requests, latency and refusals of maru.v1.AuthService.")
     d.add(timeseries("Requests/s by method", "AuthService RPCs per second.",
                      targets((f"sum by (grpc_method) (rate(grpc_server_handled_total{{{A}}}[{RI}]))",

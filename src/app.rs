@@ -267,6 +267,7 @@ fn grpc_routes(state: &AppState, mut routes: RoutesBuilder, stopping: watch::Rec
     crate::chat::add_services(&mut routes, state, stopping);
     reports::add_services(&mut routes, state);
     crate::media::add_services(&mut routes, state)?;
+    crate::identity::add_services(&mut routes, state)?;
     Ok(routes.routes())
 }
 

@@ -25,6 +25,7 @@ use crate::events::config::EventsSettings;
 use crate::feed::config::FeedSettings;
 use crate::market::config::MarketSettings;
 use crate::media::config::MediaSettings;
+use crate::identity::config::IdentitySettings;
 use crate::reports::config::ReportsSettings;
 use crate::secrets::{masked_opt, masked_url};
 use crate::teams::config::TeamsSettings;
@@ -61,6 +62,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub guests: GuestSettings,
     pub media: MediaSettings,
+    pub identity: IdentitySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -277,6 +279,7 @@ impl Default for Settings {
             mail: MailSettings::default(),
             guests: GuestSettings::default(),
             media: MediaSettings::default(),
+            identity: IdentitySettings::default(),
         }
     }
 }
@@ -679,6 +682,7 @@ impl Settings {
         self.mail.validate(&mut errs);
         self.guests.validate(&mut errs);
         self.media.validate(&mut errs);
+        self.identity.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 

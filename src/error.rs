@@ -175,6 +175,16 @@ reasons! {
     MediaTypeUnsupported => "MEDIA_TYPE_UNSUPPORTED",
     MediaUploadExpired => "MEDIA_UPLOAD_EXPIRED",
     MediaStorageUnavailable => "MEDIA_STORAGE_UNAVAILABLE",
+    // External identity providers.
+    ProviderUnknown => "PROVIDER_UNKNOWN",
+    ProviderUnavailable => "PROVIDER_UNAVAILABLE",
+    ExternalStateInvalid => "EXTERNAL_STATE_INVALID",
+    ExternalLoginFailed => "EXTERNAL_LOGIN_FAILED",
+    ExternalTicketInvalid => "EXTERNAL_TICKET_INVALID",
+    IdentityLinkRequired => "IDENTITY_LINK_REQUIRED",
+    IdentityTaken => "IDENTITY_TAKEN",
+    IdentityNotFound => "IDENTITY_NOT_FOUND",
+    LastSignInMethod => "LAST_SIGN_IN_METHOD",
 }
 
 /// Unique constraints (or unique index names) and the reason their violation reports.
@@ -189,6 +199,8 @@ pub const UNIQUE_CONSTRAINTS: &[(&str, Reason)] = &[
     ("teams_community_id_title_key", Reason::TeamTitleTaken),
     ("team_applications_team_id_user_id_role_key", Reason::AlreadyApplied),
     ("reports_reporter_id_target_type_target_id_key", Reason::AlreadyReported),
+    ("external_identities_provider_subject_key", Reason::IdentityTaken),
+    ("external_identities_user_id_provider_key", Reason::IdentityTaken),
 ];
 
 /// An error of any layer. Built by ops and stores; turned into a `Status` in one place.

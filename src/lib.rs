@@ -10,7 +10,7 @@
 //! | 6 binary | `cli` (the command line; `main.rs` only calls it) |
 //! | 5 application | `app` (binds, assembles every domain's services, runs and drains) |
 //! | 4 assemblers | `jobs`, `seed`, `console` (background work, demo data, terminal output) |
-//! | 3 domains | `accounts`, `admin`, `communities`, `events`, `feed`, `social`, `teams`, `trials`, `market`, `reports`, `chat`, `media` |
+//! | 3 domains | `accounts`, `admin`, `communities`, `events`, `feed`, `social`, `teams`, `trials`, `market`, `reports`, `chat`, `media`, `identity` |
 //! | 2 platform | `state`, `grpc`, `services`, `cache`, `db`, `idempotency`, `paging`, `fields`, `caller`, `clock`, `opendata`, `retry`, `telemetry`, `tokens`, `keyring`, `sessions`, `password`, `views`, `mail` |
 //! | 1 primitives | `error`, `config`, and each domain's settings module (`src/<domain>/config.rs`) |
 //! | 0 leaves | `request_id`, `secrets` |
@@ -22,7 +22,8 @@
 //!   Today: `social` → `feed` (`authors_changed`) and `accounts` (`Handle`, the cached user);
 //!   `feed`, `events`, `teams` → `communities` (`access`); `feed` → `accounts` (`Handle`); `admin` →
 //!   `accounts` (users); `reports` → `feed`, `market`, `chat` (`moderation`); `accounts` →
-//!   `communities` (`guests`: guests' read-only memberships).
+//!   `communities` (`guests`: guests' read-only memberships); `identity` → `accounts` (`external`:
+//!   accounts from identity providers, `Handle`, `Email`, `Device`, `device_of`, `user_to_pb`).
 //! - A domain's settings module is the one part of a domain a lower layer names: `config`
 //!   assembles them into [`config::Settings`].
 //! - Assemblers (and `app`, `cli`) may use any public module of any domain.
@@ -58,6 +59,7 @@ pub mod feed;
 pub mod fields;
 pub mod grpc;
 pub mod idempotency;
+pub mod identity;
 pub mod jobs;
 pub mod keyring;
 pub mod mail;

@@ -80,11 +80,11 @@ fn describe_platform() {
     );
     describe_counter!(
         "maru_logins_total",
-        "Credential exchanges by method (password, refresh, guest, external) and outcome (ok, bad_credentials, suspended, rate_limited, reused, revoked, invalid, disabled)."
+        "Credential exchanges by method (password, refresh, guest; github, google, oidc for identity providers) and outcome (ok, bad_credentials, suspended, rate_limited, reused, revoked, invalid, disabled; state_invalid, refused, provider_unavailable, registration_required, link_required)."
     );
     describe_counter!(
         "maru_registrations_total",
-        "Accounts created, by method (password, guest_conversion, external)."
+        "Accounts created, by method (password, guest_conversion; github, google, oidc)."
     );
     describe_gauge!(
         "maru_guests_active",
@@ -94,6 +94,14 @@ fn describe_platform() {
     describe_counter!("maru_guests_converted_total", "Guests turned into accounts (ConvertGuest).");
     describe_counter!("maru_guests_deleted_total", "Expired guests deleted by the nightly clean-up.");
     describe_counter!("maru_guest_refusals_total", "Calls of guests refused with GUEST_READ_ONLY.");
+    describe_counter!(
+        "maru_external_login_failures_total",
+        "External logins refused, by provider (the configured name) and reason (state_invalid, provider_unavailable, code, token, signature, issuer, audience, expiry, nonce, algorithm, format, subject)."
+    );
+    describe_counter!(
+        "maru_jwks_refreshes_total",
+        "JWKS fetches of OIDC providers by provider and outcome (ok, failed, rate_limited: an unknown key id within identity.jwks_min_refetch_s of the last fetch)."
+    );
     describe_counter!("maru_auth_token_checks_total", "Bearer tokens checked by outcome.");
     describe_counter!(
         "maru_sessions_evicted_total",

@@ -10,11 +10,14 @@
 //!
 //! Public API (what other domains may use; `tests/layering.rs` checks it): [`Handle`],
 //! [`parse_display_name`], [`User`], [`UserFilter`], [`user_to_pb`], [`list_users`] and the
-//! WhoAmI cache key [`user_cache_key`]; the session check's [`session_loader`]; and
-//! [`add_services`].
+//! WhoAmI cache key [`user_cache_key`]; the session check's [`session_loader`]; [`external`]
+//! (accounts from identity providers, their sessions and proofs); [`Email`], [`Device`],
+//! [`Tokens`]; the [`device_of`] a request; and [`add_services`].
 
 pub mod config;
 pub mod convert;
+/// Public API: what sign-in with identity providers (`crate::identity`) needs of accounts.
+pub mod external;
 pub mod guests;
 pub mod model;
 pub mod ops;
@@ -28,8 +31,9 @@ use crate::state::AppState;
 
 // Public API (see the module docs).
 pub use convert::user_to_pb;
-pub use model::{Handle, User, UserFilter, parse_display_name};
+pub use model::{Device, Email, Handle, Tokens, User, UserFilter, parse_display_name};
 pub use ops::{list_users, session_loader, user_cache_key};
+pub use service::device_of;
 
 /// Puts `AuthService` on the server.
 pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {

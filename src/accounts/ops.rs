@@ -349,7 +349,7 @@ fn email_rate_limited(wait: std::time::Duration, limit: &'static str) -> AppErro
     }
 }
 
-fn auth_event(event: &'static str, outcome: &'static str) {
+pub(super) fn auth_event(event: &'static str, outcome: &'static str) {
     metrics::counter!("maru_auth_events_total", "event" => event, "outcome" => outcome).increment(1);
 }
 
@@ -357,8 +357,6 @@ fn auth_event(event: &'static str, outcome: &'static str) {
 #[tracing::instrument(name = "accounts.send_verification_code", skip_all, err(level = "debug"))]
 pub async fn send_verification_code(state: &AppState, caller: &Caller, cmd: SendCode) -> AppResult<DateTime<Utc>> {
     const EVENT: &str = "send_verification_code";
-    let cfg = &state.settings.mail;
-    let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     let Some((email, verified)) = store::lock_user_email(&mut tx, caller.user_id).await? else {
         return Err(AppError::not_found(Reason::UserNotFound, "user"));
@@ -370,22 +368,7 @@ pub async fn send_verification_code(state: &AppState, caller: &Caller, cmd: Send
             "the email address is already verified",
         ));
     }
-    let window = std::time::Duration::from_secs(cfg.limit_window_s);
-    for (key, limit, label) in [
-        (mail::account_key(caller.user_id), cfg.max_per_account, "account"),
-        (mail::address_key(&email), cfg.max_per_address, "address"),
-    ] {
-        if let Some(wait) = mail::hit_send_limit(&mut tx, &key, limit, window, now).await? {
-            auth_event(EVENT, "rate_limited");
-            return Err(email_rate_limited(wait, label));
-        }
-    }
-    let code = new_code();
-    let expires_at = now + Duration::seconds(cfg.code_ttl_s as i64);
-    store::upsert_code(&mut tx, caller.user_id, &hash_code(caller.user_id, &code), expires_at, now).await?;
-    // Accounts have no language of their own yet: the request's decides.
-    let message = templates::verification_code(cmd.lang, &code, cfg.code_ttl_s.div_ceil(60));
-    mail::enqueue(&mut tx, Kind::VerificationCode, &email, &message).await?;
+    let expires_at = mail_code(state, &mut tx, caller.user_id, &email, cmd.lang, EVENT).await?;
     tx.commit().await?;
     mail::queued(Kind::VerificationCode);
     auth_event(EVENT, "ok");
@@ -393,14 +376,51 @@ pub async fn send_verification_code(state: &AppState, caller: &Caller, cmd: Send
     Ok(expires_at)
 }
 
-/// Checks the mailed code and marks the caller's address verified; returns when it was.
-#[tracing::instrument(name = "accounts.verify_email", skip_all, err(level = "debug"))]
-pub async fn verify_email(state: &AppState, caller: &Caller, cmd: VerifyEmail) -> AppResult<DateTime<Utc>> {
-    const EVENT: &str = "verify_email";
+/// Stores a fresh code for the account (replacing any earlier one) and queues it to `email`,
+/// within the send limits per account and per address; returns when the code expires. The
+/// caller commits `tx` and counts the mail (`mail::queued`).
+pub(super) async fn mail_code(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    email: &str,
+    lang: mail::Lang,
+    event: &'static str,
+) -> AppResult<DateTime<Utc>> {
+    let cfg = &state.settings.mail;
+    let now = state.clock.now();
+    let window = std::time::Duration::from_secs(cfg.limit_window_s);
+    for (key, limit, label) in [
+        (mail::account_key(user_id), cfg.max_per_account, "account"),
+        (mail::address_key(email), cfg.max_per_address, "address"),
+    ] {
+        if let Some(wait) = mail::hit_send_limit(&mut *tx, &key, limit, window, now).await? {
+            auth_event(event, "rate_limited");
+            return Err(email_rate_limited(wait, label));
+        }
+    }
+    let code = new_code();
+    let expires_at = now + Duration::seconds(cfg.code_ttl_s as i64);
+    store::upsert_code(tx, user_id, &hash_code(user_id, &code), expires_at, now).await?;
+    // Accounts have no language of their own yet: the request's decides.
+    let message = templates::verification_code(lang, &code, cfg.code_ttl_s.div_ceil(60));
+    mail::enqueue(tx, Kind::VerificationCode, email, &message).await?;
+    Ok(expires_at)
+}
+
+/// Checks `code` against the account's pending code, locked in `tx`. A wrong code's attempt is
+/// counted and committed, and the call fails; on success the code is left for the caller to
+/// delete in `tx` (`store::verify_email` or `store::delete_code`).
+pub(super) async fn check_code(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    user_id: Uuid,
+    code: &str,
+    event: &'static str,
+) -> AppResult<sqlx::Transaction<'static, sqlx::Postgres>> {
     let max = state.settings.mail.code_max_attempts;
     let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
-    let pending = store::lock_pending_code(&mut tx, caller.user_id).await?;
+    let pending = store::lock_pending_code(&mut tx, user_id).await?;
     let expired = || {
         AppError::failed_precondition(
             Reason::VerificationCodeExpired,
@@ -408,29 +428,39 @@ pub async fn verify_email(state: &AppState, caller: &Caller, cmd: VerifyEmail) -
         )
     };
     let Some(pending) = pending else {
-        auth_event(EVENT, "expired");
+        auth_event(event, "expired");
         return Err(expired());
     };
     if pending.attempts >= max {
-        auth_event(EVENT, "exhausted");
+        auth_event(event, "exhausted");
         return Err(AppError::failed_precondition(
             Reason::VerificationCodeExhausted,
             "too many wrong codes; ask for a new one",
         ));
     }
     if pending.expires_at <= now {
-        auth_event(EVENT, "expired");
+        auth_event(event, "expired");
         return Err(expired());
     }
-    if !same_hash(&pending.code_hash, &hash_code(caller.user_id, &cmd.code)) {
+    if !same_hash(&pending.code_hash, &hash_code(user_id, code)) {
         // The attempt counts even though the call fails.
-        store::count_code_attempt(&mut tx, caller.user_id).await?;
+        store::count_code_attempt(&mut tx, user_id).await?;
         tx.commit().await?;
-        auth_event(EVENT, "mismatch");
+        auth_event(event, "mismatch");
         let left = (max - pending.attempts - 1).max(0);
         return Err(AppError::permission_denied(Reason::VerificationCodeMismatch, "the code is not the mailed one")
             .with_meta("attempts_left", left));
     }
+    Ok(tx)
+}
+
+/// Checks the mailed code and marks the caller's address verified; returns when it was.
+#[tracing::instrument(name = "accounts.verify_email", skip_all, err(level = "debug"))]
+pub async fn verify_email(state: &AppState, caller: &Caller, cmd: VerifyEmail) -> AppResult<DateTime<Utc>> {
+    const EVENT: &str = "verify_email";
+    let now = state.clock.now();
+    let tx = state.db.begin().await?;
+    let mut tx = check_code(state, tx, caller.user_id, &cmd.code, EVENT).await?;
     let at = store::verify_email(&mut tx, caller.user_id, now).await?;
     tx.commit().await?;
     auth_event(EVENT, "ok");

@@ -158,7 +158,7 @@ impl pb::auth_service_server::AuthService for AuthApi {
 
 /// The device a request comes from: its `user-agent` and client address (forwarded addresses
 /// only from trusted proxies).
-fn device_of<T>(state: &AppState, req: &Request<T>) -> Device {
+pub fn device_of<T>(state: &AppState, req: &Request<T>) -> Device {
     let trusted = &state.settings.rate_limit.trusted_proxies;
     let address = req.remote_addr().map(|a| client_ip(trusted, a.ip(), req.metadata().as_ref()));
     let user_agent = req.metadata().get("user-agent").and_then(|v| v.to_str().ok());

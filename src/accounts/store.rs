@@ -594,6 +594,36 @@ pub async fn count_active_guests(db: impl PgExecutor<'_>, now: DateTime<Utc>) ->
     Ok(n)
 }
 
+// ---- external identities (`super::external`)
+
+/// `Some(suspended)` for a live or suspended account, `None` for a deleted or unknown one.
+pub async fn account_standing(db: impl PgExecutor<'_>, user_id: Uuid) -> AppResult<Option<bool>> {
+    let row: Option<(bool,)> = sqlx::query_as(
+        "select suspended_at is not null from users
+         where id = $1 and (deleted_at is null or suspended_at is not null)",
+    )
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(s,)| s))
+}
+
+/// The live account whose verified address is `email`: id, handle, whether it has a password.
+pub async fn verified_owner(db: impl PgExecutor<'_>, email: &str) -> AppResult<Option<(Uuid, String, bool)>> {
+    Ok(sqlx::query_as(
+        "select id, handle, password_hash <> '' from users
+         where lower(email) = lower($1) and email <> '' and email_verified_at is not null and deleted_at is null",
+    )
+    .bind(email)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn delete_code(conn: &mut PgConnection, user_id: Uuid) -> AppResult<()> {
+    sqlx::query("delete from email_verification_codes where user_id = $1").bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use sqlx::PgPool;

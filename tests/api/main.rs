@@ -14,6 +14,7 @@ mod errors;
 mod events;
 mod feed;
 mod guests;
+mod identity;
 mod mail;
 mod market;
 mod media;

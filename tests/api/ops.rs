@@ -237,6 +237,10 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "verify_email",
                 "request_password_reset",
                 "reset_password",
+                // external identities (linking proofs)
+                "send_link_code",
+                "link_identity",
+                "unlink_identity",
             ]),
         ),
         // auth events; ingested rows; gRPC connections
@@ -287,6 +291,13 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "served",
                 "not_modified",
                 "ready",
+                // external logins (maru_logins_total) and linking
+                "state_invalid",
+                "refused",
+                "provider_unavailable",
+                "registration_required",
+                "link_required",
+                "no_password",
             ]),
         ),
         ("state", set(&["idle", "in_use", "max"])),
@@ -312,6 +323,19 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         (
             "reason",
             set(&[
+                // external login failures (maru_external_login_failures_total)
+                "state_invalid",
+                "provider_unavailable",
+                "code",
+                "token",
+                "signature",
+                "issuer",
+                "audience",
+                "expiry",
+                "nonce",
+                "algorithm",
+                "format",
+                "subject",
                 "absent",
                 "late",
                 "not_paid",
@@ -344,9 +368,11 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
         // chat rooms created
         ("room_kind", set(&["direct", "group"])),
         // logins and registrations
-        ("method", set(&["password", "refresh", "guest", "external", "guest_conversion"])),
+        ("method", set(&["password", "refresh", "guest", "external", "guest_conversion", "github", "google", "oidc"])),
         // media purposes
         ("purpose", maru::media::model::Purpose::ALL.iter().map(|p| p.as_str().to_string()).collect()),
+        // identity providers: configured names (those of tests/api/identity.rs)
+        ("provider", set(&["google", "corp", "github", "ghe"])),
     ])
 }
 

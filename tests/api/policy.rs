@@ -175,6 +175,13 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("MediaService/CreateUpload", WRITE, REQUIRED),
     ("MediaService/CompleteUpload", WRITE, REQUIRED),
     ("MediaService/GetMedia", READ, REQUIRED),
+    ("IdentityService/StartExternalLogin", AUTH, NONE),
+    ("IdentityService/FinishExternalLogin", AUTH, NONE),
+    ("IdentityService/CompleteRegistration", AUTH, NONE),
+    ("IdentityService/SendLinkCode", SENSITIVE, NONE),
+    ("IdentityService/LinkIdentity", SENSITIVE, NONE),
+    ("IdentityService/ListIdentities", READ, REQUIRED),
+    ("IdentityService/UnlinkIdentity", SENSITIVE, REQUIRED),
 ];
 
 #[test]

@@ -265,6 +265,7 @@ async fn reflection_v1_and_v1alpha_describe_every_service_with_its_policy(pool: 
         "maru.v1.EventService",
         "maru.v1.FeedService",
         "maru.v1.MediaService",
+        "maru.v1.IdentityService",
         "maru.v1.NoticeService",
         "maru.v1.PollService",
         "maru.v1.ProductService",
