@@ -299,6 +299,12 @@ pub struct RankInput<'a> {
 ///   tags (ties: newest) that are not the viewer's, excluded or already liked;
 /// - only these (≤ 2 × `per_source`) are joined to products and sellers and scored.
 ///
+/// Each liker is read once however many seeds they liked (`likers`), so co-likers are a plain
+/// count and the seeds of `co_liked_with` are gathered for the kept candidates only; accounts are
+/// checked live by an anti-join on the small partial index of deleted ones (`users_deleted_idx`)
+/// rather than by reading each account's row (release profile of 2026-12-04: 20 → 13 ms on the
+/// benchmark data, same results).
+///
 /// Each source is cut before the join so that the statement's cost does not depend on how many
 /// candidates a popular seed or tag brings, and so that PostgreSQL's generic plan for the
 /// prepared statement (chosen after five executions, with a guess of a few rows per CTE) stays
@@ -311,22 +317,31 @@ pub async fn rank(db: impl PgExecutor<'_>, r: &RankInput<'_>) -> AppResult<Vec<R
                 from unnest($1::uuid[]) as s (seed)
                 cross join lateral (
                       select k.user_id
-                        from product_likes k join users x on x.id = k.user_id and x.deleted_at is null
+                        from product_likes k
                        where k.product_id = s.seed and k.user_id <> $5
+                         and not exists (select 1 from users x where x.id = k.user_id and x.deleted_at is not null)
                        order by k.created_at desc, k.user_id
                        limit $8) l),
-          co as (
-              select m.product_id, count(distinct s.user_id) as co_likers,
-                     (array_agg(distinct s.seed))[1:3] as co_liked_with
-                from seed_likers s
+          likers as (select user_id, array_agg(seed) as seeds from seed_likers group by user_id),
+          pairs as materialized (
+              select l.user_id, l.seeds, m.product_id
+                from likers l
                 cross join lateral (
-                      select m.product_id from product_likes m where m.user_id = s.user_id
+                      select m.product_id from product_likes m where m.user_id = l.user_id
                        order by m.created_at desc, m.product_id limit $10) m
                where m.product_id <> all($1) and m.product_id <> all($4)
-                 and m.product_id not in (select product_id from mine)
-               group by m.product_id
-               order by co_likers desc, m.product_id desc
+                 and m.product_id not in (select product_id from mine)),
+          co_top as (
+              select product_id, count(*) as co_likers from pairs
+               group by product_id
+               order by co_likers desc, product_id desc
                limit $11),
+          co as (
+              select t.product_id, t.co_likers, (array_agg(distinct s.seed))[1:3] as co_liked_with
+                from co_top t
+                join pairs p on p.product_id = t.product_id
+                cross join unnest(p.seeds) as s (seed)
+               group by t.product_id, t.co_likers),
           tag_cand as (
               select r.id
                 from (select id, tags, seller_id, created_at from products where status = 'ON_SALE'
@@ -347,9 +362,9 @@ pub async fn rank(db: impl PgExecutor<'_>, r: &RankInput<'_>) -> AppResult<Vec<R
                                 where t.tag = any(p.tags)), 0)::bigint as tag_score
                 from cand c
                 join products p on p.id = c.id
-                join users a on a.id = p.seller_id and a.deleted_at is null
                 left join co on co.product_id = p.id
-               where p.status = 'ON_SALE' and p.seller_id <> $5)
+               where p.status = 'ON_SALE' and p.seller_id <> $5
+                 and not exists (select 1 from users a where a.id = p.seller_id and a.deleted_at is not null))
          select id as product_id, (3 * co_likers + tag_score)::bigint as score, shared_tags, co_likers, co_liked_with
            from scored
           order by score desc, created_at desc, id desc
