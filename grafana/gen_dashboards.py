@@ -1148,9 +1148,13 @@ def chat():
     d.add(timeseries("Messages sent and events fanned out/s", "Messages stored (request_id replays excluded) and "
                      "events written to subscribers' streams (messages, edits, deletions, members, read marks, "
                      "rooms), per second over all replicas. Fan-out ≈ messages × members online; fan-out falling "
-                     "to 0 while messages are sent: streams are not fed (pub/sub down, see reconnects below).",
+                     "to 0 while messages are sent: streams are not fed (pub/sub down, see reconnects below). "
+                     "Shared reads: each replica reads a room's new events from PostgreSQL once per notice for "
+                     "all its streams of the room (maru_chat_fanout_reads_total) — about messages × replicas "
+                     "with streams of the room, far below the fan-out; near the fan-out, reads are not shared.",
                      targets((f"sum(rate(maru_chat_messages_sent_total{{{M}}}[{RI}]))", "messages sent"),
-                             (f"sum(rate(maru_chat_events_fanned_out_total{{{M}}}[{RI}]))", "events fanned out")),
+                             (f"sum(rate(maru_chat_events_fanned_out_total{{{M}}}[{RI}]))", "events fanned out"),
+                             (f"sum(rate(maru_chat_fanout_reads_total{{{M}}}[{RI}]))", "shared reads")),
                      "ops"), 8, 8)
     d.add(timeseries("Delivery latency p50/p99", "Commit of a change to its write on a subscriber's stream "
                      "(maru_chat_delivery_seconds), over all replicas. The goal is p99 ≤ 100 ms; "
@@ -1270,7 +1274,7 @@ def accounts():
           "request's transaction, delivered over SMTP (mail.smtp_url) by every replica's mail job with retries.")
     d.add(timeseries("Emails/min by kind: queued, sent, failed attempts", "Mails written to the outbox, accepted by "
                      "the SMTP server, and failed delivery attempts (each retried with backoff up to "
-                     "mail.max_attempts), by kind (verification_code, password_reset). Queued without sent: SMTP is "
+                     "mail.max_attempts), by kind (verification_code, password_reset, link_code). Queued without sent: SMTP is "
                      "down or mail.smtp_url is unset (MaruEmailOutboxStale).",
                      targets((f"sum by (kind) (rate(maru_emails_queued_total{{{M}}}[{RI}])) * 60", "queued {{kind}}"),
                              (f"sum by (kind) (rate(maru_emails_sent_total{{{M}}}[{RI}])) * 60", "sent {{kind}}"),

@@ -11,10 +11,11 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::model::{Device, Email, Handle, Tokens, User};
+pub use super::ops::CodeMail;
 use super::ops::{self, check_code, issue_tokens, login_counted, mail_code, registration_counted, taken_error};
 use super::store::{self, NewUser};
 use crate::error::{AppError, AppResult, Reason};
-use crate::mail::{self, Kind, Lang};
+use crate::mail::{self, Lang};
 use crate::sessions::sessions_changed;
 use crate::state::AppState;
 
@@ -126,20 +127,22 @@ pub async fn check_password(state: &AppState, user_id: Uuid, password: &SecretSt
 }
 
 /// Mails a code to the account's address (its verified address), as SendVerificationCode:
-/// the same code store, lifetime and send limits. Returns when it expires.
+/// the same code store, lifetime and send limits; the mail says what the code is for
+/// (`what`). Returns when it expires.
 pub async fn send_account_code(
     state: &AppState,
     user_id: Uuid,
     lang: Lang,
+    what: CodeMail<'_>,
     event: &'static str,
 ) -> AppResult<DateTime<Utc>> {
     let mut tx = state.db.begin().await?;
     let Some((email, _)) = store::lock_user_email(&mut tx, user_id).await? else {
         return Err(AppError::not_found(Reason::UserNotFound, "user"));
     };
-    let expires_at = mail_code(state, &mut tx, user_id, &email, lang, event).await?;
+    let expires_at = mail_code(state, &mut tx, user_id, &email, lang, what, event).await?;
     tx.commit().await?;
-    mail::queued(Kind::VerificationCode);
+    mail::queued(what.kind());
     tracing::info!(user_id = %user_id, "account code queued");
     Ok(expires_at)
 }

@@ -368,7 +368,7 @@ pub async fn send_verification_code(state: &AppState, caller: &Caller, cmd: Send
             "the email address is already verified",
         ));
     }
-    let expires_at = mail_code(state, &mut tx, caller.user_id, &email, cmd.lang, EVENT).await?;
+    let expires_at = mail_code(state, &mut tx, caller.user_id, &email, cmd.lang, CodeMail::Verify, EVENT).await?;
     tx.commit().await?;
     mail::queued(Kind::VerificationCode);
     auth_event(EVENT, "ok");
@@ -376,15 +376,41 @@ pub async fn send_verification_code(state: &AppState, caller: &Caller, cmd: Send
     Ok(expires_at)
 }
 
+/// What a mailed account code is for: the mail says so.
+#[derive(Debug, Clone, Copy)]
+pub enum CodeMail<'a> {
+    /// Verifying the account's address (SendVerificationCode).
+    Verify,
+    /// Linking a sign-in at this provider (its configured name) to the account.
+    Link { provider: &'a str },
+}
+
+impl CodeMail<'_> {
+    pub fn kind(self) -> Kind {
+        match self {
+            CodeMail::Verify => Kind::VerificationCode,
+            CodeMail::Link { .. } => Kind::LinkCode,
+        }
+    }
+
+    fn render(self, lang: mail::Lang, code: &str, minutes: u64) -> mail::Rendered {
+        match self {
+            CodeMail::Verify => templates::verification_code(lang, code, minutes),
+            CodeMail::Link { provider } => templates::link_code(lang, code, minutes, provider),
+        }
+    }
+}
+
 /// Stores a fresh code for the account (replacing any earlier one) and queues it to `email`,
 /// within the send limits per account and per address; returns when the code expires. The
-/// caller commits `tx` and counts the mail (`mail::queued`).
+/// caller commits `tx` and counts the mail (`mail::queued(what.kind())`).
 pub(super) async fn mail_code(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
     user_id: Uuid,
     email: &str,
     lang: mail::Lang,
+    what: CodeMail<'_>,
     event: &'static str,
 ) -> AppResult<DateTime<Utc>> {
     let cfg = &state.settings.mail;
@@ -403,8 +429,8 @@ pub(super) async fn mail_code(
     let expires_at = now + Duration::seconds(cfg.code_ttl_s as i64);
     store::upsert_code(tx, user_id, &hash_code(user_id, &code), expires_at, now).await?;
     // Accounts have no language of their own yet: the request's decides.
-    let message = templates::verification_code(lang, &code, cfg.code_ttl_s.div_ceil(60));
-    mail::enqueue(tx, Kind::VerificationCode, email, &message).await?;
+    let message = what.render(lang, &code, cfg.code_ttl_s.div_ceil(60));
+    mail::enqueue(tx, what.kind(), email, &message).await?;
     Ok(expires_at)
 }
 

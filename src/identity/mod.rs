@@ -10,7 +10,8 @@
 //! verify. An account keeps at least one way to sign in (UnlinkIdentity). Accounts, sessions
 //! and codes are accounts' (`crate::accounts::external`).
 //!
-//! Public API: [`add_services`].
+//! Public API: [`add_services`], [`sweep_expired`] (the periodic clean-up of expired login
+//! states and tickets).
 
 pub mod config;
 pub mod model;
@@ -18,6 +19,8 @@ pub mod ops;
 pub mod providers;
 pub mod service;
 pub mod store;
+
+pub use ops::sweep_expired;
 
 use std::sync::Arc;
 

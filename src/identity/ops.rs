@@ -76,7 +76,6 @@ pub async fn start_external_login(
     let nonce = random_token();
     let url = providers.authorization_url(p, redirect_uri, &login_state, &pkce_challenge(&verifier), &nonce).await?;
     let expires_at = now + Duration::seconds(state.settings.identity.state_ttl_s as i64);
-    store::delete_expired_states(&state.db, now - Duration::hours(1)).await?;
     store::insert_state(
         &state.db,
         &NewState {
@@ -232,7 +231,8 @@ pub async fn send_link_code(state: &AppState, ticket: &str, lang: Lang) -> AppRe
         return Err(ticket_invalid());
     };
     let user_id = t.user_id.ok_or_else(ticket_invalid)?;
-    accounts_ext::send_account_code(state, user_id, lang, "send_link_code").await
+    let what = accounts_ext::CodeMail::Link { provider: &t.provider };
+    accounts_ext::send_account_code(state, user_id, lang, what, "send_link_code").await
 }
 
 #[tracing::instrument(name = "identity.link_identity", skip_all, err(level = "debug"))]
@@ -307,4 +307,19 @@ pub async fn unlink_identity(state: &AppState, caller: &Caller, provider: &str) 
     accounts_ext::auth_event("unlink_identity", "ok");
     tracing::info!(provider, user_id = %caller.user_id, "external identity unlinked");
     Ok(())
+}
+
+/// How long an expired login state or ticket is kept before the sweep deletes it (a late
+/// answer still finds it and is refused as expired rather than unknown).
+const KEEP_EXPIRED: Duration = Duration::hours(1);
+
+/// Deletes login states and registration/link tickets that expired more than an hour ago
+/// (logins abandoned at the provider, registrations never completed); returns how many of
+/// each. Run by every replica's periodic sweep (`crate::jobs`); deleting is idempotent, so
+/// replicas racing each other do no harm.
+pub async fn sweep_expired(state: &AppState) -> AppResult<(u64, u64)> {
+    let before = state.clock.now() - KEEP_EXPIRED;
+    let states = store::delete_expired_states(&state.db, before).await?;
+    let tickets = store::delete_expired_tickets(&state.db, before).await?;
+    Ok((states, tickets))
 }

@@ -90,7 +90,11 @@ pub async fn insert_ticket(db: impl PgExecutor<'_>, t: &NewTicket<'_>) -> AppRes
 const TICKET_COLUMNS: &str =
     "provider, subject, email, email_verified, suggested_handle, suggested_name, user_id, attempts, expires_at";
 
-/// The usable ticket (unused, unexpired, of `kind`, fewer than `max_attempts` wrong proofs).
+/// A usable ticket: unused, unexpired, of its kind, fewer than the most wrong proofs allowed
+/// (`$1` hash, `$2` kind, `$3` now, `$4` most attempts).
+const USABLE: &str = "ticket_hash = $1 and kind = $2 and used_at is null and expires_at > $3 and attempts < $4";
+
+/// The usable ticket.
 pub async fn usable_ticket(
     db: impl PgExecutor<'_>,
     ticket_hash: &[u8],
@@ -98,17 +102,8 @@ pub async fn usable_ticket(
     now: DateTime<Utc>,
     max_attempts: i32,
 ) -> AppResult<Option<Ticket>> {
-    let sql = format!(
-        "select {TICKET_COLUMNS} from external_tickets
-         where ticket_hash = $1 and kind = $2 and used_at is null and expires_at > $3 and attempts < $4"
-    );
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(ticket_hash)
-        .bind(kind.as_db())
-        .bind(now)
-        .bind(max_attempts)
-        .fetch_optional(db)
-        .await?)
+    let sql = format!("select {TICKET_COLUMNS} from external_tickets where {USABLE}");
+    fetch_ticket(db, sql, ticket_hash, kind, now, max_attempts).await
 }
 
 /// Marks the ticket used if it still is usable; of two concurrent uses exactly one gets it.
@@ -119,17 +114,25 @@ pub async fn use_ticket(
     now: DateTime<Utc>,
     max_attempts: i32,
 ) -> AppResult<Option<Ticket>> {
-    let sql = format!(
-        "update external_tickets set used_at = $3
-         where ticket_hash = $1 and kind = $2 and used_at is null and expires_at > $3 and attempts < $4
-         returning {TICKET_COLUMNS}"
-    );
+    let sql = format!("update external_tickets set used_at = $3 where {USABLE} returning {TICKET_COLUMNS}");
+    fetch_ticket(conn, sql, ticket_hash, kind, now, max_attempts).await
+}
+
+/// Runs `sql` (a statement on [`USABLE`] tickets returning [`TICKET_COLUMNS`]).
+async fn fetch_ticket(
+    db: impl PgExecutor<'_>,
+    sql: String,
+    ticket_hash: &[u8],
+    kind: TicketKind,
+    now: DateTime<Utc>,
+    max_attempts: i32,
+) -> AppResult<Option<Ticket>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(ticket_hash)
         .bind(kind.as_db())
         .bind(now)
         .bind(max_attempts)
-        .fetch_optional(conn)
+        .fetch_optional(db)
         .await?)
 }
 

@@ -43,7 +43,8 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
     jobs
 }
 
-/// Deletes expired idempotency keys and long-expired refresh tokens.
+/// Deletes expired idempotency keys, long-expired refresh tokens, and expired external-login
+/// states and tickets.
 async fn sweep_expired(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -61,6 +62,13 @@ async fn sweep_expired(state: AppState, mut stop: watch::Receiver<bool>) {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "expired refresh tokens swept"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "refresh token sweep failed"),
+        }
+        match crate::identity::sweep_expired(&state).await {
+            Ok((states, tickets)) if states + tickets > 0 => {
+                tracing::info!(states, tickets, "expired external-login states and tickets swept")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "external-login sweep failed"),
         }
     }
 }

@@ -96,7 +96,7 @@ pub fn describe() {
         "Age of the oldest mail in the outbox neither sent nor given up; 0 when none."
     );
     // At zero from the start, so that dashboards and alerts see every kind before its first mail.
-    for kind in ["verification_code", "password_reset"] {
+    for kind in ["verification_code", "password_reset", "link_code"] {
         for name in ["maru_emails_queued_total", "maru_emails_sent_total", "maru_emails_failed_total"] {
             metrics::counter!(name, "kind" => kind).increment(0);
         }

@@ -6,15 +6,18 @@
 pub enum Kind {
     VerificationCode,
     PasswordReset,
+    /// A code proving an account's owner asks to link an external identity to it.
+    LinkCode,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::VerificationCode, Kind::PasswordReset];
+    pub const ALL: [Kind; 3] = [Kind::VerificationCode, Kind::PasswordReset, Kind::LinkCode];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::VerificationCode => "verification_code",
             Kind::PasswordReset => "password_reset",
+            Kind::LinkCode => "link_code",
         }
     }
 
@@ -74,6 +77,32 @@ pub fn verification_code(lang: Lang, code: &str, minutes: u64) -> Rendered {
     }
 }
 
+/// The mail carrying the code that links a sign-in at `provider` (its configured name) to the
+/// account, valid for `minutes`. It says what the code does, so that a person who did not ask
+/// for it knows not to hand it over.
+pub fn link_code(lang: Lang, code: &str, minutes: u64, provider: &str) -> Rendered {
+    match lang {
+        Lang::Ko => Rendered {
+            subject: format!("[maru] {provider} 로그인 연결 코드: {code}"),
+            body: format!(
+                "안녕하세요.\n\n{provider} 계정으로 로그인하면서 이 계정에 연결해 달라는 요청이 있었습니다.\n\
+                 연결 코드는 {code} 입니다. {minutes}분 동안 유효합니다.\n\n\
+                 직접 요청하셨을 때만 입력하세요. 코드를 입력하면 그 {provider} 계정으로도 이 계정에 로그인할 수 있습니다.\n\
+                 요청하지 않으셨다면 이 메일을 무시하세요. 아무것도 연결되지 않으며, 코드를 누구에게도 알려주지 마세요.\n\n— maru\n"
+            ),
+        },
+        Lang::En => Rendered {
+            subject: format!("[maru] Code to link your {provider} sign-in: {code}"),
+            body: format!(
+                "Hello,\n\nSomeone signing in with {provider} asked to link that sign-in to your account.\n\
+                 The link code is {code}. It is valid for {minutes} minutes.\n\n\
+                 Enter it only if you asked for this: once linked, that {provider} account signs in to yours.\n\
+                 If you did not ask for it, ignore this mail: nothing is linked. Never give the code to anyone.\n\n-- maru\n"
+            ),
+        },
+    }
+}
+
 /// The mail carrying a password reset token valid for `minutes`, as a link when `reset_url`
 /// (with `{token}`) is set.
 pub fn password_reset(lang: Lang, token: &str, minutes: u64, reset_url: &str) -> Rendered {
@@ -115,6 +144,17 @@ mod tests {
         assert_eq!(Lang::parse("ko-KR"), Ok(Lang::Ko));
         assert_eq!(Lang::parse("EN_us"), Ok(Lang::En));
         assert!(Lang::parse("fr").is_err());
+    }
+
+    #[test]
+    fn the_link_code_mail_names_its_provider_and_ends_its_subject_with_the_code() {
+        for lang in [Lang::Ko, Lang::En] {
+            let m = link_code(lang, "AB12CD", 5, "github");
+            assert!(m.subject.ends_with(" AB12CD"), "{}", m.subject);
+            assert!(m.subject.contains("github") && m.body.contains("github"));
+            assert!(m.body.contains("AB12CD") && m.body.contains('5'));
+        }
+        assert!(link_code(Lang::En, "AB12CD", 5, "github").body.is_ascii());
     }
 
     #[test]

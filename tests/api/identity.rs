@@ -714,6 +714,10 @@ async fn an_account_without_password_links_with_a_mailed_code_and_keeps_one_sign
         .unwrap();
     assert!(sent.into_inner().expires_at.is_some());
     let mail = sink.wait_to("octo@example.com").await;
+    // The mail says what the code does, and for which provider's sign-in.
+    assert!(mail.subject.starts_with("[maru] Code to link your ghe sign-in: "), "{}", mail.subject);
+    assert!(mail.body.contains("asked to link that sign-in to your account"), "{}", mail.body);
+    assert!(app.metrics().await.contains("maru_emails_queued_total{kind=\"link_code\"}"));
     let wrong = crate::mail::wrong(&mail.code());
     let r = identity(&app).link_identity(link(&l.ticket, Proof::Code(wrong))).await;
     assert_err(r, Code::PermissionDenied, "VERIFICATION_CODE_MISMATCH");
@@ -728,6 +732,84 @@ async fn an_account_without_password_links_with_a_mailed_code_and_keeps_one_sign
     assert_err(identity(&app).unlink_identity(me("ghe")).await, Code::NotFound, "IDENTITY_NOT_FOUND");
     assert_err(identity(&app).unlink_identity(me("github")).await, Code::FailedPrecondition, "LAST_SIGN_IN_METHOD");
     assert_eq!(identities_of(&pool, &user_id).await, ["github"]);
+}
+
+#[sqlx::test]
+async fn a_state_and_a_ticket_are_each_used_once_by_racing_clients(pool: PgPool) {
+    let mock = OidcMock::start().await;
+    let app = TestApp::spawn_settings(pool.clone(), oidc_settings(test_settings(), &mock)).await;
+    mock.set_user("racer", serde_json::json!({"email": "racer@example.com", "email_verified": true})).await;
+    let s = identity(&app).start_external_login(start("google")).await.unwrap().into_inner();
+    let (code, state) = mock.authorize(&s.authorization_url, "racer").await;
+
+    // Eight clients finish the same login at once: the state lets exactly one through.
+    let finishes = futures::future::join_all((0..8).map(|_| {
+        let mut client = identity(&app);
+        let req = finish("google", &code, &state);
+        async move { client.finish_external_login(req).await }
+    }))
+    .await;
+    let (won, lost): (Vec<_>, Vec<_>) = finishes.into_iter().partition(Result::is_ok);
+    assert_eq!((won.len(), lost.len()), (1, 7));
+    for r in lost {
+        assert_err(r, Code::Unauthenticated, "EXTERNAL_STATE_INVALID");
+    }
+    let t = ticket_of(won.into_iter().next().unwrap().unwrap().into_inner().result.unwrap());
+
+    // Eight registrations on the one ticket, each with its own handle: one account is made.
+    let registrations = futures::future::join_all((0..8).map(|i| {
+        let mut client = identity(&app);
+        let req = register(&t.ticket, &format!("racer{i}"));
+        async move { client.complete_registration(req).await }
+    }))
+    .await;
+    let (won, lost): (Vec<_>, Vec<_>) = registrations.into_iter().partition(Result::is_ok);
+    assert_eq!((won.len(), lost.len()), (1, 7));
+    for r in lost {
+        assert_err(r, Code::Unauthenticated, "EXTERNAL_TICKET_INVALID");
+    }
+    let accounts: i64 =
+        sqlx::query_scalar("select count(*) from users where handle like 'racer%'").fetch_one(&pool).await.unwrap();
+    let identities: i64 =
+        sqlx::query_scalar("select count(*) from external_identities where provider = 'google' and subject = 'racer'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((accounts, identities), (1, 1));
+}
+
+#[sqlx::test]
+async fn the_sweep_deletes_states_and_tickets_an_hour_after_they_expire(pool: PgPool) {
+    let mock = OidcMock::start().await;
+    let clock = TestClock::new(chrono::Utc::now());
+    let app = TestApp::spawn_clock(pool.clone(), oidc_settings(test_settings(), &mock), clock.clone()).await;
+    mock.set_user("late", serde_json::json!({"email": "late@example.com", "email_verified": true})).await;
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    // One login abandoned at the provider (a state), one never registered (a ticket).
+    identity(&app).start_external_login(start("google")).await.unwrap();
+    let t = ticket_of(oidc_login(&app, &mock, "late").await.unwrap());
+    assert_eq!((count("external_login_states").await, count("external_tickets").await), (1, 1));
+
+    // Expired, but within the hour kept: nothing goes (a late answer is told "expired").
+    let ttl = app.state.settings.identity.ticket_ttl_s.max(app.state.settings.identity.state_ttl_s);
+    clock.advance(chrono::Duration::seconds(ttl as i64 + 60));
+    assert_eq!(maru::identity::sweep_expired(&app.state).await.unwrap(), (0, 0));
+    let late = identity(&app).complete_registration(register(&t.ticket, "late")).await;
+    assert_err(late, Code::Unauthenticated, "EXTERNAL_TICKET_INVALID");
+
+    // An hour later both go; a second sweep finds nothing.
+    clock.advance(chrono::Duration::hours(1));
+    assert_eq!(maru::identity::sweep_expired(&app.state).await.unwrap(), (1, 1));
+    assert_eq!((count("external_login_states").await, count("external_tickets").await), (0, 0));
+    assert_eq!(maru::identity::sweep_expired(&app.state).await.unwrap(), (0, 0));
 }
 
 #[sqlx::test]
