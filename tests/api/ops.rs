@@ -281,15 +281,6 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "completed",
                 "incomplete",
                 "type_unsupported",
-                "stored",
-                "too_large",
-                "size_mismatch",
-                "token_invalid",
-                "token_used",
-                "body_error",
-                "storage_error",
-                "served",
-                "not_modified",
                 "ready",
                 // external logins (maru_logins_total) and linking
                 "state_invalid",
@@ -298,7 +289,11 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "registration_required",
                 "link_required",
                 "no_password",
-            ]),
+            ])
+            .into_iter()
+            // the media HTTP routes' outcomes (maru_media_http_requests_total)
+            .chain(set(&maru::media::http::HTTP_OUTCOMES))
+            .collect(),
         ),
         ("state", set(&["idle", "in_use", "max"])),
         // expensive reads (the bulkhead's kinds)
