@@ -109,7 +109,7 @@ try {
     await p.setViewport({ width: 1000, height: 800 });
     p.setDefaultTimeout(TIMEOUT);
     p.on("pageerror", (e) => console.error(`${who} page error: ${e.message}`));
-    p.on("console", (m) => m.type() === "error" && console.error(`${who} console: ${m.text()}`));
+    p.on("console", (m) => m.type() === "error" && console.error(`${who} console: ${m.text()} ${m.location()?.url ?? ""}`));
   }
 
   const suffix = String(Date.now() % 1_000_000);
