@@ -190,6 +190,25 @@ try {
   await snap(a, "a-sees-comment");
   step("A saw B's comment");
 
+  // 6b. Infinite scroll: B posts 11 more (12 in all); A's feed shows a first page of 10 and
+  //     loads the next page (its page token) when scrolled to the end.
+  await b.click('main > a[href^="#/c/"]');
+  await b.waitForSelector("#compose");
+  for (let i = 1; i <= 11; i++) {
+    await b.type("#compose textarea", `관리사무소 공지 ${i} (${suffix})`);
+    await b.click("#compose button[type=submit]");
+    await until(b, textIn, "#posts .post .text", `관리사무소 공지 ${i} (${suffix})`);
+  }
+  await a.click('main > a[href^="#/c/"]');
+  await until(a, () => document.querySelectorAll("#posts .post").length === 10);
+  if ((await a.$eval("#more", (e) => e.dataset.done)) !== "false") throw new Error("a first page of 10 should have a next page");
+  await a.evaluate(() => document.querySelector("#more").scrollIntoView());
+  await until(a, () => document.querySelector("#more").dataset.done === "true");
+  const total = await a.$$eval("#posts .post", (ps) => ps.length);
+  if (total !== 12) throw new Error(`after scrolling A's feed has ${total} posts, expected 12`);
+  await snap(a, "a-feed-scrolled");
+  step("infinite scroll: 10 + 2 posts");
+
   // 7. Chat: A opens a DM with the manager; each receives the other's message live.
   await a.click('a[href="#/chat"]');
   await fill(a, "#new-room", { member_handles: "demo.manager" });
@@ -247,6 +266,23 @@ try {
   await snap(a, "a-chat-resumed");
   await snap(b, "b-chat-resumed");
   step(`the chat resumed after the restart: nothing lost, nothing doubled (A reconnected ${reconnectsA}×)`);
+
+  // 9. Rate limiting: sign-in attempts from a third context (same address) until the auth
+  //    bucket refuses; the page shows the reason and the RetryInfo delay.
+  const c = await (await browser.createBrowserContext()).newPage();
+  await c.setViewport({ width: 1000, height: 800 });
+  await c.goto(APP_URL);
+  await fill(c, "#sign-in", { login: "nobody.here", password: "wrong password" });
+  let reason = "";
+  for (let i = 0; i < 20 && reason !== "RATE_LIMITED"; i++) {
+    await c.evaluate(() => document.querySelector("#sign-in .error")?.remove());
+    await c.click("#sign-in button[type=submit]");
+    reason = await until(c, () => document.querySelector("#sign-in .error")?.dataset.reason);
+  }
+  const limited = await c.$eval("#sign-in .error", (e) => e.textContent);
+  if (reason !== "RATE_LIMITED" || !/try again in \d+ s/.test(limited)) throw new Error(`rate limiting shown as: ${limited}`);
+  await snap(c, "c-rate-limited");
+  step(`rate limited: ${limited}`);
 } catch (e) {
   failed = true;
   console.error(`web test FAILED: ${e.stack ?? e}`);
