@@ -5,6 +5,7 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AuthService } from "../gen/maru/v1/auth_pb";
 import { ChatService } from "../gen/maru/v1/chat_pb";
 import { CommunityService } from "../gen/maru/v1/communities_pb";
+import { NoticeService, PollService } from "../gen/maru/v1/community_content_pb";
 import { FeedService } from "../gen/maru/v1/feed_pb";
 import {
   BadRequestSchema,
@@ -67,6 +68,8 @@ export const auth = createClient(AuthService, transport);
 export const communities = createClient(CommunityService, transport);
 export const feed = createClient(FeedService, transport);
 export const chat = createClient(ChatService, transport);
+export const notices = createClient(NoticeService, transport);
+export const polls = createClient(PollService, transport);
 
 async function refreshTokens(): Promise<void> {
   const s = session!;

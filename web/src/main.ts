@@ -4,7 +4,8 @@ import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { ChatEventKind, type ChatMessage, type ChatRoom } from "../gen/maru/v1/chat_pb";
 import { MemberRole, MembershipStatus, type Membership } from "../gen/maru/v1/communities_pb";
 import type { Comment, Post } from "../gen/maru/v1/feed_pb";
-import { auth, chat, communities, currentSession, feed, idempotent, requestId, setSession } from "./api";
+import type { Poll } from "../gen/maru/v1/community_content_pb";
+import { auth, chat, communities, currentSession, feed, idempotent, notices, polls, requestId, setSession } from "./api";
 import { live } from "./live";
 import { $, field, h, onSubmit, showError } from "./ui";
 import "./app.css";
@@ -51,7 +52,9 @@ async function route(): Promise<void> {
       case "signin":
         return signIn(main);
       case "c":
-        return parts[2] === "requests" ? await requests(main, parts[1]) : await communityFeed(main, parts[1]);
+        if (parts[2] === "requests") return await requests(main, parts[1]);
+        if (parts[2] === "board") return await board(main, parts[1]);
+        return await communityFeed(main, parts[1]);
       case "p":
         return await postView(main, parts[1]);
       case "chat":
@@ -284,7 +287,7 @@ async function communityFeed(main: HTMLElement, communityId: string): Promise<vo
     compose.reset();
     if (r.post) posts.prepend(postItem(r.post));
   });
-  main.append(h("h2", {}, c.community?.name ?? ""));
+  main.append(h("h2", {}, c.community?.name ?? ""), h("a", { href: `#/c/${communityId}/board`, id: "board-link" }, "Notices & polls"), " ");
   if (isManager) main.append(h("a", { href: `#/c/${communityId}/requests`, id: "requests-link" }, "Membership requests"));
   main.append(
     compose,
@@ -317,6 +320,61 @@ async function communityFeed(main: HTMLElement, communityId: string): Promise<vo
   io.observe(sentinel);
   cleanup = () => io.disconnect();
   await more();
+}
+
+// ---------------------------------------------------------------- notices and polls
+
+function pollItem(p: Poll): HTMLElement {
+  const el = h(
+    "article",
+    { class: "poll", "data-poll": p.id, "data-voted": String(!!p.myOptionId) },
+    h("h3", {}, p.question),
+    h("small", {}, `${p.totalVotes} votes${p.closesAt ? ` · closes ${when(p.closesAt)}` : ""}`),
+  );
+  const options = h("ul", {});
+  for (const o of p.options) {
+    const vote = h(
+      "button",
+      { type: "button", class: o.id === p.myOptionId ? "option mine" : "option", "data-option": o.id },
+      `${o.text} — ${o.votes}`,
+    );
+    vote.addEventListener("click", async () => {
+      const id = idempotent({ pollId: p.id, optionId: o.id });
+      try {
+        const r = await polls.castVote({ pollId: p.id, optionId: o.id, requestId: id.requestId });
+        id.done();
+        if (r.poll) el.replaceWith(pollItem(r.poll));
+      } catch (e) {
+        showError(el, e); // ALREADY_VOTED, POLL_CLOSED: by their reason
+      }
+    });
+    options.append(h("li", {}, vote));
+  }
+  el.append(options);
+  return el;
+}
+
+async function board(main: HTMLElement, communityId: string): Promise<void> {
+  const [n, p] = await Promise.all([
+    notices.listNotices({ communityId, pageSize: 20 }),
+    polls.listPolls({ communityId, pageSize: 20 }),
+  ]);
+  const list = h("section", { id: "notices" });
+  for (const x of n.notices) {
+    list.append(
+      h(
+        "article",
+        { class: x.pinned ? "notice pinned" : "notice" },
+        h("h3", {}, x.pinned ? h("span", { class: "pin" }, "Pinned") : null, x.title),
+        h("small", {}, when(x.createdAt)),
+        h("p", {}, x.body),
+      ),
+    );
+  }
+  if (!n.notices.length) list.append(h("p", { class: "empty" }, "No notice."));
+  const pollList = h("section", { id: "polls" }, ...p.polls.map(pollItem));
+  if (!p.polls.length) pollList.append(h("p", { class: "empty" }, "No poll."));
+  main.append(h("a", { href: `#/c/${communityId}` }, "← feed"), h("h2", {}, "Notices"), list, h("h2", {}, "Polls"), pollList);
 }
 
 function commentItem(c: Comment): HTMLElement {

@@ -38,6 +38,17 @@ export function formValues(form: HTMLFormElement): Record<string, string> {
   return Object.fromEntries([...new FormData(form)].map(([k, v]) => [k, String(v).trim()]));
 }
 
+/// What a user reads for the reasons a screen expects (docs/errors.md); the reason itself is
+/// shown too.
+const FRIENDLY: Record<string, string> = {
+  ALREADY_VOTED: "You have already voted in this poll.",
+  POLL_CLOSED: "This poll is closed.",
+  ALREADY_MEMBER: "You are already a member, or your request is waiting for a manager.",
+  BAD_CREDENTIALS: "Wrong handle, email or password.",
+  RATE_LIMITED: "Too many attempts.",
+  MEMBERSHIP_REQUIRED: "Only members of this community can see this.",
+};
+
 /// Shows a failed call: field violations under their inputs, and one line with the reason, the
 /// message, the RetryInfo delay when rate limited, and the request id to quote to support.
 export function showError(where: HTMLElement, e: unknown): Problem {
@@ -50,7 +61,7 @@ export function showError(where: HTMLElement, e: unknown): Problem {
     box = h("div", { class: "error", role: "alert" });
     where.prepend(box);
   }
-  const parts = [p.reason || p.code, p.message];
+  const parts = [p.reason || p.code, FRIENDLY[p.reason] ?? p.message];
   if (p.retryAfterS !== null) parts.push(`try again in ${Math.ceil(p.retryAfterS)} s`);
   box.replaceChildren(
     h("strong", { class: "reason" }, parts[0]),

@@ -209,6 +209,18 @@ try {
   await snap(a, "a-feed-scrolled");
   step("infinite scroll: 10 + 2 posts");
 
+  // 6c. Notices and the demo complex's open poll: A votes; a second vote shows ALREADY_VOTED.
+  await a.click("#board-link");
+  await a.waitForSelector("#notices .notice");
+  await a.waitForSelector('#polls .poll[data-voted="false"] .option');
+  const options = await a.$$eval("#polls .poll .option", (bs) => bs.map((b) => b.dataset.option));
+  await a.click(`#polls .option[data-option="${options[0]}"]`);
+  await a.waitForSelector(`#polls .poll[data-voted="true"] .option.mine[data-option="${options[0]}"]`);
+  await a.click(`#polls .option[data-option="${options[1]}"]`);
+  await a.waitForSelector('#polls .poll .error[data-reason="ALREADY_VOTED"]');
+  await snap(a, "a-poll-already-voted");
+  step("A voted; the second vote shows ALREADY_VOTED");
+
   // 7. Chat: A opens a DM with the manager; each receives the other's message live.
   await a.click('a[href="#/chat"]');
   await fill(a, "#new-room", { member_handles: "demo.manager" });
