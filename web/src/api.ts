@@ -6,6 +6,7 @@ import { AuthService } from "../gen/maru/v1/auth_pb";
 import { ChatService } from "../gen/maru/v1/chat_pb";
 import { CommunityService } from "../gen/maru/v1/communities_pb";
 import { NoticeService, PollService } from "../gen/maru/v1/community_content_pb";
+import { ReportService } from "../gen/maru/v1/reports_pb";
 import { FeedService } from "../gen/maru/v1/feed_pb";
 import {
   BadRequestSchema,
@@ -26,6 +27,8 @@ interface Session {
   refreshToken: string;
   handle: string;
   userId: string;
+  /// The deployment ADMIN role: the report queue is offered.
+  admin?: boolean;
 }
 
 const KEY = "maru.session";
@@ -70,6 +73,7 @@ export const feed = createClient(FeedService, transport);
 export const chat = createClient(ChatService, transport);
 export const notices = createClient(NoticeService, transport);
 export const polls = createClient(PollService, transport);
+export const reports = createClient(ReportService, transport);
 
 async function refreshTokens(): Promise<void> {
   const s = session!;

@@ -5,7 +5,9 @@ import { ChatEventKind, type ChatMessage, type ChatRoom } from "../gen/maru/v1/c
 import { MemberRole, MembershipStatus, type Membership } from "../gen/maru/v1/communities_pb";
 import type { Comment, Post } from "../gen/maru/v1/feed_pb";
 import type { Poll } from "../gen/maru/v1/community_content_pb";
-import { auth, chat, communities, currentSession, feed, idempotent, notices, polls, requestId, setSession } from "./api";
+import { Role } from "../gen/maru/v1/common_pb";
+import { ModerationActionType, ReportReason, ReportTargetType, type ReportedTarget } from "../gen/maru/v1/reports_pb";
+import { auth, chat, communities, currentSession, feed, idempotent, notices, polls, reports, requestId, setSession } from "./api";
 import { live } from "./live";
 import { $, field, h, onSubmit, showError } from "./ui";
 import "./app.css";
@@ -27,7 +29,15 @@ function header(): HTMLElement {
     "header",
     {},
     h("a", { href: "#/home", class: "brand" }, "maru"),
-    s ? h("nav", {}, h("a", { href: "#/home" }, "Communities"), h("a", { href: "#/chat" }, "Chat")) : null,
+    s
+      ? h(
+          "nav",
+          {},
+          h("a", { href: "#/home" }, "Communities"),
+          h("a", { href: "#/chat" }, "Chat"),
+          s.admin ? h("a", { href: "#/reports", id: "reports-link" }, "Reports") : null,
+        )
+      : null,
     s ? status : null,
     s ? h("span", { class: "me" }, `@${s.handle}`) : null,
     s ? h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out") : null,
@@ -57,6 +67,8 @@ async function route(): Promise<void> {
         return await communityFeed(main, parts[1]);
       case "p":
         return await postView(main, parts[1]);
+      case "reports":
+        return await reportQueue(main);
       case "chat":
         return parts[1] ? await chatRoom(main, parts[1]) : await chatRooms(main);
       default:
@@ -106,6 +118,7 @@ async function startSession(login: string, password: string): Promise<void> {
     refreshToken: r.refreshToken,
     handle: r.user?.handle ?? login,
     userId: r.user?.id ?? "",
+    admin: r.user?.role === Role.ADMIN,
   });
   await startLive();
   location.hash = "#/home";
@@ -242,8 +255,82 @@ function postItem(p: Post): HTMLElement {
       likeButton(p),
       " ",
       h("a", { href: `#/p/${p.id}`, class: "comments" }, `${p.commentCount} comments`),
+      " ",
+      p.author?.userId !== currentSession()?.userId ? reportButton({ postId: p.id }) : null,
     ),
   );
+}
+
+/// Reports a post (or comment) as spam; ALREADY_REPORTED is shown by its reason.
+function reportButton(target: { postId?: string; commentId?: string }): HTMLElement {
+  const b = h("button", { type: "button", class: "report" }, "Report");
+  b.addEventListener("click", async () => {
+    const id = idempotent({ ...target, report: true });
+    try {
+      await reports.createReport({ target, reason: ReportReason.SPAM, requestId: id.requestId });
+      id.done();
+      b.textContent = "Reported";
+      b.dataset.reported = "true";
+    } catch (e) {
+      showError(b.parentElement!, e);
+    }
+  });
+  return b;
+}
+
+// ---------------------------------------------------------------- the report queue (admins)
+
+function targetItem(t: ReportedTarget): HTMLElement {
+  const el = h(
+    "article",
+    { class: "reported", "data-target": t.targetId },
+    h(
+      "h3",
+      {},
+      `${ReportTargetType[t.targetType]} `,
+      t.targetType === ReportTargetType.POST ? h("a", { href: `#/p/${t.targetId}` }, t.targetId) : t.targetId,
+    ),
+    h(
+      "small",
+      {},
+      `${t.reportCount} reports · ${t.reasons.map((r) => ReportReason[r]).join(", ")} · since ${when(t.firstReportedAt)}${t.autoHidden ? " · auto-hidden" : ""}`,
+    ),
+    h("ul", {}, ...t.reports.map((r) => h("li", {}, `${ReportReason[r.reason]}: ${r.details || "—"}`))),
+  );
+  const resolve = (action: ModerationActionType, label: string) => {
+    const b = h("button", { type: "button", class: label.toLowerCase().replace(/\s+/g, "-") }, label);
+    b.addEventListener("click", async () => {
+      try {
+        await reports.resolveReport({ targetType: t.targetType, targetId: t.targetId, action });
+        el.dataset.resolved = label;
+        el.querySelectorAll("button").forEach((x) => x.remove());
+        el.append(h("span", { class: "decided" }, ` ${label}`));
+      } catch (e) {
+        showError(el, e);
+      }
+    });
+    return b;
+  };
+  el.append(
+    resolve(ModerationActionType.DISMISS, "Dismiss"),
+    " ",
+    resolve(ModerationActionType.SUSPEND_TARGET, "Hide"),
+    " ",
+    resolve(ModerationActionType.WARN_USER, "Warn user"),
+  );
+  return el;
+}
+
+async function reportQueue(main: HTMLElement): Promise<void> {
+  const list = h("section", { id: "report-queue" });
+  main.append(h("h2", {}, "Open reports"), list);
+  let pageToken = "";
+  do {
+    const r = await reports.listReports({ pageSize: 50, pageToken });
+    r.targets.forEach((t) => list.append(targetItem(t)));
+    pageToken = r.nextPageToken;
+  } while (pageToken);
+  if (!list.children.length) list.append(h("p", { class: "empty" }, "No open report."));
 }
 
 function likeButton(p: Post): HTMLElement {

@@ -42,6 +42,8 @@ export function formValues(form: HTMLFormElement): Record<string, string> {
 /// shown too.
 const FRIENDLY: Record<string, string> = {
   ALREADY_VOTED: "You have already voted in this poll.",
+  ALREADY_REPORTED: "You have already reported this.",
+  ALREADY_RESOLVED: "Someone resolved these reports already.",
   POLL_CLOSED: "This poll is closed.",
   ALREADY_MEMBER: "You are already a member, or your request is waiting for a manager.",
   BAD_CREDENTIALS: "Wrong handle, email or password.",

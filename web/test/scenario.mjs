@@ -221,6 +221,25 @@ try {
   await snap(a, "a-poll-already-voted");
   step("A voted; the second vote shows ALREADY_VOTED");
 
+  // 6d. B reports A's post (a second report: ALREADY_REPORTED); the admin (context D) sees it in
+  //     the report queue and dismisses it.
+  await b.click(`[data-post="${postId}"] button.report`);
+  await b.waitForSelector(`[data-post="${postId}"] button.report[data-reported="true"]`);
+  await b.click(`[data-post="${postId}"] button.report`);
+  await b.waitForSelector(`[data-post="${postId}"] .error[data-reason="ALREADY_REPORTED"]`);
+  const d = await (await browser.createBrowserContext()).newPage();
+  await d.setViewport({ width: 1000, height: 800 });
+  await d.goto(APP_URL);
+  await fill(d, "#sign-in", { login: "demo.admin", password: "maru-demo-1234" });
+  await d.click("#sign-in button[type=submit]");
+  await d.waitForSelector("#reports-link");
+  await d.click("#reports-link");
+  await d.waitForSelector(`#report-queue [data-target="${postId}"] .dismiss`);
+  await snap(d, "d-report-queue");
+  await d.click(`#report-queue [data-target="${postId}"] .dismiss`);
+  await d.waitForSelector(`#report-queue [data-target="${postId}"][data-resolved="Dismiss"]`);
+  step("B reported A's post; the admin dismissed it from the queue");
+
   // 7. Chat: A opens a DM with the manager; each receives the other's message live.
   await a.click('a[href="#/chat"]');
   await fill(a, "#new-room", { member_handles: "demo.manager" });
