@@ -7,8 +7,8 @@
 # Screenshots of every step (and maru's log) go to WEB_TEST_OUT (default
 # target/web-test/<time>), printed at the start and the end.
 #
-# Needs: PostgreSQL on 127.0.0.1:5432 (trust auth), Redis optional, node + npm, buf
-# (pip install buf-bin), chromium (apt-get install -y chromium; or CHROMIUM=/path).
+# Needs: PostgreSQL on 127.0.0.1:5432 (trust auth), Redis optional, node 20+ and npm (buf and
+# protoc-gen-es are npm devDependencies), chromium (apt-get install -y chromium; or CHROMIUM=/path).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD

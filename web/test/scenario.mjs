@@ -93,6 +93,7 @@ async function messages(page) {
 
 let browser;
 let failed = false;
+const cspViolations = [];
 try {
   step(`maru on ${base} (log ${LOG})`);
   await startMaru();
@@ -109,7 +110,12 @@ try {
     await p.setViewport({ width: 1000, height: 800 });
     p.setDefaultTimeout(TIMEOUT);
     p.on("pageerror", (e) => console.error(`${who} page error: ${e.message}`));
-    p.on("console", (m) => m.type() === "error" && console.error(`${who} console: ${m.text()} ${m.location()?.url ?? ""}`));
+    p.on("console", (m) => {
+      if (m.type() !== "error") return;
+      console.error(`${who} console: ${m.text()} ${m.location()?.url ?? ""}`);
+      // The Content-Security-Policy maru sends must let the app do everything it does.
+      if (m.text().includes("Content Security Policy")) cspViolations.push(`${who}: ${m.text()}`);
+    });
   }
 
   const suffix = String(Date.now() % 1_000_000);
@@ -314,6 +320,7 @@ try {
   if (reason !== "RATE_LIMITED" || !/try again in \d+ s/.test(limited)) throw new Error(`rate limiting shown as: ${limited}`);
   await snap(c, "c-rate-limited");
   step(`rate limited: ${limited}`);
+  if (cspViolations.length) throw new Error(`CSP violations:\n${cspViolations.join("\n")}`);
 } catch (e) {
   failed = true;
   console.error(`web test FAILED: ${e.stack ?? e}`);
