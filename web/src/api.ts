@@ -79,6 +79,8 @@ async function refreshTokens(): Promise<void> {
   const s = session!;
   const r = await auth.refresh({ refreshToken: s.refreshToken });
   setSession({ ...s, accessToken: r.accessToken, refreshToken: r.refreshToken });
+  // Counted where a test (or a curious developer) can see it.
+  document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes ?? 0) + 1);
 }
 
 /// A fresh request id (32 hex digits; `crypto.getRandomValues` works outside secure contexts).

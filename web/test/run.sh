@@ -42,6 +42,8 @@ export MARU__WEB__ENABLED=true MARU__WEB__DIR=$root/web/dist
 # A quick restart: no balancer to wait for.
 export MARU__GRPC__SHUTDOWN_GRACE_MS=0 MARU__GRPC__DRAIN_TIMEOUT_MS=1000
 export MARU__LOG__ACCESS_LOG=false
+# Short access tokens: the scenario outlives one and checks the app refreshes it.
+export MARU__AUTH__ACCESS_TTL_S=30
 
 cleanup() {
   local rc=$?

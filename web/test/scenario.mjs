@@ -137,6 +137,7 @@ try {
   await fill(a, "#sign-up", { handle: handleA, email: `${handleA}@example.com`, password: "correct horse battery" });
   await a.click("#sign-up button[type=submit]");
   await a.waitForSelector("#my-communities");
+  const signedInA = Date.now();
   step(`A signed up as ${handleA}`);
 
   // 2. A asks to join the demo complex.
@@ -303,6 +304,22 @@ try {
   await snap(a, "a-chat-resumed");
   await snap(b, "b-chat-resumed");
   step(`the chat resumed after the restart: nothing lost, nothing doubled (A reconnected ${reconnectsA}×)`);
+
+  // 8b. A's access token (auth.access_ttl_s = 30 s in run.sh) has expired by now: the next call
+  //     is refused TOKEN_EXPIRED, the app refreshes the tokens and retries it, once.
+  const ttl = Number(process.env.MARU__AUTH__ACCESS_TTL_S ?? 0);
+  if (ttl > 0) {
+    const wait = signedInA + (ttl + 5 + 3) * 1000 - Date.now(); // + the 5 s leeway of token checks
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    await a.type("#send input", "토큰이 만료된 뒤에도 보내져요");
+    await a.click("#send button[type=submit]");
+    await until(b, textIn, "#messages .message", "토큰이 만료된 뒤에도 보내져요");
+    const got = await messages(a);
+    if (got.filter((m) => m === "토큰이 만료된 뒤에도 보내져요").length !== 1) throw new Error(`after the refresh: ${JSON.stringify(got)}`);
+    const refreshes = await a.evaluate(() => Number(document.body.dataset.refreshes ?? 0));
+    if (refreshes < 1) throw new Error("A's tokens were never refreshed");
+    step(`A's expired access token was refreshed (${refreshes}×) and the message sent once (${ttl} s tokens)`);
+  }
 
   // 9. Rate limiting: sign-in attempts from a third context (same address) until the auth
   //    bucket refuses; the page shows the reason and the RetryInfo delay.
