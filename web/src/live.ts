@@ -44,9 +44,15 @@ export class Live {
     void this.run(this.abort.signal);
   }
 
-  stop(): void {
+  /// Stops the stream; `forget` (signing out) also drops the rooms' resume points, which
+  /// belong to the user who signed out.
+  stop(forget = false): void {
     this.abort?.abort();
     this.abort = null;
+    if (forget) {
+      this.lastSeq.clear();
+      this.reconnects = this.received = this.duplicates = 0;
+    }
     this.set("stopped");
   }
 

@@ -126,7 +126,7 @@ async function startSession(login: string, password: string): Promise<void> {
 
 async function signOut(): Promise<void> {
   const s = currentSession();
-  live.stop();
+  live.stop(true);
   if (s) await auth.logout({ refreshToken: s.refreshToken }).catch(() => {});
   setSession(null);
   location.hash = "#/signin";

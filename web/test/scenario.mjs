@@ -321,6 +321,11 @@ try {
     step(`A's expired access token was refreshed (${refreshes}×) and the message sent once (${ttl} s tokens)`);
   }
 
+  // A signs out: the sign-in screen, the stream stopped.
+  await a.click("#sign-out");
+  await a.waitForSelector("#sign-in");
+  if (await a.evaluate(() => sessionStorage.getItem("maru.session"))) throw new Error("A's session was kept after signing out");
+
   // 9. Rate limiting: sign-in attempts from a third context (same address) until the auth
   //    bucket refuses; the page shows the reason and the RetryInfo delay.
   const c = await (await browser.createBrowserContext()).newPage();
