@@ -47,6 +47,11 @@ export MARU__AUTH__ACCESS_TTL_S=30
 
 cleanup() {
   local rc=$?
+  # The scenario stops maru itself; this covers it dying first (killed, broken pipe).
+  if [[ -f "$WEB_TEST_OUT/maru.pid" ]]; then
+    kill "$(cat "$WEB_TEST_OUT/maru.pid")" 2>/dev/null || true
+    rm -f "$WEB_TEST_OUT/maru.pid"
+  fi
   psql -h 127.0.0.1 -U postgres -d postgres -qAtc "drop database if exists $db with (force)" >/dev/null 2>&1 || true
   echo "web test: screenshots and maru's log in $WEB_TEST_OUT"
   exit "$rc"

@@ -4,7 +4,7 @@
 // browser context) approves, A posts, B sees it and comments, A sees the comment; A and B chat
 // live; maru restarts mid-chat and the streams resume with nothing lost or doubled.
 import { spawn } from "node:child_process";
-import { mkdir, appendFile } from "node:fs/promises";
+import { appendFile, mkdir, rm, writeFile } from "node:fs/promises";
 import puppeteer from "puppeteer-core";
 
 const env = (k) => {
@@ -30,25 +30,36 @@ const step = (msg) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] $
 // ---------------------------------------------------------------- maru
 
 let maru = null;
+const running = () => maru && maru.exitCode === null && maru.signalCode === null;
 async function startMaru() {
   maru = spawn(MARU_BIN, ["serve"], { stdio: ["ignore", "pipe", "pipe"] });
+  // For run.sh's clean-up, should this process die without stopping it.
+  await writeFile(`${OUT}/maru.pid`, `${maru.pid}\n`);
   const exited = new Promise((r) => maru.once("exit", r));
   maru.stdout.on("data", (d) => appendFile(LOG, d));
   maru.stderr.on("data", (d) => appendFile(LOG, d));
   for (let i = 0; i < 240; i++) {
     const ok = await fetch(`http://${ADMIN}/readyz`).then((r) => r.ok, () => false);
     if (ok) return;
-    if (maru.exitCode !== null) break;
+    if (!running()) break;
     await new Promise((r) => setTimeout(r, 250));
   }
   await Promise.race([exited, new Promise((r) => setTimeout(r, 10))]);
   throw new Error(`maru did not become ready (log: ${LOG})`);
 }
+// Interrupted (Ctrl-C, CI timeout): no maru left behind.
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.once(sig, () => {
+    if (running()) maru.kill("SIGKILL");
+    process.exit(130);
+  });
+}
 async function stopMaru() {
-  if (!maru || maru.exitCode !== null) return;
+  if (!running()) return;
   const exited = new Promise((r) => maru.once("exit", r));
   maru.kill("SIGTERM");
   await exited;
+  await rm(`${OUT}/maru.pid`, { force: true });
 }
 
 // ---------------------------------------------------------------- browser helpers
