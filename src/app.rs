@@ -331,6 +331,8 @@ fn serve_grpc(
         .layer(cors_layer(&settings.grpc.cors_allowed_origins))
         // The local media backend's `PUT /media/upload/…` and `GET /media/…` (plain HTTP).
         .layer(media_http)
+        // The reference web app's static files under `/app/` when `web.enabled` (plain HTTP).
+        .layer(crate::web::WebLayer::new(&settings.web))
         .layer(tower::util::MapRequestLayer::new(expose_connect_info))
         .layer(tower::util::MapRequestLayer::new(mark_protocol))
         .layer(tonic_web::GrpcWebLayer::new())

@@ -63,6 +63,7 @@ pub struct Settings {
     pub guests: GuestSettings,
     pub media: MediaSettings,
     pub identity: IdentitySettings,
+    pub web: WebSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +112,23 @@ pub struct GrpcSettings {
 pub struct AdminSettings {
     /// HTTP listen address for `/metrics`, `/healthz` and `/readyz`.
     pub listen: String,
+}
+
+/// The reference web app (`web/`), served as static files under `/app/` on the gRPC listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    /// Serve `web.dir` under `/app/`.
+    pub enabled: bool,
+    /// The built app (`npm run build` in `web/` writes `web/dist`); relative to the working
+    /// directory.
+    pub dir: String,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self { enabled: false, dir: "web/dist".into() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,6 +298,7 @@ impl Default for Settings {
             guests: GuestSettings::default(),
             media: MediaSettings::default(),
             identity: IdentitySettings::default(),
+            web: WebSettings::default(),
         }
     }
 }
@@ -683,6 +702,9 @@ impl Settings {
         self.guests.validate(&mut errs);
         self.media.validate(&mut errs);
         self.identity.validate(&mut errs);
+        if self.web.enabled && self.web.dir.trim().is_empty() {
+            errs.push("web.dir: must not be empty when web.enabled".into());
+        }
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 

@@ -27,3 +27,4 @@ mod sessions;
 mod social;
 mod teams;
 mod trials;
+mod web;
