@@ -118,7 +118,8 @@ pub struct AdminSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebSettings {
-    /// Serve `web.dir` under `/app/`.
+    /// Serve `web.dir` under `/app/` (on by default: the README's first command gives the UI
+    /// once the app is built; until then `/app/` says how to build it).
     pub enabled: bool,
     /// The built app (`npm run build` in `web/` writes `web/dist`); relative to the working
     /// directory.
@@ -127,7 +128,7 @@ pub struct WebSettings {
 
 impl Default for WebSettings {
     fn default() -> Self {
-        Self { enabled: false, dir: "web/dist".into() }
+        Self { enabled: true, dir: "web/dist".into() }
     }
 }
 

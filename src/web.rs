@@ -151,7 +151,7 @@ impl WebLayer {
         if let Some(d) = &dir
             && !d.join("index.html").is_file()
         {
-            tracing::warn!(
+            tracing::info!(
                 dir = %d.display(),
                 "web.enabled, but web.dir has no index.html: /app/ answers 404 until the app is built \
                  (npm ci && npm run build in web/)"

@@ -86,12 +86,28 @@ async fn app_serves_the_built_files_with_csp_and_falls_back_to_index(pool: PgPoo
 #[sqlx::test]
 async fn app_is_404_when_disabled(pool: PgPool) {
     let dir = app_dir();
-    // A built app in place, but web.enabled is false (the default).
-    let app = TestApp::spawn_with(pool, |s| s.web.dir = dir.display().to_string()).await;
+    // A built app in place, but web.enabled is false.
+    let app = TestApp::spawn_with(pool, |s| {
+        s.web.dir = dir.display().to_string();
+        s.web.enabled = false;
+    })
+    .await;
     let r = reqwest::get(format!("http://{}/app/", app.grpc_addr)).await.unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.headers().get("content-security-policy").is_none());
     let r = reqwest::get(format!("http://{}/app/app.js", app.grpc_addr)).await.unwrap();
     assert_eq!(r.status(), 404);
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[sqlx::test]
+async fn an_app_not_built_yet_says_how_to_build_it(pool: PgPool) {
+    // web.enabled is the default; the directory holds no build.
+    let empty = std::env::temp_dir().join(format!("maru-web-empty-{}", uuid::Uuid::new_v4().simple()));
+    let app = TestApp::spawn_with(pool, |s| s.web.dir = empty.display().to_string()).await;
+    assert!(app.state.settings.web.enabled);
+    let r = reqwest::get(format!("http://{}/app/", app.grpc_addr)).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("content-security-policy").is_some());
+    assert!(r.text().await.unwrap().contains("npm run build"));
 }
