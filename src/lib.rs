@@ -24,7 +24,7 @@
 //!   `accounts` (users); `reports` → `feed`, `market`, `chat` (`moderation`); `accounts` →
 //!   `communities` (`guests`: guests' read-only memberships); `identity` → `accounts` (`external`:
 //!   accounts from identity providers, `Handle`, `Email`, `Device`, `device_of`, `user_to_pb`);
-//!   `feed` → `media` (`attach`: a post's photos).
+//!   `feed`, `market` → `media` (`attach`: a post's photos, a product's image).
 //! - A domain's settings module is the one part of a domain a lower layer names: `config`
 //!   assembles them into [`config::Settings`].
 //! - Assemblers (and `app`, `cli`) may use any public module of any domain.

@@ -47,6 +47,19 @@ pub fn parse_ids(v: &mut Violations, field: &str, raw: &[String]) -> Vec<Uuid> {
     out
 }
 
+/// Parses a single, optional media id field (`media_id`; empty: none).
+pub fn parse_one(v: &mut Violations, field: &str, raw: &str) -> Vec<Uuid> {
+    if raw.trim().is_empty() {
+        return vec![];
+    }
+    v.check(field, crate::fields::parse_id(raw)).into_iter().collect()
+}
+
+/// How refusals name the request field: `media_ids[i]` for a list, `media_id` for one.
+fn field_name(field: &str, i: usize, list: bool) -> String {
+    if list { format!("{field}[{i}]") } else { field.to_owned() }
+}
+
 /// Makes `ids` (in this order) the media of `target`, in `tx`: the caller's own, READY, of
 /// `kind`'s purpose, attached to nothing else (or already to `target`). Media `target` had
 /// and `ids` leaves out are detached. `field` names the request field in refusals.
@@ -62,7 +75,7 @@ pub async fn set(
     let mut v = Violations::new();
     let mut refusal: Option<AppError> = None;
     for (i, id) in ids.iter().enumerate() {
-        let name = format!("{field}[{i}]");
+        let name = field_name(field, i, kind.max() > 1);
         let row = rows.iter().find(|r| r.id == *id && r.owner_id == owner);
         let Some(row) = row else {
             v.add(&name, "no media of yours has this id");

@@ -194,6 +194,7 @@ pub fn parse_sha256(raw: &str) -> Result<Option<[u8; 32]>, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachKind {
     Post,
+    Product,
 }
 
 impl AttachKind {
@@ -201,12 +202,21 @@ impl AttachKind {
     pub fn as_str(self) -> &'static str {
         match self {
             AttachKind::Post => "post",
+            AttachKind::Product => "product",
         }
     }
     /// The purpose a media must have been uploaded for.
     pub fn purpose(self) -> Purpose {
         match self {
             AttachKind::Post => Purpose::PostImage,
+            AttachKind::Product => Purpose::ProductImage,
+        }
+    }
+    /// How many media one target carries: a post's photos, a product's one image.
+    pub fn max(self) -> usize {
+        match self {
+            AttachKind::Post => 10,
+            AttachKind::Product => 1,
         }
     }
 }

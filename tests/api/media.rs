@@ -729,3 +729,78 @@ async fn of_two_posts_attaching_the_same_media_at_once_exactly_one_wins(pool: Pg
         assert_eq!(attached_to.map(|u| u.to_string()), Some(winner.id));
     }
 }
+
+/// A READY product image of `who`.
+async fn ready_product_image(app: &TestApp, who: &TestUser) -> String {
+    let bytes = jpeg(320, 240);
+    let mut req = create_req("image/jpeg", bytes.len());
+    req.purpose = pb::MediaPurpose::ProductImage as i32;
+    let t = api(app).create_upload(who.req(req)).await.unwrap().into_inner();
+    assert_eq!(put(&t, bytes).await.status(), 204);
+    complete(app, who, &t.media_id).await.unwrap();
+    let m = processed(app, who, &t.media_id).await;
+    assert_eq!(m.state, pb::MediaState::Ready as i32, "{}", m.failure_reason);
+    m.id
+}
+
+#[sqlx::test]
+async fn a_product_carries_its_image_and_refusals_name_media_id(pool: PgPool) {
+    use maru::grpc::pb::product_service_client::ProductServiceClient;
+    let app = spawn(pool, |_| {}).await;
+    let seller = app.user("seller").await;
+    let buyer = app.user("buyer").await;
+    let products = || ProductServiceClient::new(app.channel.clone());
+    let product = |media: &str| pb::CreateProductRequest {
+        name: "자전거 팝니다".into(),
+        price: 50_000,
+        media_id: media.into(),
+        ..Default::default()
+    };
+    let image = ready_product_image(&app, &seller).await;
+    let photo = ready_photo(&app, &seller).await;
+    // A post photo is not a product image; someone else's image is nobody's.
+    let s = assert_err(
+        products().create_product(seller.req(product(&photo))).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["media_id"]);
+    assert!(s.message().contains("POST_IMAGE"), "{}", s.message());
+    let s = assert_err(
+        products().create_product(buyer.req(product(&image))).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["media_id"]);
+
+    let p = products().create_product(seller.req(product(&image))).await.unwrap().into_inner().product.unwrap();
+    let m = p.media.as_ref().expect("the product's image");
+    assert_eq!((m.id.as_str(), m.variants.len()), (image.as_str(), 2));
+    // Lists and recommendations carry it; a buyer who sees the product may GetMedia it.
+    let page = products()
+        .list_user_products(pb::ListUserProductsRequest { handle: "seller".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.products[0].media.as_ref().map(|m| m.id.clone()), Some(image.clone()));
+    assert_eq!(get(&app, &buyer, &image).await.unwrap().variants.len(), 2);
+    // Attached once: not to a post too.
+    let s = assert_err(
+        create_post(&app, &seller, post_req("", "x", &[&image])).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["media_ids[0]"], "a product image is not a post photo");
+    let second = products().create_product(seller.req(product(&image))).await;
+    let s = assert_err(second, Code::FailedPrecondition, "MEDIA_ALREADY_ATTACHED");
+    assert!(s.message().contains("product"), "{}", s.message());
+    // An edit with an empty media_id detaches it; the buyer no longer sees it.
+    let edit = pb::UpdateProductRequest {
+        product_id: p.id.clone(),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["media_id".into()] }),
+        ..Default::default()
+    };
+    let edited = products().update_product(seller.req(edit)).await.unwrap().into_inner().product.unwrap();
+    assert!(edited.media.is_none());
+    assert_err(get(&app, &buyer, &image).await, Code::NotFound, "MEDIA_NOT_FOUND");
+}
