@@ -138,7 +138,7 @@ pub async fn shown(state: &AppState, kind: Kind, targets: &[Uuid]) -> AppResult<
         return Ok(out);
     }
     let storage =
-        Storage::from_settings(&state.settings.media).map_err(|e| AppError::internal(format!("media store: {e:#}")))?;
+        Storage::shared(&state.settings.media).map_err(|e| AppError::internal(format!("media store: {e:#}")))?;
     let ids: Vec<Uuid> = rows.iter().map(|m| m.id).collect();
     let mut variants: HashMap<Uuid, Vec<store::VariantRow>> = HashMap::new();
     for (id, v) in store::variants_of(&state.db, &ids).await? {
