@@ -965,8 +965,53 @@ def feed():
                      "text query above 100 ms: check the trigram index posts_text_trgm_idx.",
                      targets((f"histogram_quantile(0.99, sum by (le, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{F}}}[{RI}])))",
                               "{{grpc_method}}")), "s"), 12, 8)
+
+    d.row("Media", "Photo uploads and their processing (docs/media.md): CreateUpload → PUT → CompleteUpload, "
+          "then a durable job queue in PostgreSQL worked by every replica turns each image into its variants. "
+          "Alerts: MaruMediaQueueStale, MaruMediaFailureRatioHigh.")
+    d.add(timeseries("Uploads/min by outcome", "MediaService uploads per minute by outcome (created, completed, "
+                     "quota_exceeded, incomplete, type_unsupported, expired), summed over purposes and replicas. "
+                     "Created far above completed: clients fail to PUT (check the object store panel); "
+                     "type_unsupported rising: a client sends files that are not images.",
+                     targets((f"sum by (outcome) (rate(maru_media_uploads_total{{{M}}}[{RI}])) * 60",
+                              "{{outcome}}")), "short"), 8, 8)
+    d.add(timeseries("Queue depth and oldest job age", "Jobs queued or running (maru_media_queue_depth) and the "
+                     "age of the oldest (maru_media_queue_oldest_age_seconds), max over replicas: every replica "
+                     "reads the same table. An age that keeps growing: no replica works the queue, or jobs keep "
+                     "failing and retrying (MaruMediaQueueStale).",
+                     targets((f"max(maru_media_queue_depth{{{M}}})", "depth"),
+                             (f"max(maru_media_queue_oldest_age_seconds{{{M}}})", "oldest age (s)")),
+                     "short"), 8, 8)
+    d.add(timeseries("Processed/min and failures by reason", "Jobs finished per minute (ready, failed) and "
+                     "media FAILED by reason: too_many_pixels and undecodable are bad uploads; encode and "
+                     "attempts_exhausted are ours (the store or the database kept failing). "
+                     "MaruMediaFailureRatioHigh watches the failed share.",
+                     targets((f"sum by (outcome) (rate(maru_media_processed_total{{{M}}}[{RI}])) * 60",
+                              "{{outcome}}"),
+                             (f"sum by (reason) (rate(maru_media_processing_failures_total{{{M}}}[{RI}])) * 60",
+                              "failed: {{reason}}")), "short"), 8, 8)
+    d.add(timeseries("Processing time p50 / p99", "Time to turn one image into its stored variants "
+                     "(maru_media_processing_seconds, successful jobs). Large photos take seconds on a small "
+                     "replica; rising with the queue depth: add media.workers or replicas.",
+                     targets((f"histogram_quantile(0.5, sum by (le) (rate(maru_media_processing_seconds_bucket{{{M}}}[{RI}])))",
+                              "p50"),
+                             (f"histogram_quantile(0.99, sum by (le) (rate(maru_media_processing_seconds_bucket{{{M}}}[{RI}])))",
+                              "p99")), "s"), 8, 8)
+    d.add(timeseries("Object store errors/min by op", "Failed operations against the media store (local "
+                     "directory or S3 bucket) by op: head, get, put, delete, sign, write. Any sustained rate: "
+                     "the store is down or full, or its credentials were rotated; clients get UNAVAILABLE "
+                     "MEDIA_STORAGE_UNAVAILABLE and jobs retry.",
+                     targets((f"sum by (op) (rate(maru_media_storage_errors_total{{{M}}}[{RI}])) * 60", "{{op}}")),
+                     "short"), 8, 8)
+    d.add(timeseries("Upload bytes/s and local route requests/s", "Bytes of completed uploads per second by "
+                     "purpose, and the local backend's PUT/GET routes by outcome (stored, served, not_modified, "
+                     "too_large, token_invalid, …).",
+                     targets((f"sum by (purpose) (rate(maru_media_upload_bytes_total{{{M}}}[{RI}]))",
+                              "bytes/s {{purpose}}"),
+                             (f"sum by (outcome) (rate(maru_media_http_requests_total{{{M}}}[{RI}]))",
+                              "http {{outcome}}")), "short"), 8, 8)
     return dashboard("maru-feed", "maru / Feed",
-                     "Posts, comments, likes, follows, view counting and feed caching.", d,
+                     "Posts, comments, likes, follows, view counting, feed caching and media (photo uploads).", d,
                      [INSTANCE_VAR], [RESTART_ANNOTATION])
 
 

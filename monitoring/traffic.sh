@@ -38,6 +38,8 @@
 #                    (PermissionDenied), demo.admin lists it, suspends the round's product (a second
 #                    resolution: FailedPrecondition ALREADY_RESOLVED), dismisses the demo.seo report, and
 #                    reads the stats and the moderation log; the demo's own open reports stay open
+#   Media            the round's user uploads a 1x1 PNG (CreateUpload, PUT, CompleteUpload), waits
+#                    for READY and attaches it to a post; attaching it again: FailedPrecondition
 #   Chat             with the demo accounts: demo.manager subscribes for 4 s while demo.kim writes three
 #                    messages in their DM; a message to a room of others: NotFound
 #   ResourceExhausted a burst of 20 failed Logins at once in the first round exceeds the auth
@@ -385,6 +387,37 @@ while :; do
       -d '{"room_id":"00000000-0000-7000-8000-000000000000","text":"x"}' "$addr" maru.v1.ChatService/SendMessage
     wait "$sub" || true
     printf '  %-44s %s\n' "Subscribe (demo.manager, 4 s)" "$(grep -c MESSAGE_CREATED "$tmp/sub") messages received"
+  fi
+  # Media (the Feed dashboard's Media row): a 1x1 PNG through CreateUpload, PUT to the local
+  # backend's URL, CompleteUpload, processed by the queue (GetMedia until READY), attached to a
+  # post; a second post with the same photo: FailedPrecondition MEDIA_ALREADY_ATTACHED.
+  if [[ -n "${access:-}" ]]; then
+    auth=(-H "authorization: Bearer $access")
+    printf '%s' 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==' \
+      | base64 -d > "$tmp/pixel.png"
+    size="$(wc -c < "$tmp/pixel.png" | tr -d ' ')"
+    call "CreateUpload" "${auth[@]}" \
+      -d "{\"purpose\":\"MEDIA_PURPOSE_POST_IMAGE\",\"content_type\":\"image/png\",\"size_bytes\":$size}" \
+      "$addr" maru.v1.MediaService/CreateUpload
+    media="$(json_field mediaId)"; upload_url="$(json_field uploadUrl)"
+    if [[ -n "$media" && -n "$upload_url" ]]; then
+      st="$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X PUT -H 'content-type: image/png' \
+              --data-binary @"$tmp/pixel.png" "$upload_url" 2>/dev/null)"
+      printf '  %-44s %s\n' "PUT the photo (local backend)" "HTTP $st"
+      call "CompleteUpload" "${auth[@]}" -d "{\"media_id\":\"$media\"}" "$addr" maru.v1.MediaService/CompleteUpload
+      for _ in $(seq 1 50); do
+        grpcurl -plaintext -max-time 5 "${auth[@]}" -d "{\"media_id\":\"$media\"}" "$addr" \
+          maru.v1.MediaService/GetMedia 2>/dev/null | grep -q MEDIA_STATE_READY && break
+        sleep 0.2
+      done
+      call "GetMedia (READY)" "${auth[@]}" -d "{\"media_id\":\"$media\"}" "$addr" maru.v1.MediaService/GetMedia
+      call "CreatePost with the photo" "${auth[@]}" \
+        -d "{\"public\":true,\"text\":\"traffic photo $suffix\",\"media_ids\":[\"$media\"]}" \
+        "$addr" maru.v1.FeedService/CreatePost
+      call "CreatePost with the same photo" "${auth[@]}" \
+        -d "{\"public\":true,\"text\":\"traffic photo again\",\"media_ids\":[\"$media\"]}" \
+        "$addr" maru.v1.FeedService/CreatePost
+    fi
   fi
   # Server-side failures and the rate-limit burst only in the first round: a looping
   # generator (compose `load`) should not keep burning the error budget and paging.

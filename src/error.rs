@@ -175,6 +175,8 @@ reasons! {
     MediaTypeUnsupported => "MEDIA_TYPE_UNSUPPORTED",
     MediaUploadExpired => "MEDIA_UPLOAD_EXPIRED",
     MediaStorageUnavailable => "MEDIA_STORAGE_UNAVAILABLE",
+    MediaNotReady => "MEDIA_NOT_READY",
+    MediaAlreadyAttached => "MEDIA_ALREADY_ATTACHED",
     // External identity providers.
     ProviderUnknown => "PROVIDER_UNKNOWN",
     ProviderUnavailable => "PROVIDER_UNAVAILABLE",

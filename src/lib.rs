@@ -23,7 +23,8 @@
 //!   `feed`, `events`, `teams` → `communities` (`access`); `feed` → `accounts` (`Handle`); `admin` →
 //!   `accounts` (users); `reports` → `feed`, `market`, `chat` (`moderation`); `accounts` →
 //!   `communities` (`guests`: guests' read-only memberships); `identity` → `accounts` (`external`:
-//!   accounts from identity providers, `Handle`, `Email`, `Device`, `device_of`, `user_to_pb`).
+//!   accounts from identity providers, `Handle`, `Email`, `Device`, `device_of`, `user_to_pb`);
+//!   `feed`, `market` → `media` (`attach`: a post's photos, a product's image).
 //! - A domain's settings module is the one part of a domain a lower layer names: `config`
 //!   assembles them into [`config::Settings`].
 //! - Assemblers (and `app`, `cli`) may use any public module of any domain.

@@ -608,6 +608,7 @@ async fn market_demo(state: &AppState) -> crate::error::AppResult<bool> {
             image_url: format!("https://images.example.com/maru-demo/{}.jpg", n + 1),
             sale_link: format!("https://store.example.com/{seller}/{}", n + 1),
             request_id: String::new(),
+            media_id: String::new(),
         };
         let cmd = CreateProduct::try_from(req)?;
         products.push(market::create_product(state, &caller, cmd).await?.product.id);

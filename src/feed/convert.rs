@@ -11,6 +11,7 @@ use crate::accounts::Handle;
 use crate::error::{AppError, AppResult, Violations};
 use crate::fields::{id, mask, opt_id, parse_etag, parse_query, parse_tag, parse_tags, request_id, text, timestamp};
 use crate::grpc::pb;
+use crate::media::attach;
 
 impl TryFrom<pb::CreatePostRequest> for CreatePost {
     type Error = AppError;
@@ -28,6 +29,7 @@ impl TryFrom<pb::CreatePostRequest> for CreatePost {
             text: text(&mut v, "text", &r.text, 1, MAX_POST_CHARS, true),
             tags: v.check("tags", parse_tags(&r.tags, MAX_TAGS)).unwrap_or_default(),
             image_urls: v.check("image_urls", parse_image_urls(&r.image_urls)).unwrap_or_default(),
+            media_ids: attach::parse_ids(&mut v, "media_ids", &r.media_ids),
             request_id: request_id(&mut v, &r.request_id),
         };
         v.finish()?;
@@ -41,11 +43,12 @@ impl TryFrom<pb::UpdatePostRequest> for UpdatePost {
         let mut v = Violations::new();
         let post_id = id(&mut v, "post_id", &r.post_id);
         let mut patch = PostPatch::default();
-        for path in mask(&mut v, r.update_mask.as_ref(), &["text", "tags", "image_urls"]) {
+        for path in mask(&mut v, r.update_mask.as_ref(), &["text", "tags", "image_urls", "media_ids"]) {
             match path.as_str() {
                 "text" => patch.text = Some(text(&mut v, "text", &r.text, 1, MAX_POST_CHARS, true)),
                 "tags" => patch.tags = v.check("tags", parse_tags(&r.tags, MAX_TAGS)),
                 "image_urls" => patch.image_urls = v.check("image_urls", parse_image_urls(&r.image_urls)),
+                "media_ids" => patch.media_ids = Some(attach::parse_ids(&mut v, "media_ids", &r.media_ids)),
                 _ => {}
             }
         }
@@ -133,7 +136,8 @@ pub fn target(post_id: &str, comment_id: &str) -> AppResult<Target> {
     }
 }
 
-pub fn post_to_pb(v: PostView) -> pb::Post {
+/// `v` with its attached `media` (`crate::media::attach::shown`).
+pub fn post_to_pb(v: PostView, media: Vec<pb::Media>) -> pb::Post {
     let p = v.post;
     let etag = p.etag();
     let status = match p.status() {
@@ -160,6 +164,7 @@ pub fn post_to_pb(v: PostView) -> pb::Post {
         etag,
         created_at: Some(timestamp(p.created_at)),
         updated_at: Some(timestamp(p.updated_at)),
+        media,
     }
 }
 

@@ -62,6 +62,8 @@ pub fn register_metrics() {
 
 /// Puts `FeedService` on the server.
 pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    // Readers of a post see its photos (GetMedia).
+    crate::media::attach::register_reader(crate::media::attach::Kind::Post, ops::sees_post);
     add_service!(
         routes,
         state,

@@ -109,6 +109,8 @@ pub struct CreatePost {
     pub text: String,
     pub tags: Vec<String>,
     pub image_urls: Vec<String>,
+    /// Attached in the same transaction (`crate::media::attach`).
+    pub media_ids: Vec<Uuid>,
     #[serde(skip)]
     pub request_id: Option<RequestId>,
 }
@@ -118,6 +120,8 @@ pub struct PostPatch {
     pub text: Option<String>,
     pub tags: Option<Vec<String>>,
     pub image_urls: Option<Vec<String>>,
+    /// The post's media from now on (detaching the others).
+    pub media_ids: Option<Vec<Uuid>>,
 }
 
 #[derive(Debug)]

@@ -22,6 +22,7 @@
 
 use std::collections::HashSet;
 
+use futures::future::BoxFuture;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -34,6 +35,7 @@ use crate::caller::Caller;
 use crate::communities::access::{self, Access};
 use crate::error::{AppError, AppResult, Reason};
 use crate::idempotency::{RequestId, remember, replayed};
+use crate::media::attach;
 use crate::state::AppState;
 
 pub fn post_not_found() -> AppError {
@@ -88,6 +90,18 @@ pub async fn visible_post(state: &AppState, caller: Option<&Caller>, id: Uuid) -
     Ok((seen.post, seen.access))
 }
 
+/// Whether `caller` sees post `id`: the feed's reader for `crate::media::attach` (media
+/// attached to a post are shown to whoever sees the post).
+pub fn sees_post<'a>(state: &'a AppState, caller: &'a Caller, id: Uuid) -> BoxFuture<'a, AppResult<bool>> {
+    Box::pin(async move {
+        match visible_post(state, Some(caller), id).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.code(), Code::NotFound | Code::PermissionDenied) => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
+}
+
 async fn with_likes(state: &AppState, caller: Option<&Caller>, posts: Vec<Post>) -> AppResult<Vec<PostView>> {
     let liked: HashSet<Uuid> = match caller {
         Some(c) if !posts.is_empty() => {
@@ -131,6 +145,7 @@ pub async fn create_post(state: &AppState, caller: &Caller, cmd: CreatePost) -> 
                     return Err(AppError::unauthenticated(Reason::SessionEnded, "the account was deleted"));
                 }
                 let id = store::insert_post(&mut tx, &cmd, caller.user_id).await?;
+                attach::set(&mut tx, caller.user_id, attach::Kind::Post, id, &cmd.media_ids, "media_ids").await?;
                 remember(&mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &id).await?;
                 (id, true)
             }
@@ -170,6 +185,9 @@ pub async fn update_post(state: &AppState, caller: &Caller, cmd: UpdatePost) -> 
         let now = store::get_post(&mut *tx, post.id).await?.ok_or_else(post_not_found)?;
         return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the post changed since it was read")
             .with_meta("etag", now.etag()));
+    }
+    if let Some(ids) = &cmd.patch.media_ids {
+        attach::set(&mut tx, caller.user_id, attach::Kind::Post, post.id, ids, "media_ids").await?;
     }
     let updated = store::get_post(&mut *tx, post.id).await?.ok_or_else(post_not_found)?;
     let liked_by_me = !store::liked_posts(&mut *tx, caller.user_id, &[post.id]).await?.is_empty();

@@ -1,17 +1,40 @@
 //! `maru.v1.FeedService`: thin handlers over [`super::ops`].
 
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use super::convert::{comment_to_pb, comment_update, liker_to_pb, post_to_pb, status_from_pb, target};
-use super::model::{CreateComment, CreatePost, PostFilter, UpdatePost};
+use super::model::{CreateComment, CreatePost, PostFilter, PostView, UpdatePost};
 use super::ops;
 use crate::fields::{request_id_field, required_id};
 use crate::grpc::admission::client_ip;
 use crate::grpc::{caller, maybe_caller, pb};
+use crate::media::attach;
 use crate::state::AppState;
 
 pub struct FeedApi {
     pub state: AppState,
+}
+
+impl FeedApi {
+    /// Posts with their attached media (one query for all of them).
+    async fn many(&self, views: Vec<PostView>) -> Result<Vec<pb::Post>, Status> {
+        let ids: Vec<Uuid> = views.iter().map(|v| v.post.id).collect();
+        let mut media = attach::shown(&self.state, attach::Kind::Post, &ids).await?;
+        Ok(views
+            .into_iter()
+            .map(|v| {
+                let m = media.remove(&v.post.id).unwrap_or_default();
+                post_to_pb(v, m)
+            })
+            .collect())
+    }
+
+    async fn one(&self, view: PostView) -> Result<pb::Post, Status> {
+        let mut media = attach::shown(&self.state, attach::Kind::Post, &[view.post.id]).await?;
+        let m = media.remove(&view.post.id).unwrap_or_default();
+        Ok(post_to_pb(view, m))
+    }
 }
 
 #[tonic::async_trait]
@@ -23,7 +46,7 @@ impl pb::feed_service_server::FeedService for FeedApi {
         let caller = caller(&req)?;
         let cmd = CreatePost::try_from(req.into_inner())?;
         let p = ops::create_post(&self.state, &caller, cmd).await?;
-        Ok(Response::new(pb::CreatePostResponse { post: Some(post_to_pb(p)) }))
+        Ok(Response::new(pb::CreatePostResponse { post: Some(self.one(p).await?) }))
     }
 
     async fn get_post(&self, req: Request<pb::GetPostRequest>) -> Result<Response<pb::GetPostResponse>, Status> {
@@ -32,7 +55,7 @@ impl pb::feed_service_server::FeedService for FeedApi {
         let ip = req.remote_addr().map(|a| client_ip(trusted, a.ip(), req.metadata().as_ref()).to_string());
         let id = required_id("post_id", &req.get_ref().post_id)?;
         let p = ops::get_post(&self.state, who.as_ref(), id, ip.as_deref()).await?;
-        Ok(Response::new(pb::GetPostResponse { post: Some(post_to_pb(p)) }))
+        Ok(Response::new(pb::GetPostResponse { post: Some(self.one(p).await?) }))
     }
 
     async fn update_post(
@@ -42,7 +65,7 @@ impl pb::feed_service_server::FeedService for FeedApi {
         let caller = caller(&req)?;
         let cmd = UpdatePost::try_from(req.into_inner())?;
         let p = ops::update_post(&self.state, &caller, cmd).await?;
-        Ok(Response::new(pb::UpdatePostResponse { post: Some(post_to_pb(p)) }))
+        Ok(Response::new(pb::UpdatePostResponse { post: Some(self.one(p).await?) }))
     }
 
     async fn delete_post(
@@ -64,7 +87,7 @@ impl pb::feed_service_server::FeedService for FeedApi {
         let id = required_id("post_id", &r.post_id)?;
         let status = status_from_pb(r.status)?;
         let p = ops::set_post_status(&self.state, &caller, id, status).await?;
-        Ok(Response::new(pb::SetPostStatusResponse { post: Some(post_to_pb(p)) }))
+        Ok(Response::new(pb::SetPostStatusResponse { post: Some(self.one(p).await?) }))
     }
 
     async fn list_posts(&self, req: Request<pb::ListPostsRequest>) -> Result<Response<pb::ListPostsResponse>, Status> {
@@ -72,10 +95,7 @@ impl pb::feed_service_server::FeedService for FeedApi {
         let r = req.into_inner();
         let filter = PostFilter::try_from(&r)?;
         let (rows, next) = ops::list_posts(&self.state, who.as_ref(), filter, r.page_size, &r.page_token).await?;
-        Ok(Response::new(pb::ListPostsResponse {
-            posts: rows.into_iter().map(post_to_pb).collect(),
-            next_page_token: next,
-        }))
+        Ok(Response::new(pb::ListPostsResponse { posts: self.many(rows).await?, next_page_token: next }))
     }
 
     async fn list_home_feed(
@@ -85,10 +105,7 @@ impl pb::feed_service_server::FeedService for FeedApi {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let (rows, next) = ops::list_home_feed(&self.state, &caller, r.page_size, &r.page_token).await?;
-        Ok(Response::new(pb::ListHomeFeedResponse {
-            posts: rows.into_iter().map(post_to_pb).collect(),
-            next_page_token: next,
-        }))
+        Ok(Response::new(pb::ListHomeFeedResponse { posts: self.many(rows).await?, next_page_token: next }))
     }
 
     async fn create_comment(

@@ -366,6 +366,7 @@ mod tests {
             text: text.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             image_urls: vec![],
+            media_ids: vec![],
             request_id: None,
         };
         insert_post(&mut db.acquire().await.unwrap(), &cmd, author).await.unwrap()

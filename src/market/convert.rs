@@ -9,6 +9,7 @@ use crate::accounts::Handle;
 use crate::error::{AppError, AppResult, Violations};
 use crate::fields::{id, mask, parse_etag, parse_query, parse_tag, parse_tags, parse_url, request_id, text, timestamp};
 use crate::grpc::pb;
+use crate::media::attach;
 
 fn name(v: &mut Violations, raw: &str) -> String {
     text(v, "name", raw, MIN_NAME_CHARS, MAX_NAME_CHARS, false)
@@ -29,6 +30,7 @@ impl TryFrom<pb::CreateProductRequest> for CreateProduct {
             tags: v.check("tags", parse_tags(&r.tags, MAX_TAGS)).unwrap_or_default(),
             image_url: v.check("image_url", parse_url(&r.image_url)).unwrap_or_default(),
             sale_link: v.check("sale_link", parse_sale_link(&r.sale_link)).unwrap_or_default(),
+            media_ids: attach::parse_one(&mut v, "media_id", &r.media_id),
             request_id: request_id(&mut v, &r.request_id),
         };
         v.finish()?;
@@ -42,7 +44,7 @@ impl TryFrom<pb::UpdateProductRequest> for UpdateProduct {
         let mut v = Violations::new();
         let product_id = id(&mut v, "product_id", &r.product_id);
         let mut patch = ProductPatch::default();
-        let allowed = ["name", "price", "description", "tags", "image_url", "sale_link"];
+        let allowed = ["name", "price", "description", "tags", "image_url", "sale_link", "media_id"];
         for path in mask(&mut v, r.update_mask.as_ref(), &allowed) {
             match path.as_str() {
                 "name" => patch.name = Some(name(&mut v, &r.name)),
@@ -51,6 +53,7 @@ impl TryFrom<pb::UpdateProductRequest> for UpdateProduct {
                 "tags" => patch.tags = v.check("tags", parse_tags(&r.tags, MAX_TAGS)),
                 "image_url" => patch.image_url = v.check("image_url", parse_url(&r.image_url)),
                 "sale_link" => patch.sale_link = v.check("sale_link", parse_sale_link(&r.sale_link)),
+                "media_id" => patch.media_ids = Some(attach::parse_one(&mut v, "media_id", &r.media_id)),
                 _ => {}
             }
         }
@@ -145,6 +148,8 @@ pub fn product_to_pb(v: ProductView) -> pb::Product {
         etag,
         created_at: Some(timestamp(p.created_at)),
         updated_at: Some(timestamp(p.updated_at)),
+        // Filled by the service (`crate::media::attach::shown`).
+        media: None,
     }
 }
 

@@ -56,6 +56,8 @@ pub fn register_metrics() {
 
 /// Puts `ProductService` on the server.
 pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    // Readers of a product see its image (GetMedia).
+    crate::media::attach::register_reader(crate::media::attach::Kind::Product, ops::sees_product);
     add_service!(
         routes,
         state,

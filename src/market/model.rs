@@ -106,6 +106,8 @@ pub struct CreateProduct {
     pub tags: Vec<String>,
     pub image_url: String,
     pub sale_link: String,
+    /// The image, attached in the same transaction (`crate::media::attach`): none or one.
+    pub media_ids: Vec<Uuid>,
     #[serde(skip)]
     pub request_id: Option<RequestId>,
 }
@@ -118,6 +120,8 @@ pub struct ProductPatch {
     pub tags: Option<Vec<String>>,
     pub image_url: Option<String>,
     pub sale_link: Option<String>,
+    /// The image from now on (empty: none), detaching the one before.
+    pub media_ids: Option<Vec<Uuid>>,
 }
 
 #[derive(Debug)]

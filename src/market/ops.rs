@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::future::BoxFuture;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -28,6 +29,7 @@ use crate::caller::Caller;
 use crate::db::{ExpensiveRead, ReadKind};
 use crate::error::{AppError, AppResult, Reason};
 use crate::idempotency::{RequestId, remember, replayed};
+use crate::media::attach;
 use crate::state::AppState;
 
 /// Recently viewed products remembered per user (Redis list), for recommendations.
@@ -59,6 +61,18 @@ pub fn product_not_found() -> AppError {
 
 fn owner_required(what: &str) -> AppError {
     AppError::permission_denied(Reason::ProductOwnerRequired, format!("only the seller may {what} this product"))
+}
+
+/// Whether `caller` sees product `id`: the market's reader for `crate::media::attach` (a
+/// product's image is shown to whoever sees the product).
+pub fn sees_product<'a>(state: &'a AppState, caller: &'a Caller, id: Uuid) -> BoxFuture<'a, AppResult<bool>> {
+    Box::pin(async move {
+        match visible_product(state, Some(caller), id).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Code::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
 }
 
 /// NOT_FOUND `PRODUCT_NOT_FOUND` unless the product exists and `caller` sees it.
@@ -97,6 +111,7 @@ pub async fn create_product(state: &AppState, caller: &Caller, cmd: CreateProduc
                     return Err(AppError::unauthenticated(Reason::SessionEnded, "the account was deleted"));
                 }
                 let id = store::insert_product(&mut tx, &cmd, caller.user_id).await?;
+                attach::set(&mut tx, caller.user_id, attach::Kind::Product, id, &cmd.media_ids, "media_id").await?;
                 remember(&mut tx, "CreateProduct", caller, cmd.request_id.as_ref(), &id).await?;
                 (id, true)
             }
@@ -173,6 +188,9 @@ pub async fn update_product(state: &AppState, caller: &Caller, cmd: UpdateProduc
         let now = store::get_product(&mut *tx, p.id).await?.ok_or_else(product_not_found)?;
         return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the product changed since it was read")
             .with_meta("etag", now.etag()));
+    }
+    if let Some(ids) = &cmd.patch.media_ids {
+        attach::set(&mut tx, caller.user_id, attach::Kind::Product, p.id, ids, "media_id").await?;
     }
     let updated = store::get_product(&mut *tx, p.id).await?.ok_or_else(product_not_found)?;
     let liked_by_me = !store::liked_products(&mut *tx, caller.user_id, &[p.id]).await?.is_empty();

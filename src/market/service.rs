@@ -1,6 +1,7 @@
 //! `maru.v1.ProductService`: thin handlers over [`super::ops`].
 
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use super::convert::{product_to_pb, recommendation_limit, recommendation_to_pb, status_from_pb, user_handle};
 use super::model::{CreateProduct, ProductFilter, UpdateProduct};
@@ -8,14 +9,39 @@ use super::ops;
 use crate::fields::{request_id_field, required_id};
 use crate::grpc::admission::client_ip;
 use crate::grpc::{caller, maybe_caller, pb};
+use crate::media::attach;
 use crate::state::AppState;
 
 pub struct ProductApi {
     pub state: AppState,
 }
 
-fn page(rows: Vec<super::model::ProductView>) -> Vec<pb::Product> {
-    rows.into_iter().map(product_to_pb).collect()
+/// Products with their attached image (`crate::media::attach`; one query for all of them).
+async fn with_media<'a>(
+    state: &AppState,
+    products: impl IntoIterator<Item = &'a mut pb::Product>,
+) -> Result<(), Status> {
+    let mut products: Vec<&mut pb::Product> = products.into_iter().collect();
+    let ids: Vec<Uuid> = products.iter().filter_map(|p| p.id.parse().ok()).collect();
+    let mut media = attach::shown(state, attach::Kind::Product, &ids).await?;
+    for p in &mut products {
+        if let Ok(id) = p.id.parse::<Uuid>() {
+            p.media = media.remove(&id).and_then(|m| m.into_iter().next());
+        }
+    }
+    Ok(())
+}
+
+async fn page(state: &AppState, rows: Vec<super::model::ProductView>) -> Result<Vec<pb::Product>, Status> {
+    let mut out: Vec<pb::Product> = rows.into_iter().map(product_to_pb).collect();
+    with_media(state, out.iter_mut()).await?;
+    Ok(out)
+}
+
+async fn one(state: &AppState, row: super::model::ProductView) -> Result<pb::Product, Status> {
+    let mut p = product_to_pb(row);
+    with_media(state, [&mut p]).await?;
+    Ok(p)
 }
 
 #[tonic::async_trait]
@@ -27,7 +53,7 @@ impl pb::product_service_server::ProductService for ProductApi {
         let caller = caller(&req)?;
         let cmd = CreateProduct::try_from(req.into_inner())?;
         let p = ops::create_product(&self.state, &caller, cmd).await?;
-        Ok(Response::new(pb::CreateProductResponse { product: Some(product_to_pb(p)) }))
+        Ok(Response::new(pb::CreateProductResponse { product: Some(one(&self.state, p).await?) }))
     }
 
     async fn get_product(
@@ -39,7 +65,7 @@ impl pb::product_service_server::ProductService for ProductApi {
         let ip = req.remote_addr().map(|a| client_ip(trusted, a.ip(), req.metadata().as_ref()).to_string());
         let id = required_id("product_id", &req.get_ref().product_id)?;
         let p = ops::get_product(&self.state, who.as_ref(), id, ip.as_deref()).await?;
-        Ok(Response::new(pb::GetProductResponse { product: Some(product_to_pb(p)) }))
+        Ok(Response::new(pb::GetProductResponse { product: Some(one(&self.state, p).await?) }))
     }
 
     async fn update_product(
@@ -49,7 +75,7 @@ impl pb::product_service_server::ProductService for ProductApi {
         let caller = caller(&req)?;
         let cmd = UpdateProduct::try_from(req.into_inner())?;
         let p = ops::update_product(&self.state, &caller, cmd).await?;
-        Ok(Response::new(pb::UpdateProductResponse { product: Some(product_to_pb(p)) }))
+        Ok(Response::new(pb::UpdateProductResponse { product: Some(one(&self.state, p).await?) }))
     }
 
     async fn delete_product(
@@ -71,7 +97,7 @@ impl pb::product_service_server::ProductService for ProductApi {
         let id = required_id("product_id", &r.product_id)?;
         let status = status_from_pb(r.status)?;
         let p = ops::set_product_status(&self.state, &caller, id, status).await?;
-        Ok(Response::new(pb::SetProductStatusResponse { product: Some(product_to_pb(p)) }))
+        Ok(Response::new(pb::SetProductStatusResponse { product: Some(one(&self.state, p).await?) }))
     }
 
     async fn list_products(
@@ -82,7 +108,7 @@ impl pb::product_service_server::ProductService for ProductApi {
         let r = req.into_inner();
         let filter = ProductFilter::try_from(&r)?;
         let (rows, next) = ops::list_products(&self.state, who.as_ref(), filter, r.page_size, &r.page_token).await?;
-        Ok(Response::new(pb::ListProductsResponse { products: page(rows), next_page_token: next }))
+        Ok(Response::new(pb::ListProductsResponse { products: page(&self.state, rows).await?, next_page_token: next }))
     }
 
     async fn list_user_products(
@@ -94,7 +120,10 @@ impl pb::product_service_server::ProductService for ProductApi {
         let handle = user_handle(&r.handle)?;
         let (rows, next) =
             ops::list_user_products(&self.state, who.as_ref(), handle, r.page_size, &r.page_token).await?;
-        Ok(Response::new(pb::ListUserProductsResponse { products: page(rows), next_page_token: next }))
+        Ok(Response::new(pb::ListUserProductsResponse {
+            products: page(&self.state, rows).await?,
+            next_page_token: next,
+        }))
     }
 
     async fn like_product(
@@ -129,8 +158,8 @@ impl pb::product_service_server::ProductService for ProductApi {
             if r.product_id.trim().is_empty() { None } else { Some(required_id("product_id", &r.product_id)?) };
         let limit = recommendation_limit(r.page_size)?;
         let rows = ops::recommend_products(&self.state, who.as_ref(), product, limit).await?;
-        Ok(Response::new(pb::RecommendProductsResponse {
-            recommendations: rows.into_iter().map(recommendation_to_pb).collect(),
-        }))
+        let mut recommendations: Vec<pb::Recommendation> = rows.into_iter().map(recommendation_to_pb).collect();
+        with_media(&self.state, recommendations.iter_mut().filter_map(|r| r.product.as_mut())).await?;
+        Ok(Response::new(pb::RecommendProductsResponse { recommendations }))
     }
 }

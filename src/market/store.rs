@@ -425,6 +425,7 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             image_url: String::new(),
             sale_link: String::new(),
+            media_ids: vec![],
             request_id: None,
         };
         insert_product(&mut db.acquire().await.unwrap(), &cmd, seller).await.unwrap()

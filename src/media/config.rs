@@ -47,6 +47,9 @@ pub struct MediaSettings {
     pub poll_interval_ms: u64,
     /// Seconds after which media never completed or never attached are deleted.
     pub cleanup_after_s: u64,
+    /// For tests only (the SIGKILL fault test): milliseconds a worker sleeps after storing
+    /// each variant, so a job can be caught half done. 0 (the default) in any deployment.
+    pub test_processing_delay_ms: u64,
     /// HMAC key of the local backend's upload and download tokens. Unset: derived from the
     /// access-token signing key (`auth.jwt_key`).
     #[serde(serialize_with = "masked_opt")]
@@ -80,6 +83,7 @@ impl Default for MediaSettings {
             job_max_attempts: 5,
             poll_interval_ms: 1000,
             cleanup_after_s: 24 * 3600,
+            test_processing_delay_ms: 0,
             url_key: None,
             s3_bucket: String::new(),
             s3_endpoint: String::new(),
@@ -129,6 +133,9 @@ impl MediaSettings {
         }
         if self.cleanup_after_s < 60 {
             errs.push("media.cleanup_after_s: must be at least 60".into());
+        }
+        if self.test_processing_delay_ms > 600_000 {
+            errs.push("media.test_processing_delay_ms: must be at most 600000 (and 0 outside tests)".into());
         }
     }
 }

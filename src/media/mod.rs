@@ -11,13 +11,17 @@
 //! it does not exist (NOT_FOUND `MEDIA_NOT_FOUND`).
 //!
 //! Public API (what other layers may use; `tests/layering.rs` checks it): [`register_metrics`],
-//! [`add_services`], [`spawn_jobs`] (for `crate::jobs`), [`http_layer`] (for `crate::app`).
+//! [`add_services`], [`spawn_jobs`] (for `crate::jobs`), [`http_layer`] (for `crate::app`),
+//! [`attach`] (for domains whose rows carry media: the feed's posts).
 
+/// Public API: attaching media to other domains' rows, showing them, and who may read them.
+pub mod attach;
 pub mod config;
 pub mod http;
 pub mod model;
 pub mod ops;
 pub mod process;
+pub mod readers;
 pub mod service;
 pub mod storage;
 pub mod store;

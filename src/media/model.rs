@@ -190,6 +190,37 @@ pub fn parse_sha256(raw: &str) -> Result<Option<[u8; 32]>, String> {
     <[u8; 32]>::try_from(bytes.as_slice()).map(Some).map_err(|_| "must be 64 hexadecimal characters".to_owned())
 }
 
+/// What media can be attached to (`media.attached_kind`; see `super::attach`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachKind {
+    Post,
+    Product,
+}
+
+impl AttachKind {
+    /// Stored in `media.attached_kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachKind::Post => "post",
+            AttachKind::Product => "product",
+        }
+    }
+    /// The purpose a media must have been uploaded for.
+    pub fn purpose(self) -> Purpose {
+        match self {
+            AttachKind::Post => Purpose::PostImage,
+            AttachKind::Product => Purpose::ProductImage,
+        }
+    }
+    /// How many media one target carries: a post's photos, a product's one image.
+    pub fn max(self) -> usize {
+        match self {
+            AttachKind::Post => 10,
+            AttachKind::Product => 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Media use cases: CreateUpload, CompleteUpload, GetMedia. Who may do what: only the owner
-//! completes an upload; the owner (and admins) read a media; to anyone else it does not exist
-//! (NOT_FOUND `MEDIA_NOT_FOUND`).
+//! completes an upload; the owner (and admins) read a media, and so does anyone who may read
+//! what it is attached to (a post they see); to anyone else it does not exist (NOT_FOUND
+//! `MEDIA_NOT_FOUND`).
 
 use std::time::Duration;
 
@@ -286,8 +287,13 @@ fn may_see(caller: &Caller, m: &MediaRow) -> bool {
     m.owner_id == caller.user_id || caller.is_admin()
 }
 
+/// The owner and admins see a media; anyone else when it is attached to something they may
+/// read (the attaching domain decides, see [`super::readers::register_reader`]).
 pub async fn get_media(state: &AppState, storage: &Storage, caller: &Caller, id: Uuid) -> AppResult<MediaView> {
-    let m = store::get(&state.db, id).await?.filter(|m| may_see(caller, m)).ok_or_else(media_not_found)?;
+    let m = store::get(&state.db, id).await?.ok_or_else(media_not_found)?;
+    if !may_see(caller, &m) && !super::readers::may_read_target(state, caller, &m).await? {
+        return Err(media_not_found());
+    }
     view(state, storage, m).await
 }
 
@@ -296,10 +302,21 @@ async fn view(state: &AppState, storage: &Storage, m: MediaRow) -> AppResult<Med
     if m.state != State::Ready {
         return Ok(MediaView { media: m, variants: vec![] });
     }
+    let rows = store::variants(&state.db, m.id).await?;
+    view_with(state, storage, m, rows).await
+}
+
+/// The media with the URLs of `rows`, its variants (read already).
+pub async fn view_with(
+    state: &AppState,
+    storage: &Storage,
+    m: MediaRow,
+    rows: Vec<store::VariantRow>,
+) -> AppResult<MediaView> {
     let ttl = state.settings.media.url_ttl_s;
     let expires = state.clock.now() + chrono::Duration::seconds(ttl as i64);
     let mut variants = Vec::new();
-    for v in store::variants(&state.db, m.id).await? {
+    for v in rows {
         let url = match storage.presign(http::Method::GET, &v.object_key, Duration::from_secs(ttl)).await? {
             Some(url) => url,
             None => format!(

@@ -13,7 +13,7 @@ pub struct MediaApi {
     pub storage: Storage,
 }
 
-fn media_to_pb(v: MediaView) -> pb::Media {
+pub fn media_to_pb(v: MediaView) -> pb::Media {
     let m = v.media;
     pb::Media {
         id: m.id.to_string(),

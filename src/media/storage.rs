@@ -43,6 +43,24 @@ pub fn storage_error(op: &'static str, err: &object_store::Error) -> AppError {
 pub const OPS: [&str; 6] = ["head", "get", "put", "delete", "sign", "write"];
 
 impl Storage {
+    /// The store of `s`, opened once per process and settings (answers that show attached media
+    /// sign URLs on every call: no new S3 client each time).
+    pub fn shared(s: &MediaSettings) -> anyhow::Result<Self> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock, PoisonError};
+        static OPEN: OnceLock<Mutex<HashMap<String, Storage>>> = OnceLock::new();
+        // Every setting the store is built from (secrets by their serialisation: masked, so
+        // the credentials are compared by presence; a rotation needs a restart anyway).
+        let key = serde_json::to_string(s)?;
+        let open = OPEN.get_or_init(Default::default);
+        if let Some(st) = open.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(st.clone());
+        }
+        let st = Self::from_settings(s)?;
+        open.lock().unwrap_or_else(PoisonError::into_inner).insert(key, st.clone());
+        Ok(st)
+    }
+
     /// The configured store; the local backend's directory is created here.
     pub fn from_settings(s: &MediaSettings) -> anyhow::Result<Self> {
         match s.backend {

@@ -350,3 +350,103 @@ pub async fn release_upload(db: &PgPool, id: Uuid) -> AppResult<()> {
         .await?;
     Ok(())
 }
+
+// ---- attaching (see `super::attach`) ----
+
+/// What attaching checks of one media, its row locked.
+#[derive(Debug, Clone)]
+pub struct AttachRow {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub purpose: String,
+    pub state: String,
+    pub attached_kind: Option<String>,
+    pub attached_id: Option<Uuid>,
+}
+
+/// Locks the media `ids` (in id order, so two transactions never wait on each other in a
+/// cycle) for an attachment in `tx`; a concurrent attachment of the same media waits here and
+/// then sees the winner's.
+pub async fn lock_for_attach(tx: &mut PgConnection, ids: &[Uuid]) -> AppResult<Vec<AttachRow>> {
+    let rows = sqlx::query(
+        "select id, owner_id, purpose, state, attached_kind, attached_id from media
+         where id = any($1) order by id for update",
+    )
+    .bind(ids)
+    .fetch_all(tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AttachRow {
+                id: r.try_get("id")?,
+                owner_id: r.try_get("owner_id")?,
+                purpose: r.try_get("purpose")?,
+                state: r.try_get("state")?,
+                attached_kind: r.try_get("attached_kind")?,
+                attached_id: r.try_get("attached_id")?,
+            })
+        })
+        .collect()
+}
+
+/// Makes `ids` (in this order) what `target` has attached: the others it had are detached.
+pub async fn set_attached(tx: &mut PgConnection, kind: &str, target: Uuid, ids: &[Uuid]) -> AppResult<()> {
+    sqlx::query(
+        "update media set attached_kind = null, attached_id = null, attached_pos = null
+         where attached_kind = $1 and attached_id = $2 and not (id = any($3))",
+    )
+    .bind(kind)
+    .bind(target)
+    .bind(ids)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "update media m set attached_kind = $1, attached_id = $2, attached_pos = o.pos - 1
+         from unnest($3::uuid[]) with ordinality as o(id, pos) where m.id = o.id",
+    )
+    .bind(kind)
+    .bind(target)
+    .bind(ids)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The media attached to any of `targets` of `kind`, each with its target, in attached order.
+pub async fn attached_to(db: &PgPool, kind: &str, targets: &[Uuid]) -> AppResult<Vec<MediaRow>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "select {COLUMNS} from media where attached_kind = $1 and attached_id = any($2)
+         order by attached_id, attached_pos"
+    )))
+    .bind(kind)
+    .bind(targets)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(row_to_media).collect()
+}
+
+/// The variants of every media of `ids`, with their media id.
+pub async fn variants_of(db: &PgPool, ids: &[Uuid]) -> AppResult<Vec<(Uuid, VariantRow)>> {
+    let rows = sqlx::query(
+        "select media_id, name, object_key, content_type, width, height, size_bytes from media_variants
+         where media_id = any($1) order by media_id, width",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("media_id")?,
+                VariantRow {
+                    name: r.try_get("name")?,
+                    object_key: r.try_get("object_key")?,
+                    content_type: r.try_get("content_type")?,
+                    width: r.try_get("width")?,
+                    height: r.try_get("height")?,
+                    size_bytes: r.try_get("size_bytes")?,
+                },
+            ))
+        })
+        .collect()
+}

@@ -170,6 +170,11 @@ async fn attempt(state: &AppState, storage: &Storage, job: &store::Job) -> Resul
             size_bytes: size,
         };
         store::upsert_variant(&state.db, m.id, &row).await?;
+        let delay = state.settings.media.test_processing_delay_ms;
+        if delay > 0 {
+            // Tests only: a job caught between its variants (tests/faults, media_sigkill).
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
     }
     Ok(Ok(()))
 }

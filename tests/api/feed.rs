@@ -63,6 +63,7 @@ impl Fx {
                 tags: tags.iter().map(|t| t.to_string()).collect(),
                 image_urls: vec!["https://img.example/1.jpg".into()],
                 request_id: String::new(),
+                media_ids: vec![],
             }))
             .await
             .expect("create post")
@@ -217,12 +218,13 @@ async fn invalid_input_names_every_bad_field(pool: PgPool) {
             tags: vec!["two words".into()],
             image_urls: vec!["javascript:alert(1)".into()],
             request_id: "bad id!".into(),
+            media_ids: vec!["nope".into()],
         }))
         .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
-    assert_eq!(violations(&s), ["community_id", "public", "text", "tags", "image_urls", "request_id"]);
+    assert_eq!(violations(&s), ["community_id", "public", "text", "tags", "image_urls", "media_ids[0]", "request_id"]);
     let post = fx.post(u, false, "원문", &[]).await;
     let s = assert_err(
         f.update_post(u.req(pb::UpdatePostRequest {
@@ -312,6 +314,7 @@ async fn only_the_author_edits_and_a_stale_etag_is_aborted(pool: PgPool) {
         image_urls: vec![],
         update_mask: mask(&["text", "tags"]),
         etag: etag.into(),
+        media_ids: vec![],
     };
     let v2 =
         fx.feed().update_post(fx.author.req(edit(&post.etag, "고친 글"))).await.unwrap().into_inner().post.unwrap();

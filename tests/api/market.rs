@@ -32,6 +32,7 @@ fn new_product(name: &str, price: i64, tags: &[&str]) -> pb::CreateProductReques
         image_url: "https://img.example/p.jpg".into(),
         sale_link: "https://store.example/p".into(),
         request_id: String::new(),
+        media_id: String::new(),
     }
 }
 
@@ -139,9 +140,13 @@ async fn bad_fields_are_reported_at_once_and_hostile_input_is_refused(pool: PgPo
         image_url: "file:///etc/passwd".into(),
         sale_link: "javascript:alert(1)".into(),
         request_id: "no spaces allowed".into(),
+        media_id: "not an id".into(),
     };
     let s = assert_err(api(&app).create_product(seller.req(bad)).await, Code::InvalidArgument, "INVALID_ARGUMENT");
-    assert_eq!(violations(&s), ["name", "price", "description", "tags", "image_url", "sale_link", "request_id"]);
+    assert_eq!(
+        violations(&s),
+        ["name", "price", "description", "tags", "image_url", "sale_link", "media_id", "request_id"]
+    );
     for (name, field) in [("열여섯글자가넘는아주긴상품이름입니다", "name"), ("a\0", "name")] {
         let req = pb::CreateProductRequest { description: String::new(), ..new_product(name, 1, &[]) };
         let s = assert_err(api(&app).create_product(seller.req(req)).await, Code::InvalidArgument, "INVALID_ARGUMENT");

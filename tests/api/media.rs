@@ -512,3 +512,295 @@ async fn the_s3_backend_uses_presigned_urls(pool: PgPool) {
     let img = image::load_from_memory(&body).unwrap();
     assert_eq!((img.width(), img.height()), (256, 192));
 }
+
+// ---- attaching media to posts ----
+
+fn feed_api(app: &TestApp) -> maru::grpc::pb::feed_service_client::FeedServiceClient<Channel> {
+    maru::grpc::pb::feed_service_client::FeedServiceClient::new(app.channel.clone())
+}
+
+/// A READY post photo of `who`.
+async fn ready_photo(app: &TestApp, who: &TestUser) -> String {
+    let m = upload(app, who, "image/jpeg", jpeg(640, 480)).await;
+    let m = processed(app, who, &m.id).await;
+    assert_eq!(m.state, pb::MediaState::Ready as i32, "{}", m.failure_reason);
+    m.id
+}
+
+fn post_req(community: &str, text: &str, media: &[&str]) -> pb::CreatePostRequest {
+    pb::CreatePostRequest {
+        community_id: community.into(),
+        public: community.is_empty(),
+        text: text.into(),
+        media_ids: media.iter().map(|m| (*m).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+async fn create_post(app: &TestApp, who: &TestUser, req: pb::CreatePostRequest) -> Result<pb::Post, tonic::Status> {
+    feed_api(app).create_post(who.req(req)).await.map(|r| r.into_inner().post.unwrap())
+}
+
+fn error_meta(s: &tonic::Status, key: &str) -> Option<String> {
+    use tonic_types::StatusExt as _;
+    s.get_details_error_info().and_then(|i| i.metadata.get(key).cloned())
+}
+
+#[sqlx::test]
+async fn a_post_carries_its_photos_in_order_with_variant_urls(pool: PgPool) {
+    let app = spawn(pool, |_| {}).await;
+    let kim = app.user("kim").await;
+    let (a, b) = (ready_photo(&app, &kim).await, ready_photo(&app, &kim).await);
+    let post = create_post(&app, &kim, post_req("", "사진 두 장", &[&b, &a])).await.unwrap();
+    let ids: Vec<&str> = post.media.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, [b.as_str(), a.as_str()]);
+    assert!(post.media.iter().all(|m| m.variants.len() == 2 && m.state == pb::MediaState::Ready as i32));
+    // The URLs work for anyone holding them (anonymous reader of a public post).
+    let got = feed_api(&app).get_post(pb::GetPostRequest { post_id: post.id.clone() }).await.unwrap().into_inner();
+    let got = got.post.unwrap();
+    assert_eq!(got.media.len(), 2);
+    let thumb = got.media[0].variants.iter().find(|v| v.name == "thumbnail").unwrap();
+    let r = reqwest::get(&thumb.url).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Lists carry them too.
+    let page = feed_api(&app)
+        .list_posts(pb::ListPostsRequest { author_handle: "kim".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.posts[0].media.len(), 2);
+    // Attached media are never cleaned up, however old.
+    sqlx::query("update media set created_at = now() - interval '3 days'").execute(&app.state.db).await.unwrap();
+    let storage = maru::media::storage::Storage::from_settings(&app.state.settings.media).unwrap();
+    assert_eq!(maru::media::worker::cleanup_once(&app.state, &storage).await.unwrap(), 0);
+    let got = feed_api(&app).get_post(pb::GetPostRequest { post_id: post.id.clone() }).await.unwrap().into_inner();
+    assert_eq!(got.post.unwrap().media.len(), 2);
+}
+
+#[sqlx::test]
+async fn every_refusal_of_an_attachment_names_the_media(pool: PgPool) {
+    let app = spawn(pool, |_| {}).await;
+    let kim = app.user("kim").await;
+    let lee = app.user("lee").await;
+    let mine = ready_photo(&app, &kim).await;
+    let theirs = ready_photo(&app, &lee).await;
+    // Field violations: not an id, listed twice, nobody's, someone else's, the wrong purpose.
+    let mut req = create_req("image/jpeg", 1000);
+    req.purpose = pb::MediaPurpose::ProductImage as i32;
+    let product = api(&app).create_upload(kim.req(req)).await.unwrap().into_inner().media_id;
+    let nobody = uuid::Uuid::new_v4().to_string();
+    let s = assert_err(
+        create_post(&app, &kim, post_req("", "x", &["nope", &mine, &mine])).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["media_ids[0]", "media_ids[2]"]);
+    let s = assert_err(
+        create_post(&app, &kim, post_req("", "x", &[&mine, &nobody, &theirs, &product])).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["media_ids[1]", "media_ids[2]", "media_ids[3]"]);
+    assert!(s.message().contains("PRODUCT_IMAGE"), "{}", s.message());
+    let eleven: Vec<String> = (0..11).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let refs: Vec<&str> = eleven.iter().map(String::as_str).collect();
+    let s =
+        assert_err(create_post(&app, &kim, post_req("", "x", &refs)).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violations(&s), ["media_ids"]);
+    // Not READY yet.
+    let t = create(&app, &kim, "image/jpeg", 1000).await;
+    let s = assert_err(
+        create_post(&app, &kim, post_req("", "x", &[&mine, &t.media_id])).await,
+        Code::FailedPrecondition,
+        "MEDIA_NOT_READY",
+    );
+    assert_eq!(error_meta(&s, "field").as_deref(), Some("media_ids[1]"));
+    assert_eq!(error_meta(&s, "state").as_deref(), Some("UPLOADING"));
+    // A refused post is not written and attaches nothing.
+    let posts: i64 = sqlx::query_scalar("select count(*) from posts").fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(posts, 0);
+    // Attached once: a second post (anywhere) is refused.
+    let first = create_post(&app, &kim, post_req("", "first", &[&mine])).await.unwrap();
+    let s = assert_err(
+        create_post(&app, &kim, post_req("", "second", &[&mine])).await,
+        Code::FailedPrecondition,
+        "MEDIA_ALREADY_ATTACHED",
+    );
+    assert_eq!(error_meta(&s, "field").as_deref(), Some("media_ids[0]"));
+    assert_eq!(first.media.len(), 1);
+}
+
+#[sqlx::test]
+async fn update_post_replaces_the_photos_and_detached_ones_are_cleaned_up(pool: PgPool) {
+    let app = spawn(pool, |_| {}).await;
+    let kim = app.user("kim").await;
+    let (a, b, c) = (ready_photo(&app, &kim).await, ready_photo(&app, &kim).await, ready_photo(&app, &kim).await);
+    let post = create_post(&app, &kim, post_req("", "사진", &[&a, &b])).await.unwrap();
+    let update = |ids: &[&str], etag: &str| pb::UpdatePostRequest {
+        post_id: post.id.clone(),
+        media_ids: ids.iter().map(|m| (*m).to_owned()).collect(),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["media_ids".into()] }),
+        etag: etag.into(),
+        ..Default::default()
+    };
+    let updated = feed_api(&app).update_post(kim.req(update(&[&c, &a], &post.etag))).await.unwrap().into_inner();
+    let updated = updated.post.unwrap();
+    let ids: Vec<&str> = updated.media.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, [c.as_str(), a.as_str()]);
+    assert_ne!(updated.etag, post.etag, "an edit of the photos is an edit");
+    // b is detached: attachable elsewhere, and cleaned up like media never attached.
+    let other = create_post(&app, &kim, post_req("", "b", &[&b])).await.unwrap();
+    assert_eq!(other.media.len(), 1);
+    feed_api(&app).delete_post(kim.req(pb::DeletePostRequest { post_id: other.id.clone() })).await.unwrap();
+    sqlx::query("update media set created_at = now() - interval '3 days'").execute(&app.state.db).await.unwrap();
+    let storage = maru::media::storage::Storage::from_settings(&app.state.settings.media).unwrap();
+    assert_eq!(maru::media::worker::cleanup_once(&app.state, &storage).await.unwrap(), 1, "b, its post deleted");
+    assert_err(get(&app, &kim, &b).await, Code::NotFound, "MEDIA_NOT_FOUND");
+    assert_eq!(get(&app, &kim, &a).await.unwrap().state, pb::MediaState::Ready as i32);
+    // Another user's edit attaches nothing of theirs; the author cannot attach someone else's.
+    let lee = app.user("lee").await;
+    let theirs = ready_photo(&app, &lee).await;
+    let s = assert_err(
+        feed_api(&app).update_post(kim.req(update(&[&theirs], ""))).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["media_ids[0]"]);
+    // An empty list detaches everything.
+    let cleared = feed_api(&app).update_post(kim.req(update(&[], ""))).await.unwrap().into_inner();
+    assert!(cleared.post.unwrap().media.is_empty());
+}
+
+#[sqlx::test]
+async fn readers_see_a_posts_media_where_they_see_the_post(pool: PgPool) {
+    let app = spawn(pool, |_| {}).await;
+    let kim = app.user("kim").await;
+    let member = app.user("member").await;
+    let outsider = app.user("outsider").await;
+    let community = app.community("APARTMENT", "판교 푸르지오").await;
+    app.add_member(&community, &kim, "APPROVED", "MEMBER").await;
+    app.add_member(&community, &member, "APPROVED", "MEMBER").await;
+    let (inside, public, loose) =
+        (ready_photo(&app, &kim).await, ready_photo(&app, &kim).await, ready_photo(&app, &kim).await);
+    let post = create_post(&app, &kim, post_req(&community, "단지 사진", &[&inside])).await.unwrap();
+    create_post(&app, &kim, post_req("", "공개 사진", &[&public])).await.unwrap();
+    // A member sees the community post's media; an outsider does not.
+    assert_eq!(get(&app, &member, &inside).await.unwrap().variants.len(), 2);
+    assert_err(get(&app, &outsider, &inside).await, Code::NotFound, "MEDIA_NOT_FOUND");
+    // Everyone signed in sees a public post's media; nobody sees unattached media of others.
+    assert_eq!(get(&app, &outsider, &public).await.unwrap().id, public);
+    assert_err(get(&app, &member, &loose).await, Code::NotFound, "MEDIA_NOT_FOUND");
+    // A suspended post hides its media from readers, not from the owner.
+    let admin = app.admin_user("root").await;
+    feed_api(&app)
+        .set_post_status(
+            admin.req(pb::SetPostStatusRequest { post_id: post.id.clone(), status: pb::PostStatus::Suspended as i32 }),
+        )
+        .await
+        .unwrap();
+    assert_err(get(&app, &member, &inside).await, Code::NotFound, "MEDIA_NOT_FOUND");
+    assert_eq!(get(&app, &kim, &inside).await.unwrap().id, inside);
+}
+
+#[sqlx::test]
+async fn of_two_posts_attaching_the_same_media_at_once_exactly_one_wins(pool: PgPool) {
+    let app = spawn(pool, |_| {}).await;
+    let kim = app.user("kim").await;
+    for round in 0..5 {
+        let photo = ready_photo(&app, &kim).await;
+        let (a, b) = tokio::join!(
+            create_post(&app, &kim, post_req("", &format!("a{round}"), &[&photo])),
+            create_post(&app, &kim, post_req("", &format!("b{round}"), &[&photo]))
+        );
+        let (won, lost): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(Result::is_ok);
+        assert_eq!((won.len(), lost.len()), (1, 1), "round {round}");
+        assert_err(lost.into_iter().next().unwrap(), Code::FailedPrecondition, "MEDIA_ALREADY_ATTACHED");
+        let winner = won.into_iter().next().unwrap().unwrap();
+        assert_eq!(winner.media[0].id, photo);
+        let (n, attached_to): (i64, Option<uuid::Uuid>) = sqlx::query_as(
+            "select (select count(*) from posts where text like '_' || $2), (select attached_id from media where id = $1::uuid)",
+        )
+        .bind(&photo)
+        .bind(round.to_string())
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+        assert_eq!(n, 1, "only the winner's post was written");
+        assert_eq!(attached_to.map(|u| u.to_string()), Some(winner.id));
+    }
+}
+
+/// A READY product image of `who`.
+async fn ready_product_image(app: &TestApp, who: &TestUser) -> String {
+    let bytes = jpeg(320, 240);
+    let mut req = create_req("image/jpeg", bytes.len());
+    req.purpose = pb::MediaPurpose::ProductImage as i32;
+    let t = api(app).create_upload(who.req(req)).await.unwrap().into_inner();
+    assert_eq!(put(&t, bytes).await.status(), 204);
+    complete(app, who, &t.media_id).await.unwrap();
+    let m = processed(app, who, &t.media_id).await;
+    assert_eq!(m.state, pb::MediaState::Ready as i32, "{}", m.failure_reason);
+    m.id
+}
+
+#[sqlx::test]
+async fn a_product_carries_its_image_and_refusals_name_media_id(pool: PgPool) {
+    use maru::grpc::pb::product_service_client::ProductServiceClient;
+    let app = spawn(pool, |_| {}).await;
+    let seller = app.user("seller").await;
+    let buyer = app.user("buyer").await;
+    let products = || ProductServiceClient::new(app.channel.clone());
+    let product = |media: &str| pb::CreateProductRequest {
+        name: "자전거 팝니다".into(),
+        price: 50_000,
+        media_id: media.into(),
+        ..Default::default()
+    };
+    let image = ready_product_image(&app, &seller).await;
+    let photo = ready_photo(&app, &seller).await;
+    // A post photo is not a product image; someone else's image is nobody's.
+    let s = assert_err(
+        products().create_product(seller.req(product(&photo))).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["media_id"]);
+    assert!(s.message().contains("POST_IMAGE"), "{}", s.message());
+    let s = assert_err(
+        products().create_product(buyer.req(product(&image))).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["media_id"]);
+
+    let p = products().create_product(seller.req(product(&image))).await.unwrap().into_inner().product.unwrap();
+    let m = p.media.as_ref().expect("the product's image");
+    assert_eq!((m.id.as_str(), m.variants.len()), (image.as_str(), 2));
+    // Lists and recommendations carry it; a buyer who sees the product may GetMedia it.
+    let page = products()
+        .list_user_products(pb::ListUserProductsRequest { handle: "seller".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.products[0].media.as_ref().map(|m| m.id.clone()), Some(image.clone()));
+    assert_eq!(get(&app, &buyer, &image).await.unwrap().variants.len(), 2);
+    // Attached once: not to a post too.
+    let s = assert_err(
+        create_post(&app, &seller, post_req("", "x", &[&image])).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(violations(&s), ["media_ids[0]"], "a product image is not a post photo");
+    let second = products().create_product(seller.req(product(&image))).await;
+    let s = assert_err(second, Code::FailedPrecondition, "MEDIA_ALREADY_ATTACHED");
+    assert!(s.message().contains("product"), "{}", s.message());
+    // An edit with an empty media_id detaches it; the buyer no longer sees it.
+    let edit = pb::UpdateProductRequest {
+        product_id: p.id.clone(),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["media_id".into()] }),
+        ..Default::default()
+    };
+    let edited = products().update_product(seller.req(edit)).await.unwrap().into_inner().product.unwrap();
+    assert!(edited.media.is_none());
+    assert_err(get(&app, &buyer, &image).await, Code::NotFound, "MEDIA_NOT_FOUND");
+}

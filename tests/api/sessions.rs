@@ -287,6 +287,7 @@ async fn a_deleted_account_cannot_act_and_leaves_every_membership_read(pool: PgP
         text: "유령".into(),
         tags: vec![],
         image_urls: vec![],
+        media_ids: vec![],
         request_id: None,
     };
     let caller = maru::caller::Caller { user_id: gone_id, session_id: uuid::Uuid::now_v7(), role: Role::User };

@@ -2,6 +2,7 @@ mod backends_terminated;
 mod chat_redis_restart;
 mod fuzz_rpcs;
 pub mod idle_flood;
+mod media_sigkill;
 mod non_reading;
 mod pool_exhausted;
 mod postgres_outage;
