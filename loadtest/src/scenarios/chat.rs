@@ -14,9 +14,11 @@
 //!
 //! Figures: delivery latency end to end, client-side (the send stamp in the text to the
 //! receipt of the MESSAGE_CREATED event on each member's stream), p50/p99 over every delivery;
-//! messages/s; with `--server-metrics`, the server's resident memory per open idle stream
-//! (resident bytes and `maru_chat_streams_open` of that replica before and after the streams
-//! open, before any message). Checks: every reply OK, no INTERNAL; per subscriber and room,
+//! messages/s; with `--server-metrics`, the server's resident memory per open idle stream: the
+//! streams open in two halves, and the figure is the growth of that replica's resident bytes
+//! over the growth of its `maru_chat_streams_open` while the second half opens (the first warms
+//! the server up: its database pool, allocator arenas, caches), before any message; the figure
+//! over all streams, warm-up included, is printed beside it. Checks: every reply OK, no INTERNAL; per subscriber and room,
 //! every event after the resume point arrived exactly once and in seq order up to the room's
 //! last seq in the database (0 lost, 0 duplicated, 0 out of order); every message stored was
 //! delivered to every member; a full run checks delivery p99 ≤ 100 ms (`--p99-ms`) and
@@ -191,7 +193,14 @@ impl Chat {
     }
 
     /// Opens subscriber `i`'s stream and keeps it open (resuming when it ends) until aborted.
-    async fn open_streams(&self, subs: &[Account], rooms: &[Room]) -> anyhow::Result<Vec<Arc<Mutex<Seen>>>> {
+    /// Opens the streams of subscribers `which` (indexes into `subs`), each resuming its rooms
+    /// from their seq at seeding; returns when every one is open.
+    async fn open_streams(
+        &self,
+        subs: &[Account],
+        rooms: &[Room],
+        which: std::ops::Range<usize>,
+    ) -> anyhow::Result<Vec<Arc<Mutex<Seen>>>> {
         let mut rooms_of: Vec<Vec<&Room>> = vec![Vec::new(); subs.len()];
         for room in rooms {
             for &m in &room.members {
@@ -200,7 +209,7 @@ impl Chat {
         }
         let mut seen = Vec::new();
         let mut opened = Vec::new();
-        for (i, account) in subs.iter().enumerate() {
+        for (i, account) in subs.iter().enumerate().take(which.end).skip(which.start) {
             let state = Arc::new(Mutex::new(Seen {
                 last: rooms_of[i].iter().map(|r| (r.id.clone(), r.start_seq)).collect(),
                 ..Default::default()
@@ -220,7 +229,7 @@ impl Chat {
             self.tasks.lock().expect("tasks").push(task);
             opened.push(ready_rx);
         }
-        for (i, ready) in opened.into_iter().enumerate() {
+        for (i, ready) in which.zip(opened) {
             match ready.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => anyhow::bail!("subscriber {i}: Subscribe refused: {e}"),
@@ -351,23 +360,32 @@ impl LoadScenario for Arc<Chat> {
             Seeding { prefix: &prefix, count: self.subscriber_count(), forwarded: false, fail_on_rate_limit: false };
         let subs = seed::accounts(ctx, &how).await?;
         let rooms = self.make_rooms(&subs).await?;
+        // Memory per idle stream is the marginal cost: the first half of the streams warms the
+        // server up (database pool grown to its size, allocator arenas, caches), the second
+        // half's resident memory over its streams is the figure. Idle streams settle (buffers
+        // allocated, catch-up reads done) before each reading.
         let before = self.server_figures().await;
-        let seen = self.open_streams(&subs, &rooms).await?;
-        // Idle streams settle (buffers allocated, catch-up reads done) before memory is read.
+        let half = subs.len() / 2;
+        let mut seen = self.open_streams(&subs, &rooms, 0..half).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let middle = self.server_figures().await;
+        seen.extend(self.open_streams(&subs, &rooms, half..subs.len()).await?);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = self.server_figures().await;
-        let per_stream = match (before, after) {
+        let per = |a: Option<(f64, f64)>, b: Option<(f64, f64)>| match (a, b) {
             (Some((rss0, s0)), Some((rss1, s1))) if s1 > s0 => Some((rss1 - rss0) / (s1 - s0) / 1024.0),
             _ => None,
         };
+        let per_stream = per(middle, after);
         let _ = self.rss_per_stream_kib.set(per_stream);
         println!(
-            "chat: {} subscribers in {} rooms (sizes 2–20), {} streams open over {} target(s){}",
+            "chat: {} subscribers in {} rooms (sizes 2–20), {} streams open over {} target(s){}{}",
             subs.len(),
             rooms.len(),
             seen.len(),
             ctx.targets.len(),
-            per_stream.map(|k| format!("; server memory {k:.1} KiB per idle stream")).unwrap_or_default()
+            per_stream.map(|k| format!("; server memory {k:.1} KiB per idle stream (second half)")).unwrap_or_default(),
+            per(before, after).map(|k| format!(", {k:.1} KiB over all streams (warm-up included)")).unwrap_or_default()
         );
         let _ = self.seen.set(seen);
         let _ = self.rooms.set(rooms);
