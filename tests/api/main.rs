@@ -26,4 +26,5 @@ mod server;
 mod sessions;
 mod social;
 mod teams;
+mod traces;
 mod trials;
