@@ -104,6 +104,7 @@ impl Traced {
             .with(maru::telemetry::json_layer(logs.clone()).with_filter(tracing_subscriber::EnvFilter::new("info")))
             .with(maru::traces::layer(&provider));
         let guard = tracing::subscriber::set_default(subscriber);
+        fresh_interest();
         let app = TestApp::spawn_settings(pool, settings).await;
         Traced { app, collector, provider, logs, _guard: guard }
     }
@@ -178,7 +179,17 @@ fn descends(spans: &[Span], span: &Span, ancestor: &Span) -> bool {
     false
 }
 
+/// Recomputes which call sites are enabled. A call site's interest is cached when it is first
+/// hit; while at most one dispatcher is registered, tracing asks only the default dispatcher of
+/// the thread that hit it — another test's thread (or this one before `set_default`) may have
+/// cached "never" for sqlx's statement event or a DEBUG span. The server process has one global
+/// subscriber and is not affected.
+fn fresh_interest() {
+    tracing::callsite::rebuild_interest_cache();
+}
+
 async fn create_post(t: &Traced, user: &TestUser, metadata: &[(&'static str, &str)]) -> (String, pb::Post) {
+    fresh_interest();
     let mut req = user.req(pb::CreatePostRequest {
         public: true,
         text: "traced post".into(),
