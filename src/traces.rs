@@ -588,3 +588,94 @@ mod tests {
         assert!((2200..2800).contains(&kept), "{kept}");
     }
 }
+
+#[cfg(test)]
+mod propagation_tests {
+    use std::sync::Arc;
+
+    use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
+    use parking_lot::Mutex;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Keeps every span it is given.
+    #[derive(Debug, Clone, Default)]
+    struct Keep(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanProcessor for Keep {
+        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &Context) {}
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().push(span);
+        }
+        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn outbound_calls_carry_the_trace_context_of_their_client_span() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut settings = Settings::default();
+            settings.trace.sample_ratio = 1.0;
+            let kept = Keep::default();
+            let provider = provider_with(&settings, kept.clone());
+            let subscriber = tracing_subscriber::registry().with(layer(&provider));
+            let _guard = tracing::subscriber::set_default(subscriber);
+            tracing::callsite::rebuild_interest_cache();
+
+            let seen: Arc<Mutex<Option<String>>> = Arc::default();
+            let sink = seen.clone();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/x?q=secret-query", listener.local_addr().unwrap());
+            let app = axum::Router::new().route(
+                "/x",
+                axum::routing::get(move |headers: http::HeaderMap| async move {
+                    *sink.lock() = headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    "ok"
+                }),
+            );
+            tokio::spawn(async move { axum::serve(listener, app).await });
+
+            let outer = tracing::info_span!("outer");
+            let client = reqwest::Client::new();
+            let status = send(client.get(&url), "test.call").instrument(outer.clone()).await.unwrap().status();
+            assert!(status.is_success());
+            drop(outer);
+
+            let header = seen.lock().clone().expect("a traceparent was sent");
+            let spans = kept.0.lock().clone();
+            let call = spans.iter().find(|s| s.name == "test.call").expect("the client span");
+            let outer = spans.iter().find(|s| s.name == "outer").expect("the caller's span");
+            let sc = &call.span_context;
+            assert_eq!(header, format!("00-{}-{}-01", sc.trace_id(), sc.span_id()), "the remote parent is the call");
+            assert_eq!(call.parent_span_id, outer.span_context.span_id());
+            assert_eq!(call.span_kind, SpanKind::Client);
+            let attr = |k: &str| call.attributes.iter().find(|kv| kv.key.as_str() == k).map(|kv| kv.value.to_string());
+            assert_eq!(attr("http.request.method").as_deref(), Some("GET"));
+            assert_eq!(attr("server.address").as_deref(), Some("127.0.0.1"));
+            assert_eq!(attr("http.response.status_code").as_deref(), Some("200"));
+            assert!(call.attributes.iter().all(|kv| !kv.value.to_string().contains("secret-query")), "no query string");
+        });
+    }
+
+    #[test]
+    fn trace_settings_are_validated() {
+        let mut s = Settings::default();
+        s.trace.otlp_endpoint = Some("tempo:4317".into());
+        s.trace.sample_ratio = 1.5;
+        s.trace.export_timeout_ms = 0;
+        let errs = s.validate().unwrap_err().0;
+        for key in ["trace.otlp_endpoint", "trace.sample_ratio", "trace.export_timeout_ms"] {
+            assert!(errs.iter().any(|e| e.starts_with(key)), "{key}: {errs:?}");
+        }
+        s.trace.otlp_endpoint = Some("http://127.0.0.1:4317".into());
+        s.trace.sample_ratio = 0.0;
+        s.trace.export_timeout_ms = 1;
+        assert!(s.validate().is_ok());
+    }
+}
