@@ -319,6 +319,7 @@ fn serve_grpc(
             accounts::session_loader(state.db.clone()),
             Duration::from_secs(settings.auth.session_cache_ttl_s),
         )),
+        trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
     });
     let g = &settings.grpc;
     let connections = Connections::new(ConnectionLimits::new(g, &settings.rate_limit.trusted_proxies));
@@ -404,8 +405,16 @@ async fn become_ready(
 }
 
 /// The request headers gRPC-web clients send (grpc-web, protobuf-es/connect-web transports).
-pub const ALLOWED_REQUEST_HEADERS: [&str; 6] =
-    ["authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "x-request-id"];
+pub const ALLOWED_REQUEST_HEADERS: [&str; 8] = [
+    "authorization",
+    "content-type",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+];
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|o| o == "*") {
@@ -423,6 +432,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("grpc-message"),
             HeaderName::from_static("grpc-status-details-bin"),
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-trace-id"),
         ])
         .max_age(Duration::from_secs(24 * 3600))
 }

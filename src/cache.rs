@@ -163,8 +163,13 @@ impl Cache {
     {
         let conn = self.conn().await?;
         let start = Instant::now();
-        let out = tokio::time::timeout(self.inner.timeout, f(conn)).await;
+        let span = crate::traces::redis_span(op);
+        let out =
+            tokio::time::timeout(self.inner.timeout, tracing::Instrument::instrument(f(conn), span.clone())).await;
         metrics::histogram!("maru_redis_command_seconds", "op" => op).record(start.elapsed().as_secs_f64());
+        if !matches!(out, Ok(Ok(_))) {
+            crate::traces::failed(&span);
+        }
         match out {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {

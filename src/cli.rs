@@ -123,7 +123,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tokio::spawn(task);
     }
     match cli.command {
-        Command::Serve => Application::build(settings).await?.run_until_stopped().await,
+        Command::Serve => {
+            let served = Application::build(settings).await?.run_until_stopped().await;
+            // The spans of the drained RPCs are still in the exporter's batch.
+            crate::traces::shutdown().await;
+            served
+        }
         Command::Migrate => {
             let state = prepared_state(settings).await?;
             tracing::info!(applied = db::MIGRATOR.iter().count(), "migrations applied");

@@ -64,6 +64,7 @@ pub struct Settings {
     pub media: MediaSettings,
     pub identity: IdentitySettings,
     pub web: WebSettings,
+    pub trace: TraceSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,6 +207,59 @@ pub struct LogSettings {
     pub access_log: bool,
 }
 
+/// Distributed traces (OpenTelemetry, exported over OTLP/gRPC); see `crate::traces`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceSettings {
+    /// OTLP/gRPC collector endpoint (e.g. `http://127.0.0.1:4317`); unset = no traces at all.
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces kept (0.0 … 1.0), decided on the trace id; a sampled `traceparent`
+    /// of a trusted proxy is always followed.
+    pub sample_ratio: f64,
+    /// Traces whose root span (an RPC, a job run) lasts at least this long are kept whatever
+    /// the ratio; 0 = off.
+    pub slow_threshold_ms: u64,
+    /// Traces whose root span ends in an error are kept whatever the ratio.
+    pub keep_errors: bool,
+    /// Longest wait for one export to the collector.
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            sample_ratio: 0.1,
+            slow_threshold_ms: 1000,
+            keep_errors: true,
+            export_timeout_ms: 5000,
+        }
+    }
+}
+
+impl TraceSettings {
+    /// Whether a trace the ratio dropped is still recorded, to be kept if it turns out slow or
+    /// failed (costs the recording of every span; see `crate::traces`).
+    pub fn tail_keep(&self) -> bool {
+        self.keep_errors || self.slow_threshold_ms > 0
+    }
+
+    fn validate(&self, errs: &mut Vec<String>) {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            match url::Url::parse(endpoint) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => errs.push(format!("trace.otlp_endpoint: `{endpoint}` is not an http(s):// URL")),
+            }
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            errs.push("trace.sample_ratio: must be between 0.0 and 1.0".into());
+        }
+        if self.export_timeout_ms == 0 {
+            errs.push("trace.export_timeout_ms: must be positive".into());
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdempotencySettings {
@@ -300,6 +354,7 @@ impl Default for Settings {
             media: MediaSettings::default(),
             identity: IdentitySettings::default(),
             web: WebSettings::default(),
+            trace: TraceSettings::default(),
         }
     }
 }
@@ -706,6 +761,7 @@ impl Settings {
         if self.web.enabled && self.web.dir.trim().is_empty() {
             errs.push("web.dir: must not be empty when web.enabled".into());
         }
+        self.trace.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(ConfigErrors(errs)) }
     }
 

@@ -11,7 +11,7 @@
 //! | 5 application | `app` (binds, assembles every domain's services, runs and drains) |
 //! | 4 assemblers | `jobs`, `seed`, `console` (background work, demo data, terminal output) |
 //! | 3 domains | `accounts`, `admin`, `communities`, `events`, `feed`, `social`, `teams`, `trials`, `market`, `reports`, `chat`, `media`, `identity` |
-//! | 2 platform | `state`, `grpc`, `services`, `cache`, `db`, `idempotency`, `paging`, `fields`, `caller`, `clock`, `opendata`, `retry`, `telemetry`, `tokens`, `keyring`, `sessions`, `password`, `views`, `mail`, `web` |
+//! | 2 platform | `state`, `grpc`, `services`, `cache`, `db`, `idempotency`, `paging`, `fields`, `caller`, `clock`, `opendata`, `retry`, `telemetry`, `traces`, `tokens`, `keyring`, `sessions`, `password`, `views`, `mail`, `web` |
 //! | 1 primitives | `error`, `config`, and each domain's settings module (`src/<domain>/config.rs`) |
 //! | 0 leaves | `request_id`, `secrets` |
 //!
@@ -81,6 +81,7 @@ pub mod state;
 pub mod teams;
 pub mod telemetry;
 pub mod tokens;
+pub mod traces;
 pub mod trials;
 pub mod views;
 pub mod web;

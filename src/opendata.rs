@@ -111,14 +111,8 @@ impl KeyedClient {
                 if e.is_timeout() { format!("timed out after {} ms", self.timeout.as_millis()) } else { chain(e) };
             Attempt { error, retryable, retry_after: None }
         };
-        let mut resp = self
-            .client
-            .get(&self.url)
-            .query(&[("serviceKey", self.key.expose_secret())])
-            .query(query)
-            .send()
-            .await
-            .map_err(transport)?;
+        let req = self.client.get(&self.url).query(&[("serviceKey", self.key.expose_secret())]).query(query);
+        let mut resp = crate::traces::send(req, "opendata.get").await.map_err(transport)?;
         let status = resp.status();
         let retry_after = retry::retry_after(status, resp.headers(), SystemTime::now());
         let mut body = Vec::new();

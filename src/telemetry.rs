@@ -184,6 +184,14 @@ fn describe_platform() {
         "Complaint status changes by target status (filing = received)."
     );
     describe_counter!("maru_poll_votes_total", "Poll votes counted.");
+    describe_counter!(
+        "maru_trace_tail_kept_total",
+        "Traces the sample ratio dropped but kept because their root span failed or was slow (trace.keep_errors, trace.slow_threshold_ms)."
+    );
+    describe_counter!(
+        "maru_trace_held_spans_dropped_total",
+        "Spans of undecided traces dropped because too many were held (their traces can no longer be kept)."
+    );
 }
 
 /// Turns sqlx's own events into metrics: every pool acquire (`sqlx::pool::acquire`, emitted at
@@ -228,18 +236,54 @@ impl<S: tracing::Subscriber> Layer<S> for SqlxMetrics {
     }
 }
 
-/// The JSON log layer (one object per line, span fields included) writing to `writer`.
+/// The JSON log layer (one object per line, span fields included) writing to `writer`. When
+/// the line belongs to a traced span (`crate::traces`), it also carries `trace_id` and
+/// `span_id`, the ids the trace backend shows.
 pub fn json_layer<S, W>(writer: W) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    let dispatch = crate::traces::SharedDispatch::default();
+    let json =
+        tracing_subscriber::fmt::format().json().flatten_event(true).with_current_span(true).with_span_list(false);
     tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
+        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+        .event_format(TraceIds { inner: json, dispatch: dispatch.clone() })
         .with_writer(writer)
+        .and_then(crate::traces::DispatchSlot(dispatch))
+}
+
+/// A JSON line formatter that appends `"trace_id"` and `"span_id"` of the event's span.
+struct TraceIds<F> {
+    inner: F,
+    dispatch: crate::traces::SharedDispatch,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for TraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let ids = ctx.event_scope().and_then(|mut scope| scope.next()).map(|span| span.id()).and_then(|id| {
+            let dispatch = self.dispatch.get()?.upgrade()?;
+            crate::traces::ids_of(&id, &dispatch)
+        });
+        let Some((trace_id, span_id)) = ids else { return self.inner.format_event(ctx, writer, event) };
+        let mut line = String::new();
+        self.inner.format_event(ctx, tracing_subscriber::fmt::format::Writer::new(&mut line), event)?;
+        match line.trim_end_matches('\n').strip_suffix('}') {
+            Some(open) => writeln!(writer, r#"{open},"trace_id":"{trace_id}","span_id":"{span_id}"}}"#),
+            None => writer.write_str(&line),
+        }
+    }
 }
 
 /// The Loki layer: labels `service_name` and `env` (tracing-loki adds `level`), nothing else;
@@ -273,11 +317,17 @@ pub fn init_logging(settings: &Settings) -> anyhow::Result<Option<tracing_loki::
         }
         None => (None, None),
     };
+    // Traces, when `trace.otlp_endpoint` is set (`crate::traces`).
+    let provider = crate::traces::provider(settings)?;
     tracing_subscriber::registry()
         .with(stdout.with_filter(filter.clone()))
         .with(loki.map(|l| l.with_filter(filter)))
         .with(sqlx_metrics_layer())
+        .with(provider.as_ref().map(crate::traces::layer))
         .try_init()?;
+    if let Some(provider) = provider {
+        crate::traces::install(provider);
+    }
     Ok(task)
 }
 

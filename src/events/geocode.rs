@@ -89,20 +89,18 @@ impl NaverGeocoder {
     }
 
     async fn attempt(&self, address: &str) -> Result<Vec<Coords>, Failure> {
-        let resp = self
+        let req = self
             .client
             .get(&self.url)
             .query(&[("query", address)])
             .header("X-NCP-APIGW-API-KEY-ID", &self.key_id)
             .header("X-NCP-APIGW-API-KEY", self.key.expose_secret())
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| Failure {
-                error: if e.is_timeout() { "timed out".to_owned() } else { "request failed".to_owned() },
-                retryable: e.is_timeout() || e.is_connect() || e.is_request(),
-                retry_after: None,
-            })?;
+            .header("Accept", "application/json");
+        let resp = crate::traces::send(req, "geocoder.geocode").await.map_err(|e| Failure {
+            error: if e.is_timeout() { "timed out".to_owned() } else { "request failed".to_owned() },
+            retryable: e.is_timeout() || e.is_connect() || e.is_request(),
+            retry_after: None,
+        })?;
         let status = resp.status();
         if !status.is_success() {
             return Err(Failure {

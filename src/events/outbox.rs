@@ -74,7 +74,9 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
         let mut tx = state.db.begin().await?;
         let row = store::take_due_notice(&mut tx, cfg.webhook_max_attempts).await?;
         let Some((id, payload, attempts)) = row else { return Ok(delivered) };
-        let outcome = match client.post(url.expose_secret()).json(&payload).send().await {
+        let outcome = match crate::traces::send(client.post(url.expose_secret()).json(&payload), "webhook.deliver")
+            .await
+        {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => {
                 Err((format!("HTTP {}", r.status()), retry::retry_after(r.status(), r.headers(), SystemTime::now())))

@@ -19,6 +19,7 @@ use http::{HeaderValue, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::Code;
 use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -68,6 +69,9 @@ pub struct RpcLayerConfig {
     pub ready: Arc<AtomicBool>,
     /// The session behind every presented token is checked on every call.
     pub sessions: Arc<Sessions>,
+    /// Peers whose `traceparent`/`tracestate` is followed (`rate_limit.trusted_proxies`, the
+    /// same rule as forwarded addresses); other callers start a new trace.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Clone)]
@@ -144,6 +148,13 @@ where
             rpc = %format_args!("{}/{}", info.service, info.method),
             user_id = %user_id,
         );
+        // Traces (`crate::traces`): the caller's trace context when it comes through a trusted
+        // proxy, and the conventional RPC attributes. Nothing happens when tracing is off.
+        let peer = req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr()).map(|a| a.ip());
+        if peer.is_some_and(|ip| cfg.trusted_proxies.iter().any(|n| n.contains(&ip))) {
+            crate::traces::accept_parent(&span, req.headers());
+        }
+        crate::traces::rpc_attributes(&span, info.service, info.method);
         // A client deadline is kept a millisecond early: tonic enforces `grpc-timeout` itself,
         // outside every layer, and would answer CANCELLED "Timeout expired" with no ErrorInfo,
         // metrics or access line. Ours fires first and answers DEADLINE_EXCEEDED.
@@ -238,6 +249,9 @@ where
     }
 }
 
+/// The response header carrying the RPC's trace id when tracing is on (32 hex digits).
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
 fn error_response(request_id: &str, err: AppError) -> Response<Body> {
     let status = request_id::scope_sync(request_id, || layer_status(err));
     status.into_http()
@@ -253,6 +267,9 @@ fn finish_response(
     let held = parts.extensions.remove::<HeldUntilSent>();
     if let Ok(v) = HeaderValue::from_str(request_id) {
         parts.headers.insert(request_id::HEADER, v);
+    }
+    if let Some(v) = crate::traces::trace_id(&completion.span).and_then(|t| HeaderValue::from_str(&t).ok()) {
+        parts.headers.insert(TRACE_ID_HEADER, v);
     }
     // A trailers-only response carries its status in the headers.
     if let Some(code) = normalize_status(&mut parts.headers, request_id, &completion.info) {
@@ -390,6 +407,7 @@ impl Drop for Completion {
         let code = self.code.unwrap_or(Code::Cancelled);
         let elapsed = self.end.unwrap_or_else(Instant::now).duration_since(self.start);
         let info = &self.info;
+        crate::traces::rpc_status(&self.span, code, code_label(code));
         if self.metrics {
             let labels = [
                 ("grpc_type", info.grpc_type.as_str()),

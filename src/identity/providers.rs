@@ -216,13 +216,8 @@ impl Providers {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, provider: &str, what: &str, url: &str) -> AppResult<T> {
-        let resp = self
-            .http
-            .get(url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|_| unavailable(provider, what))?;
+        let req = self.http.get(url).header("accept", "application/json");
+        let resp = crate::traces::send(req, "identity.get").await.map_err(|_| unavailable(provider, what))?;
         if !resp.status().is_success() {
             return Err(unavailable(provider, what));
         }
@@ -263,14 +258,9 @@ impl Providers {
             ("client_secret", secret.as_str()),
             ("code_verifier", verifier),
         ];
-        let resp = self
-            .http
-            .post(endpoint)
-            .header("accept", "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|_| unavailable(&p.name, "token endpoint"))?;
+        let req = self.http.post(endpoint).header("accept", "application/json").form(&form);
+        let resp =
+            crate::traces::send(req, "identity.token").await.map_err(|_| unavailable(&p.name, "token endpoint"))?;
         let status = resp.status();
         if status.is_server_error() {
             return Err(unavailable(&p.name, "token endpoint"));
@@ -373,12 +363,13 @@ impl Providers {
     async fn github_profile(&self, p: &Provider, token: &str) -> AppResult<Profile> {
         let api = p.settings.api_url();
         let get = |path: &str| {
-            self.http
+            let req = self
+                .http
                 .get(format!("{api}{path}"))
                 .bearer_auth(token)
                 .header("accept", "application/vnd.github+json")
-                .header("x-github-api-version", "2022-11-28")
-                .send()
+                .header("x-github-api-version", "2022-11-28");
+            crate::traces::send(req, "identity.github")
         };
         let resp = get("/user").await.map_err(|_| unavailable(&p.name, "user API"))?;
         match resp.status() {

@@ -22,7 +22,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|v| *v) => return,
         }
-        if let Err(e) = settle::settle_due(&state).await {
+        if let Err(e) = crate::traces::job("events.settle", settle::settle_due(&state)).await {
             tracing::debug!(error = %e, "event settlement deferred");
         }
         match settle::oldest_unsettled_lag(&state).await {
@@ -30,7 +30,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             Err(e) => tracing::debug!(error = %e, "settlement backlog not measured"),
         }
         if state.settings.events.webhook_url.is_some() {
-            if let Err(e) = outbox::deliver_due(&state).await {
+            if let Err(e) = crate::traces::job("events.webhooks", outbox::deliver_due(&state)).await {
                 tracing::debug!(error = %e, "settlement webhooks deferred");
             }
             match outbox::backlog(&state).await {

@@ -20,7 +20,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|v| *v) => return,
         }
-        if let Err(e) = guests::cleanup_due(&state).await {
+        if let Err(e) = crate::traces::job("guests.cleanup", guests::cleanup_due(&state)).await {
             tracing::debug!(error = %e, "guest clean-up deferred");
         }
         if let Err(e) = guests::refresh_active_gauge(&state).await {

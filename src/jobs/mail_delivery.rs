@@ -31,7 +31,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|v| *v) => return,
         }
         if let Some(sender) = &sender
-            && let Err(e) = mail::deliver_due(&state, sender).await
+            && let Err(e) = crate::traces::job("mail.deliver", mail::deliver_due(&state, sender)).await
         {
             tracing::debug!(error = %e, "mail delivery deferred");
         }

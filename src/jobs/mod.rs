@@ -53,7 +53,7 @@ async fn sweep_expired(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|v| *v) => return,
         }
-        match idempotency::sweep(&state.db).await {
+        match crate::traces::job("idempotency.sweep", idempotency::sweep(&state.db)).await {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "expired idempotency keys swept"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),

@@ -74,7 +74,7 @@ async fn sleep_or_forever(wait: Option<Duration>) {
 async fn run_slot(state: &AppState, slot: Option<chrono::DateTime<Utc>>) {
     let req =
         IngestRequest { source: Source::Gateway, trigger: Trigger::Schedule, triggered_by: None, scheduled_for: slot };
-    match ingest(state, req, &|_| {}).await {
+    match crate::traces::job("trials.ingest", ingest(state, req, &|_| {})).await {
         Ok(run) => tracing::info!(run_id = %run.id, result = run.result.label(), "scheduled trials ingest done"),
         Err(e) if is_in_progress(&e) => tracing::info!(reason = %e, "scheduled trials ingest skipped"),
         Err(e) => tracing::warn!(error = %e, "scheduled trials ingest could not start"),

@@ -29,7 +29,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|v| *v) => return,
         }
-        match flush(&state).await {
+        match crate::traces::job("views.flush", flush(&state)).await {
             Ok(o) if o.views > 0 => tracing::info!(items = o.items, views = o.views, "views flushed"),
             Ok(_) => {}
             // Before migrations ran the tables may not exist yet: tried again at the next tick.

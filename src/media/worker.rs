@@ -96,7 +96,7 @@ async fn work(state: &AppState, storage: &Storage, worker: &str, job: store::Job
         })
     };
     let started = Instant::now();
-    let outcome = attempt(state, storage, &job).await;
+    let outcome = crate::traces::job("media.process", attempt(state, storage, &job)).await;
     heartbeat.abort();
     let now = state.clock.now();
     let max_attempts = state.settings.media.job_max_attempts;
@@ -188,7 +188,7 @@ pub async fn cleanup(state: AppState, storage: Storage, mut stop: watch::Receive
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|v| *v) => return,
         }
-        match cleanup_once(&state, &storage).await {
+        match crate::traces::job("media.cleanup", cleanup_once(&state, &storage)).await {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "stale media deleted"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "media clean-up failed"),

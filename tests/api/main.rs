@@ -26,5 +26,6 @@ mod server;
 mod sessions;
 mod social;
 mod teams;
+mod traces;
 mod trials;
 mod web;
