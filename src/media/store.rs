@@ -26,7 +26,7 @@ pub struct MediaRow {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct VariantRow {
     pub name: String,
     pub object_key: String,
@@ -158,24 +158,12 @@ pub async fn complete(tx: &mut PgConnection, id: Uuid, content_type: &str, now: 
 }
 
 pub async fn variants(db: &PgPool, id: Uuid) -> AppResult<Vec<VariantRow>> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "select name, object_key, content_type, width, height, size_bytes from media_variants where media_id = $1 order by width",
     )
     .bind(id)
     .fetch_all(db)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(VariantRow {
-                name: r.try_get("name")?,
-                object_key: r.try_get("object_key")?,
-                content_type: r.try_get("content_type")?,
-                width: r.try_get("width")?,
-                height: r.try_get("height")?,
-                size_bytes: r.try_get("size_bytes")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 pub async fn variant(db: &PgPool, id: Uuid, name: &str) -> AppResult<Option<VariantRow>> {
@@ -354,7 +342,7 @@ pub async fn release_upload(db: &PgPool, id: Uuid) -> AppResult<()> {
 // ---- attaching (see `super::attach`) ----
 
 /// What attaching checks of one media, its row locked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttachRow {
     pub id: Uuid,
     pub owner_id: Uuid,
@@ -368,25 +356,13 @@ pub struct AttachRow {
 /// cycle) for an attachment in `tx`; a concurrent attachment of the same media waits here and
 /// then sees the winner's.
 pub async fn lock_for_attach(tx: &mut PgConnection, ids: &[Uuid]) -> AppResult<Vec<AttachRow>> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "select id, owner_id, purpose, state, attached_kind, attached_id from media
          where id = any($1) order by id for update",
     )
     .bind(ids)
     .fetch_all(tx)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AttachRow {
-                id: r.try_get("id")?,
-                owner_id: r.try_get("owner_id")?,
-                purpose: r.try_get("purpose")?,
-                state: r.try_get("state")?,
-                attached_kind: r.try_get("attached_kind")?,
-                attached_id: r.try_get("attached_id")?,
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// Makes `ids` (in this order) what `target` has attached: the others it had are detached.
@@ -427,26 +403,18 @@ pub async fn attached_to(db: &PgPool, kind: &str, targets: &[Uuid]) -> AppResult
 
 /// The variants of every media of `ids`, with their media id.
 pub async fn variants_of(db: &PgPool, ids: &[Uuid]) -> AppResult<Vec<(Uuid, VariantRow)>> {
-    let rows = sqlx::query(
+    #[derive(sqlx::FromRow)]
+    struct Of {
+        media_id: Uuid,
+        #[sqlx(flatten)]
+        variant: VariantRow,
+    }
+    let rows: Vec<Of> = sqlx::query_as(
         "select media_id, name, object_key, content_type, width, height, size_bytes from media_variants
          where media_id = any($1) order by media_id, width",
     )
     .bind(ids)
     .fetch_all(db)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("media_id")?,
-                VariantRow {
-                    name: r.try_get("name")?,
-                    object_key: r.try_get("object_key")?,
-                    content_type: r.try_get("content_type")?,
-                    width: r.try_get("width")?,
-                    height: r.try_get("height")?,
-                    size_bytes: r.try_get("size_bytes")?,
-                },
-            ))
-        })
-        .collect()
+    Ok(rows.into_iter().map(|r| (r.media_id, r.variant)).collect())
 }
