@@ -25,6 +25,8 @@
 //!   `communities` (`guests`: guests' read-only memberships); `identity` → `accounts` (`external`:
 //!   accounts from identity providers, `Handle`, `Email`, `Device`, `device_of`, `user_to_pb`);
 //!   `feed`, `market` → `media` (`attach`: a post's photos, a product's image).
+//!   `communities`, `teams`, `social` → `media` (`attach`: notice and complaint photos, a
+//!   team's image, a profile picture).
 //! - A domain's settings module is the one part of a domain a lower layer names: `config`
 //!   assembles them into [`config::Settings`].
 //! - Assemblers (and `app`, `cli`) may use any public module of any domain.

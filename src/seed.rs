@@ -208,6 +208,7 @@ async fn build(state: &AppState, c: Uuid) -> crate::error::AppResult<()> {
         title: title.into(),
         body: body.into(),
         pinned,
+        media_ids: vec![],
         request_id: None,
     };
     notices::create_notice(
@@ -262,6 +263,7 @@ async fn build(state: &AppState, c: Uuid) -> crate::error::AppResult<()> {
         title: "101동 지하주차장 조명 고장".into(),
         body: "B1 출입구 쪽 조명 두 개가 며칠째 꺼져 있습니다.".into(),
         category: "시설".into(),
+        media_ids: vec![],
         request_id: None,
     };
     complaints::file_complaint(state, &kim, complaint).await?;
@@ -419,6 +421,7 @@ async fn dev_club(state: &AppState) -> crate::error::AppResult<(Uuid, bool)> {
             image_url: String::new(),
             leader_role: roles[0].0,
             roles,
+            media_ids: vec![],
             request_id: None,
         };
         async move { teams::propose_team(state, &leader, cmd).await.map(|t| t.team.id) }

@@ -41,6 +41,9 @@ use crate::state::AppState;
 /// Puts `CommunityService` and the content services (notices, complaints, contacts, schedules,
 /// polls) on the server.
 pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    // Readers of a notice or complaint see its images (GetMedia).
+    crate::media::attach::register_reader(crate::media::attach::Kind::Notice, content::notices::sees_notice);
+    crate::media::attach::register_reader(crate::media::attach::Kind::Complaint, content::complaints::sees_complaint);
     add_service!(
         routes,
         state,

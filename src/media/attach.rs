@@ -4,7 +4,8 @@
 //! lets those readers see the media too.
 //!
 //! Rules (docs/media.md#attaching): at most [`MAX_ATTACHED`] per target, each the caller's own
-//! (INVALID_ARGUMENT on `media_ids[i]` otherwise — another user's media looks like none),
+//! or already on the target (INVALID_ARGUMENT on `media_ids[i]` otherwise — another user's
+//! media looks like none),
 //! of the target's purpose (INVALID_ARGUMENT), READY (FAILED_PRECONDITION `MEDIA_NOT_READY`)
 //! and attached to nothing else (FAILED_PRECONDITION `MEDIA_ALREADY_ATTACHED`). The rows are
 //! locked (`FOR UPDATE`, in id order) for the check and the write, so of two targets attaching
@@ -76,7 +77,13 @@ pub async fn set(
     let mut refusal: Option<AppError> = None;
     for (i, id) in ids.iter().enumerate() {
         let name = field_name(field, i, kind.max() > 1);
-        let row = rows.iter().find(|r| r.id == *id && r.owner_id == owner);
+        // One already on `target` may stay whoever uploaded it (another manager's notice
+        // images survive an edit by a colleague).
+        let row = rows.iter().find(|r| {
+            r.id == *id
+                && (r.owner_id == owner
+                    || (r.attached_id == Some(target) && r.attached_kind.as_deref() == Some(kind.as_str())))
+        });
         let Some(row) = row else {
             v.add(&name, "no media of yours has this id");
             continue;

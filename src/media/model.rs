@@ -195,6 +195,11 @@ pub fn parse_sha256(raw: &str) -> Result<Option<[u8; 32]>, String> {
 pub enum AttachKind {
     Post,
     Product,
+    Notice,
+    Complaint,
+    Team,
+    /// A user's profile picture (the target is the user id).
+    Profile,
 }
 
 impl AttachKind {
@@ -203,6 +208,10 @@ impl AttachKind {
         match self {
             AttachKind::Post => "post",
             AttachKind::Product => "product",
+            AttachKind::Notice => "notice",
+            AttachKind::Complaint => "complaint",
+            AttachKind::Team => "team",
+            AttachKind::Profile => "profile",
         }
     }
     /// The purpose a media must have been uploaded for.
@@ -210,13 +219,18 @@ impl AttachKind {
         match self {
             AttachKind::Post => Purpose::PostImage,
             AttachKind::Product => Purpose::ProductImage,
+            AttachKind::Notice => Purpose::NoticeImage,
+            AttachKind::Complaint => Purpose::ComplaintImage,
+            AttachKind::Team => Purpose::TeamImage,
+            AttachKind::Profile => Purpose::Avatar,
         }
     }
-    /// How many media one target carries: a post's photos, a product's one image.
+    /// How many media one target carries: a post's, notice's or complaint's photos; a
+    /// product's, team's or profile's one image.
     pub fn max(self) -> usize {
         match self {
-            AttachKind::Post => 10,
-            AttachKind::Product => 1,
+            AttachKind::Post | AttachKind::Notice | AttachKind::Complaint => 10,
+            AttachKind::Product | AttachKind::Team | AttachKind::Profile => 1,
         }
     }
 }

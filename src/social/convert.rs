@@ -7,10 +7,11 @@ use crate::accounts::{Handle, parse_display_name};
 use crate::error::{AppError, Violations};
 use crate::fields::{enum_value, mask, parse_etag, parse_query, parse_tag, parse_url, timestamp};
 use crate::grpc::pb;
+use crate::media::attach;
 use crate::teams::activity;
 
 const PROFILE_FIELDS: &[&str] =
-    &["display_name", "bio", "link1", "link2", "image_url", "position", "tech_tags", "links"];
+    &["display_name", "bio", "link1", "link2", "image_url", "position", "tech_tags", "links", "media_id"];
 
 const POSITION_PREFIX: &str = "DEVELOPER_POSITION_";
 
@@ -52,6 +53,7 @@ impl TryFrom<pb::UpdateProfileRequest> for ProfilePatch {
                 }
                 "tech_tags" => p.tech_tags = v.check("tech_tags", parse_tech_tags(&r.tech_tags)),
                 "links" => p.links = v.check("links", parse_links(&r.links)),
+                "media_id" => p.media_ids = Some(attach::parse_one(&mut v, "media_id", &r.media_id)),
                 _ => {}
             }
         }
@@ -60,8 +62,9 @@ impl TryFrom<pb::UpdateProfileRequest> for ProfilePatch {
     }
 }
 
-/// A profile for the wire; `activity` is the reader's view of the member's team history.
-pub fn profile_to_pb(p: Profile, activity: Option<pb::ProfileActivityCounts>) -> pb::Profile {
+/// A profile for the wire; `activity` is the reader's view of the member's team history,
+/// `media` its picture (`crate::media::attach::shown`).
+pub fn profile_to_pb(p: Profile, activity: Option<pb::ProfileActivityCounts>, media: Option<pb::Media>) -> pb::Profile {
     pb::Profile {
         user_id: p.user_id.to_string(),
         etag: p.etag(),
@@ -80,6 +83,7 @@ pub fn profile_to_pb(p: Profile, activity: Option<pb::ProfileActivityCounts>) ->
         links: p.links,
         follows_me: p.follows_me,
         activity,
+        media,
     }
 }
 

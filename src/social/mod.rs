@@ -31,6 +31,8 @@ pub use ops::accounts_shown_or_hidden;
 
 /// Puts `ProfileService` and `SocialService` on the server.
 pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    // Readers of a profile see its picture (GetMedia).
+    crate::media::attach::register_reader(crate::media::attach::Kind::Profile, ops::sees_profile);
     add_service!(
         routes,
         state,

@@ -88,6 +88,9 @@ pub struct ProfilePatch {
     pub position: Option<String>,
     pub tech_tags: Option<Vec<String>>,
     pub links: Option<Vec<String>>,
+    /// The profile picture from now on (empty: none), attached in the same transaction
+    /// (`crate::media::attach`).
+    pub media_ids: Option<Vec<Uuid>>,
     /// From the request's etag: apply only if the profile is still at this version.
     pub expected_version: Option<i64>,
 }

@@ -21,6 +21,7 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -32,6 +33,7 @@ use crate::caller::Caller;
 use crate::db::{ExpensiveRead, ReadKind};
 use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::idempotency::{RequestId, remember, replayed};
+use crate::media::attach;
 use crate::state::AppState;
 use crate::teams::activity::{self, ActivityCounts, ActivityEntry};
 
@@ -134,6 +136,12 @@ async fn profiles_changed(state: &AppState, users: &[Uuid]) {
     state.cache.invalidate(&keys).await;
 }
 
+/// Whether `caller` sees the profile of user `id`: the reader for `crate::media::attach` (a
+/// profile picture is seen by whoever sees the profile: everyone, while the account is live).
+pub fn sees_profile<'a>(state: &'a AppState, _caller: &'a Caller, id: Uuid) -> BoxFuture<'a, AppResult<bool>> {
+    Box::pin(async move { Ok(store::handle_of(&state.db, id).await?.is_some()) })
+}
+
 #[tracing::instrument(name = "social.update_profile", skip_all, err(level = "debug"))]
 pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePatch) -> AppResult<Profile> {
     // The answer is read inside the transaction: once it commits nothing can fail, so a
@@ -143,6 +151,9 @@ pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePat
         let now = store::get_profile(&mut *tx, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)?;
         return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the profile changed since it was read")
             .with_meta("etag", now.etag()));
+    }
+    if let Some(ids) = &patch.media_ids {
+        attach::set(&mut tx, caller.user_id, attach::Kind::Profile, caller.user_id, ids, "media_id").await?;
     }
     let profile = store::get_profile(&mut *tx, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)?;
     tx.commit().await?;

@@ -7,11 +7,18 @@ use super::model::{ProfilePatch, ProfileSearch};
 use super::ops::{self, handle_field};
 use crate::fields::request_id_field;
 use crate::grpc::{caller, maybe_caller, pb};
+use crate::media::attach;
 use crate::state::AppState;
 use crate::teams::activity;
 
 pub struct ProfileApi {
     pub state: AppState,
+}
+
+/// The profile picture of `user` (`crate::media::attach`), if any.
+async fn avatar_of(state: &AppState, user: uuid::Uuid) -> Result<Option<pb::Media>, Status> {
+    let mut media = attach::shown(state, attach::Kind::Profile, &[user]).await?;
+    Ok(media.remove(&user).and_then(|m| m.into_iter().next()))
 }
 
 #[tonic::async_trait]
@@ -23,8 +30,9 @@ impl pb::profile_service_server::ProfileService for ProfileApi {
         let who = maybe_caller(&req)?;
         let handle = handle_field(&req.get_ref().handle)?;
         let (p, counts) = ops::get_profile_with_activity(&self.state, who.as_ref(), &handle).await?;
+        let avatar = avatar_of(&self.state, p.user_id).await?;
         Ok(Response::new(pb::GetProfileResponse {
-            profile: Some(profile_to_pb(p, Some(activity::activity_counts_to_pb(counts)))),
+            profile: Some(profile_to_pb(p, Some(activity::activity_counts_to_pb(counts)), avatar)),
         }))
     }
 
@@ -35,7 +43,8 @@ impl pb::profile_service_server::ProfileService for ProfileApi {
         let caller = caller(&req)?;
         let patch = ProfilePatch::try_from(req.into_inner())?;
         let p = ops::update_profile(&self.state, &caller, patch).await?;
-        Ok(Response::new(pb::UpdateProfileResponse { profile: Some(profile_to_pb(p, None)) }))
+        let avatar = avatar_of(&self.state, p.user_id).await?;
+        Ok(Response::new(pb::UpdateProfileResponse { profile: Some(profile_to_pb(p, None, avatar)) }))
     }
 
     async fn delete_account(
@@ -88,7 +97,8 @@ impl pb::social_service_server::SocialService for SocialApi {
         let rid = request_id_field(&req.get_ref().request_id)?;
         let handle = handle_field(&req.get_ref().handle)?;
         let (created, p) = ops::follow(&self.state, &caller, &handle, rid.as_ref()).await?;
-        Ok(Response::new(pb::FollowResponse { created, profile: Some(profile_to_pb(p, None)) }))
+        let avatar = avatar_of(&self.state, p.user_id).await?;
+        Ok(Response::new(pb::FollowResponse { created, profile: Some(profile_to_pb(p, None, avatar)) }))
     }
 
     async fn unfollow(&self, req: Request<pb::UnfollowRequest>) -> Result<Response<pb::UnfollowResponse>, Status> {

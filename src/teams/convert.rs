@@ -9,6 +9,7 @@ use super::model::{
 use crate::error::{AppError, Violations};
 use crate::fields::{id, mask, parse_etag, parse_query, parse_url, request_id, text, timestamp};
 use crate::grpc::pb;
+use crate::media::attach;
 
 fn genre(v: &mut Violations, field: &str, raw: i32) -> Genre {
     match pb::TeamGenre::try_from(raw) {
@@ -85,6 +86,7 @@ impl TryFrom<pb::ProposeTeamRequest> for ProposeTeam {
         {
             v.add("roles", e);
         }
+        let media_ids = attach::parse_one(&mut v, "media_id", &r.media_id);
         let request_id = request_id(&mut v, &r.request_id);
         v.finish()?;
         Ok(ProposeTeam {
@@ -96,6 +98,7 @@ impl TryFrom<pb::ProposeTeamRequest> for ProposeTeam {
             image_url,
             roles,
             leader_role: leader_role.unwrap_or(TeamRole::Other),
+            media_ids,
             request_id,
         })
     }
@@ -120,7 +123,7 @@ impl TryFrom<pb::UpdateTeamRequest> for UpdateTeam {
         let mut v = Violations::new();
         let team_id = id(&mut v, "team_id", &r.team_id);
         let mut patch = TeamPatch::default();
-        let allowed = ["title", "genre", "description", "links", "image_url", "roles"];
+        let allowed = ["title", "genre", "description", "links", "image_url", "roles", "media_id"];
         for path in mask(&mut v, r.update_mask.as_ref(), &allowed) {
             match path.as_str() {
                 "title" => patch.title = Some(text(&mut v, "title", &r.title, 1, MAX_TITLE_CHARS, false)),
@@ -131,6 +134,7 @@ impl TryFrom<pb::UpdateTeamRequest> for UpdateTeam {
                 }
                 "links" => patch.links = v.check("links", parse_links(&r.links)),
                 "image_url" => patch.image_url = Some(image(&mut v, &r.image_url)),
+                "media_id" => patch.media_ids = Some(attach::parse_one(&mut v, "media_id", &r.media_id)),
                 "roles" => {
                     let (roles, ok) = role_list(&mut v, &r.roles);
                     if ok && let Err(e) = check_role_list(&roles) {
@@ -254,7 +258,8 @@ pub fn state_to_pb(s: TeamState) -> i32 {
     }) as i32
 }
 
-pub fn team_to_pb(v: TeamView) -> pb::Team {
+/// `v` with its attached image (`crate::media::attach::shown`).
+pub fn team_to_pb(v: TeamView, media: Option<pb::Media>) -> pb::Team {
     let t: Team = v.team;
     let etag = t.etag();
     let state = state_to_pb(t.state());
@@ -287,6 +292,7 @@ pub fn team_to_pb(v: TeamView) -> pb::Team {
         etag,
         created_at: Some(timestamp(t.created_at)),
         updated_at: Some(timestamp(t.updated_at)),
+        media,
     }
 }
 

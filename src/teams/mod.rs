@@ -34,6 +34,8 @@ use crate::state::AppState;
 
 /// Puts `TeamService` on the server.
 pub fn add_services(routes: &mut RoutesBuilder, state: &AppState) {
+    // Readers of a team see its image (GetMedia).
+    crate::media::attach::register_reader(crate::media::attach::Kind::Team, ops::sees_team);
     add_service!(
         routes,
         state,

@@ -133,6 +133,8 @@ pub struct ProposeTeam {
     pub image_url: String,
     pub roles: Vec<(TeamRole, i32)>,
     pub leader_role: TeamRole,
+    /// The image, attached in the same transaction (`crate::media::attach`): none or one.
+    pub media_ids: Vec<Uuid>,
     #[serde(skip)]
     pub request_id: Option<RequestId>,
 }
@@ -147,6 +149,8 @@ pub struct TeamPatch {
     pub image_url: Option<String>,
     /// The whole new role list with capacities (roles left out are removed).
     pub roles: Option<Vec<(TeamRole, i32)>>,
+    /// The image from now on (empty: none), detaching the one it replaces.
+    pub media_ids: Option<Vec<Uuid>>,
 }
 
 /// Why a new role list does not fit the seats taken (UpdateTeam `roles`).

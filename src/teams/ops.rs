@@ -19,10 +19,12 @@
 //! application per (user, team, role) (`team_applications_team_id_user_id_role_key`), one seat
 //! per member and team (`team_members_pkey`), seats never over-filled (the conditional update
 //! of [`store::take_seat`] under the role row's lock, and `team_roles_filled_check`), one like
-//! per user and team, edits conditional on the etag's version.
+//! per user and team, edits conditional on the etag's version. A team's image is an attached
+//! media (`crate::media::attach`, TEAM_IMAGE), seen by whoever sees the team ([`sees_team`]).
 
 use std::collections::HashSet;
 
+use futures::future::BoxFuture;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -35,6 +37,7 @@ use crate::caller::Caller;
 use crate::communities::access::{self, Access};
 use crate::error::{AppError, AppResult, Reason};
 use crate::idempotency::{remember, replayed};
+use crate::media::attach;
 use crate::state::AppState;
 
 pub fn team_not_found() -> AppError {
@@ -81,6 +84,18 @@ pub async fn visible_team(state: &AppState, caller: &Caller, id: Uuid) -> AppRes
     Ok((team, access))
 }
 
+/// Whether `caller` sees team `id`: the teams' reader for `crate::media::attach` (a team's
+/// image is seen by whoever sees the team).
+pub fn sees_team<'a>(state: &'a AppState, caller: &'a Caller, id: Uuid) -> BoxFuture<'a, AppResult<bool>> {
+    Box::pin(async move {
+        match visible_team(state, caller, id).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.code(), Code::NotFound | Code::PermissionDenied) => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
+}
+
 async fn reload(state: &AppState, id: Uuid) -> AppResult<Team> {
     store::get_team(&mut *state.db.acquire().await?, id).await?.ok_or_else(team_not_found)
 }
@@ -115,6 +130,7 @@ pub async fn propose_team(state: &AppState, caller: &Caller, cmd: ProposeTeam) -
         }
         None => {
             let id = store::insert_team(&mut tx, &cmd, caller.user_id).await?;
+            attach::set(&mut tx, caller.user_id, attach::Kind::Team, id, &cmd.media_ids, "media_id").await?;
             remember(&mut tx, "ProposeTeam", caller, cmd.request_id.as_ref(), &id).await?;
             tx.commit().await?;
             metrics::counter!("maru_teams_proposed_total").increment(1);
@@ -218,6 +234,9 @@ pub async fn update_team(state: &AppState, caller: &Caller, cmd: UpdateTeam) -> 
             .with_meta("role", role)
             .with_meta("filled", filled.to_string()),
         });
+    }
+    if let Some(ids) = &cmd.patch.media_ids {
+        attach::set(&mut tx, caller.user_id, attach::Kind::Team, team.id, ids, "media_id").await?;
     }
     tx.commit().await?;
     super::cache::team_changed(state, &team).await;

@@ -1,17 +1,36 @@
 //! `maru.v1.TeamService`: thin handlers over [`super::ops`].
 
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use super::convert::{application_state, application_to_pb, member_to_pb, note, set_state, team_to_pb};
-use super::model::{Apply, ProposeTeam, TeamFilter, UpdateTeam};
+use super::model::{Apply, ProposeTeam, TeamFilter, TeamView, UpdateTeam};
 use super::ops;
 use crate::error::Violations;
 use crate::fields::{id, opt_id, required_id};
 use crate::grpc::{caller, pb};
+use crate::media::attach;
 use crate::state::AppState;
 
 pub struct TeamApi {
     pub state: AppState,
+}
+
+/// Teams with their attached image (`crate::media::attach`; one query for all of them).
+async fn teams_pb(state: &AppState, views: Vec<TeamView>) -> Result<Vec<pb::Team>, Status> {
+    let ids: Vec<Uuid> = views.iter().map(|v| v.team.id).collect();
+    let mut media = attach::shown(state, attach::Kind::Team, &ids).await?;
+    Ok(views
+        .into_iter()
+        .map(|v| {
+            let m = media.remove(&v.team.id).and_then(|m| m.into_iter().next());
+            team_to_pb(v, m)
+        })
+        .collect())
+}
+
+async fn team_pb(state: &AppState, view: TeamView) -> Result<pb::Team, Status> {
+    Ok(teams_pb(state, vec![view]).await?.into_iter().next().unwrap_or_default())
 }
 
 #[tonic::async_trait]
@@ -23,7 +42,7 @@ impl pb::team_service_server::TeamService for TeamApi {
         let caller = caller(&req)?;
         let cmd = ProposeTeam::try_from(req.into_inner())?;
         let t = ops::propose_team(&self.state, &caller, cmd).await?;
-        Ok(Response::new(pb::ProposeTeamResponse { team: Some(team_to_pb(t)) }))
+        Ok(Response::new(pb::ProposeTeamResponse { team: Some(team_pb(&self.state, t).await?) }))
     }
 
     async fn approve_team(
@@ -33,7 +52,7 @@ impl pb::team_service_server::TeamService for TeamApi {
         let caller = caller(&req)?;
         let (id, note) = note(("team_id", &req.get_ref().team_id), &req.get_ref().note, false)?;
         let t = ops::decide_team(&self.state, &caller, id, true, &note).await?;
-        Ok(Response::new(pb::ApproveTeamResponse { team: Some(team_to_pb(t)) }))
+        Ok(Response::new(pb::ApproveTeamResponse { team: Some(team_pb(&self.state, t).await?) }))
     }
 
     async fn reject_team(
@@ -43,14 +62,14 @@ impl pb::team_service_server::TeamService for TeamApi {
         let caller = caller(&req)?;
         let (id, note) = note(("team_id", &req.get_ref().team_id), &req.get_ref().note, true)?;
         let t = ops::decide_team(&self.state, &caller, id, false, &note).await?;
-        Ok(Response::new(pb::RejectTeamResponse { team: Some(team_to_pb(t)) }))
+        Ok(Response::new(pb::RejectTeamResponse { team: Some(team_pb(&self.state, t).await?) }))
     }
 
     async fn get_team(&self, req: Request<pb::GetTeamRequest>) -> Result<Response<pb::GetTeamResponse>, Status> {
         let caller = caller(&req)?;
         let id = required_id("team_id", &req.get_ref().team_id)?;
         let t = ops::get_team(&self.state, &caller, id).await?;
-        Ok(Response::new(pb::GetTeamResponse { team: Some(team_to_pb(t)) }))
+        Ok(Response::new(pb::GetTeamResponse { team: Some(team_pb(&self.state, t).await?) }))
     }
 
     async fn list_teams(&self, req: Request<pb::ListTeamsRequest>) -> Result<Response<pb::ListTeamsResponse>, Status> {
@@ -58,10 +77,7 @@ impl pb::team_service_server::TeamService for TeamApi {
         let r = req.into_inner();
         let filter = TeamFilter::try_from(&r)?;
         let (rows, next) = ops::list_teams(&self.state, &caller, filter, r.page_size, &r.page_token).await?;
-        Ok(Response::new(pb::ListTeamsResponse {
-            teams: rows.into_iter().map(team_to_pb).collect(),
-            next_page_token: next,
-        }))
+        Ok(Response::new(pb::ListTeamsResponse { teams: teams_pb(&self.state, rows).await?, next_page_token: next }))
     }
 
     async fn update_team(
@@ -71,7 +87,7 @@ impl pb::team_service_server::TeamService for TeamApi {
         let caller = caller(&req)?;
         let cmd = UpdateTeam::try_from(req.into_inner())?;
         let t = ops::update_team(&self.state, &caller, cmd).await?;
-        Ok(Response::new(pb::UpdateTeamResponse { team: Some(team_to_pb(t)) }))
+        Ok(Response::new(pb::UpdateTeamResponse { team: Some(team_pb(&self.state, t).await?) }))
     }
 
     async fn set_team_state(
@@ -81,7 +97,7 @@ impl pb::team_service_server::TeamService for TeamApi {
         let caller = caller(&req)?;
         let (id, to) = set_state(req.get_ref())?;
         let t = ops::set_team_state(&self.state, &caller, id, to).await?;
-        Ok(Response::new(pb::SetTeamStateResponse { team: Some(team_to_pb(t)) }))
+        Ok(Response::new(pb::SetTeamStateResponse { team: Some(team_pb(&self.state, t).await?) }))
     }
 
     async fn delete_team(

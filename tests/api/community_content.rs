@@ -113,6 +113,7 @@ impl Fx {
             body: format!("{title} 본문"),
             pinned,
             request_id: String::new(),
+            ..Default::default()
         }
     }
 
@@ -128,6 +129,7 @@ impl Fx {
             body: "밤마다 윗집 소음이 심합니다".into(),
             category: "소음".into(),
             request_id: String::new(),
+            ..Default::default()
         }
     }
 
@@ -283,6 +285,7 @@ async fn notice_crud_update_mask_and_invalid_input(pool: PgPool) {
         body: "ignored".into(),
         pinned: true,
         update_mask: mask(&["title", "pinned"]),
+        ..Default::default()
     };
     let u = fx.notices().update_notice(fx.manager.req(msg)).await.unwrap().into_inner().notice.unwrap();
     assert_eq!((u.title.as_str(), u.body.as_str(), u.pinned), ("엘리베이터 점검 (변경)", n.body.as_str(), true));
@@ -310,6 +313,7 @@ async fn notice_crud_update_mask_and_invalid_input(pool: PgPool) {
         body: String::new(),
         pinned: false,
         request_id: "bad id!".into(),
+        ..Default::default()
     };
     let s =
         assert_err(fx.notices().create_notice(fx.manager.req(msg)).await, Code::InvalidArgument, "INVALID_ARGUMENT");
@@ -429,6 +433,7 @@ async fn complaint_input_is_validated_and_filing_is_idempotent(pool: PgPool) {
         body: "b".repeat(10_001),
         category: "c".repeat(51),
         request_id: String::new(),
+        ..Default::default()
     };
     let s =
         assert_err(fx.complaints().file_complaint(fx.member.req(msg)).await, Code::InvalidArgument, "INVALID_ARGUMENT");

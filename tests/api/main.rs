@@ -18,6 +18,7 @@ mod identity;
 mod mail;
 mod market;
 mod media;
+mod media_owners;
 mod ops;
 mod policy;
 mod reports;

@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 
 use crate::helpers::*;
 
-fn api(app: &TestApp) -> MediaServiceClient<Channel> {
+pub(crate) fn api(app: &TestApp) -> MediaServiceClient<Channel> {
     MediaServiceClient::new(app.channel.clone())
 }
 
@@ -27,12 +27,12 @@ fn sample(metrics: &str, series: &str) -> f64 {
     metrics.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 
-fn data_dir() -> String {
+pub(crate) fn data_dir() -> String {
     std::env::temp_dir().join(format!("maru-media-test-{}", uuid::Uuid::new_v4().simple())).display().to_string()
 }
 
 /// A media test server: its own data directory, a fast queue poll.
-async fn spawn(pool: PgPool, adjust: impl FnOnce(&mut maru::config::Settings)) -> TestApp {
+pub(crate) async fn spawn(pool: PgPool, adjust: impl FnOnce(&mut maru::config::Settings)) -> TestApp {
     TestApp::spawn_with(pool, |s| {
         s.media.data_dir = data_dir();
         s.media.poll_interval_ms = 50;
@@ -42,7 +42,7 @@ async fn spawn(pool: PgPool, adjust: impl FnOnce(&mut maru::config::Settings)) -
 }
 
 /// A `w`×`h` JPEG: red on the left half, blue on the right.
-fn jpeg(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let img =
         image::RgbImage::from_fn(
             w,
@@ -109,7 +109,7 @@ fn png_bomb(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-fn create_req(content_type: &str, size: usize) -> pb::CreateUploadRequest {
+pub(crate) fn create_req(content_type: &str, size: usize) -> pb::CreateUploadRequest {
     pb::CreateUploadRequest {
         purpose: pb::MediaPurpose::PostImage as i32,
         content_type: content_type.into(),
@@ -119,11 +119,11 @@ fn create_req(content_type: &str, size: usize) -> pb::CreateUploadRequest {
     }
 }
 
-async fn create(app: &TestApp, who: &TestUser, content_type: &str, size: usize) -> pb::CreateUploadResponse {
+pub(crate) async fn create(app: &TestApp, who: &TestUser, content_type: &str, size: usize) -> pb::CreateUploadResponse {
     api(app).create_upload(who.req(create_req(content_type, size))).await.expect("create upload").into_inner()
 }
 
-async fn put(ticket: &pb::CreateUploadResponse, body: Vec<u8>) -> reqwest::Response {
+pub(crate) async fn put(ticket: &pb::CreateUploadResponse, body: Vec<u8>) -> reqwest::Response {
     let mut r = reqwest::Client::new().put(&ticket.upload_url);
     for h in &ticket.upload_headers {
         r = r.header(&h.name, &h.value);
@@ -131,14 +131,14 @@ async fn put(ticket: &pb::CreateUploadResponse, body: Vec<u8>) -> reqwest::Respo
     r.body(body).send().await.expect("PUT reaches the server")
 }
 
-async fn complete(app: &TestApp, who: &TestUser, id: &str) -> Result<pb::Media, tonic::Status> {
+pub(crate) async fn complete(app: &TestApp, who: &TestUser, id: &str) -> Result<pb::Media, tonic::Status> {
     api(app)
         .complete_upload(who.req(pb::CompleteUploadRequest { media_id: id.into() }))
         .await
         .map(|r| r.into_inner().media.unwrap())
 }
 
-async fn get(app: &TestApp, who: &TestUser, id: &str) -> Result<pb::Media, tonic::Status> {
+pub(crate) async fn get(app: &TestApp, who: &TestUser, id: &str) -> Result<pb::Media, tonic::Status> {
     api(app)
         .get_media(who.req(pb::GetMediaRequest { media_id: id.into() }))
         .await
@@ -146,7 +146,7 @@ async fn get(app: &TestApp, who: &TestUser, id: &str) -> Result<pb::Media, tonic
 }
 
 /// Waits until the media leaves PROCESSING.
-async fn processed(app: &TestApp, who: &TestUser, id: &str) -> pb::Media {
+pub(crate) async fn processed(app: &TestApp, who: &TestUser, id: &str) -> pb::Media {
     for _ in 0..600 {
         let m = get(app, who, id).await.expect("get media");
         if m.state != pb::MediaState::Processing as i32 {
@@ -158,7 +158,7 @@ async fn processed(app: &TestApp, who: &TestUser, id: &str) -> pb::Media {
 }
 
 /// Uploads `bytes` as `content_type` and completes it.
-async fn upload(app: &TestApp, who: &TestUser, content_type: &str, bytes: Vec<u8>) -> pb::Media {
+pub(crate) async fn upload(app: &TestApp, who: &TestUser, content_type: &str, bytes: Vec<u8>) -> pb::Media {
     let t = create(app, who, content_type, bytes.len()).await;
     let r = put(&t, bytes).await;
     assert_eq!(r.status(), 204, "{:?}", r.text().await);
@@ -541,7 +541,7 @@ async fn create_post(app: &TestApp, who: &TestUser, req: pb::CreatePostRequest) 
     feed_api(app).create_post(who.req(req)).await.map(|r| r.into_inner().post.unwrap())
 }
 
-fn error_meta(s: &tonic::Status, key: &str) -> Option<String> {
+pub(crate) fn error_meta(s: &tonic::Status, key: &str) -> Option<String> {
     use tonic_types::StatusExt as _;
     s.get_details_error_info().and_then(|i| i.metadata.get(key).cloned())
 }

@@ -74,6 +74,7 @@ impl Club {
             roles: vec![seats(pb::TeamRole::Backend, 3), seats(pb::TeamRole::Frontend, 2)],
             leader_role: pb::TeamRole::Frontend as i32,
             request_id: String::new(),
+            ..Default::default()
         }
     }
 
@@ -322,6 +323,7 @@ async fn proposals_report_every_bad_field(pool: PgPool) {
         roles: vec![seats(pb::TeamRole::Backend, 11), pb::RoleSeats { role: 99, capacity: 1, filled: 0 }],
         leader_role: 0,
         request_id: "has space".into(),
+        ..Default::default()
     };
     let s = assert_err(api.propose_team(c.member.req(bad)).await, Code::InvalidArgument, "INVALID_ARGUMENT");
     assert_eq!(

@@ -9,11 +9,15 @@
 //!
 //! and nothing else. Every transition is one conditional UPDATE on the expected current status,
 //! so of two concurrent updates from the same status exactly one wins and the other gets
-//! FAILED_PRECONDITION. Transitions are counted in `maru_complaint_transitions_total{to}`
+//! FAILED_PRECONDITION. The filer attaches up to 10 photos when filing
+//! (`crate::media::attach`, purpose COMPLAINT_IMAGE); they are seen exactly by who sees the
+//! complaint ([`sees_complaint`]). Transitions are counted in `maru_complaint_transitions_total{to}`
 //! (`to` = received (filed), in_progress, resolved, rejected, withdrawn).
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tonic::Code;
 use uuid::Uuid;
 
 use super::{not_found, visible};
@@ -23,6 +27,7 @@ use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::fields::{enum_value, id, request_id, text, timestamp};
 use crate::grpc::pb;
 use crate::idempotency::{RequestId, remember, replayed};
+use crate::media::attach;
 use crate::state::AppState;
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -127,6 +132,8 @@ pub struct FileComplaint {
     pub title: String,
     pub body: String,
     pub category: String,
+    /// Attached in the same transaction (`crate::media::attach`).
+    pub media_ids: Vec<Uuid>,
     #[serde(skip)]
     pub request_id: Option<RequestId>,
 }
@@ -158,6 +165,7 @@ impl TryFrom<pb::FileComplaintRequest> for FileComplaint {
             title: text(&mut v, "title", &r.title, 1, MAX_TITLE_CHARS, false),
             body: text(&mut v, "body", &r.body, 1, MAX_BODY_CHARS, true),
             category: text(&mut v, "category", &r.category, 0, MAX_CATEGORY_CHARS, false),
+            media_ids: attach::parse_ids(&mut v, "media_ids", &r.media_ids),
             request_id: request_id(&mut v, &r.request_id),
         };
         v.finish()?;
@@ -198,7 +206,8 @@ impl TryFrom<pb::UpdateComplaintStatusRequest> for UpdateStatus {
     }
 }
 
-pub fn to_pb(c: Complaint) -> pb::Complaint {
+/// `c` with its attached `media` (`crate::media::attach::shown`).
+pub fn to_pb(c: Complaint, media: Vec<pb::Media>) -> pb::Complaint {
     pb::Complaint {
         id: c.id.to_string(),
         community_id: c.community_id.to_string(),
@@ -211,6 +220,7 @@ pub fn to_pb(c: Complaint) -> pb::Complaint {
         replied_at: c.replied_at.map(timestamp),
         created_at: Some(timestamp(c.created_at)),
         updated_at: Some(timestamp(c.updated_at)),
+        media,
     }
 }
 
@@ -228,6 +238,7 @@ pub async fn file_complaint(state: &AppState, caller: &Caller, cmd: FileComplain
         return Ok(c);
     }
     let complaint = store::insert_complaint(&mut tx, &cmd, caller.user_id).await?;
+    attach::set(&mut tx, caller.user_id, attach::Kind::Complaint, complaint.id, &cmd.media_ids, "media_ids").await?;
     remember(&mut tx, "FileComplaint", caller, cmd.request_id.as_ref(), &complaint).await?;
     tx.commit().await?;
     transition(Status::Received);
@@ -249,6 +260,19 @@ async fn seen(state: &AppState, caller: &Caller, complaint_id: Uuid) -> AppResul
 #[tracing::instrument(name = "complaints.get_complaint", skip_all, err(level = "debug"))]
 pub async fn get_complaint(state: &AppState, caller: &Caller, complaint_id: Uuid) -> AppResult<Complaint> {
     Ok(seen(state, caller, complaint_id).await?.0)
+}
+
+/// Whether `caller` sees complaint `id`: the reader for `crate::media::attach` (its photos
+/// are seen by its filer, the community's managers and admins; other members, even of the
+/// same community, do not).
+pub fn sees_complaint<'a>(state: &'a AppState, caller: &'a Caller, id: Uuid) -> BoxFuture<'a, AppResult<bool>> {
+    Box::pin(async move {
+        match seen(state, caller, id).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.code(), Code::NotFound | Code::PermissionDenied) => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
 }
 
 /// Members: their own complaints; managers and admins: all. Newest first.

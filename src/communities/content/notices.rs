@@ -1,8 +1,12 @@
 //! Notices: managers (and admins) write, APPROVED members read; listed pinned first, then
-//! newest first.
+//! newest first. A notice carries up to 10 images (`crate::media::attach`, purpose
+//! NOTICE_IMAGE), attached in the transaction that writes it; whoever sees the notice sees
+//! them ([`sees_notice`]).
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tonic::Code;
 use uuid::Uuid;
 
 use super::{not_found, visible};
@@ -12,6 +16,7 @@ use crate::error::{AppError, AppResult, Reason, Violations};
 use crate::fields::{id, mask, request_id, text, timestamp};
 use crate::grpc::pb;
 use crate::idempotency::{RequestId, remember, replayed};
+use crate::media::attach;
 use crate::state::AppState;
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -36,6 +41,8 @@ pub struct CreateNotice {
     pub title: String,
     pub body: String,
     pub pinned: bool,
+    /// Attached in the same transaction (`crate::media::attach`).
+    pub media_ids: Vec<Uuid>,
     #[serde(skip)]
     pub request_id: Option<RequestId>,
 }
@@ -46,6 +53,8 @@ pub struct NoticePatch {
     pub title: Option<String>,
     pub body: Option<String>,
     pub pinned: Option<bool>,
+    /// The notice's images from now on (detaching the others).
+    pub media_ids: Option<Vec<Uuid>>,
 }
 
 #[derive(Debug)]
@@ -65,6 +74,7 @@ impl TryFrom<pb::CreateNoticeRequest> for CreateNotice {
             title: text(&mut v, "title", &r.title, 1, MAX_TITLE_CHARS, false),
             body: text(&mut v, "body", &r.body, 1, MAX_BODY_CHARS, true),
             pinned: r.pinned,
+            media_ids: attach::parse_ids(&mut v, "media_ids", &r.media_ids),
             request_id: request_id(&mut v, &r.request_id),
         };
         v.finish()?;
@@ -78,11 +88,12 @@ impl TryFrom<pb::UpdateNoticeRequest> for UpdateNotice {
         let mut v = Violations::new();
         let notice_id = id(&mut v, "notice_id", &r.notice_id);
         let mut patch = NoticePatch::default();
-        for path in mask(&mut v, r.update_mask.as_ref(), &["title", "body", "pinned"]) {
+        for path in mask(&mut v, r.update_mask.as_ref(), &["title", "body", "pinned", "media_ids"]) {
             match path.as_str() {
                 "title" => patch.title = Some(text(&mut v, "title", &r.title, 1, MAX_TITLE_CHARS, false)),
                 "body" => patch.body = Some(text(&mut v, "body", &r.body, 1, MAX_BODY_CHARS, true)),
                 "pinned" => patch.pinned = Some(r.pinned),
+                "media_ids" => patch.media_ids = Some(attach::parse_ids(&mut v, "media_ids", &r.media_ids)),
                 _ => {}
             }
         }
@@ -91,7 +102,8 @@ impl TryFrom<pb::UpdateNoticeRequest> for UpdateNotice {
     }
 }
 
-pub fn to_pb(n: Notice) -> pb::Notice {
+/// `n` with its attached `media` (`crate::media::attach::shown`).
+pub fn to_pb(n: Notice, media: Vec<pb::Media>) -> pb::Notice {
     pb::Notice {
         id: n.id.to_string(),
         community_id: n.community_id.to_string(),
@@ -101,6 +113,7 @@ pub fn to_pb(n: Notice) -> pb::Notice {
         author_id: n.author_id.map(|u| u.to_string()).unwrap_or_default(),
         created_at: Some(timestamp(n.created_at)),
         updated_at: Some(timestamp(n.updated_at)),
+        media,
     }
 }
 
@@ -114,6 +127,7 @@ pub async fn create_notice(state: &AppState, caller: &Caller, cmd: CreateNotice)
         return Ok(n);
     }
     let notice = store::insert_notice(&mut tx, &cmd, caller.user_id).await?;
+    attach::set(&mut tx, caller.user_id, attach::Kind::Notice, notice.id, &cmd.media_ids, "media_ids").await?;
     remember(&mut tx, "CreateNotice", caller, cmd.request_id.as_ref(), &notice).await?;
     tx.commit().await?;
     Ok(notice)
@@ -124,6 +138,18 @@ pub async fn get_notice(state: &AppState, caller: &Caller, notice_id: Uuid) -> A
     let notice = store::get_notice(&state.db, notice_id).await?.ok_or_else(|| not_found(Reason::NoticeNotFound))?;
     visible(state, caller, notice.community_id, Reason::NoticeNotFound).await?;
     Ok(notice)
+}
+
+/// Whether `caller` sees notice `id`: the reader for `crate::media::attach` (a notice's
+/// images are seen by whoever sees the notice: its community's members and admins).
+pub fn sees_notice<'a>(state: &'a AppState, caller: &'a Caller, id: Uuid) -> BoxFuture<'a, AppResult<bool>> {
+    Box::pin(async move {
+        match get_notice(state, caller, id).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.code(), Code::NotFound | Code::PermissionDenied) => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
 }
 
 /// A page of notices: pinned first, then newest first.
@@ -147,7 +173,15 @@ pub async fn update_notice(state: &AppState, caller: &Caller, cmd: UpdateNotice)
     let notice = store::get_notice(&state.db, cmd.notice_id).await?.ok_or_else(|| not_found(Reason::NoticeNotFound))?;
     visible(state, caller, notice.community_id, Reason::NoticeNotFound).await?;
     access::manager(&state.db, caller, notice.community_id).await?;
-    store::update_notice(&state.db, cmd.notice_id, &cmd.patch).await?.ok_or_else(|| not_found(Reason::NoticeNotFound))
+    let mut tx = state.db.begin().await?;
+    let updated = store::update_notice(&mut *tx, cmd.notice_id, &cmd.patch)
+        .await?
+        .ok_or_else(|| not_found(Reason::NoticeNotFound))?;
+    if let Some(ids) = &cmd.patch.media_ids {
+        attach::set(&mut tx, caller.user_id, attach::Kind::Notice, updated.id, ids, "media_ids").await?;
+    }
+    tx.commit().await?;
+    Ok(updated)
 }
 
 #[tracing::instrument(name = "notices.delete_notice", skip_all, err(level = "debug"))]

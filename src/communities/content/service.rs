@@ -3,11 +3,47 @@
 //! field reported), use case, result → message.
 
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use super::{complaints, contacts, notices, polls, schedules};
 use crate::fields::required_id;
 use crate::grpc::{caller, pb};
+use crate::media::attach;
 use crate::state::AppState;
+
+/// Notices with their attached images (one query for all of them).
+async fn notices_pb(state: &AppState, rows: Vec<notices::Notice>) -> Result<Vec<pb::Notice>, Status> {
+    let ids: Vec<Uuid> = rows.iter().map(|n| n.id).collect();
+    let mut media = attach::shown(state, attach::Kind::Notice, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|n| {
+            let m = media.remove(&n.id).unwrap_or_default();
+            notices::to_pb(n, m)
+        })
+        .collect())
+}
+
+async fn notice_pb(state: &AppState, n: notices::Notice) -> Result<pb::Notice, Status> {
+    Ok(notices_pb(state, vec![n]).await?.into_iter().next().unwrap_or_default())
+}
+
+/// Complaints with their attached photos (one query for all of them).
+async fn complaints_pb(state: &AppState, rows: Vec<complaints::Complaint>) -> Result<Vec<pb::Complaint>, Status> {
+    let ids: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
+    let mut media = attach::shown(state, attach::Kind::Complaint, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|c| {
+            let m = media.remove(&c.id).unwrap_or_default();
+            complaints::to_pb(c, m)
+        })
+        .collect())
+}
+
+async fn complaint_pb(state: &AppState, c: complaints::Complaint) -> Result<pb::Complaint, Status> {
+    Ok(complaints_pb(state, vec![c]).await?.into_iter().next().unwrap_or_default())
+}
 
 pub struct NoticeApi {
     pub state: AppState,
@@ -22,14 +58,14 @@ impl pb::notice_service_server::NoticeService for NoticeApi {
         let caller = caller(&req)?;
         let cmd = notices::CreateNotice::try_from(req.into_inner())?;
         let notice = notices::create_notice(&self.state, &caller, cmd).await?;
-        Ok(Response::new(pb::CreateNoticeResponse { notice: Some(notices::to_pb(notice)) }))
+        Ok(Response::new(pb::CreateNoticeResponse { notice: Some(notice_pb(&self.state, notice).await?) }))
     }
 
     async fn get_notice(&self, req: Request<pb::GetNoticeRequest>) -> Result<Response<pb::GetNoticeResponse>, Status> {
         let caller = caller(&req)?;
         let id = required_id("notice_id", &req.get_ref().notice_id)?;
         let notice = notices::get_notice(&self.state, &caller, id).await?;
-        Ok(Response::new(pb::GetNoticeResponse { notice: Some(notices::to_pb(notice)) }))
+        Ok(Response::new(pb::GetNoticeResponse { notice: Some(notice_pb(&self.state, notice).await?) }))
     }
 
     async fn list_notices(
@@ -41,7 +77,7 @@ impl pb::notice_service_server::NoticeService for NoticeApi {
         let community = required_id("community_id", &r.community_id)?;
         let (rows, next) = notices::list_notices(&self.state, &caller, community, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListNoticesResponse {
-            notices: rows.into_iter().map(notices::to_pb).collect(),
+            notices: notices_pb(&self.state, rows).await?,
             next_page_token: next,
         }))
     }
@@ -53,7 +89,7 @@ impl pb::notice_service_server::NoticeService for NoticeApi {
         let caller = caller(&req)?;
         let cmd = notices::UpdateNotice::try_from(req.into_inner())?;
         let notice = notices::update_notice(&self.state, &caller, cmd).await?;
-        Ok(Response::new(pb::UpdateNoticeResponse { notice: Some(notices::to_pb(notice)) }))
+        Ok(Response::new(pb::UpdateNoticeResponse { notice: Some(notice_pb(&self.state, notice).await?) }))
     }
 
     async fn delete_notice(
@@ -80,7 +116,7 @@ impl pb::complaint_service_server::ComplaintService for ComplaintApi {
         let caller = caller(&req)?;
         let cmd = complaints::FileComplaint::try_from(req.into_inner())?;
         let c = complaints::file_complaint(&self.state, &caller, cmd).await?;
-        Ok(Response::new(pb::FileComplaintResponse { complaint: Some(complaints::to_pb(c)) }))
+        Ok(Response::new(pb::FileComplaintResponse { complaint: Some(complaint_pb(&self.state, c).await?) }))
     }
 
     async fn get_complaint(
@@ -90,7 +126,7 @@ impl pb::complaint_service_server::ComplaintService for ComplaintApi {
         let caller = caller(&req)?;
         let id = required_id("complaint_id", &req.get_ref().complaint_id)?;
         let c = complaints::get_complaint(&self.state, &caller, id).await?;
-        Ok(Response::new(pb::GetComplaintResponse { complaint: Some(complaints::to_pb(c)) }))
+        Ok(Response::new(pb::GetComplaintResponse { complaint: Some(complaint_pb(&self.state, c).await?) }))
     }
 
     async fn list_complaints(
@@ -101,7 +137,7 @@ impl pb::complaint_service_server::ComplaintService for ComplaintApi {
         let q = complaints::ListComplaints::try_from(req.into_inner())?;
         let (rows, next) = complaints::list_complaints(&self.state, &caller, q).await?;
         Ok(Response::new(pb::ListComplaintsResponse {
-            complaints: rows.into_iter().map(complaints::to_pb).collect(),
+            complaints: complaints_pb(&self.state, rows).await?,
             next_page_token: next,
         }))
     }
@@ -113,7 +149,7 @@ impl pb::complaint_service_server::ComplaintService for ComplaintApi {
         let caller = caller(&req)?;
         let cmd = complaints::UpdateStatus::try_from(req.into_inner())?;
         let c = complaints::update_complaint_status(&self.state, &caller, cmd).await?;
-        Ok(Response::new(pb::UpdateComplaintStatusResponse { complaint: Some(complaints::to_pb(c)) }))
+        Ok(Response::new(pb::UpdateComplaintStatusResponse { complaint: Some(complaint_pb(&self.state, c).await?) }))
     }
 
     async fn withdraw_complaint(
@@ -123,7 +159,7 @@ impl pb::complaint_service_server::ComplaintService for ComplaintApi {
         let caller = caller(&req)?;
         let id = required_id("complaint_id", &req.get_ref().complaint_id)?;
         let c = complaints::withdraw_complaint(&self.state, &caller, id).await?;
-        Ok(Response::new(pb::WithdrawComplaintResponse { complaint: Some(complaints::to_pb(c)) }))
+        Ok(Response::new(pb::WithdrawComplaintResponse { complaint: Some(complaint_pb(&self.state, c).await?) }))
     }
 }
 
