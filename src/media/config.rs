@@ -47,6 +47,9 @@ pub struct MediaSettings {
     pub poll_interval_ms: u64,
     /// Seconds after which media never completed or never attached are deleted.
     pub cleanup_after_s: u64,
+    /// Hours after an account's deletion its media (attached or not) are deleted, objects
+    /// and variants included. A suspended account's media are kept (it may be reinstated).
+    pub owner_deleted_grace_h: u64,
     /// For tests only (the SIGKILL fault test): milliseconds a worker sleeps after storing
     /// each variant, so a job can be caught half done. 0 (the default) in any deployment.
     pub test_processing_delay_ms: u64,
@@ -83,6 +86,7 @@ impl Default for MediaSettings {
             job_max_attempts: 5,
             poll_interval_ms: 1000,
             cleanup_after_s: 24 * 3600,
+            owner_deleted_grace_h: 30 * 24,
             test_processing_delay_ms: 0,
             url_key: None,
             s3_bucket: String::new(),
@@ -133,6 +137,9 @@ impl MediaSettings {
         }
         if self.cleanup_after_s < 60 {
             errs.push("media.cleanup_after_s: must be at least 60".into());
+        }
+        if !(1..=10 * 365 * 24).contains(&self.owner_deleted_grace_h) {
+            errs.push("media.owner_deleted_grace_h: must be 1 to 87600".into());
         }
         if self.test_processing_delay_ms > 600_000 {
             errs.push("media.test_processing_delay_ms: must be at most 600000 (and 0 outside tests)".into());

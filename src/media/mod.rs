@@ -65,6 +65,10 @@ pub fn register_metrics() {
     );
     describe_counter!("maru_media_storage_errors_total", "Failed object store operations, by op.");
     describe_counter!("maru_media_cleaned_total", "Media never completed or never attached, deleted by the clean-up.");
+    describe_counter!(
+        "maru_media_owner_deleted_cleaned_total",
+        "Media of deleted accounts, deleted by the clean-up after media.owner_deleted_grace_h."
+    );
     for p in model::Purpose::ALL {
         for o in ops::UPLOAD_OUTCOMES {
             metrics::counter!("maru_media_uploads_total", "purpose" => p.as_str(), "outcome" => o).increment(0);
@@ -84,6 +88,7 @@ pub fn register_metrics() {
         metrics::counter!("maru_media_storage_errors_total", "op" => op).increment(0);
     }
     metrics::counter!("maru_media_cleaned_total").increment(0);
+    metrics::counter!("maru_media_owner_deleted_cleaned_total").increment(0);
     metrics::gauge!("maru_media_queue_depth").set(0.0);
     metrics::gauge!("maru_media_queue_oldest_age_seconds").set(0.0);
 }

@@ -330,6 +330,37 @@ pub async fn delete(db: &PgPool, id: Uuid, before: DateTime<Utc>) -> AppResult<b
     Ok(r.rows_affected() == 1)
 }
 
+/// Media of accounts deleted before `before` (not suspended: a suspension may be lifted), at
+/// most `limit`, attached or not, not being processed: their object keys, for the clean-up.
+pub async fn of_deleted_owners(db: &PgPool, before: DateTime<Utc>, limit: i64) -> AppResult<Vec<(Uuid, Vec<String>)>> {
+    let rows = sqlx::query(
+        "select m.id, array_remove(array_agg(v.object_key), null) || m.object_key as keys
+         from media m join users u on u.id = m.owner_id
+         left join media_variants v on v.media_id = m.id
+         where u.deleted_at < $1 and u.suspended_at is null and m.state <> 'PROCESSING'
+         group by m.id order by m.created_at limit $2",
+    )
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("keys")?))).collect()
+}
+
+/// Deletes media `id` if its owner is still deleted since before `before` (and not suspended).
+pub async fn delete_of_deleted_owner(db: &PgPool, id: Uuid, before: DateTime<Utc>) -> AppResult<bool> {
+    let r = sqlx::query(
+        "delete from media m using users u
+         where m.id = $1 and u.id = m.owner_id and u.deleted_at < $2 and u.suspended_at is null
+           and m.state <> 'PROCESSING'",
+    )
+    .bind(id)
+    .bind(before)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Releases the upload token after a refused or broken PUT, so the client may PUT again.
 pub async fn release_upload(db: &PgPool, id: Uuid) -> AppResult<()> {
     sqlx::query("update media set upload_started_at = null where id = $1 and state = 'UPLOADING'")

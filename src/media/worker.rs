@@ -196,7 +196,9 @@ pub async fn cleanup(state: AppState, storage: Storage, mut stop: watch::Receive
     }
 }
 
-/// One clean-up pass; the number of media deleted.
+/// One clean-up pass; the number of media deleted: those never completed or never attached
+/// (after `media.cleanup_after_s`), then those of accounts deleted more than
+/// `media.owner_deleted_grace_h` ago, attached or not.
 pub async fn cleanup_once(state: &AppState, storage: &Storage) -> Result<u64, AppError> {
     let before = state.clock.now() - chrono::Duration::seconds(state.settings.media.cleanup_after_s as i64);
     let mut deleted = 0;
@@ -209,5 +211,23 @@ pub async fn cleanup_once(state: &AppState, storage: &Storage) -> Result<u64, Ap
         }
     }
     metrics::counter!("maru_media_cleaned_total").increment(deleted);
+    Ok(deleted + cleanup_deleted_owners(state, storage).await?)
+}
+
+/// Deletes the media (objects, variants, rows) of accounts deleted more than
+/// `media.owner_deleted_grace_h` ago; the number deleted.
+async fn cleanup_deleted_owners(state: &AppState, storage: &Storage) -> Result<u64, AppError> {
+    let grace = chrono::Duration::hours(state.settings.media.owner_deleted_grace_h as i64);
+    let before = state.clock.now() - grace;
+    let mut deleted = 0;
+    for (id, keys) in store::of_deleted_owners(&state.db, before, 500).await? {
+        for key in &keys {
+            storage.delete(key).await?;
+        }
+        if store::delete_of_deleted_owner(&state.db, id, before).await? {
+            deleted += 1;
+        }
+    }
+    metrics::counter!("maru_media_owner_deleted_cleaned_total").increment(deleted);
     Ok(deleted)
 }

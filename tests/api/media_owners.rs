@@ -469,3 +469,88 @@ async fn a_profile_picture_is_shown_with_the_profile(pool: PgPool) {
     assert_err(get(app, &apt.lee, &next).await, Code::NotFound, "MEDIA_NOT_FOUND");
 }
 
+/// Files under `dir`, recursively (0 when it does not exist).
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() { files_under(&p) } else { 1 }
+        })
+        .sum()
+}
+
+#[sqlx::test]
+async fn a_deleted_accounts_media_go_after_the_grace_period(pool: PgPool) {
+    let clock = maru::clock::TestClock::new(chrono::Utc::now());
+    let mut settings = test_settings();
+    settings.media.data_dir = crate::media::data_dir();
+    settings.media.poll_interval_ms = 50;
+    let app = TestApp::spawn_clock(pool, settings, clock.clone()).await;
+    let grace = app.state.settings.media.owner_deleted_grace_h as i64;
+    assert_eq!(grace, 720, "the default: 30 days");
+    let feed = || pb::feed_service_client::FeedServiceClient::new(app.channel.clone());
+    let post = |who: &TestUser, media: String| {
+        let req =
+            pb::CreatePostRequest { public: true, text: "사진".into(), media_ids: vec![media], ..Default::default() };
+        let mut feed = feed();
+        let req = who.req(req);
+        async move { feed.create_post(req).await.unwrap() }
+    };
+    let (kim, lee, sam) = (app.user("kim").await, app.user("lee").await, app.user("sam").await);
+    // Kim: a post photo and a profile picture, both attached; lee and sam: a post photo each.
+    post(&kim, ready(&app, &kim, pb::MediaPurpose::PostImage).await).await;
+    let avatar = ready(&app, &kim, pb::MediaPurpose::Avatar).await;
+    ProfileServiceClient::new(app.channel.clone())
+        .update_profile(kim.req(pb::UpdateProfileRequest {
+            media_id: avatar,
+            update_mask: mask(&["media_id"]),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    post(&lee, ready(&app, &lee, pb::MediaPurpose::PostImage).await).await;
+    post(&sam, ready(&app, &sam, pb::MediaPurpose::PostImage).await).await;
+    let dir = |who: &TestUser| std::path::Path::new(&app.state.settings.media.data_dir).join("media").join(&who.id);
+    assert_eq!((files_under(&dir(&kim)), files_under(&dir(&lee))), (6, 3), "original + 2 variants each");
+
+    // Kim deletes the account; sam is suspended (which may be lifted: sam's media stay).
+    ProfileServiceClient::new(app.channel.clone())
+        .delete_account(kim.req(pb::DeleteAccountRequest { confirm_handle: "kim".into() }))
+        .await
+        .unwrap();
+    sqlx::query("update users set deleted_at = now(), suspended_at = now() where handle = 'sam'")
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let storage = maru::media::storage::Storage::from_settings(&app.state.settings.media).unwrap();
+    let count = |owner: &TestUser| {
+        let db = app.state.db.clone();
+        let owner = owner.id.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("select count(*) from media where owner_id = $1::uuid")
+                .bind(owner)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+
+    // Within the grace period nothing goes.
+    clock.advance(chrono::Duration::hours(grace - 1));
+    assert_eq!(maru::media::worker::cleanup_once(&app.state, &storage).await.unwrap(), 0);
+    assert_eq!((count(&kim).await, files_under(&dir(&kim))), (2, 6));
+
+    // After it, kim's two media go, rows, objects and variants; nobody else's.
+    clock.advance(chrono::Duration::hours(2));
+    assert_eq!(maru::media::worker::cleanup_once(&app.state, &storage).await.unwrap(), 2);
+    assert_eq!((count(&kim).await, files_under(&dir(&kim))), (0, 0));
+    assert_eq!((count(&lee).await, files_under(&dir(&lee))), (1, 3));
+    assert_eq!((count(&sam).await, files_under(&dir(&sam))), (1, 3));
+    let variants: i64 =
+        sqlx::query_scalar("select count(*) from media_variants").fetch_one(&app.state.db).await.unwrap();
+    assert_eq!(variants, 4, "lee's and sam's");
+    assert_eq!(maru::media::worker::cleanup_once(&app.state, &storage).await.unwrap(), 0);
+    let cleaned = app.metrics().await;
+    assert!(cleaned.contains("maru_media_owner_deleted_cleaned_total"), "the counter is exported");
+}
