@@ -337,3 +337,94 @@ pub async fn view_with(
     }
     Ok(MediaView { media: m, variants })
 }
+
+/// The largest chunk of an UploadMedia stream.
+pub const MAX_STREAM_CHUNK: usize = 1024 * 1024;
+
+/// UploadMedia (native clients): reserves the media as CreateUpload does (limits, quota,
+/// idempotency), streams `chunks` to the store in chunks of `http::CHUNK_BYTES` (at most two
+/// in flight: never the whole file in memory), enforcing the declared size as the bytes
+/// arrive, then checks and queues it as CompleteUpload does. Until the upload URL's expiry at
+/// the latest: a stream silent past it is refused. A refused or broken stream leaves the media
+/// UPLOADING (its upload released, the partial object discarded) for the clean-up.
+pub async fn upload_media<S>(
+    state: &AppState,
+    storage: &Storage,
+    caller: &Caller,
+    cmd: CreateUpload,
+    mut chunks: S,
+) -> AppResult<MediaView>
+where
+    S: futures::Stream<Item = AppResult<bytes::Bytes>> + Unpin,
+{
+    use futures::StreamExt as _;
+    let purpose = cmd.purpose;
+    let ticket = create_upload(state, storage, caller, cmd).await?;
+    let now = state.clock.now();
+    let Some(m) = store::start_upload(&state.db, ticket.media_id, now).await? else {
+        // An idempotent replay of a stream that got this far already: answer the media.
+        let m = store::get(&state.db, ticket.media_id).await?.ok_or_else(media_not_found)?;
+        if m.state != State::Uploading {
+            return view(state, storage, m).await;
+        }
+        return Err(incomplete(purpose, "this upload is already being received on another stream".into()));
+    };
+    let release = || async {
+        if let Err(e) = store::release_upload(&state.db, m.id).await {
+            tracing::warn!(error = %e, media_id = %m.id, "releasing a refused upload failed");
+        }
+    };
+    let declared = m.size_bytes as u64;
+    let deadline = tokio::time::Instant::now()
+        + (ticket.expires_at - now).to_std().unwrap_or(Duration::from_secs(state.settings.media.upload_ttl_s));
+    let mut writer = match storage.writer(&m.object_key, super::http::CHUNK_BYTES).await {
+        Ok(w) => w,
+        Err(e) => {
+            release().await;
+            return Err(e);
+        }
+    };
+    let mut total: u64 = 0;
+    let refusal = loop {
+        let next = match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                break Some(AppError::refused(
+                    tonic::Code::DeadlineExceeded,
+                    Reason::MediaUploadExpired,
+                    "the upload took longer than media.upload_ttl_s; create a new upload",
+                ));
+            }
+        };
+        let chunk = match next {
+            None => break None,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => break Some(e),
+        };
+        if chunk.len() > MAX_STREAM_CHUNK {
+            break Some(AppError::invalid("chunk", format!("at most {MAX_STREAM_CHUNK} bytes per message")));
+        }
+        total += chunk.len() as u64;
+        if total > declared {
+            counted(purpose, "incomplete");
+            break Some(AppError::invalid("size_bytes", format!("{declared} bytes were declared and more were sent")));
+        }
+        if let Err(e) = writer.wait_for_capacity(2).await {
+            break Some(super::storage::storage_error("write", &e));
+        }
+        writer.put(chunk);
+    };
+    let refusal = refusal.or_else(|| {
+        (total != declared).then(|| incomplete(purpose, format!("{total} bytes were sent, {declared} were declared")))
+    });
+    if let Some(e) = refusal {
+        let _ = writer.abort().await;
+        release().await;
+        return Err(e);
+    }
+    if let Err(e) = writer.finish().await {
+        release().await;
+        return Err(super::storage::storage_error("write", &e));
+    }
+    complete_upload(state, storage, caller, m.id).await
+}

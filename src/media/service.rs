@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::ops::{self, MediaView};
 use super::storage::Storage;
+use crate::error::{AppError, Reason};
 use crate::fields::{required_id, timestamp};
 use crate::grpc::{caller, pb};
 use crate::state::AppState;
@@ -72,6 +73,36 @@ impl pb::media_service_server::MediaService for MediaApi {
         let id = required_id("media_id", &req.get_ref().media_id)?;
         let v = ops::complete_upload(&self.state, &self.storage, &caller, id).await?;
         Ok(Response::new(pb::CompleteUploadResponse { media: Some(media_to_pb(v)) }))
+    }
+
+    async fn upload_media(
+        &self,
+        req: Request<tonic::Streaming<pb::UploadMediaRequest>>,
+    ) -> Result<Response<pb::UploadMediaResponse>, Status> {
+        use futures::StreamExt as _;
+        let caller = caller(&req)?;
+        let mut stream = req.into_inner();
+        let first = stream.next().await.transpose()?;
+        let Some(pb::upload_media_request::Part::Metadata(r)) = first.and_then(|m| m.part) else {
+            return Err(AppError::invalid("metadata", "the first message must carry the upload's metadata").into());
+        };
+        let cmd = ops::validate(
+            &self.state.settings.media,
+            r.purpose,
+            &r.content_type,
+            r.size_bytes,
+            &r.sha256,
+            &r.request_id,
+        )?;
+        let chunks = stream.map(|m| match m.map(|m| m.part) {
+            Ok(Some(pb::upload_media_request::Part::Chunk(c))) => Ok(bytes::Bytes::from(c)),
+            Ok(_) => Err(AppError::invalid("chunk", "every message after the first must carry a chunk")),
+            Err(status) => {
+                Err(AppError::refused(status.code(), Reason::MediaUploadIncomplete, "the upload stream broke off"))
+            }
+        });
+        let v = ops::upload_media(&self.state, &self.storage, &caller, cmd, chunks).await?;
+        Ok(Response::new(pb::UploadMediaResponse { media: Some(media_to_pb(v)) }))
     }
 
     async fn get_media(&self, req: Request<pb::GetMediaRequest>) -> Result<Response<pb::GetMediaResponse>, Status> {

@@ -19,6 +19,7 @@ mod mail;
 mod market;
 mod media;
 mod media_owners;
+mod media_stream;
 mod ops;
 mod policy;
 mod reports;

@@ -174,6 +174,7 @@ const POLICIES: &[(&str, RpcClass, CallerRule)] = &[
     ("AuthService/ConvertGuest", SENSITIVE, REQUIRED),
     ("MediaService/CreateUpload", WRITE, REQUIRED),
     ("MediaService/CompleteUpload", WRITE, REQUIRED),
+    ("MediaService/UploadMedia", WRITE, REQUIRED),
     ("MediaService/GetMedia", READ, REQUIRED),
     ("IdentityService/StartExternalLogin", AUTH, NONE),
     ("IdentityService/FinishExternalLogin", AUTH, NONE),
