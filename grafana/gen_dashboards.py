@@ -592,8 +592,33 @@ def dependencies():
                      targets((f"histogram_quantile(0.95, sum by (le, source) (rate(maru_ingest_run_duration_seconds_bucket{{{M}}}[6h])))",
                               "{{source}}")), "s"), 6, 8)
 
+    d.row("Object store (media)", "Where media bytes live (docs/media.md#storage): a local directory by default, "
+          "an S3-compatible bucket with media.backend = s3 (minio in compose). A failing store refuses uploads "
+          "and completes with UNAVAILABLE MEDIA_STORAGE_UNAVAILABLE and stalls processing (MaruMediaQueueStale).")
+    d.add(timeseries("Object store errors/s by op", "Failed object store operations per replica and op (head, get, "
+                     "put, delete, sign, write). Sustained errors: check the bucket endpoint and credentials "
+                     "(media.s3_*) or the local directory's disk; uploads answer UNAVAILABLE meanwhile.",
+                     targets((f"sum by (instance, op) (rate(maru_media_storage_errors_total{{{M}}}[{RI}]))",
+                              "{{instance}} {{op}}")), "ops"), 6, 8)
+    d.add(timeseries("Bytes stored/s by purpose", "Bytes of completed uploads (CompleteUpload, UploadMedia) per "
+                     "purpose: the write load the store takes, besides the variants processing adds.",
+                     targets((f"sum by (purpose) (rate(maru_media_upload_bytes_total{{{M}}}[{RI}]))", "{{purpose}}")),
+                     "Bps", stack=True), 6, 8)
+    d.add(timeseries("Local backend routes/s by outcome", "maru's own PUT /media/upload and GET /media routes "
+                     "(local backend only). storage_error means the directory failed a read or write; too_large and "
+                     "size_mismatch are client mistakes.",
+                     targets((f"sum by (outcome) (rate(maru_media_http_requests_total{{{M}}}[{RI}]))", "{{outcome}}")),
+                     "ops", stack=True), 6, 8)
+    d.add(timeseries("Objects deleted by the clean-up/h", "Media deleted with their objects: never completed or "
+                     "never attached (after media.cleanup_after_s), and those of deleted accounts (after "
+                     "media.owner_deleted_grace_h). A clean-up that stops deleting while storage errors rise has "
+                     "lost the store.",
+                     targets((f"sum(increase(maru_media_cleaned_total{{{M}}}[1h]))", "unattached"),
+                             (f"sum(increase(maru_media_owner_deleted_cleaned_total{{{M}}}[1h]))", "owner deleted")),
+                     "short"), 6, 8)
+
     return dashboard("maru-dependencies", "maru / Dependencies",
-                     "PostgreSQL pool and server, Redis and caches, password hashing, the open-data ingest.", d, [INSTANCE_VAR],
+                     "PostgreSQL pool and server, Redis and caches, password hashing, the open-data ingest, the object store.", d, [INSTANCE_VAR],
                      [RESTART_ANNOTATION])
 
 
