@@ -205,6 +205,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "  {} rooms: DMs demo.kim–demo.lee and demo.kim–demo.hana, the group 마루 101동 이웃 (owner demo.manager)",
                 crate::seed::DEMO_CHATS.len()
             );
+            let what = if demo.photos_created { "created" } else { "already there, unchanged" };
+            println!("feed photos: {what}");
+            println!(
+                "  {} posts with photos in 용인신갈푸르지오 (demo.kim, demo.lee, demo.manager), processed into variants",
+                crate::seed::DEMO_PHOTO_POSTS.len()
+            );
             Ok(())
         }
         Command::CheckConfig => unreachable!("handled above"),

@@ -36,6 +36,10 @@
 //! messages, and demo.lee's read mark at the end of the group so that unread counts differ.
 //! Built through `chat::ops` from the same requests the RPCs take.
 //!
+//! And feed posts with photos in the demo complex ([`DEMO_PHOTO_POSTS`]: demo.kim with two,
+//! demo.lee and demo.manager with one): the images are drawn in code ([`Scene::jpeg`]),
+//! uploaded, processed into their variants and attached through the media and feed use cases.
+//!
 //! Running it again changes nothing (it reports that the demo exists); the registry import is
 //! idempotent anyway. The registry ([`DEMO_REGISTRY`], the Gyeonggi export of
 //! `tests/fixtures/apartments-gyeonggi.json`) is compiled into the binary, so the command works
@@ -61,6 +65,7 @@ use crate::communities::model::{Decision, JoinRequest, Kind, NewCommunity};
 use crate::communities::{ops as communities, registry};
 use crate::events::model::{Category, Coords, CreateEvent, EventUser, Venue};
 use crate::events::ops as events;
+use crate::feed::model::CreatePost;
 use crate::grpc::pb;
 use crate::market::model::CreateProduct;
 use crate::market::ops as market;
@@ -97,6 +102,8 @@ pub struct Demo {
     pub market_created: bool,
     /// False when the demo chats were there already (nothing was added).
     pub chat_created: bool,
+    /// False when the feed's photo posts were there already (nothing was added).
+    pub photos_created: bool,
 }
 
 /// Imports the registry (`registry_file`, or the compiled-in [`DEMO_REGISTRY`]) and builds the
@@ -126,6 +133,10 @@ pub async fn demo(state: &AppState, registry_file: Option<PathBuf>) -> anyhow::R
         market_demo(state).await.map_err(|e| anyhow::anyhow!("seeding the demo market failed: {e}"))?;
     // And chat, between the residents, the manager and a seller.
     let chat_created = chat_demo(state).await.map_err(|e| anyhow::anyhow!("seeding the demo chats failed: {e}"))?;
+    // And feed posts with photos in the demo complex (drawn in code, processed like uploads).
+    let photos_created = photo_posts_demo(state, community_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding the demo photo posts failed: {e}"))?;
     Ok(Demo {
         community_id,
         created: !exists,
@@ -134,6 +145,7 @@ pub async fn demo(state: &AppState, registry_file: Option<PathBuf>) -> anyhow::R
         dev_club_created,
         market_created,
         chat_created,
+        photos_created,
     })
 }
 
@@ -701,6 +713,161 @@ async fn chat_demo(state: &AppState) -> crate::error::AppResult<bool> {
         if !title.is_empty() {
             chat::mark_read(state, &existing(state, "demo.lee").await?, room.room.id, last).await?;
         }
+    }
+    Ok(true)
+}
+
+/// The demo complex's feed posts with photos: (author, text, the scenes of its photos).
+pub const DEMO_PHOTO_POSTS: &[(&str, &str, &[Scene])] = &[
+    ("demo.kim", "단지 앞 벚꽃길이 활짝 폈어요 🌸 산책하기 딱 좋네요.", &[Scene::Blossom, Scene::Dusk]),
+    ("demo.lee", "놀이터 새 단장 끝났습니다. 아이들이 좋아하네요.", &[Scene::Playground]),
+    ("demo.manager", "101동 외벽 도색 공사가 마무리되었습니다. 협조해 주셔서 감사합니다.", &[Scene::Dusk]),
+];
+
+/// A demo photo, drawn in code (no binary files in the repository).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scene {
+    Blossom,
+    Playground,
+    Dusk,
+}
+
+impl Scene {
+    /// A 960×720 JPEG: a sky gradient, apartment blocks with windows, and the scene's colours.
+    pub fn jpeg(self) -> Vec<u8> {
+        use image::{ImageEncoder as _, Rgb, RgbImage};
+        let (w, h) = (960u32, 720u32);
+        let (top, bottom, ground, accent): ([u8; 3], [u8; 3], [u8; 3], [u8; 3]) = match self {
+            Scene::Blossom => ([150, 200, 245], [235, 240, 250], [120, 160, 90], [250, 180, 205]),
+            Scene::Playground => ([110, 180, 240], [210, 235, 250], [90, 170, 90], [250, 200, 40]),
+            Scene::Dusk => ([40, 40, 110], [240, 140, 90], [60, 60, 70], [255, 220, 120]),
+        };
+        let lerp = |a: u8, b: u8, t: f32| (f32::from(a) + (f32::from(b) - f32::from(a)) * t) as u8;
+        let mut img = RgbImage::from_fn(w, h, |_, y| {
+            let t = y as f32 / h as f32;
+            Rgb([lerp(top[0], bottom[0], t), lerp(top[1], bottom[1], t), lerp(top[2], bottom[2], t)])
+        });
+        // Ground, then three blocks with a grid of windows (lit in the scene's accent).
+        for y in h * 4 / 5..h {
+            for x in 0..w {
+                img.put_pixel(x, y, Rgb(ground));
+            }
+        }
+        for (i, (x0, bw, bh)) in [(80u32, 200u32, 420u32), (360, 240, 500), (680, 200, 380)].into_iter().enumerate() {
+            let y0 = h * 4 / 5 - bh;
+            for y in y0..h * 4 / 5 {
+                for x in x0..x0 + bw {
+                    let window = (x - x0) % 40 >= 12 && (x - x0) % 40 < 30 && (y - y0) % 50 >= 15 && (y - y0) % 50 < 35;
+                    let lit = window && !(x / 40 + y / 50 + i as u32).is_multiple_of(3);
+                    let c = if lit {
+                        accent
+                    } else if window {
+                        [70, 80, 95]
+                    } else {
+                        [200 - 20 * i as u8, 195, 185]
+                    };
+                    img.put_pixel(x, y, Rgb(c));
+                }
+            }
+        }
+        // Blossoms, balls or a moon: discs in the accent colour.
+        let discs: &[(i32, i32, i32)] = match self {
+            Scene::Blossom => &[(60, 600, 40), (180, 620, 50), (320, 590, 45), (620, 610, 55), (880, 600, 40)],
+            Scene::Playground => &[(300, 650, 30), (520, 660, 25)],
+            Scene::Dusk => &[(820, 120, 50)],
+        };
+        for &(cx, cy, r) in discs {
+            for y in (cy - r).max(0)..(cy + r).min(h as i32) {
+                for x in (cx - r).max(0)..(cx + r).min(w as i32) {
+                    if (x - cx).pow(2) + (y - cy).pow(2) <= r * r {
+                        img.put_pixel(x as u32, y as u32, Rgb(accent));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        // Encoding an in-memory RGB image of a fixed size cannot fail.
+        let _ = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85).write_image(
+            &img,
+            w,
+            h,
+            image::ExtendedColorType::Rgb8,
+        );
+        out
+    }
+}
+
+/// A READY post photo of `who` with `bytes`: uploaded and processed through the media use
+/// cases (the CLI has no background worker, so the queue is worked here; on a running server
+/// its worker may take the job first, and this waits for it).
+async fn demo_photo(
+    state: &AppState,
+    storage: &crate::media::storage::Storage,
+    who: &Caller,
+    bytes: Vec<u8>,
+) -> crate::error::AppResult<Uuid> {
+    use crate::media::{model::State, ops, store, worker};
+    let cmd = ops::validate(
+        &state.settings.media,
+        pb::MediaPurpose::PostImage as i32,
+        "image/jpeg",
+        bytes.len() as i64,
+        "",
+        "",
+    )?;
+    let ticket = ops::create_upload(state, storage, who, cmd).await?;
+    let m = store::get(&state.db, ticket.media_id)
+        .await?
+        .ok_or_else(|| crate::error::AppError::internal("the demo photo vanished"))?;
+    storage.put(&m.object_key, bytes).await?;
+    ops::complete_upload(state, storage, who, m.id).await?;
+    for _ in 0..600 {
+        worker::work_queued(state, storage).await?;
+        let now = store::get(&state.db, m.id)
+            .await?
+            .ok_or_else(|| crate::error::AppError::internal("the demo photo vanished"))?;
+        match now.state {
+            State::Ready => return Ok(m.id),
+            State::Failed => {
+                return Err(crate::error::AppError::internal(format!(
+                    "a demo photo failed processing: {}",
+                    now.failure_reason.unwrap_or_default()
+                )));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    Err(crate::error::AppError::internal("a demo photo was not processed within a minute"))
+}
+
+/// [`DEMO_PHOTO_POSTS`] in the demo complex, once (false when demo.kim's photo post exists).
+async fn photo_posts_demo(state: &AppState, community_id: Uuid) -> crate::error::AppResult<bool> {
+    let exists: bool = sqlx::query_scalar(
+        "select exists (select 1 from media m join users u on u.id = m.owner_id
+                         where lower(u.handle) = 'demo.kim' and m.attached_kind = 'post')",
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if exists {
+        return Ok(false);
+    }
+    let storage = crate::media::storage::Storage::shared(&state.settings.media)
+        .map_err(|e| crate::error::AppError::internal(format!("media store: {e:#}")))?;
+    for (author, text, scenes) in DEMO_PHOTO_POSTS {
+        let who = existing(state, author).await?;
+        let mut media_ids = Vec::new();
+        for scene in *scenes {
+            media_ids.push(demo_photo(state, &storage, &who, scene.jpeg()).await?);
+        }
+        let cmd = CreatePost {
+            community_id: Some(community_id),
+            text: (*text).into(),
+            tags: vec!["우리단지".into()],
+            image_urls: vec![],
+            media_ids,
+            request_id: None,
+        };
+        crate::feed::ops::create_post(state, &who, cmd).await?;
     }
     Ok(true)
 }

@@ -74,6 +74,20 @@ pub async fn run(state: AppState, storage: Storage, mut stop: watch::Receiver<bo
     }
 }
 
+/// Works every job due now, one after the other, on this task (for `maru seed demo`, which
+/// runs without the background worker); the number worked. Jobs other replicas hold are left
+/// to them.
+pub async fn work_queued(state: &AppState, storage: &Storage) -> Result<u64, AppError> {
+    let worker = format!("{}-seed-{}", hostname(), Uuid::new_v4().simple());
+    let lease = state.settings.media.job_lease_s as i64;
+    let mut n = 0;
+    while let Some(job) = store::claim_job(&state.db, &worker, lease, state.clock.now()).await? {
+        work(state, storage, &worker, job).await;
+        n += 1;
+    }
+    Ok(n)
+}
+
 fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "maru".into())
 }

@@ -431,3 +431,42 @@ async fn seed_demo_builds_the_chats_once(pool: PgPool) {
     let outsider = token(&app, "demo.seo").await;
     assert!(rooms_of(outsider).await.is_empty(), "demo.seo is in no demo room");
 }
+
+#[sqlx::test]
+async fn seed_demo_posts_photos_once(pool: PgPool) {
+    use maru::grpc::pb::feed_service_client::FeedServiceClient;
+    let app = TestApp::spawn_with(pool, |s| s.media.data_dir = crate::media::data_dir()).await;
+    let first = maru::seed::demo(&app.state, None).await.unwrap();
+    assert!(first.photos_created);
+    let again = maru::seed::demo(&app.state, None).await.unwrap();
+    assert!(!again.photos_created, "a second run adds nothing");
+    let (media, posts): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from media), (select count(distinct attached_id) from media where attached_kind = 'post')",
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!((media, posts), (4, 3), "four photos on three posts, once");
+
+    // A resident reads the complex's feed with the photos, READY with both variants, and the
+    // variant URLs serve JPEG or WebP bytes.
+    let kim = token(&app, "demo.kim").await;
+    let req = pb::ListPostsRequest { community_id: first.community_id.to_string(), ..Default::default() };
+    let page = FeedServiceClient::new(app.channel.clone()).list_posts(bearer(&kim, req)).await.unwrap().into_inner();
+    let with_photos: Vec<_> = page.posts.iter().filter(|p| !p.media.is_empty()).collect();
+    assert_eq!(with_photos.len(), 3);
+    for (author, text, scenes) in maru::seed::DEMO_PHOTO_POSTS {
+        let post = with_photos.iter().find(|p| p.text == *text).expect("the demo post");
+        assert_eq!(post.author.as_ref().map(|a| a.handle.as_str()), Some(*author));
+        assert_eq!(post.media.len(), scenes.len());
+        for m in &post.media {
+            assert_eq!(m.state, pb::MediaState::Ready as i32);
+            assert_eq!(m.variants.len(), 2);
+            let display = m.variants.iter().find(|v| v.name == "display").unwrap();
+            assert_eq!((display.width, display.height), (960, 720), "never upscaled");
+            let r = reqwest::get(&display.url).await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert!(!r.bytes().await.unwrap().is_empty());
+        }
+    }
+}
