@@ -8,7 +8,9 @@
 # target/web-test/<time>), printed at the start and the end.
 #
 # WEB_TEST_DEV=1 runs the same scenario against `npm run dev` (esbuild's server on another
-# port, calling maru cross-origin: CORS, and the CSP the dev page carries in a meta element).
+# port, calling maru cross-origin: CORS, and the CSP the dev page carries in a meta element),
+# without the token-expiry wait. WEB_TEST_REUSE_BUILD=1 skips the builds when they exist (CI's
+# second pass).
 #
 # Needs: PostgreSQL on 127.0.0.1:5432 (trust auth), Redis optional, node 20+ and npm (buf and
 # protoc-gen-es are npm devDependencies), chromium (apt-get install -y chromium; or CHROMIUM=/path).
@@ -23,10 +25,14 @@ if [[ -z "$CHROMIUM" ]]; then
 fi
 export CHROMIUM PUPPETEER_SKIP_DOWNLOAD=1
 
-echo "== build maru (debug)"
-cargo build --locked --bin maru
-echo "== build the web app (npm ci, buf generate, tsc, esbuild)"
-(cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+if [[ "${WEB_TEST_REUSE_BUILD:-}" == 1 && -x target/debug/maru && -d web/node_modules && -f web/dist/index.html ]]; then
+  echo "== reusing target/debug/maru and web/ as built (WEB_TEST_REUSE_BUILD=1)"
+else
+  echo "== build maru (debug)"
+  cargo build --locked --bin maru
+  echo "== build the web app (npm ci, buf generate, tsc, esbuild)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+fi
 
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() { local p=$1; while in_use "$p"; do p=$((p + 1)); done; echo "$p"; }
@@ -49,8 +55,9 @@ export MARU__MEDIA__DATA_DIR=$WEB_TEST_TMP/media MARU__MEDIA__POLL_INTERVAL_MS=1
 # A quick restart: no balancer to wait for.
 export MARU__GRPC__SHUTDOWN_GRACE_MS=0 MARU__GRPC__DRAIN_TIMEOUT_MS=1000
 export MARU__LOG__ACCESS_LOG=false
-# Short access tokens: the scenario outlives one and checks the app refreshes it.
-export MARU__AUTH__ACCESS_TTL_S=30
+# Short access tokens: the scenario outlives one and checks the app refreshes it (waiting for
+# the expiry: half the run; the dev-server pass leaves it to the /app/ pass).
+if [[ "${WEB_TEST_DEV:-}" == 1 ]]; then unset MARU__AUTH__ACCESS_TTL_S; else export MARU__AUTH__ACCESS_TTL_S=30; fi
 
 cleanup() {
   local rc=$?

@@ -312,6 +312,8 @@ try {
   //     loads the next page (its page token) when scrolled to the end.
   await b.click('main > a[href^="#/c/"]');
   await b.waitForSelector("#compose");
+  // A's like, as the server counts it, on B's feed.
+  await until(b, (id) => document.querySelector(`[data-post="${id}"] button.like`)?.textContent.trim() === "♡ 1", postId);
   for (let i = 1; i <= 11; i++) {
     await b.type("#compose textarea", `관리사무소 공지 ${i} (${suffix})`);
     await b.click("#compose button[type=submit]");
@@ -447,11 +449,15 @@ try {
   await c.goto(APP_URL);
   await fill(c, "#sign-in", { login: "nobody.here", password: "wrong password" });
   let reason = "";
+  const reasons = new Set();
   for (let i = 0; i < 20 && reason !== "RATE_LIMITED"; i++) {
     await c.evaluate(() => document.querySelector("#sign-in .error")?.remove());
     await c.click("#sign-in button[type=submit]");
     reason = await until(c, () => document.querySelector("#sign-in .error")?.dataset.reason);
+    reasons.add(reason);
   }
+  // Wrong credentials are refused by their reason until the bucket is empty.
+  if (!reasons.has("BAD_CREDENTIALS")) throw new Error(`sign-in refusals: ${[...reasons]}`);
   const limited = await c.$eval("#sign-in .error", (e) => e.textContent);
   if (reason !== "RATE_LIMITED" || !/try again in \d+ s/.test(limited) || !limited.includes("request id")) {
     throw new Error(`rate limiting shown as: ${limited}`);
