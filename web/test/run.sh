@@ -25,6 +25,7 @@ if [[ -z "$CHROMIUM" ]]; then
 fi
 export CHROMIUM PUPPETEER_SKIP_DOWNLOAD=1
 
+t_start=$SECONDS
 if [[ "${WEB_TEST_REUSE_BUILD:-}" == 1 && -x target/debug/maru && -d web/node_modules && -f web/dist/index.html ]]; then
   echo "== reusing target/debug/maru and web/ as built (WEB_TEST_REUSE_BUILD=1)"
 else
@@ -33,6 +34,7 @@ else
   echo "== build the web app (npm ci, buf generate, tsc, esbuild)"
   (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 fi
+t_built=$SECONDS
 
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() { local p=$1; while in_use "$p"; do p=$((p + 1)); done; echo "$p"; }
@@ -69,6 +71,8 @@ cleanup() {
   fi
   psql -h 127.0.0.1 -U postgres -d postgres -qAtc "drop database if exists $db with (force)" >/dev/null 2>&1 || true
   rm -rf "$WEB_TEST_TMP"
+  # The suite's time (it should stay under 3 minutes in CI).
+  echo "web test: $((SECONDS - t_start)) s in all (builds $((t_built - t_start)) s, seed $((${t_seeded:-$SECONDS} - t_built)) s, scenario $((SECONDS - ${t_seeded:-$SECONDS})) s)"
   echo "web test: screenshots and maru's log in $WEB_TEST_OUT"
   exit "$rc"
 }
@@ -77,6 +81,7 @@ trap 'exit 130' INT TERM
 
 echo "== seed demo data into $db; screenshots to $WEB_TEST_OUT"
 "$MARU_BIN" seed demo >"$WEB_TEST_OUT/seed.log" 2>&1 || { tail -20 "$WEB_TEST_OUT/seed.log" >&2; exit 1; }
+t_seeded=$SECONDS
 if [[ "${WEB_TEST_DEV:-}" == 1 ]]; then
   dev_port=$(free_port 8180)
   echo "== npm run dev's server on 127.0.0.1:$dev_port"
