@@ -4,6 +4,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Post } from "../gen/maru/v1/feed_pb";
 import type { Media } from "../gen/maru/v1/media_pb";
+import { feed } from "./api";
 import { h, showError } from "./ui";
 import { ProcessingFailed, PutError, uploadPhoto, variant, type UploadProgress } from "./upload";
 
@@ -134,6 +135,17 @@ export function photoPicker(): { el: HTMLElement; ready: () => Promise<string[]>
   };
 }
 
+/// A variant URL is valid for `media.url_ttl_s` (an hour by default): a photo that fails to load
+/// on a page left open longer (lazy images load late) reads the post again, once, for fresh URLs.
+async function refreshPhoto(img: HTMLImageElement, postId: string): Promise<void> {
+  if (img.dataset.refreshed) return;
+  img.dataset.refreshed = "true";
+  const { post } = await feed.getPost({ postId });
+  const m = post?.media.find((x) => x.id === img.dataset.media);
+  const v = m && variant(m);
+  if (v && v.url !== img.src) img.src = v.url;
+}
+
 /// A post's photos: the `display` variant of each attached media (with its size, so the page
 /// does not jump while it loads), and the legacy `image_urls` of older clients.
 export function photos(p: Post): HTMLElement | null {
@@ -150,6 +162,7 @@ export function photos(p: Post): HTMLElement | null {
         alt: "",
         loading: "lazy",
         "data-media": m.id,
+        onerror: (ev: Event) => void refreshPhoto(ev.target as HTMLImageElement, p.id).catch(() => {}),
       }),
     );
   }
