@@ -333,7 +333,7 @@ fn serve_grpc(
         // The local media backend's `PUT /media/upload/…` and `GET /media/…` (plain HTTP).
         .layer(media_http)
         // The reference web app's static files under `/app/` when `web.enabled` (plain HTTP).
-        .layer(crate::web::WebLayer::new(&settings.web))
+        .layer(crate::web::WebLayer::new(&settings.web, &settings.media.browser_origins()))
         .layer(tower::util::MapRequestLayer::new(expose_connect_info))
         .layer(tower::util::MapRequestLayer::new(mark_protocol))
         .layer(tonic_web::GrpcWebLayer::new())
