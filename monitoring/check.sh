@@ -98,6 +98,7 @@ step "nginx -t deploy/nginx.conf" nginx -t -q -c "$tmp/nginx/nginx.conf" -p "$tm
 # ---------------------------------------------------------------- scripts
 step "shell scripts parse (bash -n)" bash -n monitoring/check.sh monitoring/traffic.sh monitoring/ci_live.sh \
   deploy/balancer_smoke.sh
+step "exemplar live check parses (bash -n)" bash -n monitoring/exemplars_live.sh
 step "alertmanager entrypoint parses (sh -n)" sh -n monitoring/alertmanager-entrypoint.sh
 step "python scripts parse" python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' \
   monitoring/gen_slo_rules.py monitoring/eval_promql.py monitoring/lint.py grafana/gen_dashboards.py

@@ -37,6 +37,8 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .and_then(|b| b.upkeep_timeout(Duration::from_secs(5)).install_recorder())
                 .expect("the metrics recorder is installed once, at startup");
             describe();
+            // Exemplars of sampled RPCs on this histogram's buckets (OpenMetrics scrapes).
+            crate::traces::openmetrics::EXEMPLARS.set_buckets(LATENCY_BUCKETS);
             metrics::gauge!("maru_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             let upkeep = handle.clone();
             std::thread::Builder::new()

@@ -38,6 +38,8 @@ use tracing_subscriber::layer::Context as LayerContext;
 
 use crate::config::{Environment, Settings, TraceSettings};
 
+pub mod openmetrics;
+
 /// The instrumentation scope of every span maru exports.
 const SCOPE: &str = "maru";
 
@@ -76,6 +78,7 @@ pub fn provider_with(settings: &Settings, processor: impl SpanProcessor + 'stati
             KeyValue::new("deployment.environment.name", env),
         ])
         .build();
+    openmetrics::tracing_built();
     SdkTracerProvider::builder()
         .with_sampler(KeepSampler { ratio: t.sample_ratio, tail: t.tail_keep() })
         .with_span_processor(TailKeep::new(t, processor))

@@ -393,3 +393,48 @@ async fn the_ratio_drops_traces_but_slow_and_failed_ones_are_kept_whole(pool: Pg
     assert!(root.end_time_unix_nano - root.start_time_unix_nano >= Duration::from_millis(1).as_nanos() as u64);
     assert!(spans.iter().any(|s| s.name == "insert into posts" && descends(&spans, s, root)), "with its children");
 }
+
+#[sqlx::test]
+async fn an_openmetrics_scrape_links_a_latency_bucket_to_the_trace_of_a_sampled_request(pool: PgPool) {
+    let t = Traced::spawn(pool, |_| {}).await;
+    let user = t.app.user("hana").await;
+    let (_, post) = create_post(&t, &user, &[]).await;
+    // GetPost: a method no other traced test calls (the exemplars are the process's).
+    fresh_interest();
+    let resp = t.feed().get_post(user.req(pb::GetPostRequest { post_id: post.id.clone() })).await.expect("get post");
+    let trace_id = resp.metadata().get("x-trace-id").expect("x-trace-id").to_str().unwrap().to_owned();
+
+    let url = format!("http://{}/metrics", t.app.admin_addr);
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let resp = reqwest::Client::new().get(&url).header("accept", prometheus).send().await.unwrap();
+    let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ctype.starts_with("application/openmetrics-text; version=1.0.0"), "{ctype}");
+    let om = resp.text().await.unwrap();
+    assert!(om.ends_with("# EOF\n"));
+    assert!(om.contains("# TYPE grpc_server_handled counter\n"), "counter families without _total");
+    let exemplar = format!(r#"# {{trace_id="{trace_id}"}} "#);
+    let bucket = om
+        .lines()
+        .find(|l| {
+            l.starts_with("grpc_server_handling_seconds_bucket{")
+                && l.contains(r#"grpc_method="GetPost""#)
+                && l.contains(&exemplar)
+        })
+        .unwrap_or_else(|| panic!("no GetPost bucket names trace {trace_id}"));
+    // `… <count> # {trace_id="…"} <seconds> <unix time>`
+    let after: Vec<&str> = bucket.split(&exemplar).nth(1).unwrap().split(' ').collect();
+    assert_eq!(after.len(), 2, "{bucket}");
+    let secs: f64 = after[0].parse().unwrap();
+    let le: f64 =
+        bucket.split(r#"le=""#).nth(1).unwrap().split('"').next().unwrap().replace("+Inf", "inf").parse().unwrap();
+    assert!(secs > 0.0 && secs <= le, "{bucket}");
+    assert!(after[1].parse::<f64>().unwrap() > 1.7e9, "a Unix timestamp in seconds: {bucket}");
+
+    // Anyone else still gets the text format, without exemplars.
+    let resp = reqwest::get(&url).await.unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("trace_id") && !text.contains("# EOF"));
+    assert!(text.contains("# TYPE grpc_server_handled_total counter\n"));
+    t.stop().await;
+}
