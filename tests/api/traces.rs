@@ -240,6 +240,31 @@ async fn a_create_post_is_one_trace_from_the_rpc_down_to_sql_and_redis(pool: PgP
         "the transaction's COMMIT: {:?}",
         spans.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
+    // The transaction: one span from before BEGIN to the end of COMMIT, under the use case,
+    // with the INSERT and the COMMIT as its children; named without values.
+    let tx = spans
+        .iter()
+        .find(|s| s.name == "transaction" && descends(&spans, insert, s))
+        .unwrap_or_else(|| panic!("the INSERT's transaction: {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()));
+    assert!(descends(&spans, tx, op), "the transaction runs inside the use case");
+    assert_eq!(tx.kind, SpanKind::Client as i32);
+    assert_eq!(attr_str(tx, "db.system.name").as_deref(), Some("postgresql"));
+    assert_eq!(attr_str(tx, "db.transaction.outcome").as_deref(), Some("commit"));
+    let commit = spans
+        .iter()
+        .find(|s| s.name == "COMMIT" && s.parent_span_id == tx.span_id)
+        .expect("the COMMIT is the transaction's child");
+    assert!(
+        tx.start_time_unix_nano <= insert.start_time_unix_nano && insert.end_time_unix_nano <= tx.end_time_unix_nano
+    );
+    assert_eq!(commit.end_time_unix_nano, tx.end_time_unix_nano, "the transaction ends with its COMMIT");
+    let in_tx: Vec<&Span> = spans.iter().filter(|s| s.parent_span_id == tx.span_id).collect();
+    assert!(
+        in_tx.iter().all(
+            |s| s.kind == SpanKind::Client as i32 && attr_str(s, "db.system.name").as_deref() == Some("postgresql")
+        )
+    );
+    assert_eq!(spans.iter().filter(|s| s.name == "transaction").count(), 1, "one transaction in a CreatePost");
     let redis: Vec<&Span> =
         spans.iter().filter(|s| attr_str(s, "db.system.name").as_deref() == Some("redis")).collect();
     assert!(!redis.is_empty(), "a Redis command: {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
