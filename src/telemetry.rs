@@ -325,7 +325,7 @@ pub fn init_logging(settings: &Settings) -> anyhow::Result<Option<tracing_loki::
         .with(stdout.with_filter(filter.clone()))
         .with(loki.map(|l| l.with_filter(filter)))
         .with(sqlx_metrics_layer())
-        .with(provider.as_ref().map(crate::traces::layer))
+        .with(crate::traces::layer_if(provider.as_ref()))
         .try_init()?;
     if let Some(provider) = provider {
         crate::traces::install(provider);

@@ -132,6 +132,19 @@ where
     spans.and_then(sql)
 }
 
+/// [`layer`] of `provider`, or a layer that does nothing. Not an `Option<Layer>`: that wrapper
+/// does not pass `on_register_dispatch` on, and [`SqlSpans`] never learnt its dispatch (no SQL
+/// spans from the binary, whose subscriber is global; tests add [`layer`] directly).
+pub fn layer_if<S>(provider: Option<&SdkTracerProvider>) -> Box<dyn Layer<S> + Send + Sync + 'static>
+where
+    S: tracing::Subscriber + Send + Sync + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    match provider {
+        Some(p) => layer(p).boxed(),
+        None => tracing_subscriber::layer::Identity::new().boxed(),
+    }
+}
+
 // ---- sampling
 
 /// Parent-based ratio sampling; what the ratio drops is recorded (not sampled) when the tail

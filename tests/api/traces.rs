@@ -463,3 +463,46 @@ async fn an_openmetrics_scrape_links_a_latency_bucket_to_the_trace_of_a_sampled_
     assert!(text.contains("# TYPE grpc_server_handled_total counter\n"));
     t.stop().await;
 }
+
+/// A one-shot command (`maru ingest trials`) exports its spans before the process exits: the
+/// receiver holds them when the process is gone, one trace under a `cli.ingest` root.
+#[sqlx::test]
+async fn a_cli_command_flushes_its_spans_before_it_exits(pool: PgPool) {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let o = pool.connect_options();
+    let url =
+        format!("postgres://{}@{}:{}/{}", o.get_username(), o.get_host(), o.get_port(), o.get_database().unwrap());
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/clinical-trials-3074271.json");
+    // tokio's process: the receiver answers on this (current-thread) runtime meanwhile.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_maru"))
+        .args(["ingest", "trials", "--from-file", fixture])
+        .env("MARU__DATABASE__URL", &url)
+        .env("MARU__REDIS__KEY_PREFIX", format!("maru-test-cli-trace-{}:", uuid::Uuid::new_v4().simple()))
+        .env("MARU__LOG__LEVEL", "error")
+        .env("MARU__TRACE__OTLP_ENDPOINT", format!("http://{addr}"))
+        .env("MARU__TRACE__SAMPLE_RATIO", "1.0")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    let spans = collector.0.lock().unwrap().spans.clone();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let root = spans.iter().find(|s| s.name == "cli.ingest").unwrap_or_else(|| panic!("the command's root: {names:?}"));
+    assert!(root.parent_span_id.is_empty(), "a root");
+    let trace = of_trace(&spans, &hex(&root.trace_id));
+    assert!(trace.len() > 2, "the command's work is in its trace: {names:?}");
+    assert!(trace.iter().all(|s| s.span_id == root.span_id || descends(&trace, s, root)));
+    assert!(
+        trace.iter().any(|s| attr_str(s, "db.system.name").as_deref() == Some("postgresql")),
+        "its statements: {names:?}"
+    );
+    assert!(trace.iter().all(|s| s.end_time_unix_nano <= root.end_time_unix_nano));
+}
