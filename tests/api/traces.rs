@@ -306,15 +306,67 @@ async fn no_span_attribute_holds_an_email_phone_token_or_password(pool: PgPool) 
     let _ =
         t.app.auth().login(pb::LoginRequest { login: "bob@example.com".into(), password: "wrong horse".into() }).await;
     let _ = t.app.auth().refresh(pb::RefreshRequest { refresh_token: user.refresh.clone() }).await;
+    // A phone number in a community's contact directory (the manager writes it).
+    let community = t.app.community("APARTMENT", "트레이스 1단지").await;
+    t.app.add_member(&community, &user, "APPROVED", "MANAGER").await;
+    let phone = "010-9876-5432";
+    pb::contact_service_client::ContactServiceClient::new(t.app.channel.clone())
+        .create_contact(user.req(pb::CreateContactRequest {
+            community_id: community,
+            name: "관리사무소".into(),
+            phone: phone.into(),
+            category: "관리".into(),
+            description: String::new(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect("create contact");
+    // A password change, a reset request for the address, a logout.
+    let new_password = "another horse battery";
+    let _ = t
+        .app
+        .auth()
+        .change_password(
+            user.req(pb::ChangePasswordRequest { old_password: PASSWORD.into(), new_password: new_password.into() }),
+        )
+        .await;
+    let _ = t
+        .app
+        .auth()
+        .request_password_reset(pb::RequestPasswordResetRequest {
+            email: "bob@example.com".into(),
+            lang: String::new(),
+        })
+        .await;
+    let _ = t.app.auth().logout(pb::LogoutRequest { refresh_token: user.refresh.clone() }).await;
     let spans = t.flush().await;
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-    for rpc in ["maru.v1.AuthService/SignUp", "maru.v1.AuthService/Login", "maru.v1.AuthService/Refresh"] {
+    for rpc in [
+        "maru.v1.AuthService/SignUp",
+        "maru.v1.AuthService/Login",
+        "maru.v1.AuthService/Refresh",
+        "maru.v1.ContactService/CreateContact",
+        "maru.v1.AuthService/ChangePassword",
+        "maru.v1.AuthService/RequestPasswordReset",
+        "maru.v1.AuthService/Logout",
+    ] {
         assert!(names.contains(&rpc), "{rpc} exported: {names:?}");
     }
-    let forbidden = ["bob@example.com", PASSWORD, "wrong horse", user.token.as_str(), user.refresh.as_str(), "Bearer"];
+    let forbidden = [
+        "bob@example.com",
+        PASSWORD,
+        "wrong horse",
+        new_password,
+        user.token.as_str(),
+        user.refresh.as_str(),
+        "Bearer",
+        phone,
+        "98765432",
+    ];
     let mut values = Vec::new();
     for s in &spans {
         values.push(s.name.clone());
+        values.extend(s.status.as_ref().map(|st| st.message.clone()));
         for kv in s.attributes.iter().chain(s.events.iter().flat_map(|e| e.attributes.iter())) {
             values.push(format!("{}={:?}", kv.key, kv.value));
         }
