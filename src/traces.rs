@@ -289,6 +289,7 @@ impl<P: SpanProcessor> SpanProcessor for TailKeep<P> {
         drop(held);
         if keep {
             metrics::counter!("maru_trace_tail_kept_total").increment(1);
+            openmetrics::EXEMPLARS.kept(trace);
             children.into_iter().for_each(|s| self.pass(s));
             self.pass(span);
         }

@@ -9,7 +9,7 @@
 //! exemplar of a sampled request for its label set ([`Exemplars`]). Every other scraper gets
 //! the text format, unchanged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, OnceLock};
@@ -57,7 +57,13 @@ pub struct Exemplar {
 pub struct Exemplars {
     buckets: OnceLock<Vec<f64>>,
     slots: Mutex<HashMap<String, Vec<Option<Exemplar>>>>,
+    /// Exemplars of traces the ratio dropped, until their root is decided ([`Self::kept`]).
+    pending: Mutex<VecDeque<(String, Exemplar)>>,
 }
+
+/// Undecided exemplars held at most (a root ends right after its RPC is measured, so only a
+/// burst pushes one out before its decision).
+const PENDING: usize = 1024;
 
 impl Exemplars {
     /// A store for a histogram with these upper bounds (ascending, `+Inf` implied).
@@ -74,13 +80,45 @@ impl Exemplars {
 
     /// Remembers `trace_id` as the exemplar of the bucket `value` falls in, for `labels`.
     pub fn record(&self, labels: &[(&str, &str)], value: f64, trace_id: TraceId) {
+        let (key, exemplar) = exemplar(labels, value, trace_id);
+        self.put(key, exemplar);
+    }
+
+    /// Like [`Self::record`] for a trace not sampled yet: recorded once [`Self::kept`] says the
+    /// tail rules kept it (a slow or failed request), forgotten otherwise.
+    pub fn hold(&self, labels: &[(&str, &str)], value: f64, trace_id: TraceId) {
+        if self.buckets.get().is_none() {
+            return;
+        }
+        let mut pending = self.pending.lock();
+        if pending.len() >= PENDING {
+            pending.pop_front();
+        }
+        pending.push_back(exemplar(labels, value, trace_id));
+    }
+
+    /// The trace `trace_id` was kept: its held exemplars become exemplars.
+    pub fn kept(&self, trace_id: TraceId) {
+        let mut found = Vec::new();
+        self.pending.lock().retain(|(key, e)| {
+            if e.trace_id == trace_id {
+                found.push((key.clone(), e.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        for (key, e) in found {
+            self.put(key, e);
+        }
+    }
+
+    fn put(&self, key: String, exemplar: Exemplar) {
         let Some(buckets) = self.buckets.get() else { return };
-        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
-        let bucket = buckets.iter().position(|le| value <= *le).unwrap_or(buckets.len());
-        let key = label_key(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+        let bucket = buckets.iter().position(|le| exemplar.value <= *le).unwrap_or(buckets.len());
         let mut map = self.slots.lock();
         let slots = map.entry(key).or_insert_with(|| vec![None; buckets.len() + 1]);
-        slots[bucket] = Some(Exemplar { trace_id, value, timestamp });
+        slots[bucket] = Some(exemplar);
     }
 
     /// The exemplar of the bucket `le` (as rendered) for the label set `key`.
@@ -97,16 +135,29 @@ impl Exemplars {
 }
 
 /// Records the exemplar of one finished RPC (`labels` those of its histogram sample) when its
-/// span belongs to a sampled trace. Nothing is looked at while tracing is off.
+/// span belongs to a sampled trace, or holds it until the tail rules decide on a trace the
+/// ratio dropped. Nothing is looked at while tracing is off.
 pub fn record_rpc(span: &tracing::Span, labels: &[(&str, &str)], secs: f64) {
     if !tracing_on() {
         return;
     }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    if sc.is_valid() && sc.is_sampled() {
-        EXEMPLARS.record(labels, secs, sc.trace_id());
+    if !sc.is_valid() {
+        return;
     }
+    if sc.is_sampled() {
+        EXEMPLARS.record(labels, secs, sc.trace_id());
+    } else {
+        // The tail rules may still keep it (`super::TailKeep` calls `kept`).
+        EXEMPLARS.hold(labels, secs, sc.trace_id());
+    }
+}
+
+fn exemplar(labels: &[(&str, &str)], value: f64, trace_id: TraceId) -> (String, Exemplar) {
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
+    let key = label_key(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+    (key, Exemplar { trace_id, value, timestamp })
 }
 
 fn label_key(mut pairs: Vec<(String, String)>) -> String {
@@ -490,6 +541,11 @@ mod tests {
         exemplars.record(&labels, 42.0, ids[3]);
         // The latest of a bucket wins.
         exemplars.record(&labels, 0.0008, ids[1]);
+        // Held exemplars count once their trace is kept, never otherwise.
+        let (held_kept, held_dropped) = (TraceId::from(77u128), TraceId::from(78u128));
+        exemplars.hold(&labels, 0.04, held_kept);
+        exemplars.hold(&labels, 0.007, held_dropped);
+        exemplars.kept(held_kept);
 
         let text = handle.render();
         let om = convert(&text, &exemplars);
@@ -543,6 +599,7 @@ mod tests {
             BTreeMap::from([
                 ("0.001".to_owned(), ids[1].to_string()),
                 ("0.005".to_owned(), ids[1].to_string()),
+                ("0.05".to_owned(), held_kept.to_string()),
                 ("0.25".to_owned(), ids[2].to_string()),
                 ("+Inf".to_owned(), ids[3].to_string()),
             ])

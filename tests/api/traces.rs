@@ -558,3 +558,49 @@ async fn a_cli_command_flushes_its_spans_before_it_exits(pool: PgPool) {
     );
     assert!(trace.iter().all(|s| s.end_time_unix_nano <= root.end_time_unix_nano));
 }
+
+/// A trace the ratio dropped but the tail rules kept (slow) still gives its exemplar, recorded
+/// when the trace is decided.
+#[sqlx::test]
+async fn a_slow_request_kept_by_the_tail_rules_is_an_exemplar_too(pool: PgPool) {
+    let t = Traced::spawn(pool, |s| {
+        s.trace.sample_ratio = 0.0;
+        s.trace.keep_errors = false;
+        s.trace.slow_threshold_ms = 1;
+    })
+    .await;
+    let user = t.app.user("ivan").await;
+    let (_, post) = create_post(&t, &user, &[]).await;
+    // CreateComment (a transaction, slower than 1 ms in a debug build like CreatePost above): a
+    // method no other traced test calls.
+    fresh_interest();
+    let resp = t
+        .feed()
+        .create_comment(user.req(pb::CreateCommentRequest {
+            post_id: post.id.clone(),
+            text: "traced comment".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("create comment");
+    let trace_id = resp.metadata().get("x-trace-id").expect("x-trace-id").to_str().unwrap().to_owned();
+    let spans = of_trace(&t.flush().await, &trace_id);
+    assert!(spans.iter().any(|s| s.name == "maru.v1.FeedService/CreateComment"), "the slow call is kept");
+
+    let om = reqwest::Client::new()
+        .get(format!("http://{}/metrics", t.app.admin_addr))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        om.lines().any(|l| l.starts_with("grpc_server_handling_seconds_bucket{")
+            && l.contains(r#"grpc_method="CreateComment""#)
+            && l.contains(&format!(r#"# {{trace_id="{trace_id}"}} "#))),
+        "no CreateComment bucket names the kept trace {trace_id}"
+    );
+    t.stop().await;
+}
