@@ -109,7 +109,7 @@ pub fn to_pb(n: Notice) -> pb::Notice {
 #[tracing::instrument(name = "notices.create_notice", skip_all, err(level = "debug"))]
 pub async fn create_notice(state: &AppState, caller: &Caller, cmd: CreateNotice) -> AppResult<Notice> {
     access::manager(&state.db, caller, cmd.community_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(n) = replayed(state, &mut tx, "CreateNotice", caller, cmd.request_id.as_ref(), &cmd).await? {
         return Ok(n);
     }
