@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // tonic's prost codec with a small encode buffer for long-lived streams (src/grpc/codec.rs).
+        .codec_path("crate::grpc::codec::MaruCodec")
         .file_descriptor_set_path(out.join("maru_descriptor.bin"))
         .compile_protos(&protos, &[PathBuf::from("proto")])?;
 

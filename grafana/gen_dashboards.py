@@ -100,6 +100,10 @@ def target(expr, legend="", ref="A", ds=PROM, instant=False, fmt=None):
         t["instant"] = instant
         if fmt:
             t["format"] = fmt
+        # Latency quantiles show the exemplars of grpc_server_handling_seconds (a dot per
+        # sampled request, linked to its trace in Tempo through the datasource).
+        if not instant and "histogram_quantile" in expr and "grpc_server_handling_seconds_bucket" in expr:
+            t["exemplar"] = True
     else:
         t["queryType"] = "instant" if instant else "range"
     return t

@@ -82,6 +82,17 @@ step "docker-compose.yml against the compose spec" \
   check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 step "monitoring/loki.yml parses and has the expected shape" \
   check-jsonschema --schemafile monitoring/schemas/loki.schema.json monitoring/loki.yml
+step "monitoring/otel-collector.yml: tail sampling pipeline wired (errors, slow, ratio)" python3 -c '
+import sys, yaml
+c = yaml.safe_load(open("monitoring/otel-collector.yml"))
+p = c["service"]["pipelines"]["traces"]
+for kind in ("receivers", "processors", "exporters"):
+    missing = [n for n in p[kind] if n not in (c.get(kind) or {})]
+    assert not missing, f"{kind} used but not defined: {missing}"
+assert "tail_sampling" in p["processors"], "no tail_sampling in the traces pipeline"
+types = {x["type"] for x in c["processors"]["tail_sampling"]["policies"]}
+assert {"status_code", "latency", "probabilistic"} <= types, types
+'
 step "grafana provisioning files" \
   check-jsonschema --schemafile monitoring/schemas/grafana-provisioning.schema.json \
   grafana/provisioning/datasources/datasources.yml grafana/provisioning/dashboards/dashboards.yml
@@ -98,6 +109,7 @@ step "nginx -t deploy/nginx.conf" nginx -t -q -c "$tmp/nginx/nginx.conf" -p "$tm
 # ---------------------------------------------------------------- scripts
 step "shell scripts parse (bash -n)" bash -n monitoring/check.sh monitoring/traffic.sh monitoring/ci_live.sh \
   deploy/balancer_smoke.sh
+step "exemplar live check parses (bash -n)" bash -n monitoring/exemplars_live.sh
 step "alertmanager entrypoint parses (sh -n)" sh -n monitoring/alertmanager-entrypoint.sh
 step "python scripts parse" python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' \
   monitoring/gen_slo_rules.py monitoring/eval_promql.py monitoring/lint.py grafana/gen_dashboards.py

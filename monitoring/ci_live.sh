@@ -5,6 +5,7 @@
 # (scripted traffic, every dashboard/rule PromQL expression against a real Prometheus, balancer
 # smoke test), then `promtool check metrics` on a scrape of /metrics (every family has HELP),
 # and always stops maru again.
+# At the end: the live exemplar check (`monitoring/exemplars_live.sh`, its own maru with traces).
 #
 #   monitoring/ci_live.sh target/debug/maru
 #
@@ -102,3 +103,9 @@ if ! promtool check metrics <"$scrape"; then
 fi
 echo "ok    promtool check metrics ($(grep -c '^# TYPE ' "$scrape") families)"
 rm -f "$scrape"
+
+# Exemplars (issue 22): a second maru with traces on, scraped by Prometheus with exemplar
+# storage; the receiver is examples/otlp_sink.rs, built next to the binary
+# (`cargo build --example otlp_sink`).
+sink="${OTLP_SINK:-$(dirname "$bin")/examples/otlp_sink}"
+monitoring/exemplars_live.sh "$bin" "$sink"

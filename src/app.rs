@@ -333,7 +333,7 @@ fn serve_grpc(
         // The local media backend's `PUT /media/upload/…` and `GET /media/…` (plain HTTP).
         .layer(media_http)
         // The reference web app's static files under `/app/` when `web.enabled` (plain HTTP).
-        .layer(crate::web::WebLayer::new(&settings.web))
+        .layer(crate::web::WebLayer::new(&settings.web, &settings.media.browser_origins()))
         .layer(tower::util::MapRequestLayer::new(expose_connect_info))
         .layer(tower::util::MapRequestLayer::new(mark_protocol))
         .layer(tonic_web::GrpcWebLayer::new())
@@ -468,7 +468,11 @@ struct AdminHttp {
     stopping: watch::Receiver<bool>,
 }
 
-async fn metrics_endpoint(State(s): State<Arc<AdminHttp>>) -> String {
+/// The text format, or OpenMetrics with exemplars when the scraper asks for it
+/// (`crate::traces::openmetrics`).
+async fn metrics_endpoint(State(s): State<Arc<AdminHttp>>, headers: http::HeaderMap) -> axum::response::Response {
+    use crate::traces::openmetrics;
+    use axum::response::IntoResponse;
     let pool = &s.state.db;
     let size = pool.size() as f64;
     let idle = pool.num_idle() as f64;
@@ -476,7 +480,12 @@ async fn metrics_endpoint(State(s): State<Arc<AdminHttp>>) -> String {
     metrics::gauge!("maru_db_pool_connections", "state" => "in_use").set(size - idle);
     metrics::gauge!("maru_db_pool_connections", "state" => "max").set(f64::from(pool.options().get_max_connections()));
     process_collector().collect();
-    s.metrics.render()
+    let text = s.metrics.render();
+    if openmetrics::wants_openmetrics(headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok())) {
+        let body = openmetrics::convert(&text, &openmetrics::EXEMPLARS);
+        return ([(http::header::CONTENT_TYPE, openmetrics::CONTENT_TYPE)], body).into_response();
+    }
+    text.into_response()
 }
 
 fn process_collector() -> &'static metrics_process::Collector {

@@ -122,13 +122,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(task) = loki {
         tokio::spawn(task);
     }
-    match cli.command {
-        Command::Serve => {
-            let served = Application::build(settings).await?.run_until_stopped().await;
-            // The spans of the drained RPCs are still in the exporter's batch.
-            crate::traces::shutdown().await;
-            served
-        }
+    let out = match trace_name(&cli.command) {
+        // A one-shot command is one trace, its root span named after it (`cli.ingest`); the
+        // server's RPCs are roots of their own.
+        Some(name) => crate::traces::job(name, execute(cli.command, settings)).await,
+        None => execute(cli.command, settings).await,
+    };
+    // Whatever the outcome, the exporter's last batch goes out before the process exits (the
+    // server's: the spans of the drained RPCs).
+    crate::traces::shutdown().await;
+    out
+}
+
+/// The root span's name of a one-shot command; `None` for the server.
+fn trace_name(command: &Command) -> Option<&'static str> {
+    Some(match command {
+        Command::Serve | Command::CheckConfig => return None,
+        Command::Migrate => "cli.migrate",
+        Command::Admin { .. } => "cli.admin",
+        Command::Ingest { .. } => "cli.ingest",
+        Command::Import { .. } => "cli.import",
+        Command::Seed { .. } => "cli.seed",
+    })
+}
+
+async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => Application::build(settings).await?.run_until_stopped().await,
         Command::Migrate => {
             let state = prepared_state(settings).await?;
             tracing::info!(applied = db::MIGRATOR.iter().count(), "migrations applied");

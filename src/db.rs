@@ -301,6 +301,16 @@ impl Drop for KindPermit {
     }
 }
 
+/// Begins a transaction on `pool`, like `pool.begin()`; when tracing is on it is one
+/// `transaction` span from here to its COMMIT or ROLLBACK, the parent of its statements
+/// (`crate::traces::SqlSpans`).
+pub async fn begin(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let start = crate::traces::transaction_start();
+    let tx = pool.begin().await?;
+    crate::traces::transaction_begun(start);
+    Ok(tx)
+}
+
 /// A read-only transaction of an expensive read: a slot of the [`Bulkhead`], a
 /// `statement_timeout` of the RPC's remaining deadline, and cancellation in PostgreSQL when
 /// dropped before [`Self::finish`].
@@ -319,7 +329,7 @@ impl ExpensiveRead {
         if left.is_zero() {
             return Err(deadline_exceeded());
         }
-        let mut tx = pool.begin().await?;
+        let mut tx = begin(pool).await?;
         let (pid, started, _): (i32, DateTime<Utc>, String) =
             sqlx::query_as("select pg_backend_pid(), now(), set_config('statement_timeout', $1, true)")
                 .bind(format!("{}ms", left.as_millis().max(1)))

@@ -3,7 +3,7 @@
 //! create (and any other retryable mutation):
 //!
 //! ```text
-//! let mut tx = state.db.begin().await?;
+//! let mut tx = crate::db::begin(&state.db).await?;
 //! if let Some(done) = replayed(state, &mut tx, "CreateX", caller, cmd.request_id.as_ref(), &cmd).await? {
 //!     return Ok(done);
 //! }
@@ -227,7 +227,7 @@ mod tests {
         request: &str,
         result: &str,
     ) -> AppResult<Result<(), String>> {
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::db::begin(&state.db).await?;
         if let Some(original) = replayed::<String>(state, &mut tx, "CreateThing", owner, id, &request).await? {
             return Ok(Err(original));
         }
@@ -271,7 +271,7 @@ mod tests {
     async fn a_rolled_back_or_expired_key_is_free_again(pool: PgPool) {
         let state = AppState::new(Settings::default(), pool.clone()).unwrap();
         let (owner, key) = (Owner::User(Uuid::now_v7()), rid("key-2"));
-        let mut tx = state.db.begin().await.unwrap();
+        let mut tx = crate::db::begin(&state.db).await.unwrap();
         assert!(replayed::<String>(&state, &mut tx, "CreateThing", owner, Some(&key), &"a").await.unwrap().is_none());
         tx.rollback().await.unwrap();
         assert_eq!(create(&state, owner, Some(&key), "b", "after rollback").await.unwrap(), Ok(()));

@@ -37,6 +37,8 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .and_then(|b| b.upkeep_timeout(Duration::from_secs(5)).install_recorder())
                 .expect("the metrics recorder is installed once, at startup");
             describe();
+            // Exemplars of sampled RPCs on this histogram's buckets (OpenMetrics scrapes).
+            crate::traces::openmetrics::EXEMPLARS.set_buckets(LATENCY_BUCKETS);
             metrics::gauge!("maru_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             let upkeep = handle.clone();
             std::thread::Builder::new()
@@ -323,7 +325,7 @@ pub fn init_logging(settings: &Settings) -> anyhow::Result<Option<tracing_loki::
         .with(stdout.with_filter(filter.clone()))
         .with(loki.map(|l| l.with_filter(filter)))
         .with(sqlx_metrics_layer())
-        .with(provider.as_ref().map(crate::traces::layer))
+        .with(crate::traces::layer_if(provider.as_ref()))
         .try_init()?;
     if let Some(provider) = provider {
         crate::traces::install(provider);

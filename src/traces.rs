@@ -4,7 +4,8 @@
 //!
 //! - One span per RPC (the RPC layer's `rpc` span, with `rpc.system`, `rpc.service`,
 //!   `rpc.method` and `rpc.grpc.status_code`), per SQL statement ([`SqlSpans`], from sqlx's own
-//!   statement events: the first words of the statement, never its bound values), per Redis
+//!   statement events: the first words of the statement, never its bound values; those of a
+//!   transaction begun with `db::begin` under its `transaction` span), per Redis
 //!   command ([`redis_span`]), per outbound HTTP call ([`send`], which also propagates
 //!   `traceparent`), per background job run ([`job_span`]).
 //! - Sampling ([`KeepSampler`] + [`TailKeep`]): a new trace is kept by `trace.sample_ratio` on its
@@ -37,6 +38,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context as LayerContext;
 
 use crate::config::{Environment, Settings, TraceSettings};
+
+pub mod openmetrics;
 
 /// The instrumentation scope of every span maru exports.
 const SCOPE: &str = "maru";
@@ -76,6 +79,7 @@ pub fn provider_with(settings: &Settings, processor: impl SpanProcessor + 'stati
             KeyValue::new("deployment.environment.name", env),
         ])
         .build();
+    openmetrics::tracing_built();
     SdkTracerProvider::builder()
         .with_sampler(KeepSampler { ratio: t.sample_ratio, tail: t.tail_keep() })
         .with_span_processor(TailKeep::new(t, processor))
@@ -122,9 +126,23 @@ where
             filter_fn(|m| m.is_span() && m.target().starts_with("maru") && *m.level() <= tracing::Level::DEBUG)
                 .with_max_level_hint(tracing::Level::DEBUG),
         );
-    let sql = SqlSpans { tracer, dispatch: OnceLock::new() }
-        .with_filter(Targets::new().with_target("sqlx::query", tracing::Level::DEBUG));
+    let sql = SqlSpans { tracer, dispatch: OnceLock::new() }.with_filter(
+        Targets::new().with_target("sqlx::query", tracing::Level::DEBUG).with_target(TX_TARGET, tracing::Level::DEBUG),
+    );
     spans.and_then(sql)
+}
+
+/// [`layer`] of `provider`, or a layer that does nothing. Not an `Option<Layer>`: that wrapper
+/// does not pass `on_register_dispatch` on, and [`SqlSpans`] never learnt its dispatch (no SQL
+/// spans from the binary, whose subscriber is global; tests add [`layer`] directly).
+pub fn layer_if<S>(provider: Option<&SdkTracerProvider>) -> Box<dyn Layer<S> + Send + Sync + 'static>
+where
+    S: tracing::Subscriber + Send + Sync + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    match provider {
+        Some(p) => layer(p).boxed(),
+        None => tracing_subscriber::layer::Identity::new().boxed(),
+    }
 }
 
 // ---- sampling
@@ -271,6 +289,7 @@ impl<P: SpanProcessor> SpanProcessor for TailKeep<P> {
         drop(held);
         if keep {
             metrics::counter!("maru_trace_tail_kept_total").increment(1);
+            openmetrics::EXEMPLARS.kept(trace);
             children.into_iter().for_each(|s| self.pass(s));
             self.pass(span);
         }
@@ -304,10 +323,68 @@ fn name_rpc_span(span: &mut SpanData) {
 
 // ---- SQL statements
 
+/// The target of the event [`transaction_begun`] emits for [`SqlSpans`].
+const TX_TARGET: &str = "maru::traces::db";
+
+/// Where a transaction started, when tracing is on (`crate::db::begin` calls this before it
+/// asks the pool, then [`transaction_begun`]).
+pub fn transaction_start() -> Option<SystemTime> {
+    openmetrics::tracing_on().then(SystemTime::now)
+}
+
+/// Opens the `transaction` span of a transaction that `start` began (see [`SqlSpans`]).
+pub fn transaction_begun(start: Option<SystemTime>) {
+    let Some(start) = start else { return };
+    let nanos = start.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or_default();
+    tracing::debug!(target: TX_TARGET, begun_unix_nanos = nanos, "transaction begun");
+}
+
+/// The open transaction of a span (in its registry extensions): its `transaction` span, the
+/// parent of the statements run under that span until COMMIT or ROLLBACK. A transaction
+/// dropped without either (sqlx rolls it back later, unlogged) ends when the span that began it
+/// closes, marked `dropped`.
+struct OpenTx {
+    cx: Context,
+    ended: bool,
+}
+
+impl OpenTx {
+    fn end(&mut self, outcome: &'static str, at: SystemTime) {
+        if !self.ended {
+            self.ended = true;
+            let span = self.cx.span();
+            span.set_attribute(KeyValue::new("db.transaction.outcome", outcome));
+            span.end_with_timestamp(at);
+        }
+    }
+}
+
+impl Drop for OpenTx {
+    fn drop(&mut self) {
+        self.end("dropped", SystemTime::now());
+    }
+}
+
+/// The nearest open transaction of `id` or its ancestors: the span that holds it, its context.
+fn open_tx(registry: &tracing_subscriber::Registry, id: &tracing::span::Id) -> Option<(tracing::span::Id, Context)> {
+    use tracing_subscriber::registry::LookupSpan;
+    registry
+        .span(id)?
+        .scope()
+        .find_map(|s| s.extensions().get::<OpenTx>().filter(|t| !t.ended).map(|t| (s.id(), t.cx.clone())))
+}
+
 /// One client span per SQL statement, made from sqlx's `sqlx::query` event (emitted when the
 /// statement finishes, with its duration) under the span that ran it. The span is named by the
-/// statement's first words (`insert into posts`, `select id from users`, `BEGIN`): statements
+/// statement's first words (`insert into posts`, `select id from users`, `COMMIT`): statements
 /// bind their values, so the text holds none.
+///
+/// A transaction begun with `crate::db::begin` is one more span, `transaction`, from before the
+/// pool's BEGIN to the end of its COMMIT or ROLLBACK (`db.transaction.outcome`), and the
+/// statements run meanwhile under the span that began it are its children. sqlx logs no event
+/// for BEGIN (nor for the rollback of a dropped transaction), so BEGIN has no span of its own.
+/// A statement run on the pool, outside the transaction but under the same span while it is
+/// open, is shown inside it too: the statement events do not name their connection.
 pub struct SqlSpans {
     tracer: SdkTracer,
     dispatch: OnceLock<WeakDispatch>,
@@ -331,6 +408,37 @@ where
         if !cx.span().span_context().is_valid() {
             return;
         }
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else { return };
+        if event.metadata().target() == TX_TARGET {
+            use tracing_subscriber::registry::LookupSpan;
+            struct Begun(u64);
+            impl tracing::field::Visit for Begun {
+                fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                    if field.name() == "begun_unix_nanos" {
+                        self.0 = value;
+                    }
+                }
+                fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+            }
+            let mut begun = Begun(0);
+            event.record(&mut begun);
+            let start = SystemTime::UNIX_EPOCH + Duration::from_nanos(begun.0);
+            let span = self
+                .tracer
+                .span_builder("transaction")
+                .with_kind(SpanKind::Client)
+                .with_start_time(start)
+                .with_attributes([KeyValue::new("db.system.name", "postgresql")])
+                .start_with_context(&self.tracer, &cx);
+            if let Some(owner) = registry.span(parent) {
+                // A transaction still open under the same span (dropped, not yet rolled back)
+                // ends here.
+                owner.extensions_mut().replace(OpenTx { cx: cx.with_span(span), ended: false });
+            }
+            return;
+        }
+        let tx = open_tx(registry, parent);
+        let cx = tx.as_ref().map(|(_, tx)| tx.clone()).unwrap_or(cx);
         #[derive(Default)]
         struct Fields {
             summary: String,
@@ -373,6 +481,18 @@ where
             .with_attributes(attributes)
             .start_with_context(&self.tracer, &cx);
         opentelemetry::trace::Span::end_with_timestamp(&mut span, end);
+        let outcome = match f.summary.as_str() {
+            "COMMIT" => "commit",
+            "ROLLBACK" => "rollback",
+            _ => return,
+        };
+        use tracing_subscriber::registry::LookupSpan;
+        if let Some((owner, _)) = tx
+            && let Some(owner) = registry.span(&owner)
+            && let Some(mut open) = owner.extensions_mut().remove::<OpenTx>()
+        {
+            open.end(outcome, end);
+        }
     }
 }
 

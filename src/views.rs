@@ -163,7 +163,7 @@ fn parse_field(targets: &[&Target], field: &str) -> Option<(usize, Uuid)> {
 pub async fn flush(state: &AppState, targets: &[&Target]) -> AppResult<FlushOutcome> {
     let start = Instant::now();
     let mut out = FlushOutcome::default();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !try_lock_view_flush(&mut tx).await? {
         out.locked = true;
         return Ok(out);
@@ -220,7 +220,7 @@ pub async fn flush(state: &AppState, targets: &[&Target]) -> AppResult<FlushOutc
         for (f, (ids, _)) in flushed.iter_mut().zip(deltas) {
             f.extend(ids);
         }
-        tx = state.db.begin().await?;
+        tx = crate::db::begin(&state.db).await?;
         if !try_lock_view_flush(&mut tx).await? {
             break;
         }

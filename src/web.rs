@@ -6,8 +6,9 @@
 //! - A file of `web.dir` is served with its content type; `/app/` and any path without a file
 //!   extension that names no file get `index.html` (the app's routes); a missing asset is 404.
 //!   Paths with `..`, hidden segments or backslashes are 404, never outside `web.dir`.
-//! - Every answer carries the app's Content-Security-Policy (scripts, styles and calls only to
-//!   its own origin; images also from https: for media on a bucket), `nosniff`,
+//! - Every answer carries the app's Content-Security-Policy ([`csp`]: scripts, styles and calls
+//!   to its own origin; uploads and photos also to the media origins — maru's
+//!   `media.public_url` or the bucket; images from https:), `nosniff`,
 //!   `frame-ancestors 'none'` and a strict referrer policy.
 //! - Caching: the built names are not content-hashed, so every file is `no-cache` with an ETag
 //!   (size and modification time): the browser revalidates and gets 304 while nothing changed.
@@ -26,10 +27,19 @@ use crate::config::WebSettings;
 /// The URL prefix of the app.
 pub const PREFIX: &str = "/app";
 
-/// The app's Content-Security-Policy.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-                       img-src 'self' https: data: blob:; font-src 'self'; manifest-src 'self'; \
-                       base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// The app's Content-Security-Policy: scripts, styles and calls to its own origin; uploads
+/// (`connect-src`, the PUT) and photos (`img-src`) also to `media_origins`
+/// ([`MediaSettings::browser_origins`](crate::media::config::MediaSettings::browser_origins):
+/// maru's `media.public_url` or the bucket), images from any https: origin too (the legacy
+/// `image_urls` of posts), `blob:` for the previews of chosen photos.
+pub fn csp(media_origins: &[String]) -> String {
+    let extra: String = media_origins.iter().map(|o| format!(" {o}")).collect();
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'{extra}; \
+         img-src 'self'{extra} https: data: blob:; font-src 'self'; manifest-src 'self'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
 
 /// The content type of a file by its extension (the files a bundler writes).
 pub fn content_type(path: &Path) -> &'static str {
@@ -63,8 +73,8 @@ fn resolve(dir: &Path, rel: &str) -> Option<PathBuf> {
     Some(dir.join(p))
 }
 
-fn security_headers(h: &mut HeaderMap) {
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+fn security_headers(h: &mut HeaderMap, csp: &HeaderValue) {
+    h.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -77,10 +87,16 @@ fn plain(status: StatusCode, text: &str) -> Response<Vec<u8>> {
     r
 }
 
-/// The answer to `method path` (path below `/app`) from `dir`.
-pub async fn respond(dir: &Path, method: &Method, path: &str, headers: &HeaderMap) -> Response<Vec<u8>> {
+/// The answer to `method path` (path below `/app`) from `dir`, with the policy `csp`.
+pub async fn respond(
+    dir: &Path,
+    csp: &HeaderValue,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response<Vec<u8>> {
     let mut resp = answer(dir, method, path, headers).await;
-    security_headers(resp.headers_mut());
+    security_headers(resp.headers_mut(), csp);
     if method == Method::HEAD {
         resp.body_mut().clear();
     }
@@ -143,10 +159,15 @@ async fn answer(dir: &Path, method: &Method, path: &str, headers: &HeaderMap) ->
 #[derive(Clone)]
 pub struct WebLayer {
     dir: Option<Arc<PathBuf>>,
+    csp: HeaderValue,
 }
 
 impl WebLayer {
-    pub fn new(settings: &WebSettings) -> Self {
+    /// `media_origins`: where browsers PUT uploads and GET photos (see [`csp`]).
+    pub fn new(settings: &WebSettings, media_origins: &[String]) -> Self {
+        // Origins are ASCII serialisations; a value that is not a header value is left out.
+        let csp = HeaderValue::from_str(&csp(media_origins))
+            .unwrap_or_else(|_| HeaderValue::from_str(&csp(&[])).expect("ascii"));
         let dir = settings.enabled.then(|| Arc::new(PathBuf::from(&settings.dir)));
         if let Some(d) = &dir
             && !d.join("index.html").is_file()
@@ -157,14 +178,14 @@ impl WebLayer {
                  (npm ci && npm run build in web/)"
             );
         }
-        Self { dir }
+        Self { dir, csp }
     }
 }
 
 impl<S> Layer<S> for WebLayer {
     type Service = WebService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        WebService { inner, dir: self.dir.clone() }
+        WebService { inner, dir: self.dir.clone(), csp: self.csp.clone() }
     }
 }
 
@@ -172,6 +193,7 @@ impl<S> Layer<S> for WebLayer {
 pub struct WebService<S> {
     inner: S,
     dir: Option<Arc<PathBuf>>,
+    csp: HeaderValue,
 }
 
 impl<S> Service<http::Request<tonic::body::Body>> for WebService<S>
@@ -192,10 +214,10 @@ where
         // No gRPC method lives under /app: with the app disabled these paths are a plain 404
         // rather than the gRPC stack's UNIMPLEMENTED.
         if path == PREFIX || path.starts_with("/app/") {
-            let (dir, path) = (self.dir.clone(), path.to_owned());
+            let (dir, csp, path) = (self.dir.clone(), self.csp.clone(), path.to_owned());
             return Box::pin(async move {
                 let resp = match dir {
-                    Some(dir) => respond(&dir, req.method(), &path, req.headers()).await,
+                    Some(dir) => respond(&dir, &csp, req.method(), &path, req.headers()).await,
                     None => plain(StatusCode::NOT_FOUND, "the web app is not enabled (web.enabled)"),
                 };
                 Ok(resp.map(|b| tonic::body::Body::new(axum::body::Body::from(b))))
@@ -221,6 +243,24 @@ mod tests {
         }
         assert_eq!(resolve(d, "/../x"), None);
         assert_eq!(resolve(d, "/.env"), None);
+    }
+
+    #[test]
+    fn the_policy_lets_uploads_and_photos_reach_the_media_origins() {
+        let p = csp(&["http://127.0.0.1:50051".to_owned()]);
+        assert!(p.contains("connect-src 'self' http://127.0.0.1:50051;"), "{p}");
+        assert!(p.contains("img-src 'self' http://127.0.0.1:50051 https: data: blob:;"), "{p}");
+        assert!(p.contains("default-src 'none'") && p.contains("frame-ancestors 'none'"), "{p}");
+        let p = csp(&[]);
+        assert!(p.contains("connect-src 'self';") && p.contains("img-src 'self' https:"), "{p}");
+
+        use crate::media::config::{MediaBackend, MediaSettings};
+        let mut m = MediaSettings { public_url: "https://api.example.org/base/".into(), ..MediaSettings::default() };
+        assert_eq!(m.browser_origins(), ["https://api.example.org"]);
+        m.backend = MediaBackend::S3;
+        assert_eq!(m.browser_origins(), ["https://*.amazonaws.com"]);
+        m.s3_endpoint = "http://127.0.0.1:9000".into();
+        assert_eq!(m.browser_origins(), ["http://127.0.0.1:9000"]);
     }
 
     #[test]

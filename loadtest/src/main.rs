@@ -141,6 +141,11 @@ struct Cli {
     /// figure is 1,000,000).
     #[arg(long, value_parser = clap::value_parser!(i64).range(0..=5_000_000))]
     likes: Option<i64>,
+    /// chat: subscriber streams per HTTP/2 connection (default 1, each subscriber its own
+    /// connection like separate clients; more separates the per-stream from the per-connection
+    /// memory; at most the server's grpc.max_concurrent_streams).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    streams_per_connection: u16,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -255,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             uncached_target,
             products: cli.products,
             likes: cli.likes,
+            streams_per_connection: usize::from(cli.streams_per_connection),
         },
         server_metrics: server_metrics.clone(),
     });

@@ -136,7 +136,7 @@ pub async fn send_account_code(
     what: CodeMail<'_>,
     event: &'static str,
 ) -> AppResult<DateTime<Utc>> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let Some((email, _)) = store::lock_user_email(&mut tx, user_id).await? else {
         return Err(AppError::not_found(Reason::UserNotFound, "user"));
     };
@@ -155,7 +155,7 @@ pub async fn use_account_code(
     code: &str,
     event: &'static str,
 ) -> AppResult<sqlx::Transaction<'static, sqlx::Postgres>> {
-    let tx = state.db.begin().await?;
+    let tx = crate::db::begin(&state.db).await?;
     let mut tx = check_code(state, tx, user_id, code, event).await?;
     store::delete_code(&mut tx, user_id).await?;
     Ok(tx)

@@ -58,7 +58,7 @@ pub async fn start_guest_session(state: &AppState, device: &Device) -> AppResult
         return Err(AppError::failed_precondition(Reason::GuestsDisabled, "guest visits are disabled here"));
     }
     let expires_at = state.clock.now() + Duration::seconds(cfg.session_ttl_s as i64);
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // Ten characters of 36: a clash is rare; another draw settles it.
     let mut user = None;
     for _ in 0..5 {
@@ -89,7 +89,7 @@ pub async fn convert_guest(state: &AppState, caller: &Caller, cmd: ConvertGuest)
         return Err(taken_error(reason));
     }
     let hash = state.passwords.hash(&cmd.password).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let new = NewUser {
         handle: cmd.handle.as_str(),
         email: cmd.email.as_str(),
@@ -129,7 +129,7 @@ pub fn cleanup_slot(now: DateTime<Utc>) -> DateTime<Utc> {
 pub async fn cleanup_due(state: &AppState) -> AppResult<Option<u64>> {
     let now = state.clock.now();
     let slot = cleanup_slot(now);
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !store::claim_guest_cleanup(&mut tx, slot).await? {
         return Ok(None);
     }

@@ -49,7 +49,7 @@ pub async fn sign_up(state: &AppState, cmd: SignUp) -> AppResult<User> {
     }
     let hash = state.passwords.hash(&cmd.password).await?;
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(user) = idempotency::replayed(state, &mut tx, "SignUp", Owner::Anonymous, rid, &fp).await? {
         return Ok(user);
     }
@@ -130,7 +130,7 @@ pub async fn login(state: &AppState, cmd: Login, device: &Device) -> AppResult<(
         login_counted("password", "suspended");
         return Err(account_suspended());
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // Concurrent logins of one user take turns, so the limit holds exactly.
     store::lock_user_sessions(&mut tx, user.id).await?;
     let session_id = store::insert_session(&mut tx, user.id, device).await?;
@@ -170,7 +170,7 @@ pub(super) async fn issue_tokens(
 #[tracing::instrument(name = "accounts.refresh", skip_all, err(level = "debug"))]
 pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
     let hash = hash_refresh_token(token);
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let outcome = store::use_refresh_token(&mut tx, &hash).await?;
     let mut ended = None;
     let (label, result) = match outcome {
@@ -246,7 +246,7 @@ pub async fn change_password(state: &AppState, caller: &Caller, cmd: ChangePassw
             .into_error_with(Reason::BadCredentials));
     }
     let new_hash = state.passwords.hash(&cmd.new).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     store::update_password(&mut *tx, caller.user_id, &new_hash).await?;
     let revoked = store::revoke_other_sessions(&mut *tx, caller.user_id, caller.session_id, "password changed").await?;
     tx.commit().await?;
@@ -357,7 +357,7 @@ pub(super) fn auth_event(event: &'static str, outcome: &'static str) {
 #[tracing::instrument(name = "accounts.send_verification_code", skip_all, err(level = "debug"))]
 pub async fn send_verification_code(state: &AppState, caller: &Caller, cmd: SendCode) -> AppResult<DateTime<Utc>> {
     const EVENT: &str = "send_verification_code";
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let Some((email, verified)) = store::lock_user_email(&mut tx, caller.user_id).await? else {
         return Err(AppError::not_found(Reason::UserNotFound, "user"));
     };
@@ -485,7 +485,7 @@ pub(super) async fn check_code(
 pub async fn verify_email(state: &AppState, caller: &Caller, cmd: VerifyEmail) -> AppResult<DateTime<Utc>> {
     const EVENT: &str = "verify_email";
     let now = state.clock.now();
-    let tx = state.db.begin().await?;
+    let tx = crate::db::begin(&state.db).await?;
     let mut tx = check_code(state, tx, caller.user_id, &cmd.code, EVENT).await?;
     let at = store::verify_email(&mut tx, caller.user_id, now).await?;
     tx.commit().await?;
@@ -502,7 +502,7 @@ pub async fn request_password_reset(state: &AppState, cmd: RequestReset) -> AppR
     let cfg = &state.settings.mail;
     let now = state.clock.now();
     let email = cmd.email.as_str();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let window = std::time::Duration::from_secs(cfg.limit_window_s);
     if let Some(wait) =
         mail::hit_send_limit(&mut tx, &mail::address_key(email), cfg.max_per_address, window, now).await?
@@ -545,7 +545,7 @@ pub async fn reset_password(state: &AppState, cmd: ResetPassword) -> AppResult<(
         return Err(invalid());
     }
     let new_hash = state.passwords.hash(&cmd.new).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let Some(user_id) = store::use_reset_token(&mut tx, &hash, now).await? else {
         return Err(invalid());
     };

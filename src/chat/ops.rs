@@ -144,7 +144,7 @@ pub async fn create_room(state: &AppState, caller: &Caller, cmd: CreateRoom) -> 
     if kind == RoomKind::Direct && store::is_blocked(&state.db, others[0], caller.user_id).await? {
         return Err(blocked());
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(id) = replayed::<Uuid>(state, &mut tx, "CreateRoom", caller, cmd.request_id.as_ref(), &cmd).await? {
         tx.commit().await?;
         return Ok((view(state, caller.user_id, id).await?, false));
@@ -219,7 +219,7 @@ pub async fn list_my_rooms(
 #[tracing::instrument(name = "chat.invite_to_room", skip_all, err(level = "debug"))]
 pub async fn invite_to_room(state: &AppState, caller: &Caller, room: Uuid, handles: &[String]) -> AppResult<RoomView> {
     let users = resolve(state, handles).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let r = lock_member_room(&mut tx, room, caller.user_id).await?;
     if r.is_direct() {
         return Err(is_direct());
@@ -253,7 +253,7 @@ pub async fn invite_to_room(state: &AppState, caller: &Caller, room: Uuid, handl
 /// The caller leaves a group; an owner hands ownership to the longest-standing member.
 #[tracing::instrument(name = "chat.leave_room", skip_all, err(level = "debug"))]
 pub async fn leave_room(state: &AppState, caller: &Caller, room: Uuid) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let r = lock_member_room(&mut tx, room, caller.user_id).await?;
     if r.is_direct() {
         return Err(is_direct());
@@ -272,7 +272,7 @@ pub async fn leave_room(state: &AppState, caller: &Caller, room: Uuid) -> AppRes
 #[tracing::instrument(name = "chat.remove_from_room", skip_all, err(level = "debug"))]
 pub async fn remove_from_room(state: &AppState, caller: &Caller, room: Uuid, handle: String) -> AppResult<()> {
     let user = resolve(state, &[handle]).await?[0];
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let r = lock_member_room(&mut tx, room, caller.user_id).await?;
     if r.is_direct() {
         return Err(is_direct());
@@ -294,7 +294,7 @@ pub async fn remove_from_room(state: &AppState, caller: &Caller, room: Uuid, han
 
 #[tracing::instrument(name = "chat.rename_room", skip_all, err(level = "debug"))]
 pub async fn rename_room(state: &AppState, caller: &Caller, room: Uuid, title: String) -> AppResult<RoomView> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let r = lock_member_room(&mut tx, room, caller.user_id).await?;
     if r.is_direct() {
         return Err(is_direct());
@@ -334,7 +334,7 @@ pub async fn unblock_user(state: &AppState, caller: &Caller, handle: String) -> 
 /// message.
 #[tracing::instrument(name = "chat.send_message", skip_all, err(level = "debug"))]
 pub async fn send_message(state: &AppState, caller: &Caller, cmd: SendMessage) -> AppResult<Message> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(id) = replayed::<Uuid>(state, &mut tx, "SendMessage", caller, cmd.request_id.as_ref(), &cmd).await? {
         let m = store::get_message(&mut *tx, id).await?.ok_or_else(message_not_found)?;
         tx.commit().await?;
@@ -375,7 +375,7 @@ async fn lock_own_message(conn: &mut sqlx::PgConnection, caller: &Caller, id: Uu
 
 #[tracing::instrument(name = "chat.edit_message", skip_all, err(level = "debug"))]
 pub async fn edit_message(state: &AppState, caller: &Caller, id: Uuid, text: String) -> AppResult<Message> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let m = lock_own_message(&mut tx, caller, id, "edit").await?;
     if !store::update_message_text(&mut tx, id, &text).await? {
         return Err(AppError::failed_precondition(Reason::ChatMessageDeleted, "the message was deleted"));
@@ -389,7 +389,7 @@ pub async fn edit_message(state: &AppState, caller: &Caller, id: Uuid, text: Str
 
 #[tracing::instrument(name = "chat.delete_message", skip_all, err(level = "debug"))]
 pub async fn delete_message(state: &AppState, caller: &Caller, id: Uuid) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let m = lock_own_message(&mut tx, caller, id, "delete").await?;
     if store::tombstone_message(&mut tx, id).await? {
         let seq =
@@ -405,7 +405,7 @@ pub async fn delete_message(state: &AppState, caller: &Caller, id: Uuid) -> AppR
 /// Returns the read mark after the call.
 #[tracing::instrument(name = "chat.mark_read", skip_all, err(level = "debug"))]
 pub async fn mark_read(state: &AppState, caller: &Caller, room: Uuid, seq: i64) -> AppResult<i64> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let r = lock_member_room(&mut tx, room, caller.user_id).await?;
     if seq > r.last_seq {
         return Err(AppError::invalid("seq", format!("is beyond the room's last seq ({})", r.last_seq)));

@@ -34,7 +34,7 @@ use crate::state::AppState;
 /// The response of Subscribe: queued events, then the final status if the driver ended the
 /// stream with one. Keeps the stream registered with the hub until the response is done.
 pub struct EventStream {
-    rx: mpsc::Receiver<pb::ChatEvent>,
+    rx: mpsc::Receiver<Box<pb::ChatEvent>>,
     end: oneshot::Receiver<Status>,
     done: bool,
     _registration: Registration,
@@ -48,7 +48,7 @@ impl Stream for EventStream {
             return Poll::Ready(None);
         }
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(e)) => Poll::Ready(Some(Ok(pb::SubscribeResponse { event: Some(e) }))),
+            Poll::Ready(Some(e)) => Poll::Ready(Some(Ok(pb::SubscribeResponse { event: Some(*e) }))),
             Poll::Ready(None) => {
                 // The driver is gone; it sent its status (if any) before dropping the queue.
                 self.done = true;
@@ -100,7 +100,9 @@ struct Driver {
     state: AppState,
     hub: Arc<Hub>,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<pb::ChatEvent>,
+    /// Boxed: the queue allocates its slots in blocks of 32 up front, so an idle stream holds
+    /// 32 pointers rather than 32 events (docs/chat.md#memory).
+    tx: mpsc::Sender<Box<pb::ChatEvent>>,
     buffer: usize,
     /// Rooms carried, with the last seq sent (or resumed from).
     rooms: HashMap<Uuid, i64>,
@@ -163,10 +165,12 @@ impl Driver {
         // First the resume backlog, then a check of every room against the database (notices
         // published before the rooms were registered with the hub are not lost).
         let first: Vec<(Uuid, i64)> = resumed.iter().filter_map(|r| self.rooms.get(r).map(|l| (*r, *l))).collect();
-        let mut outcome = self.send_after(&first, Read::Resume, &HashMap::new()).await;
+        // The reads are boxed: the task of an idle stream keeps only the waiting state, not room
+        // for the largest read's future (docs/chat.md#memory).
+        let mut outcome = Box::pin(self.send_after(&first, Read::Resume, &HashMap::new())).await;
         let mut sync = true;
         while outcome.is_ok() {
-            outcome = self.step(sync).await;
+            outcome = Box::pin(self.step(sync)).await;
             if outcome.is_err() {
                 break;
             }
@@ -339,7 +343,7 @@ impl Driver {
 
     /// Queues one event; a full queue ends the stream (the client is too slow).
     fn push(&self, e: pb::ChatEvent) -> Result<(), Stop> {
-        match self.tx.try_send(e) {
+        match self.tx.try_send(Box::new(e)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(Stop::End(too_slow(self.buffer))),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Gone),

@@ -113,7 +113,7 @@ pub async fn create_community(state: &AppState, caller: &Caller, cmd: NewCommuni
         join_code: cmd.join_code.as_deref(),
         external_code: cmd.external_code.as_deref(),
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(community) = replayed(state, &mut tx, "CreateCommunity", caller, cmd.request_id.as_ref(), &fp).await? {
         return Ok(community);
     }
@@ -151,7 +151,7 @@ pub async fn request_membership(state: &AppState, caller: &Caller, req: JoinRequ
             (Status::Approved, None, None)
         }
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // A retry after a lost reply gets its membership, not ALREADY_MEMBER.
     if let Some(first) = replayed(state, &mut tx, "RequestMembership", caller, req.request_id.as_ref(), &req).await? {
         return Ok(first);
@@ -263,7 +263,7 @@ pub async fn set_member_role(
     user_id: Uuid,
     role: MemberRole,
 ) -> AppResult<Membership> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !store::lock_community(&mut tx, community_id).await? {
         return Err(community_not_found());
     }
@@ -288,7 +288,7 @@ pub async fn set_member_role(
 
 #[tracing::instrument(name = "communities.leave_community", skip_all, err(level = "debug"))]
 pub async fn leave_community(state: &AppState, caller: &Caller, community_id: Uuid) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !store::lock_community(&mut tx, community_id).await? {
         return Err(community_not_found());
     }
@@ -303,7 +303,7 @@ pub async fn leave_community(state: &AppState, caller: &Caller, community_id: Uu
 
 #[tracing::instrument(name = "communities.remove_member", skip_all, err(level = "debug"))]
 pub async fn remove_member(state: &AppState, caller: &Caller, community_id: Uuid, user_id: Uuid) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !store::lock_community(&mut tx, community_id).await? {
         return Err(community_not_found());
     }

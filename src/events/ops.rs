@@ -112,7 +112,7 @@ pub async fn create_event(state: &AppState, caller: &Caller, cmd: CreateEvent) -
         Venue::Explicit(c) => c,
         Venue::Geocode => geocode::resolve(state, &cmd.address).await?,
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let event_id = match replayed::<Uuid>(state, &mut tx, "CreateEvent", caller, cmd.request_id.as_ref(), &cmd).await? {
         Some(id) => id,
         None => {
@@ -135,7 +135,7 @@ pub async fn update_event(state: &AppState, caller: &Caller, mut cmd: UpdateEven
         cmd.patch.coords = Some(geocode::resolve(state, address).await?);
     }
     let p = &cmd.patch;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let event = store::lock_event(&mut tx, cmd.event_id).await?.ok_or_else(event_not_found)?;
     let category_changes = p.category.is_some_and(|c| c != event.category());
     if event.settled_at.is_some() && (category_changes || p.starts_at.is_some() || p.ends_at.is_some()) {
@@ -193,7 +193,7 @@ pub async fn add_participant(
     request_id: Option<&RequestId>,
 ) -> AppResult<ParticipantRow> {
     managed_event(state, caller, cmd.event_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // A retry after a lost reply gets the participant, not ALREADY_PARTICIPANT.
     if let Some(first) = replayed(state, &mut tx, "AddParticipant", caller, request_id, &cmd).await? {
         return Ok(first);
@@ -228,7 +228,7 @@ async fn participant(conn: &mut PgConnection, cmd: EventUser) -> AppResult<Parti
 #[tracing::instrument(name = "events.remove_participant", skip_all, err(level = "debug"))]
 pub async fn remove_participant(state: &AppState, caller: &Caller, cmd: EventUser) -> AppResult<()> {
     managed_event(state, caller, cmd.event_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let event = store::lock_event_shared(&mut tx, cmd.event_id).await?.ok_or_else(event_not_found)?;
     if event.settled_at.is_some() {
         return Err(settled());
@@ -304,7 +304,7 @@ pub async fn check_in(state: &AppState, caller: &Caller, cmd: CheckIn) -> AppRes
         opens_before: Duration::minutes(cfg.check_in_opens_min),
         late_after: Duration::minutes(cfg.late_after_min),
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // A retry after a lost reply gets its attendance, not ALREADY_CHECKED_IN.
     if let Some(first) = replayed(state, &mut tx, "CheckIn", caller, cmd.request_id.as_ref(), &cmd).await? {
         return Ok(first);
@@ -369,7 +369,7 @@ fn already_checked_in() -> AppError {
 #[tracing::instrument(name = "events.force_attend", skip_all, err(level = "debug"))]
 pub async fn force_attend(state: &AppState, caller: &Caller, cmd: EventUser) -> AppResult<ParticipantRow> {
     managed_event(state, caller, cmd.event_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let event = store::lock_event_shared(&mut tx, cmd.event_id).await?.ok_or_else(event_not_found)?;
     if event.settled_at.is_some() {
         return Err(settled());
@@ -394,7 +394,7 @@ async fn transition(
     own: bool,
     key: Option<(&str, &Caller, Option<&RequestId>)>,
 ) -> AppResult<FeeStatus> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some((method, caller, rid)) = key
         && let Some(first) = replayed(state, &mut tx, method, caller, rid, &e).await?
     {

@@ -71,7 +71,7 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
         .map_err(|e| anyhow::anyhow!("webhook client: {e}"))?;
     let mut delivered = 0;
     loop {
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::db::begin(&state.db).await?;
         let row = store::take_due_notice(&mut tx, cfg.webhook_max_attempts).await?;
         let Some((id, payload, attempts)) = row else { return Ok(delivered) };
         let outcome = match crate::traces::send(client.post(url.expose_secret()).json(&payload), "webhook.deliver")

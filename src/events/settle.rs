@@ -54,7 +54,7 @@ pub async fn settle_due(state: &AppState) -> AppResult<Vec<Settled>> {
 /// The error names the event when one was taken.
 async fn settle_one(state: &AppState, skip: &[Uuid]) -> Result<Option<Settled>, (Option<Uuid>, AppError)> {
     let now = state.clock.now();
-    let mut tx = state.db.begin().await.map_err(|e| (None, e.into()))?;
+    let mut tx = crate::db::begin(&state.db).await.map_err(|e| (None, e.into()))?;
     let row = store::take_due_event(&mut tx, now, skip).await.map_err(|e| (None, e))?;
     let Some(store::DueEvent { event_id, community_id, ends_at, fee, title }) = row else { return Ok(None) };
     let penalties = apply(state, &mut tx, event_id, community_id, fee, now).await.map_err(|e| (Some(event_id), e))?;

@@ -134,7 +134,7 @@ pub async fn create_post(state: &AppState, caller: &Caller, cmd: CreatePost) -> 
     }
     // The answer is read inside the transaction: once it commits nothing can fail, so a
     // committed post is never answered with a retryable error (issue 14, point 6).
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let (id, created) =
         match replayed::<Uuid>(state, &mut tx, "CreatePost", caller, cmd.request_id.as_ref(), &cmd).await? {
             Some(id) => (id, false),
@@ -180,7 +180,7 @@ pub async fn update_post(state: &AppState, caller: &Caller, cmd: UpdatePost) -> 
         return Err(AppError::permission_denied(Reason::PostAuthorRequired, "only the author may edit this post"));
     }
     // The answer is read inside the transaction (see `create_post`).
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !store::update_post(&mut *tx, post.id, &cmd.patch, cmd.expected_version).await? {
         let now = store::get_post(&mut *tx, post.id).await?.ok_or_else(post_not_found)?;
         return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the post changed since it was read")
@@ -308,7 +308,7 @@ pub async fn create_comment(state: &AppState, caller: &Caller, mut cmd: CreateCo
         cmd.parent_id = Some(p.parent_id.unwrap_or(p.id));
     }
     // Read inside the transaction, as in `create_post`.
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let (id, created) =
         match replayed::<Uuid>(state, &mut tx, "CreateComment", caller, cmd.request_id.as_ref(), &cmd).await? {
             Some(id) => (id, false),
@@ -383,7 +383,7 @@ pub async fn update_comment(state: &AppState, caller: &Caller, id: Uuid, text: S
         ));
     }
     // The answer is read inside the transaction (see `create_post`).
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !store::update_comment(&mut *tx, id, &text).await? {
         return Err(comment_not_found());
     }
@@ -441,7 +441,7 @@ pub async fn like(
     let post = target_post(state, Some(caller), target).await?;
     let (created, count) = if request_id.is_some() {
         // The key is claimed in the like's own transaction: a retry gets the first answer.
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::db::begin(&state.db).await?;
         if let Some(first) = replayed(state, &mut tx, "Like", caller, request_id, &target).await? {
             return Ok(first);
         }

@@ -416,6 +416,7 @@ impl Drop for Completion {
                 ("protocol", self.protocol.as_str()),
             ];
             metrics::histogram!("grpc_server_handling_seconds", &labels).record(elapsed.as_secs_f64());
+            crate::traces::openmetrics::record_rpc(&self.span, &labels, elapsed.as_secs_f64());
             let mut handled = labels.to_vec();
             handled.push(("grpc_code", code_label(code)));
             metrics::counter!("grpc_server_handled_total", &handled).increment(1);

@@ -3,6 +3,7 @@
 //! reflection, and the caller helpers handlers use.
 
 pub mod admission;
+pub mod codec;
 pub mod connections;
 pub mod layer;
 pub mod policy;

@@ -125,7 +125,7 @@ pub async fn finish_external_login(
         };
 
     // A linked identity signs in.
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(user_id) = store::touch_identity(&mut *tx, &p.name, &profile.subject, now).await? {
         let opened = match accounts_ext::open_session(state, &mut tx, user_id, device).await {
             Ok(o) => o,
@@ -188,7 +188,7 @@ pub async fn complete_registration(
     let now = state.clock.now();
     let max = state.settings.identity.max_link_attempts;
     let hash = hash_secret(&cmd.ticket);
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // Rolled back with the rest if the account cannot be made (a taken handle): the ticket
     // stays usable for another try.
     let Some(t) = store::use_ticket(&mut tx, &hash, TicketKind::Register, now, max).await? else {
@@ -266,7 +266,7 @@ pub async fn link_identity(
                 return Err(AppError::unauthenticated(Reason::BadCredentials, "the password is incorrect")
                     .with_meta("attempts_left", (max - t.attempts - 1).max(0)));
             }
-            Some(true) => state.db.begin().await?,
+            Some(true) => crate::db::begin(&state.db).await?,
         },
         Proof::Code(code) => accounts_ext::use_account_code(state, user_id, &code, EVENT).await?,
     };
@@ -291,7 +291,7 @@ pub async fn list_identities(state: &AppState, caller: &Caller) -> AppResult<Vec
 /// Unlinks the caller's identity of `provider`, unless it is the account's last way to sign in.
 #[tracing::instrument(name = "identity.unlink_identity", skip_all, err(level = "debug"))]
 pub async fn unlink_identity(state: &AppState, caller: &Caller, provider: &str) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let linked = store::lock_identities(&mut tx, caller.user_id).await?;
     if !linked.iter().any(|p| p == provider) {
         return Err(AppError::not_found(Reason::IdentityNotFound, "identity"));

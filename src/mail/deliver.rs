@@ -68,7 +68,7 @@ pub async fn deliver_due(state: &AppState, sender: &Sender) -> AppResult<usize> 
     let cfg = &state.settings.mail;
     let mut sent = 0;
     for _ in 0..cfg.batch_size {
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::db::begin(&state.db).await?;
         let Some(mail) = store::take_due(&mut tx).await? else { break };
         let kind = Kind::label(&mail.kind);
         let message = mail.recipient.parse::<Mailbox>().ok().and_then(|to| {

@@ -102,7 +102,7 @@ async fn one_with_likes(state: &AppState, caller: Option<&Caller>, p: Product) -
 #[tracing::instrument(name = "market.create_product", skip_all, err(level = "debug"))]
 pub async fn create_product(state: &AppState, caller: &Caller, cmd: CreateProduct) -> AppResult<ProductView> {
     // The answer is read inside the transaction: once it commits nothing can fail.
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let (id, created) =
         match replayed::<Uuid>(state, &mut tx, "CreateProduct", caller, cmd.request_id.as_ref(), &cmd).await? {
             Some(id) => (id, false),
@@ -183,7 +183,7 @@ pub async fn update_product(state: &AppState, caller: &Caller, cmd: UpdateProduc
     if p.seller_id != caller.user_id {
         return Err(owner_required("edit"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !store::update_product(&mut *tx, p.id, &cmd.patch, cmd.expected_version).await? {
         let now = store::get_product(&mut *tx, p.id).await?.ok_or_else(product_not_found)?;
         return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the product changed since it was read")
@@ -285,7 +285,7 @@ pub async fn like_product(
 ) -> AppResult<(bool, i64)> {
     visible_product(state, Some(caller), id).await?;
     let (created, count) = if request_id.is_some() {
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::db::begin(&state.db).await?;
         if let Some(first) = replayed(state, &mut tx, "LikeProduct", caller, request_id, &id).await? {
             return Ok(first);
         }

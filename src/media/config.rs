@@ -100,6 +100,21 @@ impl Default for MediaSettings {
 }
 
 impl MediaSettings {
+    /// The origins a browser reaches media at — the PUT of an upload, the GET of a variant —
+    /// for a page's Content-Security-Policy (`connect-src`, `img-src`): the local backend's
+    /// `public_url` (filled in from the bound port at start when empty), the S3 endpoint, or any
+    /// `https://*.amazonaws.com` for AWS itself.
+    pub fn browser_origins(&self) -> Vec<String> {
+        let origin = |u: &str| {
+            url::Url::parse(u).ok().map(|u| u.origin()).filter(|o| o.is_tuple()).map(|o| o.ascii_serialization())
+        };
+        match self.backend {
+            MediaBackend::Local => origin(&self.public_url).into_iter().collect(),
+            MediaBackend::S3 if self.s3_endpoint.is_empty() => vec!["https://*.amazonaws.com".to_owned()],
+            MediaBackend::S3 => origin(&self.s3_endpoint).into_iter().collect(),
+        }
+    }
+
     /// Appends every problem of this section to `errs` (see `Settings::validate`).
     pub fn validate(&self, errs: &mut Vec<String>) {
         if self.backend == MediaBackend::Local && self.data_dir.trim().is_empty() {

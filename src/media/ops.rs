@@ -141,7 +141,7 @@ pub async fn create_upload(
 ) -> AppResult<UploadTicket> {
     let s = &state.settings.media;
     let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(done) =
         idempotency::replayed(state, &mut tx, "CreateUpload", caller, cmd.request_id.as_ref(), &cmd).await?
     {
@@ -267,7 +267,7 @@ pub async fn complete_upload(state: &AppState, storage: &Storage, caller: &Calle
             format!("{} is not accepted for {}", kind.mime(), m.purpose.as_str()),
         ));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let Some(locked) = store::get_for_update(&mut tx, id).await? else { return Err(media_not_found()) };
     let fresh = locked.state == State::Uploading;
     if fresh {

@@ -245,7 +245,7 @@ pub async fn finish(
     reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let r = sqlx::query(
         "update media set state = $2, failure_reason = $3, finished_at = $4 where id = $1 and state = 'PROCESSING'",
     )

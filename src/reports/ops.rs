@@ -141,7 +141,7 @@ pub async fn refresh_queue_gauges(state: &AppState) -> AppResult<QueueGauges> {
 pub async fn create_report(state: &AppState, caller: &Caller, cmd: CreateReport) -> AppResult<Report> {
     let target = resolve_target(state, caller, &cmd.target).await?;
     let threshold = i32::try_from(state.settings.reports.auto_hide_threshold).unwrap_or(i32::MAX);
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let (id, created, hidden) =
         match replayed::<Uuid>(state, &mut tx, "CreateReport", caller, cmd.request_id.as_ref(), &cmd).await? {
             Some(id) => (id, false, false),
@@ -214,7 +214,7 @@ pub async fn resolve_report(state: &AppState, caller: &Caller, cmd: ResolveRepor
         ResolveTarget::Target(k, i) => (k, i),
     };
     let already = || AppError::failed_precondition(Reason::AlreadyResolved, "the target has no open report");
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // The target's lock: concurrent resolutions (and reports) of it wait here, then see the
     // first one's outcome.
     let hidden_from = store::lock_target(&mut tx, kind, id).await?.ok_or_else(report_not_found)?;
@@ -291,7 +291,7 @@ pub async fn reinstate_user(
     note: &str,
 ) -> AppResult<ModerationAction> {
     caller.require_admin()?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let user = store::reinstate_user(&mut tx, handle)
         .await?
         .ok_or_else(|| AppError::not_found(Reason::UserNotFound, "suspended user"))?;

@@ -146,7 +146,7 @@ pub fn sees_profile<'a>(state: &'a AppState, _caller: &'a Caller, id: Uuid) -> B
 pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePatch) -> AppResult<Profile> {
     // The answer is read inside the transaction: once it commits nothing can fail, so a
     // committed change is never answered with a retryable error.
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !store::update_profile(&mut *tx, caller.user_id, &patch).await? {
         let now = store::get_profile(&mut *tx, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)?;
         return Err(AppError::refused(Code::Aborted, Reason::EtagMismatch, "the profile changed since it was read")
@@ -172,7 +172,7 @@ pub async fn delete_account(state: &AppState, caller: &Caller, confirm_handle: &
     if !handle.eq_ignore_ascii_case(confirm_handle.trim()) {
         return Err(AppError::invalid("confirm_handle", "must equal the caller's handle"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let deleted = store::delete_account(&mut tx, caller.user_id).await?;
     tx.commit().await?;
     if !deleted {
@@ -204,7 +204,7 @@ pub async fn follow(
     if target == caller.user_id {
         return Err(cannot_follow_self());
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(first) = replayed(state, &mut tx, "Follow", caller, request_id, handle).await? {
         return Ok(first);
     }

@@ -120,7 +120,7 @@ pub async fn propose_team(state: &AppState, caller: &Caller, cmd: ProposeTeam) -
     if store::community_kind(&state.db, cmd.community_id).await?.as_deref() != Some("CLUB") {
         return Err(AppError::failed_precondition(Reason::NotClub, "teams are built in CLUB communities"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let id = match replayed::<Uuid>(state, &mut tx, "ProposeTeam", caller, cmd.request_id.as_ref(), &cmd).await? {
         // Return the connection before reading the team on another one: concurrent replays
         // holding theirs would exhaust a small pool.
@@ -211,7 +211,7 @@ pub async fn update_team(state: &AppState, caller: &Caller, cmd: UpdateTeam) -> 
     if team.leader_id != caller.user_id {
         return Err(leader_required());
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !store::update_team(&mut *tx, team.id, &cmd.patch, cmd.expected_version).await? {
         drop(tx);
         let now = reload(state, team.id).await?;
@@ -292,7 +292,7 @@ pub async fn apply(state: &AppState, caller: &Caller, cmd: Apply) -> AppResult<A
     if store::is_team_member(&state.db, team.id, caller.user_id).await? {
         return Err(AppError::failed_precondition(Reason::AlreadyTeamMember, "you are already a member of this team"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let id = match replayed::<Uuid>(state, &mut tx, "Apply", caller, cmd.request_id.as_ref(), &cmd).await? {
         Some(id) => {
             tx.rollback().await?;
@@ -374,7 +374,7 @@ pub async fn decide_application(
     }
     let already =
         || AppError::failed_precondition(Reason::ApplicationAlreadyDecided, "the application was already decided");
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let to = if approve { ApplicationState::Approved } else { ApplicationState::Rejected };
     if !store::decide_application(&mut tx, id, to, note).await? {
         drop(tx);
@@ -418,7 +418,7 @@ async fn unseat(state: &AppState, team: &Team, user: Uuid) -> AppResult<()> {
     if user == team.leader_id {
         return Err(AppError::failed_precondition(Reason::LeaderCannotLeave, "the leader cannot leave the team"));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if !store::delete_team_member(&mut tx, team.id, user).await? {
         return Err(AppError::failed_precondition(Reason::NotTeamMember, "not a member of this team"));
     }

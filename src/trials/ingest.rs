@@ -187,7 +187,7 @@ async fn write(
     }
     progress(Progress::Writing { rows: trials.len() });
 
-    let mut tx = state.db.begin().await.map_err(AppError::from)?;
+    let mut tx = crate::db::begin(&state.db).await.map_err(AppError::from)?;
     let mut ids: HashMap<Lookup, HashMap<String, i64>> = HashMap::new();
     for lookup in Lookup::ALL {
         let names: Vec<String> = trials

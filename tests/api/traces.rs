@@ -240,6 +240,31 @@ async fn a_create_post_is_one_trace_from_the_rpc_down_to_sql_and_redis(pool: PgP
         "the transaction's COMMIT: {:?}",
         spans.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
+    // The transaction: one span from before BEGIN to the end of COMMIT, under the use case,
+    // with the INSERT and the COMMIT as its children; named without values.
+    let tx = spans
+        .iter()
+        .find(|s| s.name == "transaction" && descends(&spans, insert, s))
+        .unwrap_or_else(|| panic!("the INSERT's transaction: {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()));
+    assert!(descends(&spans, tx, op), "the transaction runs inside the use case");
+    assert_eq!(tx.kind, SpanKind::Client as i32);
+    assert_eq!(attr_str(tx, "db.system.name").as_deref(), Some("postgresql"));
+    assert_eq!(attr_str(tx, "db.transaction.outcome").as_deref(), Some("commit"));
+    let commit = spans
+        .iter()
+        .find(|s| s.name == "COMMIT" && s.parent_span_id == tx.span_id)
+        .expect("the COMMIT is the transaction's child");
+    assert!(
+        tx.start_time_unix_nano <= insert.start_time_unix_nano && insert.end_time_unix_nano <= tx.end_time_unix_nano
+    );
+    assert_eq!(commit.end_time_unix_nano, tx.end_time_unix_nano, "the transaction ends with its COMMIT");
+    let in_tx: Vec<&Span> = spans.iter().filter(|s| s.parent_span_id == tx.span_id).collect();
+    assert!(
+        in_tx.iter().all(
+            |s| s.kind == SpanKind::Client as i32 && attr_str(s, "db.system.name").as_deref() == Some("postgresql")
+        )
+    );
+    assert_eq!(spans.iter().filter(|s| s.name == "transaction").count(), 1, "one transaction in a CreatePost");
     let redis: Vec<&Span> =
         spans.iter().filter(|s| attr_str(s, "db.system.name").as_deref() == Some("redis")).collect();
     assert!(!redis.is_empty(), "a Redis command: {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
@@ -281,15 +306,67 @@ async fn no_span_attribute_holds_an_email_phone_token_or_password(pool: PgPool) 
     let _ =
         t.app.auth().login(pb::LoginRequest { login: "bob@example.com".into(), password: "wrong horse".into() }).await;
     let _ = t.app.auth().refresh(pb::RefreshRequest { refresh_token: user.refresh.clone() }).await;
+    // A phone number in a community's contact directory (the manager writes it).
+    let community = t.app.community("APARTMENT", "트레이스 1단지").await;
+    t.app.add_member(&community, &user, "APPROVED", "MANAGER").await;
+    let phone = "010-9876-5432";
+    pb::contact_service_client::ContactServiceClient::new(t.app.channel.clone())
+        .create_contact(user.req(pb::CreateContactRequest {
+            community_id: community,
+            name: "관리사무소".into(),
+            phone: phone.into(),
+            category: "관리".into(),
+            description: String::new(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect("create contact");
+    // A password change, a reset request for the address, a logout.
+    let new_password = "another horse battery";
+    let _ = t
+        .app
+        .auth()
+        .change_password(
+            user.req(pb::ChangePasswordRequest { old_password: PASSWORD.into(), new_password: new_password.into() }),
+        )
+        .await;
+    let _ = t
+        .app
+        .auth()
+        .request_password_reset(pb::RequestPasswordResetRequest {
+            email: "bob@example.com".into(),
+            lang: String::new(),
+        })
+        .await;
+    let _ = t.app.auth().logout(pb::LogoutRequest { refresh_token: user.refresh.clone() }).await;
     let spans = t.flush().await;
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-    for rpc in ["maru.v1.AuthService/SignUp", "maru.v1.AuthService/Login", "maru.v1.AuthService/Refresh"] {
+    for rpc in [
+        "maru.v1.AuthService/SignUp",
+        "maru.v1.AuthService/Login",
+        "maru.v1.AuthService/Refresh",
+        "maru.v1.ContactService/CreateContact",
+        "maru.v1.AuthService/ChangePassword",
+        "maru.v1.AuthService/RequestPasswordReset",
+        "maru.v1.AuthService/Logout",
+    ] {
         assert!(names.contains(&rpc), "{rpc} exported: {names:?}");
     }
-    let forbidden = ["bob@example.com", PASSWORD, "wrong horse", user.token.as_str(), user.refresh.as_str(), "Bearer"];
+    let forbidden = [
+        "bob@example.com",
+        PASSWORD,
+        "wrong horse",
+        new_password,
+        user.token.as_str(),
+        user.refresh.as_str(),
+        "Bearer",
+        phone,
+        "98765432",
+    ];
     let mut values = Vec::new();
     for s in &spans {
         values.push(s.name.clone());
+        values.extend(s.status.as_ref().map(|st| st.message.clone()));
         for kv in s.attributes.iter().chain(s.events.iter().flat_map(|e| e.attributes.iter())) {
             values.push(format!("{}={:?}", kv.key, kv.value));
         }
@@ -392,4 +469,138 @@ async fn the_ratio_drops_traces_but_slow_and_failed_ones_are_kept_whole(pool: Pg
     let root = spans.iter().find(|s| s.name == "maru.v1.FeedService/CreatePost").expect("the slow root is kept");
     assert!(root.end_time_unix_nano - root.start_time_unix_nano >= Duration::from_millis(1).as_nanos() as u64);
     assert!(spans.iter().any(|s| s.name == "insert into posts" && descends(&spans, s, root)), "with its children");
+}
+
+#[sqlx::test]
+async fn an_openmetrics_scrape_links_a_latency_bucket_to_the_trace_of_a_sampled_request(pool: PgPool) {
+    let t = Traced::spawn(pool, |_| {}).await;
+    let user = t.app.user("hana").await;
+    let (_, post) = create_post(&t, &user, &[]).await;
+    // GetPost: a method no other traced test calls (the exemplars are the process's).
+    fresh_interest();
+    let resp = t.feed().get_post(user.req(pb::GetPostRequest { post_id: post.id.clone() })).await.expect("get post");
+    let trace_id = resp.metadata().get("x-trace-id").expect("x-trace-id").to_str().unwrap().to_owned();
+
+    let url = format!("http://{}/metrics", t.app.admin_addr);
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let resp = reqwest::Client::new().get(&url).header("accept", prometheus).send().await.unwrap();
+    let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ctype.starts_with("application/openmetrics-text; version=1.0.0"), "{ctype}");
+    let om = resp.text().await.unwrap();
+    assert!(om.ends_with("# EOF\n"));
+    assert!(om.contains("# TYPE grpc_server_handled counter\n"), "counter families without _total");
+    let exemplar = format!(r#"# {{trace_id="{trace_id}"}} "#);
+    let bucket = om
+        .lines()
+        .find(|l| {
+            l.starts_with("grpc_server_handling_seconds_bucket{")
+                && l.contains(r#"grpc_method="GetPost""#)
+                && l.contains(&exemplar)
+        })
+        .unwrap_or_else(|| panic!("no GetPost bucket names trace {trace_id}"));
+    // `… <count> # {trace_id="…"} <seconds> <unix time>`
+    let after: Vec<&str> = bucket.split(&exemplar).nth(1).unwrap().split(' ').collect();
+    assert_eq!(after.len(), 2, "{bucket}");
+    let secs: f64 = after[0].parse().unwrap();
+    let le: f64 =
+        bucket.split(r#"le=""#).nth(1).unwrap().split('"').next().unwrap().replace("+Inf", "inf").parse().unwrap();
+    assert!(secs > 0.0 && secs <= le, "{bucket}");
+    assert!(after[1].parse::<f64>().unwrap() > 1.7e9, "a Unix timestamp in seconds: {bucket}");
+
+    // Anyone else still gets the text format, without exemplars.
+    let resp = reqwest::get(&url).await.unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("trace_id") && !text.contains("# EOF"));
+    assert!(text.contains("# TYPE grpc_server_handled_total counter\n"));
+    t.stop().await;
+}
+
+/// A one-shot command (`maru ingest trials`) exports its spans before the process exits: the
+/// receiver holds them when the process is gone, one trace under a `cli.ingest` root.
+#[sqlx::test]
+async fn a_cli_command_flushes_its_spans_before_it_exits(pool: PgPool) {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let o = pool.connect_options();
+    let url =
+        format!("postgres://{}@{}:{}/{}", o.get_username(), o.get_host(), o.get_port(), o.get_database().unwrap());
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/clinical-trials-3074271.json");
+    // tokio's process: the receiver answers on this (current-thread) runtime meanwhile.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_maru"))
+        .args(["ingest", "trials", "--from-file", fixture])
+        .env("MARU__DATABASE__URL", &url)
+        .env("MARU__REDIS__KEY_PREFIX", format!("maru-test-cli-trace-{}:", uuid::Uuid::new_v4().simple()))
+        .env("MARU__LOG__LEVEL", "error")
+        .env("MARU__TRACE__OTLP_ENDPOINT", format!("http://{addr}"))
+        .env("MARU__TRACE__SAMPLE_RATIO", "1.0")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    let spans = collector.0.lock().unwrap().spans.clone();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let root = spans.iter().find(|s| s.name == "cli.ingest").unwrap_or_else(|| panic!("the command's root: {names:?}"));
+    assert!(root.parent_span_id.is_empty(), "a root");
+    let trace = of_trace(&spans, &hex(&root.trace_id));
+    assert!(trace.len() > 2, "the command's work is in its trace: {names:?}");
+    assert!(trace.iter().all(|s| s.span_id == root.span_id || descends(&trace, s, root)));
+    assert!(
+        trace.iter().any(|s| attr_str(s, "db.system.name").as_deref() == Some("postgresql")),
+        "its statements: {names:?}"
+    );
+    assert!(trace.iter().all(|s| s.end_time_unix_nano <= root.end_time_unix_nano));
+}
+
+/// A trace the ratio dropped but the tail rules kept (slow) still gives its exemplar, recorded
+/// when the trace is decided.
+#[sqlx::test]
+async fn a_slow_request_kept_by_the_tail_rules_is_an_exemplar_too(pool: PgPool) {
+    let t = Traced::spawn(pool, |s| {
+        s.trace.sample_ratio = 0.0;
+        s.trace.keep_errors = false;
+        s.trace.slow_threshold_ms = 1;
+    })
+    .await;
+    let user = t.app.user("ivan").await;
+    let (_, post) = create_post(&t, &user, &[]).await;
+    // CreateComment (a transaction, slower than 1 ms in a debug build like CreatePost above): a
+    // method no other traced test calls.
+    fresh_interest();
+    let resp = t
+        .feed()
+        .create_comment(user.req(pb::CreateCommentRequest {
+            post_id: post.id.clone(),
+            text: "traced comment".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("create comment");
+    let trace_id = resp.metadata().get("x-trace-id").expect("x-trace-id").to_str().unwrap().to_owned();
+    let spans = of_trace(&t.flush().await, &trace_id);
+    assert!(spans.iter().any(|s| s.name == "maru.v1.FeedService/CreateComment"), "the slow call is kept");
+
+    let om = reqwest::Client::new()
+        .get(format!("http://{}/metrics", t.app.admin_addr))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        om.lines().any(|l| l.starts_with("grpc_server_handling_seconds_bucket{")
+            && l.contains(r#"grpc_method="CreateComment""#)
+            && l.contains(&format!(r#"# {{trace_id="{trace_id}"}} "#))),
+        "no CreateComment bucket names the kept trace {trace_id}"
+    );
+    t.stop().await;
 }

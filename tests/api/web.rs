@@ -111,3 +111,51 @@ async fn an_app_not_built_yet_says_how_to_build_it(pool: PgPool) {
     assert!(r.headers().get("content-security-policy").is_some());
     assert!(r.text().await.unwrap().contains("npm run build"));
 }
+
+/// The sources a directive of `csp` allows (`connect-src 'self' https://a` → `['self', https://a]`).
+fn sources<'a>(csp: &'a str, directive: &str) -> Vec<&'a str> {
+    csp.split(';')
+        .map(str::split_whitespace)
+        .find_map(|mut parts| (parts.next() == Some(directive)).then(|| parts.collect()))
+        .unwrap_or_default()
+}
+
+#[sqlx::test]
+async fn the_policy_lets_the_app_put_uploads_and_show_photos_where_media_answers(pool: PgPool) {
+    // Media on another origin than the page (maru behind a media host name): the PUT of an
+    // upload (connect-src) and the variants (img-src) must be allowed by the app's policy.
+    let dir = app_dir();
+    let media_dir = std::env::temp_dir().join(format!("maru-web-media-{}", uuid::Uuid::new_v4().simple()));
+    let app = TestApp::spawn_with(pool, |s| {
+        s.web.enabled = true;
+        s.web.dir = dir.display().to_string();
+        s.media.data_dir = media_dir.display().to_string();
+        s.media.public_url = "https://media.example.org/maru/".into();
+    })
+    .await;
+    let kim = app.user("web.csp.kim").await;
+    let ticket = maru::grpc::pb::media_service_client::MediaServiceClient::new(app.channel.clone())
+        .create_upload(kim.req(maru::grpc::pb::CreateUploadRequest {
+            purpose: maru::grpc::pb::MediaPurpose::PostImage as i32,
+            content_type: "image/png".into(),
+            size_bytes: 1000,
+            sha256: String::new(),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let origin = url::Url::parse(&ticket.upload_url).unwrap().origin().ascii_serialization();
+    assert_eq!(origin, "https://media.example.org");
+
+    let r = reqwest::get(format!("http://{}/app/", app.grpc_addr)).await.unwrap();
+    let csp = header(&r, "content-security-policy").to_owned();
+    assert!(sources(&csp, "connect-src").contains(&origin.as_str()), "{csp}");
+    assert!(sources(&csp, "img-src").contains(&origin.as_str()), "{csp}");
+    // Nothing else is widened: scripts and styles stay on the page's own origin.
+    assert_eq!(sources(&csp, "script-src"), ["'self'"]);
+    assert_eq!(sources(&csp, "style-src"), ["'self'"]);
+    assert_eq!(sources(&csp, "default-src"), ["'none'"]);
+    std::fs::remove_dir_all(dir).ok();
+    std::fs::remove_dir_all(media_dir).ok();
+}

@@ -8,6 +8,7 @@ import { CommunityService } from "../gen/maru/v1/communities_pb";
 import { NoticeService, PollService } from "../gen/maru/v1/community_content_pb";
 import { ReportService } from "../gen/maru/v1/reports_pb";
 import { FeedService } from "../gen/maru/v1/feed_pb";
+import { MediaService } from "../gen/maru/v1/media_pb";
 import {
   BadRequestSchema,
   ErrorInfoSchema,
@@ -74,6 +75,7 @@ export const chat = createClient(ChatService, transport);
 export const notices = createClient(NoticeService, transport);
 export const polls = createClient(PollService, transport);
 export const reports = createClient(ReportService, transport);
+export const media = createClient(MediaService, transport);
 
 async function refreshTokens(): Promise<void> {
   const s = session!;

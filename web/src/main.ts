@@ -10,6 +10,7 @@ import { ModerationActionType, ReportReason, ReportTargetType, type ReportedTarg
 import { auth, chat, communities, currentSession, feed, idempotent, notices, polls, reports, requestId, setSession } from "./api";
 import { live } from "./live";
 import { $, field, h, onSubmit, showError } from "./ui";
+import { photoPicker, photos } from "./photos";
 import "./app.css";
 
 const app = document.getElementById("app")!;
@@ -53,6 +54,8 @@ async function route(): Promise<void> {
   const parts = path.split("/").filter(Boolean);
   const main = h("main", { "data-screen": parts[0] ?? "home" });
   app.replaceChildren(header(), main);
+  // A new screen starts at its top (not where the last one was scrolled to).
+  scrollTo(0, 0);
   if (!currentSession() && parts[0] !== "signin") {
     location.hash = "#/signin";
     return;
@@ -248,7 +251,7 @@ function postItem(p: Post): HTMLElement {
     { class: "post", "data-post": p.id },
     h("header", {}, h("strong", {}, p.author?.displayName ?? ""), h("small", {}, ` @${p.author?.handle} · ${when(p.createdAt)}`)),
     h("p", { class: "text" }, p.text),
-    ...p.imageUrls.map((src) => h("img", { src, alt: "", loading: "lazy" })),
+    photos(p),
     h(
       "footer",
       {},
@@ -359,19 +362,25 @@ function likeButton(p: Post): HTMLElement {
 async function communityFeed(main: HTMLElement, communityId: string): Promise<void> {
   const [c, me] = await Promise.all([communities.getCommunity({ communityId }), myMembership(communityId)]);
   const isManager = me?.status === MembershipStatus.APPROVED && me.role === MemberRole.MANAGER;
+  // Photos upload as soon as they are chosen; "Post" waits for them to be READY.
+  const picker = photoPicker();
   const compose = h(
     "form",
     { id: "compose" },
     h("label", { class: "field" }, h("span", {}, "New post"), h("textarea", { name: "text", rows: "3" }), h("small", { class: "violation", "data-field": "text" })),
+    picker.el,
+    h("small", { class: "violation", "data-field": "media_ids" }),
     h("button", { type: "submit" }, "Post"),
   );
   const posts = h("section", { id: "posts" });
   const sentinel = h("div", { id: "more" }, "…");
   onSubmit(compose, async (v) => {
-    const id = idempotent({ communityId, text: v.text });
-    const r = await feed.createPost({ communityId, text: v.text, requestId: id.requestId });
+    const mediaIds = await picker.ready();
+    const id = idempotent({ communityId, text: v.text, mediaIds });
+    const r = await feed.createPost({ communityId, text: v.text, mediaIds, requestId: id.requestId });
     id.done();
     compose.reset();
+    picker.reset();
     if (r.post) posts.prepend(postItem(r.post));
   });
   main.append(h("h2", {}, c.community?.name ?? ""), h("a", { href: `#/c/${communityId}/board`, id: "board-link" }, "Notices & polls"), " ");
@@ -405,7 +414,10 @@ async function communityFeed(main: HTMLElement, communityId: string): Promise<vo
   };
   const io = new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && void more());
   io.observe(sentinel);
-  cleanup = () => io.disconnect();
+  cleanup = () => {
+    io.disconnect();
+    picker.reset();
+  };
   await more();
 }
 

@@ -1,10 +1,11 @@
 // The browser scenario of the reference web app (issue 21), driven by puppeteer-core on the
 // system Chromium, against a maru it starts and restarts itself (MARU_BIN, env from run.sh):
 // A signs up (field errors first), asks to join the demo complex, the manager (B, another
-// browser context) approves, A posts, B sees it and comments, A sees the comment; A and B chat
+// browser context) approves, A posts with a photo, B sees it and comments, A sees the comment; A and B chat
 // live; maru restarts mid-chat and the streams resume with nothing lost or doubled.
 import { spawn } from "node:child_process";
 import { appendFile, mkdir, rm, writeFile } from "node:fs/promises";
+import { deflateSync } from "node:zlib";
 import puppeteer from "puppeteer-core";
 
 const env = (k) => {
@@ -16,6 +17,8 @@ const MARU_BIN = env("MARU_BIN");
 const GRPC = env("MARU__GRPC__LISTEN");
 const ADMIN = env("MARU__ADMIN__LISTEN");
 const OUT = env("WEB_TEST_OUT");
+// Files the scenario uploads (not artifacts).
+const TMP = process.env.WEB_TEST_TMP ?? OUT;
 const LOG = `${OUT}/maru.log`;
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const base = `http://${GRPC}`;
@@ -60,6 +63,54 @@ async function stopMaru() {
   maru.kill("SIGTERM");
   await exited;
   await rm(`${OUT}/maru.pid`, { force: true });
+}
+
+// ---------------------------------------------------------------- test photos
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+function chunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/// A `w`×`h` RGB PNG drawn here (no binary in the repository): an evening sky over a
+/// building with lit windows.
+function photoPng(w, h) {
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    const row = y * (w * 3 + 1);
+    for (let x = 0; x < w; x++) {
+      const t = y / h;
+      let rgb = [Math.round(250 - 160 * t), Math.round(150 + 40 * t), Math.round(90 + 150 * t)]; // sky
+      if (Math.hypot(x - w * 0.75, y - h * 0.3) < h * 0.1) rgb = [255, 230, 140]; // sun
+      const inBuilding = x > w * 0.15 && x < w * 0.5 && y > h * 0.35;
+      if (inBuilding) {
+        const lit = (Math.floor(x / 24) + Math.floor(y / 30)) % 3 === 0 && x % 24 > 6 && y % 30 > 8;
+        rgb = lit ? [255, 214, 120] : [52, 64, 92];
+      }
+      if (y > h * 0.9) rgb = [70, 110, 60]; // ground
+      raw.set(rgb, row + 1 + x * 3);
+    }
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  return Buffer.concat([PNG_SIGNATURE, chunk("IHDR", ihdr), chunk("IDAT", deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]);
 }
 
 // ---------------------------------------------------------------- browser helpers
@@ -137,6 +188,8 @@ try {
   // 1. Sign up: invalid input first → field errors from BadRequest, with the reason and request id.
   const res = await a.goto(APP_URL);
   if (!process.env.APP_URL && !res.headers()["content-security-policy"]) throw new Error("/app/ has no CSP header");
+  // `npm run dev`: the policy is in a meta element (esbuild's server sends none).
+  if (process.env.APP_URL && !(await a.$('meta[http-equiv="Content-Security-Policy"]'))) throw new Error("the dev page has no CSP");
   await a.waitForSelector("#sign-up");
   await snap(a, "a-sign-in");
   await fill(a, "#sign-up", { handle: "x", email: "not-an-email", password: "short", display_name: "브라우저 A" });
@@ -177,23 +230,70 @@ try {
   await snap(b, "b-approved");
   step("B approved A");
 
-  // 4. A posts in the complex's feed.
+  // 4. A posts with a photo in the complex's feed. Refusals first, each shown by its reason with
+  //    the request id: a photo over POST_IMAGE's 10 MiB (CreateUpload: INVALID_ARGUMENT, field
+  //    size_bytes) and a text file named .png (CompleteUpload: MEDIA_TYPE_UNSUPPORTED). Then a
+  //    PNG drawn by this script: CreateUpload → PUT (progress) → CompleteUpload → READY.
+  const photoFile = `${TMP}/photo.png`;
+  const hugeFile = `${TMP}/huge.png`;
+  const fakeFile = `${TMP}/not-an-image.png`;
+  await writeFile(photoFile, photoPng(800, 600));
+  await writeFile(hugeFile, Buffer.concat([PNG_SIGNATURE, Buffer.alloc(11 * 1024 * 1024 - 8)]));
+  await writeFile(fakeFile, "this is not an image\n".repeat(50));
   await a.reload();
   await clickText(a, "#my-communities a", "용인신갈푸르지오");
-  await a.waitForSelector("#compose");
+  await a.waitForSelector("#compose #photo");
+  const upload = async (file) => (await a.$("#photo")).uploadFile(file);
+  const uploadItem = (name) => `#uploads .upload[data-file="${name}"]`;
+  await upload(hugeFile);
+  await a.waitForSelector(`${uploadItem("huge.png")}[data-upload-state="failed"] .error[data-reason="INVALID_ARGUMENT"]`);
+  const tooLarge = await a.$eval(uploadItem("huge.png"), (e) => ({
+    error: e.querySelector(".error").textContent,
+    field: e.querySelector('.violation[data-field="size_bytes"]').textContent,
+  }));
+  if (!tooLarge.error.includes("request id") || !/10485760/.test(tooLarge.field)) throw new Error(`too large shown as ${JSON.stringify(tooLarge)}`);
+  await upload(fakeFile);
+  await a.waitForSelector(`${uploadItem("not-an-image.png")} .error[data-reason="MEDIA_TYPE_UNSUPPORTED"]`);
+  const unsupported = await a.$eval(`${uploadItem("not-an-image.png")} .error`, (e) => e.textContent);
+  if (!unsupported.includes("request id")) throw new Error(`unsupported shown as ${unsupported}`);
+  await snap(a, "a-photo-refused");
+  // A post while a failed photo is listed is refused here, before any call.
   await a.type("#compose textarea", postText);
   await a.click("#compose button[type=submit]");
+  await until(a, () => document.querySelector("#compose > .error")?.textContent.includes("could not be uploaded"));
+  for (const name of ["huge.png", "not-an-image.png"]) await a.click(`${uploadItem(name)} .remove`);
+  await upload(photoFile);
+  await a.waitForSelector(`${uploadItem("photo.png")}[data-upload-state="ready"]`);
+  const [mediaId, steps] = await a.$eval(uploadItem("photo.png"), (e) => [e.dataset.media, e.dataset.steps]);
+  if (steps !== "hashing reserving uploading processing ready") throw new Error(`the photo's steps: ${steps}`);
+  if (await a.$("#compose > .error")) throw new Error("the form's error stayed after the failed photos were removed");
+  await snap(a, "a-photo-ready");
+  await a.click("#compose button[type=submit]");
   await until(a, textIn, "#posts .post .text", postText);
+  await a.waitForSelector(`#posts .post img.photo[data-media="${mediaId}"]`);
+  if (await a.$("#uploads .upload")) throw new Error("the photo picker was not emptied after posting");
   await snap(a, "a-posted");
+  step(`A posted with photo ${mediaId}`);
 
-  // 5. B sees it (the feed, newest first) and comments.
+  // 5. B sees it (the feed, newest first) with the photo actually loaded, and comments.
+  const photoLoaded = (sel) => {
+    const img = document.querySelector(sel);
+    if (!img) return false;
+    img.scrollIntoView();
+    return img.complete && img.naturalWidth > 0 && { w: img.naturalWidth, h: img.naturalHeight, src: img.currentSrc };
+  };
   await b.click('a[href^="#/c/"]');
   await until(b, textIn, "#posts .post .text", postText);
   const postId = await b.evaluate(
     (t) => [...document.querySelectorAll("#posts .post")].find((p) => p.textContent.includes(t)).dataset.post,
     postText,
   );
+  const shownB = await until(b, photoLoaded, `[data-post="${postId}"] img.photo[data-media="${mediaId}"]`);
+  // The display variant (≤ 1080 px): the 800×600 original, not upscaled.
+  if (shownB.w !== 800 || shownB.h !== 600) throw new Error(`B's photo: ${JSON.stringify(shownB)}`);
+  step(`B's feed shows the photo (${shownB.w}×${shownB.h}, ${new URL(shownB.src).pathname.slice(0, 12)}…)`);
   await b.click(`[data-post="${postId}"] a.comments`);
+  await until(b, photoLoaded, `main > .post img.photo[data-media="${mediaId}"]`);
   await b.waitForSelector("#comment textarea");
   await b.type("#comment textarea", commentText);
   await b.click("#comment button[type=submit]");
@@ -212,6 +312,8 @@ try {
   //     loads the next page (its page token) when scrolled to the end.
   await b.click('main > a[href^="#/c/"]');
   await b.waitForSelector("#compose");
+  // A's like, as the server counts it, on B's feed.
+  await until(b, (id) => document.querySelector(`[data-post="${id}"] button.like`)?.textContent.trim() === "♡ 1", postId);
   for (let i = 1; i <= 11; i++) {
     await b.type("#compose textarea", `관리사무소 공지 ${i} (${suffix})`);
     await b.click("#compose button[type=submit]");
@@ -236,6 +338,8 @@ try {
   await a.waitForSelector(`#polls .poll[data-voted="true"] .option.mine[data-option="${options[0]}"]`);
   await a.click(`#polls .option[data-option="${options[1]}"]`);
   await a.waitForSelector('#polls .poll .error[data-reason="ALREADY_VOTED"]');
+  const voted = await a.$eval('#polls .poll .error[data-reason="ALREADY_VOTED"]', (e) => e.textContent);
+  if (!/request id [0-9a-f]{32}/.test(voted)) throw new Error(`ALREADY_VOTED shown as: ${voted}`);
   await snap(a, "a-poll-already-voted");
   step("A voted; the second vote shows ALREADY_VOTED");
 
@@ -260,6 +364,7 @@ try {
 
   // 7. Chat: A opens a DM with the manager; each receives the other's message live.
   await a.click('a[href="#/chat"]');
+  await a.waitForSelector("#new-room");
   await fill(a, "#new-room", { member_handles: "demo.manager" });
   await a.click("#new-room button[type=submit]");
   await a.waitForSelector("#send");
@@ -344,13 +449,19 @@ try {
   await c.goto(APP_URL);
   await fill(c, "#sign-in", { login: "nobody.here", password: "wrong password" });
   let reason = "";
+  const reasons = new Set();
   for (let i = 0; i < 20 && reason !== "RATE_LIMITED"; i++) {
     await c.evaluate(() => document.querySelector("#sign-in .error")?.remove());
     await c.click("#sign-in button[type=submit]");
     reason = await until(c, () => document.querySelector("#sign-in .error")?.dataset.reason);
+    reasons.add(reason);
   }
+  // Wrong credentials are refused by their reason until the bucket is empty.
+  if (!reasons.has("BAD_CREDENTIALS")) throw new Error(`sign-in refusals: ${[...reasons]}`);
   const limited = await c.$eval("#sign-in .error", (e) => e.textContent);
-  if (reason !== "RATE_LIMITED" || !/try again in \d+ s/.test(limited)) throw new Error(`rate limiting shown as: ${limited}`);
+  if (reason !== "RATE_LIMITED" || !/try again in \d+ s/.test(limited) || !limited.includes("request id")) {
+    throw new Error(`rate limiting shown as: ${limited}`);
+  }
   await snap(c, "c-rate-limited");
   step(`rate limited: ${limited}`);
   if (cspViolations.length) throw new Error(`CSP violations:\n${cspViolations.join("\n")}`);

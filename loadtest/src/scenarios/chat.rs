@@ -34,7 +34,7 @@ use goose::goose::{GooseUser, Scenario, TransactionResult};
 use maru::grpc::pb;
 use maru::grpc::pb::chat_service_client::ChatServiceClient;
 use tokio::task::JoinHandle;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 use super::whoami::custom;
 use super::{Ctx, Entry, LoadScenario, Shape, Think, session, tx, with_think};
@@ -75,6 +75,8 @@ struct Chat {
     sent: AtomicU64,
     resumed: Arc<AtomicU64>,
     rss_per_stream_kib: OnceLock<Option<f64>>,
+    /// Subscriber connections by `i / --streams-per-connection`.
+    connections: Mutex<HashMap<usize, Channel>>,
 }
 
 #[derive(Clone)]
@@ -149,6 +151,7 @@ impl Chat {
             sent: AtomicU64::new(0),
             resumed: Arc::new(AtomicU64::new(0)),
             rss_per_stream_kib: OnceLock::new(),
+            connections: Mutex::new(HashMap::new()),
         }
     }
 
@@ -216,10 +219,22 @@ impl Chat {
             }));
             seen.push(Arc::clone(&state));
             let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-            let endpoint =
-                Endpoint::from_shared(self.ctx.target(i).to_owned())?.connect_timeout(Duration::from_secs(5));
+            // Subscribers with the same `i / per` share a connection (to target `i / per`).
+            let per = self.ctx.options.streams_per_connection.max(1);
+            let channel = {
+                let mut shared = self.connections.lock().expect("connections");
+                match shared.get(&(i / per)) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let target = self.ctx.target(i / per).to_owned();
+                        let c = Endpoint::from_shared(target)?.connect_timeout(Duration::from_secs(5)).connect_lazy();
+                        shared.insert(i / per, c.clone());
+                        c
+                    }
+                }
+            };
             let task = tokio::spawn(subscriber(
-                endpoint,
+                channel,
                 account.clone(),
                 state,
                 Arc::clone(&self.latencies),
@@ -280,7 +295,7 @@ impl Chat {
 /// One client: Subscribe with the last seq per room, read every event, resume when the stream
 /// ends, until the task is aborted.
 async fn subscriber(
-    endpoint: Endpoint,
+    channel: Channel,
     account: Account,
     seen: Arc<Mutex<Seen>>,
     latencies: Arc<Mutex<Vec<u64>>>,
@@ -288,7 +303,6 @@ async fn subscriber(
     ready: tokio::sync::oneshot::Sender<Result<(), String>>,
 ) {
     let mut ready = Some(ready);
-    let channel = endpoint.connect_lazy();
     loop {
         let resume: Vec<pb::ChatResumePoint> = {
             let s = seen.lock().expect("seen");
@@ -379,11 +393,12 @@ impl LoadScenario for Arc<Chat> {
         let per_stream = per(middle, after);
         let _ = self.rss_per_stream_kib.set(per_stream);
         println!(
-            "chat: {} subscribers in {} rooms (sizes 2–20), {} streams open over {} target(s){}{}",
+            "chat: {} subscribers in {} rooms (sizes 2–20), {} streams open over {} target(s) and {} connection(s){}{}",
             subs.len(),
             rooms.len(),
             seen.len(),
             ctx.targets.len(),
+            self.connections.lock().expect("connections").len(),
             per_stream.map(|k| format!("; server memory {k:.1} KiB per idle stream (second half)")).unwrap_or_default(),
             per(before, after).map(|k| format!(", {k:.1} KiB over all streams (warm-up included)")).unwrap_or_default()
         );

@@ -141,6 +141,9 @@ pub struct Options {
     /// market: products in the catalogue, and likes by synthetic likers.
     pub products: Option<i64>,
     pub likes: Option<i64>,
+    /// chat: subscriber streams sharing one HTTP/2 connection (default 1: each its own, like
+    /// separate clients).
+    pub streams_per_connection: usize,
 }
 
 /// Everything a scenario needs to know about its run.

@@ -233,7 +233,7 @@ fn transition(to: Status) {
 #[tracing::instrument(name = "complaints.file_complaint", skip_all, err(level = "debug"))]
 pub async fn file_complaint(state: &AppState, caller: &Caller, cmd: FileComplaint) -> AppResult<Complaint> {
     access::resident(&state.db, caller, cmd.community_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(c) = replayed(state, &mut tx, "FileComplaint", caller, cmd.request_id.as_ref(), &cmd).await? {
         return Ok(c);
     }

@@ -152,7 +152,7 @@ pub fn to_pb(c: Contact) -> pb::Contact {
 #[tracing::instrument(name = "contacts.create_contact", skip_all, err(level = "debug"))]
 pub async fn create_contact(state: &AppState, caller: &Caller, cmd: CreateContact) -> AppResult<Contact> {
     access::manager(&state.db, caller, cmd.community_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(c) = replayed(state, &mut tx, "CreateContact", caller, cmd.request_id.as_ref(), &cmd).await? {
         return Ok(c);
     }

@@ -122,7 +122,7 @@ pub fn to_pb(n: Notice, media: Vec<pb::Media>) -> pb::Notice {
 #[tracing::instrument(name = "notices.create_notice", skip_all, err(level = "debug"))]
 pub async fn create_notice(state: &AppState, caller: &Caller, cmd: CreateNotice) -> AppResult<Notice> {
     access::manager(&state.db, caller, cmd.community_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(n) = replayed(state, &mut tx, "CreateNotice", caller, cmd.request_id.as_ref(), &cmd).await? {
         return Ok(n);
     }
@@ -173,7 +173,7 @@ pub async fn update_notice(state: &AppState, caller: &Caller, cmd: UpdateNotice)
     let notice = store::get_notice(&state.db, cmd.notice_id).await?.ok_or_else(|| not_found(Reason::NoticeNotFound))?;
     visible(state, caller, notice.community_id, Reason::NoticeNotFound).await?;
     access::manager(&state.db, caller, notice.community_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let updated = store::update_notice(&mut *tx, cmd.notice_id, &cmd.patch)
         .await?
         .ok_or_else(|| not_found(Reason::NoticeNotFound))?;

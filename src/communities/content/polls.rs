@@ -220,7 +220,7 @@ async fn view(conn: &mut PgConnection, caller: &Caller, poll_id: Uuid) -> AppRes
 #[tracing::instrument(name = "polls.create_poll", skip_all, err(level = "debug"))]
 pub async fn create_poll(state: &AppState, caller: &Caller, cmd: CreatePoll) -> AppResult<Poll> {
     access::manager(&state.db, caller, cmd.community_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // The replay returns the poll as it is now (results move), so only its id is remembered.
     let poll_id = match replayed::<Uuid>(state, &mut tx, "CreatePoll", caller, cmd.request_id.as_ref(), &cmd).await? {
         Some(id) => id,
@@ -261,7 +261,7 @@ pub async fn close_poll(state: &AppState, caller: &Caller, poll_id: Uuid) -> App
     let row = store::get_poll(&state.db, poll_id).await?.ok_or_else(|| not_found(Reason::PollNotFound))?;
     visible(state, caller, row.community_id, Reason::PollNotFound).await?;
     access::manager(&state.db, caller, row.community_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     store::close_poll(&mut *tx, poll_id).await?;
     let poll = view(&mut tx, caller, poll_id).await?;
     tx.commit().await?;
@@ -274,7 +274,7 @@ pub async fn cast_vote(state: &AppState, caller: &Caller, cmd: CastVote) -> AppR
     visible(state, caller, row.community_id, Reason::PollNotFound).await?;
     access::resident(&state.db, caller, row.community_id).await?;
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     // A retry of a counted vote is answered like the first call (the poll with the vote
     // counted), not ALREADY_VOTED.
     if replayed::<()>(state, &mut tx, "CastVote", caller, cmd.request_id.as_ref(), &cmd).await?.is_some() {

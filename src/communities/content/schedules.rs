@@ -201,7 +201,7 @@ pub fn to_pb(s: Schedule) -> pb::Schedule {
 #[tracing::instrument(name = "schedules.create_schedule", skip_all, err(level = "debug"))]
 pub async fn create_schedule(state: &AppState, caller: &Caller, cmd: CreateSchedule) -> AppResult<Schedule> {
     access::manager(&state.db, caller, cmd.community_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if let Some(s) = replayed(state, &mut tx, "CreateSchedule", caller, cmd.request_id.as_ref(), &cmd).await? {
         return Ok(s);
     }
@@ -228,7 +228,7 @@ pub async fn update_schedule(state: &AppState, caller: &Caller, cmd: UpdateSched
     visible(state, caller, found.community_id, Reason::ScheduleNotFound).await?;
     access::manager(&state.db, caller, found.community_id).await?;
     // Lock, merge, check, write: a concurrent update of the other end cannot break the range.
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let old =
         store::lock_schedule(&mut tx, cmd.schedule_id).await?.ok_or_else(|| not_found(Reason::ScheduleNotFound))?;
     let data = cmd.patch.apply(&old)?;
