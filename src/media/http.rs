@@ -27,7 +27,9 @@ use super::storage::Storage;
 use super::{store, token};
 use crate::state::AppState;
 
-/// Bytes buffered per upload before a write to the store.
+/// Bytes buffered per upload before a write to the store. These routes exist only with the
+/// local backend (S3 clients PUT to a presigned URL), so no S3 minimum part size applies here;
+/// UploadMedia, which also writes to S3, uses `ops::S3_PART_BYTES` there.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
 #[derive(Clone)]

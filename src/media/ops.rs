@@ -338,15 +338,21 @@ pub async fn view_with(
     Ok(MediaView { media: m, variants })
 }
 
+/// The part size of an UploadMedia stream written to S3: S3 refuses multipart parts under
+/// 5 MiB but the last (`EntityTooSmall` at the completion). With at most two in flight, a
+/// stream holds at most about 11 MiB (two parts and a message), and never more than its file.
+pub const S3_PART_BYTES: usize = 5 * 1024 * 1024;
+
 /// The largest chunk of an UploadMedia stream.
 pub const MAX_STREAM_CHUNK: usize = 1024 * 1024;
 
 /// UploadMedia (native clients): reserves the media as CreateUpload does (limits, quota,
-/// idempotency), streams `chunks` to the store in chunks of `http::CHUNK_BYTES` (at most two
-/// in flight: never the whole file in memory), enforcing the declared size as the bytes
-/// arrive, then checks and queues it as CompleteUpload does. Until the upload URL's expiry at
-/// the latest: a stream silent past it is refused. A refused or broken stream leaves the media
-/// UPLOADING (its upload released, the partial object discarded) for the clean-up.
+/// idempotency), streams `chunks` to the store in parts of `http::CHUNK_BYTES` (S3:
+/// [`S3_PART_BYTES`]; at most two in flight: a bounded buffer, whatever the file's size),
+/// enforcing the declared size as the bytes arrive, then checks and queues it as
+/// CompleteUpload does. Until the upload URL's expiry at the latest: a stream silent past it is
+/// refused. A refused or broken stream leaves the media UPLOADING (its upload released, the
+/// partial object discarded) for the clean-up.
 pub async fn upload_media<S>(
     state: &AppState,
     storage: &Storage,
@@ -377,7 +383,9 @@ where
     let declared = m.size_bytes as u64;
     let deadline = tokio::time::Instant::now()
         + (ticket.expires_at - now).to_std().unwrap_or(Duration::from_secs(state.settings.media.upload_ttl_s));
-    let mut writer = match storage.writer(&m.object_key, super::http::CHUNK_BYTES).await {
+    // S3 refuses multipart parts under 5 MiB (but the last): bigger parts there.
+    let part = if storage.is_s3() { S3_PART_BYTES } else { super::http::CHUNK_BYTES };
+    let mut writer = match storage.writer(&m.object_key, part).await {
         Ok(w) => w,
         Err(e) => {
             release().await;

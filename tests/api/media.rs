@@ -451,9 +451,9 @@ async fn a_job_whose_worker_died_is_finished_once_by_another_replica(pool: PgPoo
 }
 
 /// A moto S3 server on a free port for one test, stopped when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Moto {
@@ -463,7 +463,7 @@ impl Drop for Moto {
     }
 }
 
-async fn moto() -> Moto {
+pub(crate) async fn moto() -> Moto {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = std::process::Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])

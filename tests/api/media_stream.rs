@@ -140,3 +140,49 @@ async fn a_client_that_stops_sending_leaves_no_ready_media(pool: PgPool) {
     let jobs: i64 = sqlx::query_scalar("select count(*) from media_jobs").fetch_one(&app.state.db).await.unwrap();
     assert_eq!(jobs, 0);
 }
+
+/// A `w`×`h` PNG of noise (it does not compress: about 3 bytes a pixel).
+fn noise_png(w: u32, h: u32) -> Vec<u8> {
+    use image::ImageEncoder as _;
+    let mut seed: u32 = 0x2545_F491;
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed >> 24) as u8
+        };
+        image::Rgb([next(), next(), next()])
+    });
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out).write_image(&img, w, h, image::ExtendedColorType::Rgb8).unwrap();
+    out
+}
+
+#[sqlx::test]
+async fn a_streamed_upload_to_s3_is_written_in_parts_s3_accepts(pool: PgPool) {
+    let s3 = crate::media::moto().await;
+    let r = reqwest::Client::new().put(format!("{}/maru-media", s3.url)).send().await.unwrap();
+    assert!(r.status().is_success(), "bucket: {}", r.status());
+    let endpoint = s3.url.clone();
+    let app = spawn(pool, |s| {
+        s.media.backend = maru::media::config::MediaBackend::S3;
+        s.media.s3_bucket = "maru-media".into();
+        s.media.s3_endpoint = endpoint;
+        s.media.s3_allow_http = true;
+        s.media.s3_access_key_id = Some("testing".to_owned().into());
+        s.media.s3_secret_access_key = Some("testing".to_owned().into());
+    })
+    .await;
+    let kim = app.user("kim").await;
+    // Over 5 MiB: more than one multipart part (S3 refuses parts under 5 MiB but the last).
+    let bytes = noise_png(1500, 1400);
+    assert!(bytes.len() > 5 * 1024 * 1024 && bytes.len() < 10 * 1024 * 1024, "{}", bytes.len());
+    let mut msgs = vec![pb::UploadMediaRequest { part: Some(Part::Metadata(create_req("image/png", bytes.len()))) }];
+    msgs.extend(bytes.chunks(1024 * 1024).map(chunk));
+    let m = upload(&app, &kim, msgs).await.unwrap();
+    assert_eq!((m.state, m.content_type.as_str()), (pb::MediaState::Processing as i32, "image/png"));
+    let m = processed(&app, &kim, &m.id).await;
+    assert_eq!(m.state, pb::MediaState::Ready as i32, "{}", m.failure_reason);
+    assert!(m.variants.iter().all(|v| v.url.starts_with(&s3.url)));
+}
