@@ -806,11 +806,98 @@ async fn two_instances_flushing_concurrently_never_double_count(pool: PgPool) {
     assert_eq!(expected, 60);
 }
 
+/// The pending views of `post` in Redis (what a flush would take), read directly.
+async fn pending_views(fx: &Fx, post: &str) -> Option<i64> {
+    use deadpool_redis::redis::AsyncCommands;
+    let url = secrecy::ExposeSecret::expose_secret(&fx.app.state.settings.redis.url).to_owned();
+    let pool = deadpool_redis::Config::from_url(url).create_pool(Some(deadpool_redis::Runtime::Tokio1)).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    conn.hget(fx.app.state.cache.key("views:pending"), post).await.unwrap()
+}
+
+/// Views stay queued (a long batch interval) until something drains them.
+fn slow_batches(s: &mut maru::config::Settings) {
+    s.feed.view_batch_interval_ms = 60_000;
+}
+
+#[sqlx::test]
+async fn views_queued_just_before_a_graceful_shutdown_are_counted(pool: PgPool) {
+    let mut fx = Fx::with(TestApp::spawn_with(pool, slow_batches).await).await;
+    let post = fx.post(&fx.author, false, "종료 직전 조회", &[]).await;
+    let viewers = fx.app.fast_users("lastview", 3).await;
+    for v in &viewers {
+        fx.feed().get_post(v.req(pb::GetPostRequest { post_id: post.id.clone() })).await.unwrap();
+    }
+    fx.get(None, &post.id).await.unwrap();
+    assert_eq!(fx.app.state.views.queued(), 4, "answered, still queued");
+    assert_eq!(pending_views(&fx, &post.id).await, None, "nothing in Redis yet");
+    fx.app.shutdown.shutdown();
+    (&mut fx.app.task).await.unwrap().unwrap();
+    assert_eq!(fx.app.state.views.queued(), 0);
+    assert_eq!(pending_views(&fx, &post.id).await, Some(4), "the shutdown moved the queue to Redis");
+    let out = maru::jobs::views::flush(&fx.app.state).await.unwrap();
+    assert_eq!(out.views, 4);
+    assert_eq!(view_count(&fx, &post.id).await, 4);
+}
+
+#[sqlx::test]
+async fn a_viewer_waits_in_the_queue_once_and_a_full_queue_counts_directly(pool: PgPool) {
+    let fx = Fx::with(
+        TestApp::spawn_with(pool, |s| {
+            slow_batches(s);
+            s.feed.view_queue_capacity = 3;
+        })
+        .await,
+    )
+    .await;
+    let post = fx.post(&fx.author, false, "대기열", &[]).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut c = fx.feed();
+        let req = fx.member.req(pb::GetPostRequest { post_id: post.id.clone() });
+        tasks.push(tokio::spawn(async move { c.get_post(req).await }));
+    }
+    for r in futures::future::join_all(tasks).await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(fx.app.state.views.queued(), 1, "one viewer, one queued view");
+    let viewers = fx.app.fast_users("queued", 3).await;
+    for v in &viewers[..2] {
+        fx.feed().get_post(v.req(pb::GetPostRequest { post_id: post.id.clone() })).await.unwrap();
+    }
+    assert_eq!(fx.app.state.views.queued(), 3);
+    assert_eq!(pending_views(&fx, &post.id).await, None);
+    // The queue is full: this view is counted on the request path instead.
+    fx.feed().get_post(viewers[2].req(pb::GetPostRequest { post_id: post.id.clone() })).await.unwrap();
+    assert_eq!(fx.app.state.views.queued(), 3);
+    assert_eq!(pending_views(&fx, &post.id).await, Some(1));
+    let fallbacks: f64 = fx
+        .app
+        .metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("maru_view_queue_fallbacks_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(fallbacks >= 1.0, "the fallback is counted");
+    let out = maru::jobs::views::flush(&fx.app.state).await.unwrap();
+    assert_eq!((out.views, out.items), (4, 1));
+    assert_eq!(fx.app.state.views.queued(), 0);
+    // Seen again the same day, after the first batch reached Redis: not counted again.
+    fx.feed().get_post(fx.member.req(pb::GetPostRequest { post_id: post.id.clone() })).await.unwrap();
+    fx.feed().get_post(viewers[2].req(pb::GetPostRequest { post_id: post.id.clone() })).await.unwrap();
+    assert_eq!(fx.app.state.views.queued(), 2);
+    assert_eq!(maru::jobs::views::flush(&fx.app.state).await.unwrap().views, 0);
+    assert_eq!(view_count(&fx, &post.id).await, 4);
+}
+
 #[sqlx::test]
 async fn an_interrupted_flush_is_finished_once(pool: PgPool) {
     let fx = Fx::new(pool).await;
     let post = fx.post(&fx.author, false, "중단된 반영", &[]).await;
     fx.get(Some(&fx.member), &post.id).await.unwrap();
+    // The view is pending in Redis once the batcher sent it.
+    fx.app.state.views.drain().await;
     // A flush took the batch and committed, then died before deleting it from Redis: simulate by
     // applying the batch by hand and recording its id, leaving Redis as it was.
     let cache = &fx.app.state.cache;
