@@ -43,6 +43,7 @@ pub const CACHES: &[&str] = &[
     "session",
     "profile_activity",
     "recommendations",
+    "standing",
 ];
 
 #[derive(Clone)]

@@ -172,6 +172,8 @@ pub async fn delete_account(state: &AppState, caller: &Caller, confirm_handle: &
     crate::sessions::sessions_changed(&state.cache, caller.user_id).await;
     // Cached posts and pages may show the account's posts, comments and likes.
     crate::feed::authors_changed(state).await;
+    // Its cached standings in communities (memberships of a deleted account admit nobody).
+    crate::communities::cache::members_changed(&state.cache, &[caller.user_id]).await;
     tracing::info!(user_id = %caller.user_id, "account deleted");
     Ok(())
 }
