@@ -44,6 +44,7 @@ pub const CACHES: &[&str] = &[
     "profile_activity",
     "recommendations",
     "standing",
+    "follow_pair",
 ];
 
 #[derive(Clone)]
