@@ -149,7 +149,8 @@ impl ViewBatcher {
                                 }
                             }
                         }
-                        push(&inner).await;
+                        // Its own root span (the Redis call is not part of any request's trace).
+                        tracing::Instrument::instrument(push(&inner), crate::traces::job_span("views.batch")).await;
                     });
                 }
                 return;
