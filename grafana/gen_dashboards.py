@@ -982,8 +982,18 @@ def feed():
     d.add(timeseries("Flush duration p99", "99th percentile of a flush run (one bulk UPDATE per batch).",
                      targets((f"histogram_quantile(0.99, sum by (le) (rate(maru_view_flush_seconds_bucket{{{M}}}[{RI}])))",
                               "p99")), "s"), 8, 8)
+    d.add(timeseries("View queue: depth, batch size p99, fallbacks/min", "Views answered but not yet sent to "
+                     "Redis (queued in the replica, sent every feed.view_batch_interval_ms or at "
+                     "feed.view_batch_max), views per script call (p99), and views counted on the request "
+                     "path because the queue held feed.view_queue_capacity (docs/feed.md, batching).",
+                     targets((f"sum(maru_view_queue_depth{{{M}}})", "queued"),
+                             (f"histogram_quantile(0.99, sum by (le) (rate(maru_view_batch_size_bucket{{{M}}}[{RI}])))",
+                              "batch size p99"),
+                             (f"sum(rate(maru_view_queue_fallbacks_total{{{M}}}[{RI}])) * 60", "fallbacks/min")),
+                     "short"), 24, 8)
 
-    d.row("Caching", "Post detail (feed_post), community feed pages (feed_page) and profiles (profile) in Redis, invalidated by every "
+    d.row("Caching", "Post detail (feed_post), community feed pages (feed_page), profiles (profile), readers' "
+          "standings in communities (standing) and follow flags (follow_pair) in Redis, invalidated by every "
           "write that changes them.")
     d.add(timeseries("Cache hit ratio per cache", "Share of lookups answered from Redis, per cache. Bypass "
                      "(Redis unreachable) counts as a miss here.",

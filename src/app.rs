@@ -173,6 +173,8 @@ impl Application {
         let server =
             serve_grpc(grpc, &state, &ready, routes, AdmissionLayer::new(admission), media_http, shutdown_signal);
         let result = drain(server, drained, Duration::from_millis(settings.grpc.drain_timeout_ms)).await;
+        // Views answered before the drain are queued in this process: into Redis before exit.
+        state.views.drain().await;
 
         let _ = shutdown_tx.send(true);
         tracing::info!("gRPC listener drained; stopping the admin port");

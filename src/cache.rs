@@ -43,6 +43,8 @@ pub const CACHES: &[&str] = &[
     "session",
     "profile_activity",
     "recommendations",
+    "standing",
+    "follow_pair",
 ];
 
 #[derive(Clone)]

@@ -22,7 +22,8 @@
 //!   Today: `social` → `feed` (`authors_changed`) and `accounts` (`Handle`, the cached user);
 //!   `feed`, `events`, `teams` → `communities` (`access`); `feed` → `accounts` (`Handle`); `admin` →
 //!   `accounts` (users); `reports` → `feed`, `market`, `chat` (`moderation`); `accounts` →
-//!   `communities` (`guests`: guests' read-only memberships); `identity` → `accounts` (`external`:
+//!   `communities` (`guests`: guests' read-only memberships; `cache`: standings of expired
+//!   guests); `reports` → `communities` (`cache`: standings of suspended accounts); `identity` → `accounts` (`external`:
 //!   accounts from identity providers, `Handle`, `Email`, `Device`, `device_of`, `user_to_pb`);
 //!   `feed`, `market` → `media` (`attach`: a post's photos, a product's image).
 //!   `communities`, `teams`, `social` → `media` (`attach`: notice and complaint photos, a

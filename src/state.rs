@@ -15,6 +15,7 @@ use crate::keyring::Keyring;
 use crate::paging::Pager;
 use crate::password::Passwords;
 use crate::tokens::TokenKeys;
+use crate::views::batch::{BatchLimits, ViewBatcher};
 
 /// Everything an op needs; cheap to clone.
 #[derive(Clone)]
@@ -33,6 +34,8 @@ pub struct StateInner {
     pub clock: Arc<dyn Clock>,
     /// The share of the pool expensive reads may hold ([`crate::db::ExpensiveRead`]).
     pub expensive_reads: Bulkhead,
+    /// Views waiting to be counted in Redis ([`crate::views::record`]).
+    pub views: ViewBatcher,
 }
 
 impl Deref for AppState {
@@ -53,6 +56,14 @@ impl AppState {
         let (keyring, _) = Keyring::from_settings(&settings)?;
         let keyring = Arc::new(keyring);
         let cache = Cache::new(&settings.redis);
+        let views = ViewBatcher::new(
+            cache.clone(),
+            BatchLimits {
+                interval: std::time::Duration::from_millis(settings.feed.view_batch_interval_ms),
+                max: settings.feed.view_batch_max,
+                capacity: settings.feed.view_queue_capacity,
+            },
+        );
         Ok(Self(Arc::new(StateInner {
             db,
             cache,
@@ -67,6 +78,7 @@ impl AppState {
             expensive_reads: Bulkhead::new(settings.expensive_reads(), settings.grpc.request_timeout()),
             settings: Arc::new(settings),
             clock,
+            views,
         })))
     }
 }

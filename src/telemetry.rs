@@ -22,6 +22,9 @@ pub const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0
 /// Ingest run buckets, 100 ms … 30 min (a run pages through a remote API with retries).
 pub const INGEST_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
+/// Views per call of the view batcher, 1 … 10,000 (`feed.view_batch_max`).
+pub const VIEW_BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 10000.0];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once and returns its handle.
@@ -33,6 +36,9 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full("maru_ingest_run_duration_seconds".into()), INGEST_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("maru_view_batch_size".into()), VIEW_BATCH_BUCKETS)
                 })
                 .and_then(|b| b.upkeep_timeout(Duration::from_secs(5)).install_recorder())
                 .expect("the metrics recorder is installed once, at startup");

@@ -4,6 +4,10 @@
 //! its metric names, how flushed views are added to its table and which caches to invalidate
 //! after) and calls [`record`]; the flush job passes every target to [`flush`].
 //!
+//! [`record`] only queues the view in the process' [`batch::ViewBatcher`]; the batcher moves
+//! queued views to Redis in one script call per batch (about every 100 ms), drained on graceful
+//! shutdown and before every flush (see [`batch`] for why none is lost or counted twice).
+//!
 //! Redis holds, under the cache prefix (`<p>` is the target's prefix: empty for posts, as before
 //! teams existed, `team:` for teams):
 //! - `views:<day>:<p><id>` — the set of the day's viewers of a target, with a 2-day TTL (no
@@ -58,23 +62,14 @@ pub struct Target {
     pub flushed: FlushedFn,
 }
 
-const VIEWER_SET_TTL_S: u64 = 2 * 86_400;
-const PENDING: &str = "views:pending";
+pub mod batch;
+
+use batch::{PENDING, View};
+
 const FLUSHING: &str = "views:flushing";
 const FLUSHING_ID: &str = "views:flushing:id";
 /// Batches one flush applies at most (a left-over batch, then the pending one).
 const MAX_BATCHES: usize = 4;
-
-static RECORD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local added = redis.call('SADD', KEYS[1], ARGV[1])
-          if added == 1 then
-            redis.call('EXPIRE', KEYS[1], ARGV[3])
-            redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-          end
-          return added",
-    )
-});
 
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -103,34 +98,20 @@ fn today() -> String {
     Utc::now().with_timezone(&chrono_tz::Asia::Seoul).format("%Y-%m-%d").to_string()
 }
 
-/// Counts a view of `id` (a `target`) by a user (else a client IP); true when it was the
-/// viewer's first today. Nothing is counted without a viewer or while Redis is unavailable.
-pub async fn record(state: &AppState, target: &Target, id: Uuid, user: Option<Uuid>, ip: Option<&str>) -> bool {
+/// Counts a view of `id` (a `target`) by a user (else a client IP): queues it in the state's
+/// [`batch::ViewBatcher`], which moves it to Redis off the response path (a viewer's first view
+/// of the day is counted). Nothing is counted without a viewer or while Redis is unavailable.
+pub async fn record(state: &AppState, target: &Target, id: Uuid, user: Option<Uuid>, ip: Option<&str>) {
     let viewer = match (user, ip) {
         (Some(u), _) => format!("u:{u}"),
         (None, Some(ip)) => format!("ip:{ip}"),
-        (None, None) => return false,
+        (None, None) => return,
     };
     let field = format!("{}{id}", target.prefix);
     let set = state.cache.key(&format!("views:{}:{field}", today()));
-    let pending = state.cache.key(PENDING);
-    let added = state
-        .cache
-        .run("view", |mut c| async move {
-            RECORD.key(set).key(pending).arg(viewer).arg(field).arg(VIEWER_SET_TTL_S).invoke_async::<i64>(&mut c).await
-        })
-        .await;
-    match added {
-        Some(1) => {
-            metrics::counter!(target.counted_metric).increment(1);
-            true
-        }
-        Some(_) => false,
-        None => {
-            metrics::counter!(target.dropped_metric).increment(1);
-            false
-        }
-    }
+    let view =
+        View { set, viewer, field, counted_metric: target.counted_metric, dropped_metric: target.dropped_metric };
+    state.views.record(view).await;
 }
 
 /// What one flush did.
@@ -162,6 +143,8 @@ fn parse_field(targets: &[&Target], field: &str) -> Option<(usize, Uuid)> {
 #[tracing::instrument(name = "views.flush", skip_all, err(level = "warn"))]
 pub async fn flush(state: &AppState, targets: &[&Target]) -> AppResult<FlushOutcome> {
     let start = Instant::now();
+    // Every view this process answered for is pending before the batch is taken.
+    state.views.drain_process().await;
     let mut out = FlushOutcome::default();
     let mut tx = crate::db::begin(&state.db).await?;
     if !try_lock_view_flush(&mut tx).await? {

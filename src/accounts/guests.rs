@@ -139,6 +139,10 @@ pub async fn cleanup_due(state: &AppState) -> AppResult<Option<u64>> {
     for id in &deleted {
         sessions_changed(&state.cache, *id).await;
     }
+    // Their memberships went with them (cascade): so do their cached standings.
+    for chunk in deleted.chunks(500) {
+        crate::communities::cache::members_changed(&state.cache, chunk).await;
+    }
     metrics::counter!("maru_guests_deleted_total").increment(deleted.len() as u64);
     tracing::info!(slot = %slot, deleted = deleted.len(), "expired guests deleted");
     Ok(Some(deleted.len() as u64))

@@ -17,9 +17,10 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 pub use super::model::MemberRole;
-use super::store;
+use super::{cache, store};
 use crate::caller::Caller;
 use crate::error::{AppError, AppResult, Reason};
+use crate::state::AppState;
 
 /// What the caller is in a community, once allowed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,30 @@ impl Access {
 /// their APPROVED role (if any). Does not refuse anything by itself.
 pub async fn standing<'e>(db: impl PgExecutor<'e>, caller: &Caller, community_id: Uuid) -> AppResult<Access> {
     standing_from(caller, community_id, store::standing_role(db, community_id, caller.user_id).await?)
+}
+
+/// [`standing`] for reads, through Redis ([`super::cache`]: one round trip on a hit, never stale
+/// once a membership write has returned; PostgreSQL while Redis is unavailable). Writes that
+/// must decide under a lock of the community row keep using [`standing`] in their transaction.
+pub async fn standing_cached(state: &AppState, caller: &Caller, community_id: Uuid) -> AppResult<Access> {
+    let user_id = caller.user_id;
+    let db = &state.db;
+    // Boxed: the cache's future nested in every use case that checks a post's visibility
+    // overflows the compiler's layout query depth otherwise.
+    let role: Option<String> = Box::pin(state.cache.get_or_load_scoped(
+        cache::STANDING_CACHE,
+        &cache::standing_scopes(user_id),
+        &cache::standing_base(community_id, user_id),
+        cache::STANDING_TTL,
+        // An unknown community is an error, so it is never cached.
+        || async {
+            store::standing_role(db, community_id, user_id)
+                .await?
+                .ok_or_else(|| AppError::not_found(Reason::CommunityNotFound, "community"))
+        },
+    ))
+    .await?;
+    standing_from(caller, community_id, Some(role))
 }
 
 /// [`standing`] from rows read elsewhere (a query that reads the standing together with other

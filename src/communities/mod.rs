@@ -20,7 +20,8 @@
 
 /// Public API: who may act in a community — used by content, events and the feed.
 pub mod access;
-/// Public API: the home-screen cache keys — social invalidates a member's entry after a profile edit.
+/// Public API: the home-screen and standing cache keys — social, accounts and reports invalidate
+/// a member's entries after a profile edit, an account deletion or suspension, expired guests.
 pub mod cache;
 pub mod config;
 pub mod content;

@@ -19,8 +19,9 @@
 //! Caching: the home screen ([`list_my_communities`]) is cached per user in Redis and
 //! invalidated after every committed write that changes it (request, decision, leave, removal,
 //! role change here; profile edits in `social`; registry imports and community edits for every
-//! user at once), so no read is stale once the write has returned. Keys and scopes:
-//! [`super::cache`].
+//! user at once), so no read is stale once the write has returned. The same writes move the
+//! members' cached standings ([`super::access::standing_cached`], the membership decision of
+//! feed reads). Keys and scopes: [`super::cache`].
 
 use std::time::Duration;
 

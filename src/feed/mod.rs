@@ -53,6 +53,14 @@ pub fn register_metrics() {
         metrics::counter!(name).increment(0);
     }
     describe_histogram!("maru_view_flush_seconds", Unit::Seconds, "Duration of a view flush run (posts and teams).");
+    describe_histogram!("maru_view_batch_size", "Views per script call of the view batcher.");
+    describe_gauge!("maru_view_queue_depth", "Views queued in this process, not yet sent to Redis.");
+    metrics::gauge!("maru_view_queue_depth").set(0.0);
+    describe_counter!(
+        "maru_view_queue_fallbacks_total",
+        "Views counted on the request path because the view queue was full."
+    );
+    metrics::counter!("maru_view_queue_fallbacks_total").increment(0);
     describe_gauge!(
         "maru_view_flush_last_success_timestamp_seconds",
         Unit::Seconds,

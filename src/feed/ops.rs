@@ -46,13 +46,14 @@ pub fn post_not_found() -> AppError {
 pub struct Seen {
     pub post: Post,
     pub access: Option<Access>,
-    /// Read only when asked for (`likes`), in the same round trip as the membership.
+    /// Read only when asked for (`likes`), concurrently with the (cached) membership.
     pub liked_by_me: bool,
 }
 
 /// NOT_FOUND `POST_NOT_FOUND` unless `post` exists and the caller [`visibility::sees`] it. With `likes`,
-/// also reads whether the caller likes it: in the same query as their membership for a
-/// community post, so a post detail costs one database round trip.
+/// also reads whether the caller likes it. The membership decision of a community post comes
+/// from the cache ([`access::standing_cached`]), concurrently with the like's query, so a post
+/// detail costs at most one database round trip (none for an anonymous reader of a public post).
 pub async fn check_visible(
     state: &AppState,
     caller: Option<&Caller>,
@@ -64,10 +65,13 @@ pub async fn check_visible(
         (None, Some(who)) if likes => (None, !store::liked_posts(&state.db, who.user_id, &[post.id]).await?.is_empty()),
         (None, _) | (Some(_), None) => (None, false),
         (Some(c), Some(who)) => {
-            let ids: &[Uuid] = if likes { &[post.id] } else { &[] };
-            let (standing, liked) = store::standing_and_liked_posts(&state.db, c, who.user_id, ids).await?;
-            match access::standing_from(who, c, standing) {
-                Ok(a) => (Some(a), !liked.is_empty()),
+            // The membership decision from the cache, the like from the database, side by side.
+            let liked = async {
+                if likes { store::liked_posts(&state.db, who.user_id, &[post.id]).await } else { Ok(Vec::new()) }
+            };
+            let (standing, liked) = tokio::join!(access::standing_cached(state, who, c), liked);
+            match standing {
+                Ok(a) => (Some(a), !liked?.is_empty()),
                 Err(e) if e.code() == Code::NotFound => return Err(post_not_found()),
                 Err(e) => return Err(e),
             }
@@ -263,8 +267,8 @@ pub async fn list_posts(
         _ => None,
     };
     let reader = Reader::of(caller);
-    // A community page is read (from the cache, mostly) before the membership is checked, so
-    // that the check and `liked_by_me` share one query; nothing is returned before the check.
+    // A community page is read (from the cache, mostly) before the membership is checked (from
+    // the cache too, concurrently with `liked_by_me`); nothing is returned before the check.
     let rows = super::cache::list_posts_cached(state, reader, &filter, page.after, page.fetch_limit()).await?;
     let (rows, next) = state.pager.finish(&page, rows, &query, |p| (p.created_at, p.id));
     let Some((c, who)) = community else {
@@ -272,9 +276,12 @@ pub async fn list_posts(
         return Ok((with_likes(state, caller, rows).await?, next));
     };
     let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
-    let (standing, liked) = store::standing_and_liked_posts(&state.db, c, who.user_id, &ids).await?;
-    let access = access::standing_from(who, c, standing).and_then(access::require_member)?;
-    let liked: HashSet<Uuid> = liked.into_iter().collect();
+    // The membership decision from the cache, the likes from the database, side by side.
+    let liked =
+        async { if ids.is_empty() { Ok(Vec::new()) } else { store::liked_posts(&state.db, who.user_id, &ids).await } };
+    let (access, liked) = tokio::join!(access::standing_cached(state, who, c), liked);
+    let access = access.and_then(access::require_member)?;
+    let liked: HashSet<Uuid> = liked?.into_iter().collect();
     // The page was cached as every reader's: this reader's part of it.
     let rows = rows.into_iter().filter(|p| visibility::sees(reader, p, access.is_member()));
     Ok((rows.map(|p| PostView { liked_by_me: liked.contains(&p.id), post: p }).collect(), next))

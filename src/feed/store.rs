@@ -159,29 +159,6 @@ pub async fn list_posts(
         .await?)
 }
 
-/// In one round trip, what two queries would read on every feed read: `user`'s standing in
-/// `community` as [`crate::communities::access::standing`] reads it (`None`: no such community;
-/// else the APPROVED role, if any, for `access::standing_from`) and which of `posts` they like.
-pub async fn standing_and_liked_posts(
-    db: impl PgExecutor<'_>,
-    community: Uuid,
-    user: Uuid,
-    posts: &[Uuid],
-) -> AppResult<(Option<Option<String>>, Vec<Uuid>)> {
-    let (found, role, liked): (bool, Option<String>, Vec<Uuid>) = sqlx::query_as(
-        "select exists(select 1 from communities where id = $1),
-                (select role from community_memberships
-                  where community_id = $1 and user_id = $2 and status = 'APPROVED'),
-                array(select post_id from post_likes where user_id = $2 and post_id = any($3))",
-    )
-    .bind(community)
-    .bind(user)
-    .bind(posts)
-    .fetch_one(db)
-    .await?;
-    Ok((found.then_some(role), liked))
-}
-
 /// Which of `posts` `user` likes.
 pub async fn liked_posts(db: impl PgExecutor<'_>, user: Uuid, posts: &[Uuid]) -> AppResult<Vec<Uuid>> {
     let rows: Vec<(Uuid,)> = sqlx::query_as("select post_id from post_likes where user_id = $1 and post_id = any($2)")

@@ -273,12 +273,14 @@ pub async fn resolve_report(state: &AppState, caller: &Caller, cmd: ResolveRepor
 
 /// After a suspension or reinstatement committed: the cached account and session checks (its
 /// access tokens stop, or may be issued again, at once), every cached profile (its own, and the
-/// follow counts of others) and every cached post and page that may show its content.
+/// follow counts of others), every cached post and page that may show its content, and its
+/// cached standings in communities.
 async fn account_changed(state: &AppState, user: Uuid) {
     state.cache.invalidate(&[crate::accounts::user_cache_key(user)]).await;
     crate::sessions::sessions_changed(&state.cache, user).await;
     crate::social::accounts_shown_or_hidden(state).await;
     feed::authors_changed(state).await;
+    crate::communities::cache::members_changed(&state.cache, &[user]).await;
 }
 
 /// Lifts the suspension of the account `handle` and logs it; NOT_FOUND `USER_NOT_FOUND` when no

@@ -12,12 +12,18 @@
 //! counts, counted from the rows, are exact.
 //!
 //! Profiles are cached in Redis (cache `profile`, `feed.profile_cache_ttl_s`, off with
-//! `feed.cache_enabled = false`) as an anonymous reader sees them; a signed-in reader's
-//! `followed_by_me` is read from their own follow row. Every write that changes what a profile
-//! shows invalidates it after its commit: a follow or unfollow both profiles, a profile update
-//! the caller's (and their home screen, whose memberships show their name), and a deleted
-//! account every profile (its follows leave everyone's counts).
-//! Only found profiles are cached, so a handle signed up after a NOT_FOUND is found at once.
+//! `feed.cache_enabled = false`) as an anonymous reader sees them. Every write that changes
+//! what a profile shows invalidates it after its commit: a follow or unfollow both profiles, a
+//! profile update the caller's (and their home screen, whose memberships show their name), and
+//! a deleted account every profile (its follows leave everyone's counts). Only found profiles
+//! are cached, so a handle signed up after a NOT_FOUND is found at once.
+//!
+//! A signed-in reader's `followed_by_me` and `follows_me` (the two follow rows between reader
+//! and profile) are cached per reader and profile (cache `follow_pair`, same TTL) under a scope
+//! per pair of accounts, which Follow, Unfollow and RemoveFollower move when they change a row
+//! between the two. No other write changes follow rows: deleted and suspended accounts keep
+//! theirs (their profile is NOT_FOUND, their sessions end), and the rows of a deleted expired
+//! guest cascade away with an account nobody reads as or about any more.
 
 use std::time::Duration;
 
@@ -67,6 +73,34 @@ fn profile_base(handle: &str) -> String {
     format!("social:profile:{}", handle.to_lowercase())
 }
 
+/// The cache of the follow rows between a reader and a profile (`maru_cache_requests_total{cache="follow_pair"}`).
+pub const FOLLOW_PAIR_CACHE: &str = "follow_pair";
+
+/// The scope of the follow rows between `a` and `b`, either way: one per pair of accounts.
+fn pair_scope(a: Uuid, b: Uuid) -> String {
+    let (x, y) = if a < b { (a, b) } else { (b, a) };
+    format!("social:follows:{x}:{y}")
+}
+
+/// Whether `reader` follows `target` and `target` follows `reader`, through the cache.
+async fn follow_pair_cached(state: &AppState, reader: Uuid, target: Uuid) -> AppResult<(bool, bool)> {
+    let db = &state.db;
+    let ttl = Duration::from_secs(state.settings.feed.profile_cache_ttl_s);
+    let base = format!("social:follow_pair:{reader}:{target}");
+    state
+        .cache
+        .get_or_load_scoped(FOLLOW_PAIR_CACHE, &[pair_scope(reader, target)], &base, ttl, || async {
+            store::follow_pair(db, reader, target).await
+        })
+        .await
+}
+
+/// After a committed write of a follow row between `a` and `b`: both profiles and the pair.
+async fn follows_changed(state: &AppState, a: Uuid, b: Uuid) {
+    state.cache.invalidate(&[pair_scope(a, b)]).await;
+    profiles_changed(state, &[a, b]).await;
+}
+
 #[tracing::instrument(name = "social.get_profile", skip_all, err(level = "debug"))]
 pub async fn get_profile(state: &AppState, caller: Option<&Caller>, handle: &Handle) -> AppResult<Profile> {
     if !state.settings.feed.cache_enabled {
@@ -83,7 +117,7 @@ pub async fn get_profile(state: &AppState, caller: Option<&Caller>, handle: &Han
         })
         .await?;
     if let Some(c) = caller.filter(|c| c.user_id != profile.user_id) {
-        (profile.followed_by_me, profile.follows_me) = store::follow_pair(db, c.user_id, profile.user_id).await?;
+        (profile.followed_by_me, profile.follows_me) = follow_pair_cached(state, c.user_id, profile.user_id).await?;
     }
     Ok(profile)
 }
@@ -183,6 +217,8 @@ pub async fn delete_account(state: &AppState, caller: &Caller, confirm_handle: &
     crate::sessions::sessions_changed(&state.cache, caller.user_id).await;
     // Cached posts and pages may show the account's posts, comments and likes.
     crate::feed::authors_changed(state).await;
+    // Its cached standings in communities (memberships of a deleted account admit nobody).
+    crate::communities::cache::members_changed(&state.cache, &[caller.user_id]).await;
     tracing::info!(user_id = %caller.user_id, "account deleted");
     Ok(())
 }
@@ -215,7 +251,7 @@ pub async fn follow(
     tx.commit().await?;
     if created {
         metrics::counter!("maru_follows_total").increment(1);
-        profiles_changed(state, &[caller.user_id, target]).await;
+        follows_changed(state, caller.user_id, target).await;
     }
     Ok((created, profile))
 }
@@ -225,7 +261,7 @@ pub async fn unfollow(state: &AppState, caller: &Caller, handle: &Handle) -> App
     let target = live_user(state, handle).await?;
     let removed = store::delete_follow(&state.db, caller.user_id, target).await?;
     if removed {
-        profiles_changed(state, &[caller.user_id, target]).await;
+        follows_changed(state, caller.user_id, target).await;
     }
     Ok(removed)
 }
@@ -235,7 +271,7 @@ pub async fn remove_follower(state: &AppState, caller: &Caller, handle: &Handle)
     let follower = live_user(state, handle).await?;
     let removed = store::delete_follow(&state.db, follower, caller.user_id).await?;
     if removed {
-        profiles_changed(state, &[follower, caller.user_id]).await;
+        follows_changed(state, follower, caller.user_id).await;
     }
     Ok(removed)
 }

@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser, assert_err, violations};
+use crate::helpers::{TestApp, TestUser, assert_err, reason, violations};
 
 fn feed(app: &TestApp) -> FeedServiceClient<Channel> {
     FeedServiceClient::new(app.channel.clone())
@@ -806,11 +806,98 @@ async fn two_instances_flushing_concurrently_never_double_count(pool: PgPool) {
     assert_eq!(expected, 60);
 }
 
+/// The pending views of `post` in Redis (what a flush would take), read directly.
+async fn pending_views(fx: &Fx, post: &str) -> Option<i64> {
+    use deadpool_redis::redis::AsyncCommands;
+    let url = secrecy::ExposeSecret::expose_secret(&fx.app.state.settings.redis.url).to_owned();
+    let pool = deadpool_redis::Config::from_url(url).create_pool(Some(deadpool_redis::Runtime::Tokio1)).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    conn.hget(fx.app.state.cache.key("views:pending"), post).await.unwrap()
+}
+
+/// Views stay queued (a long batch interval) until something drains them.
+fn slow_batches(s: &mut maru::config::Settings) {
+    s.feed.view_batch_interval_ms = 60_000;
+}
+
+#[sqlx::test]
+async fn views_queued_just_before_a_graceful_shutdown_are_counted(pool: PgPool) {
+    let mut fx = Fx::with(TestApp::spawn_with(pool, slow_batches).await).await;
+    let post = fx.post(&fx.author, false, "종료 직전 조회", &[]).await;
+    let viewers = fx.app.fast_users("lastview", 3).await;
+    for v in &viewers {
+        fx.feed().get_post(v.req(pb::GetPostRequest { post_id: post.id.clone() })).await.unwrap();
+    }
+    fx.get(None, &post.id).await.unwrap();
+    assert_eq!(fx.app.state.views.queued(), 4, "answered, still queued");
+    assert_eq!(pending_views(&fx, &post.id).await, None, "nothing in Redis yet");
+    fx.app.shutdown.shutdown();
+    (&mut fx.app.task).await.unwrap().unwrap();
+    assert_eq!(fx.app.state.views.queued(), 0);
+    assert_eq!(pending_views(&fx, &post.id).await, Some(4), "the shutdown moved the queue to Redis");
+    let out = maru::jobs::views::flush(&fx.app.state).await.unwrap();
+    assert_eq!(out.views, 4);
+    assert_eq!(view_count(&fx, &post.id).await, 4);
+}
+
+#[sqlx::test]
+async fn a_viewer_waits_in_the_queue_once_and_a_full_queue_counts_directly(pool: PgPool) {
+    let fx = Fx::with(
+        TestApp::spawn_with(pool, |s| {
+            slow_batches(s);
+            s.feed.view_queue_capacity = 3;
+        })
+        .await,
+    )
+    .await;
+    let post = fx.post(&fx.author, false, "대기열", &[]).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut c = fx.feed();
+        let req = fx.member.req(pb::GetPostRequest { post_id: post.id.clone() });
+        tasks.push(tokio::spawn(async move { c.get_post(req).await }));
+    }
+    for r in futures::future::join_all(tasks).await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(fx.app.state.views.queued(), 1, "one viewer, one queued view");
+    let viewers = fx.app.fast_users("queued", 3).await;
+    for v in &viewers[..2] {
+        fx.feed().get_post(v.req(pb::GetPostRequest { post_id: post.id.clone() })).await.unwrap();
+    }
+    assert_eq!(fx.app.state.views.queued(), 3);
+    assert_eq!(pending_views(&fx, &post.id).await, None);
+    // The queue is full: this view is counted on the request path instead.
+    fx.feed().get_post(viewers[2].req(pb::GetPostRequest { post_id: post.id.clone() })).await.unwrap();
+    assert_eq!(fx.app.state.views.queued(), 3);
+    assert_eq!(pending_views(&fx, &post.id).await, Some(1));
+    let fallbacks: f64 = fx
+        .app
+        .metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("maru_view_queue_fallbacks_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(fallbacks >= 1.0, "the fallback is counted");
+    let out = maru::jobs::views::flush(&fx.app.state).await.unwrap();
+    assert_eq!((out.views, out.items), (4, 1));
+    assert_eq!(fx.app.state.views.queued(), 0);
+    // Seen again the same day, after the first batch reached Redis: not counted again.
+    fx.feed().get_post(fx.member.req(pb::GetPostRequest { post_id: post.id.clone() })).await.unwrap();
+    fx.feed().get_post(viewers[2].req(pb::GetPostRequest { post_id: post.id.clone() })).await.unwrap();
+    assert_eq!(fx.app.state.views.queued(), 2);
+    assert_eq!(maru::jobs::views::flush(&fx.app.state).await.unwrap().views, 0);
+    assert_eq!(view_count(&fx, &post.id).await, 4);
+}
+
 #[sqlx::test]
 async fn an_interrupted_flush_is_finished_once(pool: PgPool) {
     let fx = Fx::new(pool).await;
     let post = fx.post(&fx.author, false, "중단된 반영", &[]).await;
     fx.get(Some(&fx.member), &post.id).await.unwrap();
+    // The view is pending in Redis once the batcher sent it.
+    fx.app.state.views.drain().await;
     // A flush took the batch and committed, then died before deleting it from Redis: simulate by
     // applying the batch by hand and recording its id, leaving Redis as it was.
     let cache = &fx.app.state.cache;
@@ -990,6 +1077,148 @@ async fn randomised_writes_and_reads_across_two_instances_are_never_stale(pool: 
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum();
     assert!(hits > 0.0, "{metrics}");
+}
+
+/// Whether `who` may read the community's posts, asked on both instances twice (the second time
+/// from the cached standing): GetPost answers NOT_FOUND and ListPosts PERMISSION_DENIED to
+/// non-members, and every answer must agree.
+async fn reads_posts(apps: &[&TestApp], community: &str, post: &str, who: &TestUser) -> bool {
+    let mut seen = Vec::new();
+    for app in apps {
+        for _ in 0..2 {
+            let got = feed(app).get_post(who.req(pb::GetPostRequest { post_id: post.into() })).await;
+            let page = feed(app)
+                .list_posts(who.req(pb::ListPostsRequest { community_id: community.into(), ..Default::default() }))
+                .await;
+            seen.push(match (got, page) {
+                (Ok(_), Ok(_)) => true,
+                (Err(g), Err(p)) => {
+                    assert_eq!(g.code(), Code::NotFound, "{g:?}");
+                    assert_eq!(
+                        (p.code(), reason(&p).as_str()),
+                        (Code::PermissionDenied, "MEMBERSHIP_REQUIRED"),
+                        "{p:?}"
+                    );
+                    false
+                }
+                (g, p) => panic!("GetPost and ListPosts disagree: {g:?} / {p:?}"),
+            });
+        }
+    }
+    assert!(seen.iter().all(|s| *s == seen[0]), "instances or repeats disagree: {seen:?}");
+    seen[0]
+}
+
+/// The membership decision of feed reads is cached (the `standing` cache); every membership
+/// write moves it before it returns, on both instances: approval, removal, a new request and a
+/// bulk approval, leaving, a role change (a manager deletes others' posts) and account deletion.
+#[sqlx::test]
+async fn every_membership_write_is_seen_by_the_next_feed_read_on_both_instances(pool: PgPool) {
+    use maru::grpc::pb::community_service_client::CommunityServiceClient;
+    let first = TestApp::spawn(pool.clone()).await;
+    let prefix = first.redis_prefix.clone();
+    let second = TestApp::spawn_with(pool, |s| s.redis.key_prefix = prefix).await;
+    let fx = Fx::with(first).await;
+    let apps = [&fx.app, &second];
+    let communities = |app: &TestApp| CommunityServiceClient::new(app.channel.clone());
+    let post = fx.post(&fx.author, true, "회원만 보는 글", &[]).await;
+    let (c, who) = (fx.community.as_str(), &fx.outsider);
+
+    // PENDING: not yet.
+    assert!(!reads_posts(&apps, c, &post.id, who).await);
+    let pending: Uuid = sqlx::query_scalar("select id from community_memberships where user_id = $1")
+        .bind(Uuid::parse_str(&who.id).unwrap())
+        .fetch_one(&fx.app.state.db)
+        .await
+        .unwrap();
+    communities(&second)
+        .decide_membership(fx.manager.req(pb::DecideMembershipRequest {
+            membership_id: pending.to_string(),
+            approve: true,
+            note: String::new(),
+        }))
+        .await
+        .unwrap();
+    assert!(reads_posts(&apps, c, &post.id, who).await, "approved");
+    communities(&fx.app)
+        .remove_member(fx.manager.req(pb::RemoveMemberRequest { community_id: c.into(), user_id: who.id.clone() }))
+        .await
+        .unwrap();
+    assert!(!reads_posts(&apps, c, &post.id, who).await, "removed");
+    let asked = communities(&second)
+        .request_membership(who.req(pb::RequestMembershipRequest {
+            community_id: c.into(),
+            building: "101".into(),
+            unit: "1001".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .membership
+        .unwrap();
+    assert!(!reads_posts(&apps, c, &post.id, who).await, "asked again");
+    communities(&fx.app)
+        .decide_memberships(fx.manager.req(pb::DecideMembershipsRequest {
+            community_id: c.into(),
+            membership_ids: vec![asked.id],
+            approve: true,
+            note: String::new(),
+        }))
+        .await
+        .unwrap();
+    assert!(reads_posts(&apps, c, &post.id, who).await, "approved in bulk");
+    communities(&second).leave_community(who.req(pb::LeaveCommunityRequest { community_id: c.into() })).await.unwrap();
+    assert!(!reads_posts(&apps, c, &post.id, who).await, "left");
+
+    // The role comes from the cached standing too: a member may not delete another's post, a
+    // manager may, and a demoted manager no longer may.
+    let delete = |app: &TestApp, id: &str| {
+        let mut f = feed(app);
+        let req = fx.member.req(pb::DeletePostRequest { post_id: id.into() });
+        async move { f.delete_post(req).await }
+    };
+    let doomed = fx.post(&fx.author, true, "지워질 글", &[]).await;
+    for app in apps {
+        assert_eq!(delete(app, &doomed.id).await.unwrap_err().code(), Code::PermissionDenied);
+    }
+    let role = |r: pb::MemberRole| {
+        fx.manager.req(pb::SetMemberRoleRequest {
+            community_id: c.into(),
+            user_id: fx.member.id.clone(),
+            role: r as i32,
+        })
+    };
+    communities(&fx.app).set_member_role(role(pb::MemberRole::Manager)).await.unwrap();
+    delete(&second, &doomed.id).await.expect("a manager deletes others' posts");
+    communities(&second).set_member_role(role(pb::MemberRole::Member)).await.unwrap();
+    for app in apps {
+        assert_eq!(delete(app, &post.id).await.unwrap_err().code(), Code::PermissionDenied, "demoted");
+    }
+
+    // Account deletion moves the deleted user's standings (nobody reads with them any more:
+    // the session ends too, so the version key is what can be checked).
+    let scopes = maru::communities::cache::standing_scopes(Uuid::parse_str(&fx.member.id).unwrap());
+    assert!(reads_posts(&apps, c, &post.id, &fx.member).await);
+    let before = fx.app.state.cache.versions(&scopes).await.unwrap();
+    let handle = fx.member.handle.clone();
+    maru::grpc::pb::profile_service_client::ProfileServiceClient::new(second.channel.clone())
+        .delete_account(fx.member.req(pb::DeleteAccountRequest { confirm_handle: handle }))
+        .await
+        .unwrap();
+    assert_ne!(fx.app.state.cache.versions(&scopes).await.unwrap(), before, "account deletion");
+
+    // The decision was really served from the cache.
+    let hits: f64 = fx
+        .app
+        .metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with("maru_cache_requests_total") && l.contains("cache=\"standing\""))
+        .filter(|l| l.contains("result=\"hit\""))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum();
+    assert!(hits >= 10.0, "standing hits: {hits}");
 }
 
 /// The community page as the database has it for `reader`, bypassing every cache.

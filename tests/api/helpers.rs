@@ -250,6 +250,9 @@ impl TestApp {
         .execute(&self.state.db)
         .await
         .expect("insert membership");
+        // As every membership write does: cached standings and home entries move.
+        let user_id = uuid::Uuid::parse_str(&user.id).unwrap();
+        maru::communities::cache::members_changed(&self.state.cache, &[user_id]).await;
     }
 }
 

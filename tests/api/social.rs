@@ -498,6 +498,61 @@ async fn profiles_are_cached_but_never_stale_after_a_write_on_either_instance(po
     }
 }
 
+/// Alice's `(followed_by_me, follows_me)` on Bob's profile and Bob's on Alice's, read twice on
+/// each instance (the second time from the `follow_pair` cache); every answer must agree.
+async fn follow_flags(apps: &[&TestApp], a: &TestUser, b: &TestUser) -> (bool, bool, bool, bool) {
+    let mut seen = Vec::new();
+    for x in apps {
+        for _ in 0..2 {
+            let (ab, ba) = (profile(x, &b.handle, Some(a)).await, profile(x, &a.handle, Some(b)).await);
+            seen.push((ab.followed_by_me, ab.follows_me, ba.followed_by_me, ba.follows_me));
+        }
+    }
+    assert!(seen.iter().all(|s| *s == seen[0]), "instances or repeats disagree: {seen:?}");
+    seen[0]
+}
+
+/// `followed_by_me` and `follows_me` of a signed-in reader are cached per reader and profile;
+/// Follow, Unfollow and RemoveFollower move them on both instances before they return, and a
+/// third account's follow leaves the pair's entries alone.
+#[sqlx::test]
+async fn follow_flags_are_cached_but_never_stale_after_a_follow_write_on_either_instance(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    assert!(app.state.cache.is_up(), "this test needs Redis");
+    let prefix = app.redis_prefix.clone();
+    let app2 = TestApp::spawn_with(pool, move |s| s.redis.key_prefix = prefix).await;
+    let both = [&app, &app2];
+    let (a, b, c) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
+    assert_eq!(follow_flags(&both, &a, &b).await, (false, false, false, false));
+    follow(&app, &a, "bob").await;
+    assert_eq!(follow_flags(&both, &a, &b).await, (true, false, false, true), "alice followed bob");
+    follow(&app2, &b, "alice").await;
+    assert_eq!(follow_flags(&both, &a, &b).await, (true, true, true, true), "bob followed alice");
+    social(&app).unfollow(a.req(pb::UnfollowRequest { handle: "bob".into() })).await.unwrap();
+    assert_eq!(follow_flags(&both, &a, &b).await, (false, true, true, false), "alice unfollowed bob");
+    social(&app2).remove_follower(a.req(pb::RemoveFollowerRequest { handle: "bob".into() })).await.unwrap();
+    assert_eq!(follow_flags(&both, &a, &b).await, (false, false, false, false), "alice removed bob");
+
+    // Served from the cache: a row written behind maru's back is not seen...
+    let id = |u: &TestUser| uuid::Uuid::parse_str(&u.id).unwrap();
+    sqlx::query("insert into follows (follower_id, followee_id) values ($1, $2)")
+        .bind(id(&a))
+        .bind(id(&b))
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    for x in both {
+        assert!(!profile(x, "bob", Some(&a)).await.followed_by_me, "served from the cache");
+    }
+    // ...and Carol's follow of Bob moves Bob's profile (its count reads the rows again), not
+    // Alice's flags on it.
+    follow(&app, &c, "bob").await;
+    for x in both {
+        let bob = profile(x, "bob", Some(&a)).await;
+        assert_eq!((bob.follower_count, bob.followed_by_me), (2, false));
+    }
+}
+
 #[sqlx::test]
 async fn a_retried_follow_with_a_request_id_gets_its_first_answer(pool: PgPool) {
     // Issue 13 pt 5: a retry after a lost reply gets `created: true` and the profile it was
