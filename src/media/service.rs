@@ -14,6 +14,13 @@ pub struct MediaApi {
     pub storage: Storage,
 }
 
+impl MediaApi {
+    /// CreateUpload's fields (also UploadMedia's first message), checked.
+    fn validate(&self, r: &pb::CreateUploadRequest) -> Result<ops::CreateUpload, AppError> {
+        ops::validate(&self.state.settings.media, r.purpose, &r.content_type, r.size_bytes, &r.sha256, &r.request_id)
+    }
+}
+
 pub fn media_to_pb(v: MediaView) -> pb::Media {
     let m = v.media;
     pb::Media {
@@ -48,14 +55,7 @@ impl pb::media_service_server::MediaService for MediaApi {
     ) -> Result<Response<pb::CreateUploadResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let cmd = ops::validate(
-            &self.state.settings.media,
-            r.purpose,
-            &r.content_type,
-            r.size_bytes,
-            &r.sha256,
-            &r.request_id,
-        )?;
+        let cmd = self.validate(&r)?;
         let t = ops::create_upload(&self.state, &self.storage, &caller, cmd).await?;
         Ok(Response::new(pb::CreateUploadResponse {
             media_id: t.media_id.to_string(),
@@ -86,14 +86,7 @@ impl pb::media_service_server::MediaService for MediaApi {
         let Some(pb::upload_media_request::Part::Metadata(r)) = first.and_then(|m| m.part) else {
             return Err(AppError::invalid("metadata", "the first message must carry the upload's metadata").into());
         };
-        let cmd = ops::validate(
-            &self.state.settings.media,
-            r.purpose,
-            &r.content_type,
-            r.size_bytes,
-            &r.sha256,
-            &r.request_id,
-        )?;
+        let cmd = self.validate(&r)?;
         let chunks = stream.map(|m| match m.map(|m| m.part) {
             Ok(Some(pb::upload_media_request::Part::Chunk(c))) => Ok(bytes::Bytes::from(c)),
             Ok(_) => Err(AppError::invalid("chunk", "every message after the first must carry a chunk")),

@@ -463,7 +463,7 @@ impl Drop for Moto {
     }
 }
 
-pub(crate) async fn moto() -> Moto {
+async fn moto() -> Moto {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = std::process::Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -481,8 +481,8 @@ pub(crate) async fn moto() -> Moto {
     panic!("moto_server did not start");
 }
 
-#[sqlx::test]
-async fn the_s3_backend_uses_presigned_urls(pool: PgPool) {
+/// A moto S3 server with the bucket `maru-media`, and a server using it as its media store.
+pub(crate) async fn spawn_s3(pool: PgPool) -> (Moto, TestApp) {
     let s3 = moto().await;
     let r = reqwest::Client::new().put(format!("{}/maru-media", s3.url)).send().await.unwrap();
     assert!(r.status().is_success(), "bucket: {}", r.status());
@@ -496,6 +496,12 @@ async fn the_s3_backend_uses_presigned_urls(pool: PgPool) {
         s.media.s3_secret_access_key = Some("testing".to_owned().into());
     })
     .await;
+    (s3, app)
+}
+
+#[sqlx::test]
+async fn the_s3_backend_uses_presigned_urls(pool: PgPool) {
+    let (s3, app) = spawn_s3(pool).await;
     let kim = app.user("kim").await;
     let bytes = jpeg(640, 480);
     let t = create(&app, &kim, "image/jpeg", bytes.len()).await;

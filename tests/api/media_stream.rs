@@ -161,19 +161,7 @@ fn noise_png(w: u32, h: u32) -> Vec<u8> {
 
 #[sqlx::test]
 async fn a_streamed_upload_to_s3_is_written_in_parts_s3_accepts(pool: PgPool) {
-    let s3 = crate::media::moto().await;
-    let r = reqwest::Client::new().put(format!("{}/maru-media", s3.url)).send().await.unwrap();
-    assert!(r.status().is_success(), "bucket: {}", r.status());
-    let endpoint = s3.url.clone();
-    let app = spawn(pool, |s| {
-        s.media.backend = maru::media::config::MediaBackend::S3;
-        s.media.s3_bucket = "maru-media".into();
-        s.media.s3_endpoint = endpoint;
-        s.media.s3_allow_http = true;
-        s.media.s3_access_key_id = Some("testing".to_owned().into());
-        s.media.s3_secret_access_key = Some("testing".to_owned().into());
-    })
-    .await;
+    let (s3, app) = crate::media::spawn_s3(pool).await;
     let kim = app.user("kim").await;
     // Over 5 MiB: more than one multipart part (S3 refuses parts under 5 MiB but the last).
     let bytes = noise_png(1500, 1400);
