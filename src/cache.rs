@@ -45,6 +45,8 @@ pub const CACHES: &[&str] = &[
     "recommendations",
     "standing",
     "follow_pair",
+    "team",
+    "team_page",
 ];
 
 #[derive(Clone)]

@@ -597,3 +597,27 @@ async fn no_secret_or_personal_value_is_ever_logged(pool: PgPool) {
         assert!(!everything.contains(secret), "a log line contains the {what}");
     }
 }
+
+/// Every cache's name is in the closed set of the `cache` label (the label test above only sees
+/// the caches the tests running beside it happened to use).
+#[test]
+fn every_cache_name_is_in_the_closed_set_of_the_cache_label() {
+    let names = [
+        maru::teams::cache::TEAM_CACHE,
+        maru::teams::cache::PAGE_CACHE,
+        maru::teams::activity::ACTIVITY_CACHE,
+        maru::sessions::SESSION_CACHE,
+        maru::social::ops::PROFILE_CACHE,
+        maru::social::ops::FOLLOW_PAIR_CACHE,
+        maru::communities::cache::STANDING_CACHE,
+        maru::communities::cache::MY_COMMUNITIES_CACHE,
+        maru::feed::cache::POST_CACHE,
+        maru::feed::cache::PAGE_CACHE,
+        maru::market::cache::CACHE,
+        "geocode",
+        "user",
+    ];
+    for n in names {
+        assert!(maru::cache::CACHES.contains(&n), "cache `{n}` is missing from maru::cache::CACHES");
+    }
+}
