@@ -311,6 +311,75 @@ pub async fn begin(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'static, sql
     Ok(tx)
 }
 
+/// Commits `tx` (begun on `pool`). A connection lost during COMMIT leaves the outcome unknown
+/// to this side: the commit record may have reached PostgreSQL's log before the connection
+/// broke. Answering UNAVAILABLE then would tell a client the change was not made when it may
+/// have been, and a client without a request_id would write it twice. So the transaction's id is
+/// read before COMMIT and, when the connection breaks, its status is looked up on `pool`
+/// ([`resolve_commit`]): committed → `Ok` (the caller answers as if nothing had happened),
+/// aborted → the usual UNAVAILABLE (nothing was written: retrying is safe), not known before
+/// the call's deadline → DEADLINE_EXCEEDED (which in gRPC means the change may have been
+/// made; a retry with the same request_id answers what was done).
+pub async fn commit(pool: &PgPool, mut tx: sqlx::Transaction<'static, sqlx::Postgres>) -> AppResult<()> {
+    let xid: Option<i64> = sqlx::query_scalar("select txid_current_if_assigned()").fetch_one(&mut *tx).await?;
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(e) if crate::error::is_connection_lost(&e) => match xid {
+            // No transaction id: it wrote nothing, so nothing can have been committed.
+            None => Err(e.into()),
+            Some(xid) => {
+                let until = deadline().unwrap_or_else(Instant::now).max(Instant::now() + COMMIT_RESOLVE_MIN);
+                match resolve_commit(pool, xid, until).await {
+                    Some(true) => {
+                        metrics::counter!("maru_db_commit_outcome_resolved_total", "outcome" => "committed")
+                            .increment(1);
+                        tracing::warn!(xid, "the connection broke during COMMIT; the transaction committed");
+                        Ok(())
+                    }
+                    Some(false) => {
+                        metrics::counter!("maru_db_commit_outcome_resolved_total", "outcome" => "aborted").increment(1);
+                        Err(e.into())
+                    }
+                    None => {
+                        metrics::counter!("maru_db_commit_outcome_resolved_total", "outcome" => "unknown").increment(1);
+                        tracing::warn!(xid, "the connection broke during COMMIT; its outcome is unknown");
+                        Err(AppError::refused(
+                            Code::DeadlineExceeded,
+                            Reason::DeadlineExceeded,
+                            "the database connection broke while committing and the outcome could not be \
+                             confirmed in time: the change may have been made; retry with the same request_id",
+                        ))
+                    }
+                }
+            }
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The least time [`commit`] spends finding out a broken COMMIT's outcome, even past the call's
+/// deadline (a restarted PostgreSQL answers within a few seconds).
+const COMMIT_RESOLVE_MIN: Duration = Duration::from_secs(5);
+
+/// Whether transaction `xid` committed (`txid_status`), asked on `pool` every 200 ms until it
+/// answers or `until`: `None` when it did not answer in time (or the id is too old to know).
+pub async fn resolve_commit(pool: &PgPool, xid: i64, until: Instant) -> Option<bool> {
+    loop {
+        let status: Result<Option<String>, sqlx::Error> =
+            sqlx::query_scalar("select txid_status($1)").bind(xid).fetch_one(pool).await;
+        match status.as_ref().map(|s| s.as_deref()) {
+            Ok(Some("committed")) => return Some(true),
+            Ok(Some("aborted")) => return Some(false),
+            // Still in progress (the backend has not noticed its client went) or too old.
+            Ok(_) | Err(_) => {}
+        }
+        if Instant::now() + Duration::from_millis(200) >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A read-only transaction of an expensive read: a slot of the [`Bulkhead`], a
 /// `statement_timeout` of the RPC's remaining deadline, and cancellation in PostgreSQL when
 /// dropped before [`Self::finish`].

@@ -392,6 +392,15 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// True when `err` means the connection to PostgreSQL was lost (see [`connection_lost`]).
+pub fn is_connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db.code().as_deref().is_some_and(connection_lost),
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Tls(_) => true,
+        _ => false,
+    }
+}
+
 /// SQLSTATEs of a lost connection: `admin_shutdown` (`pg_terminate_backend`), `crash_shutdown`,
 /// `cannot_connect_now`, and class 08 (connection exception).
 fn connection_lost(code: &str) -> bool {

@@ -9,7 +9,7 @@
 //! }
 //! let x = store::insert_x(&mut tx, &cmd).await?;
 //! remember(&mut tx, "CreateX", caller, cmd.request_id.as_ref(), &x).await?;
-//! tx.commit().await?;
+//! crate::db::commit(&state.db, tx).await?; // never UNAVAILABLE for a commit that happened
 //! ```
 //!
 //! The key (method, [`Owner`], request id) is claimed inside the create's own transaction, so a
@@ -232,7 +232,7 @@ mod tests {
             return Ok(Err(original));
         }
         remember(&mut tx, "CreateThing", owner, id, &result.to_owned()).await?;
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         Ok(Ok(()))
     }
 

@@ -163,6 +163,10 @@ fn describe_platform() {
         "maru_db_connections_lost_total",
         "Queries that failed because their database connection was lost (terminated backend, restart); answered UNAVAILABLE."
     );
+    describe_counter!(
+        "maru_db_commit_outcome_resolved_total",
+        "COMMITs whose connection broke, by what txid_status then said (committed: answered OK; aborted: UNAVAILABLE; unknown: DEADLINE_EXCEEDED)."
+    );
     describe_gauge!("maru_build_info", "Build information.");
     describe_counter!("maru_ingest_runs_total", "Ingest runs by source and result (succeeded, failed, skipped).");
     describe_counter!(

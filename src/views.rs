@@ -192,7 +192,7 @@ pub async fn flush(state: &AppState, targets: &[&Target]) -> AppResult<FlushOutc
             out.replayed += 1;
         }
         // Commit before the batch leaves Redis; the lock is taken again for the next batch.
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         let (_, f, fid) = keys;
         state
             .cache
@@ -209,7 +209,7 @@ pub async fn flush(state: &AppState, targets: &[&Target]) -> AppResult<FlushOutc
         }
     }
     delete_old_view_flushes(&mut tx).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     for (t, ids) in targets.iter().zip(&flushed) {
         if !ids.is_empty() {
             (t.flushed)(state, ids).await;

@@ -141,7 +141,7 @@ pub async fn send_account_code(
         return Err(AppError::not_found(Reason::UserNotFound, "user"));
     };
     let expires_at = mail_code(state, &mut tx, user_id, &email, lang, what, event).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     mail::queued(what.kind());
     tracing::info!(user_id = %user_id, "account code queued");
     Ok(expires_at)

@@ -71,7 +71,7 @@ pub async fn start_guest_session(state: &AppState, device: &Device) -> AppResult
     let community_ids = community_access::grant(&mut tx, user.id, &cfg.complexes).await?;
     let session_id = store::insert_session(&mut tx, user.id, device).await?;
     let tokens = issue_tokens(state, &mut tx, &user, session_id, Some(expires_at)).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     login_counted("guest", "ok");
     metrics::counter!("maru_guests_started_total").increment(1);
     tracing::info!(user_id = %user.id, complexes = community_ids.len(), "guest visit started");
@@ -100,7 +100,7 @@ pub async fn convert_guest(state: &AppState, caller: &Caller, cmd: ConvertGuest)
         return Err(not_a_guest());
     };
     community_access::revoke(&mut tx, user.id).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     // The session check and WhoAmI read the new role and name at once, on every replica.
     sessions_changed(&state.cache, user.id).await;
     state.cache.invalidate(&[user_cache_key(user.id)]).await;
@@ -135,7 +135,7 @@ pub async fn cleanup_due(state: &AppState) -> AppResult<Option<u64>> {
     }
     let deleted = store::delete_expired_guests(&mut tx, now).await?;
     store::finish_guest_cleanup(&mut tx, slot, deleted.len() as u64).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     for id in &deleted {
         sessions_changed(&state.cache, *id).await;
     }

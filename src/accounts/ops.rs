@@ -64,7 +64,7 @@ pub async fn sign_up(state: &AppState, cmd: SignUp) -> AppResult<User> {
     )
     .await?;
     idempotency::remember(&mut tx, "SignUp", Owner::Anonymous, rid, &user).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     registration_counted("password");
     tracing::info!(user_id = %user.id, "account created");
     Ok(user)
@@ -137,7 +137,7 @@ pub async fn login(state: &AppState, cmd: Login, device: &Device) -> AppResult<(
     let tokens = issue_tokens(state, &mut tx, &user, session_id, None).await?;
     let limit = i64::from(state.settings.auth.max_sessions_per_user);
     let evicted = store::revoke_sessions_beyond(&mut tx, user.id, limit).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if evicted > 0 {
         sessions_changed(&state.cache, user.id).await;
         metrics::counter!("maru_sessions_evicted_total").increment(evicted);
@@ -211,7 +211,7 @@ pub async fn refresh(state: &AppState, token: &str) -> AppResult<Tokens> {
     };
     // The revocation of a reused token must persist even though the call fails, and the
     // session's access tokens stop working before the call returns.
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if let Some(user_id) = ended {
         sessions_changed(&state.cache, user_id).await;
     }
@@ -249,7 +249,7 @@ pub async fn change_password(state: &AppState, caller: &Caller, cmd: ChangePassw
     let mut tx = crate::db::begin(&state.db).await?;
     store::update_password(&mut *tx, caller.user_id, &new_hash).await?;
     let revoked = store::revoke_other_sessions(&mut *tx, caller.user_id, caller.session_id, "password changed").await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     sessions_changed(&state.cache, caller.user_id).await;
     metrics::counter!("maru_auth_events_total", "event" => "change_password", "outcome" => "ok").increment(1);
     tracing::info!(revoked_sessions = revoked, "password changed");
@@ -369,7 +369,7 @@ pub async fn send_verification_code(state: &AppState, caller: &Caller, cmd: Send
         ));
     }
     let expires_at = mail_code(state, &mut tx, caller.user_id, &email, cmd.lang, CodeMail::Verify, EVENT).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     mail::queued(Kind::VerificationCode);
     auth_event(EVENT, "ok");
     tracing::info!(user_id = %caller.user_id, "verification code queued");
@@ -471,7 +471,7 @@ pub(super) async fn check_code(
     if !same_hash(&pending.code_hash, &hash_code(user_id, code)) {
         // The attempt counts even though the call fails.
         store::count_code_attempt(&mut tx, user_id).await?;
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         auth_event(event, "mismatch");
         let left = (max - pending.attempts - 1).max(0);
         return Err(AppError::permission_denied(Reason::VerificationCodeMismatch, "the code is not the mailed one")
@@ -488,7 +488,7 @@ pub async fn verify_email(state: &AppState, caller: &Caller, cmd: VerifyEmail) -
     let tx = crate::db::begin(&state.db).await?;
     let mut tx = check_code(state, tx, caller.user_id, &cmd.code, EVENT).await?;
     let at = store::verify_email(&mut tx, caller.user_id, now).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     auth_event(EVENT, "ok");
     tracing::info!(user_id = %caller.user_id, "email verified");
     Ok(at)
@@ -514,7 +514,7 @@ pub async fn request_password_reset(state: &AppState, cmd: RequestReset) -> AppR
     let (token, hash) = new_refresh_token();
     let message = templates::password_reset(cmd.lang, &token, cfg.reset_ttl_s.div_ceil(60), &cfg.reset_url);
     let Some((user_id, stored_email)) = account else {
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         auth_event(EVENT, "unknown");
         tracing::info!("password reset asked for an address without an account: nothing sent");
         return Ok(());
@@ -523,7 +523,7 @@ pub async fn request_password_reset(state: &AppState, cmd: RequestReset) -> AppR
     store::insert_reset_token(&mut tx, &hash, user_id, expires_at, now).await?;
     // To the address as the account has it, not as typed.
     mail::enqueue(&mut tx, Kind::PasswordReset, &stored_email, &message).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     mail::queued(Kind::PasswordReset);
     auth_event(EVENT, "ok");
     tracing::info!(user_id = %user_id, "password reset mail queued");
@@ -552,7 +552,7 @@ pub async fn reset_password(state: &AppState, cmd: ResetPassword) -> AppResult<(
     store::update_password(&mut *tx, user_id, &new_hash).await?;
     store::finish_reset(&mut tx, user_id, now).await?;
     let revoked = store::revoke_other_sessions(&mut *tx, user_id, Uuid::nil(), "password reset").await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     sessions_changed(&state.cache, user_id).await;
     auth_event(EVENT, "ok");
     tracing::info!(user_id = %user_id, revoked_sessions = revoked, "password reset");

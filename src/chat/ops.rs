@@ -146,7 +146,7 @@ pub async fn create_room(state: &AppState, caller: &Caller, cmd: CreateRoom) -> 
     }
     let mut tx = crate::db::begin(&state.db).await?;
     if let Some(id) = replayed::<Uuid>(state, &mut tx, "CreateRoom", caller, cmd.request_id.as_ref(), &cmd).await? {
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         return Ok((view(state, caller.user_id, id).await?, false));
     }
     let id = Uuid::now_v7();
@@ -176,7 +176,7 @@ pub async fn create_room(state: &AppState, caller: &Caller, cmd: CreateRoom) -> 
         }
     };
     remember(&mut tx, "CreateRoom", caller, cmd.request_id.as_ref(), &room).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if created {
         metrics::counter!("maru_chat_rooms_created_total", "room_kind" => kind_label(kind)).increment(1);
         let mut members = others.clone();
@@ -243,7 +243,7 @@ pub async fn invite_to_room(state: &AppState, caller: &Caller, room: Uuid, handl
     for &u in &new {
         last = join(&mut tx, room, caller.user_id, u).await?;
     }
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if !new.is_empty() {
         publish(state, room, last, &new).await;
     }
@@ -263,7 +263,7 @@ pub async fn leave_room(state: &AppState, caller: &Caller, room: Uuid) -> AppRes
     if r.owner_id == Some(caller.user_id) {
         store::pass_ownership(&mut tx, room).await?;
     }
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     publish(state, room, seq, &[caller.user_id]).await;
     Ok(())
 }
@@ -287,7 +287,7 @@ pub async fn remove_from_room(state: &AppState, caller: &Caller, room: Uuid, han
         return Err(AppError::not_found(Reason::ChatMemberNotFound, "chat member"));
     }
     let seq = append(&mut tx, room, NewEvent::new(EventKind::MemberLeft, caller.user_id).user(user)).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     publish(state, room, seq, &[user]).await;
     Ok(())
 }
@@ -304,7 +304,7 @@ pub async fn rename_room(state: &AppState, caller: &Caller, room: Uuid, title: S
     }
     store::set_title(&mut tx, room, &title).await?;
     let seq = append(&mut tx, room, NewEvent::new(EventKind::RoomRenamed, caller.user_id).title(&title)).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     publish(state, room, seq, &[]).await;
     view(state, caller.user_id, room).await
 }
@@ -337,7 +337,7 @@ pub async fn send_message(state: &AppState, caller: &Caller, cmd: SendMessage) -
     let mut tx = crate::db::begin(&state.db).await?;
     if let Some(id) = replayed::<Uuid>(state, &mut tx, "SendMessage", caller, cmd.request_id.as_ref(), &cmd).await? {
         let m = store::get_message(&mut *tx, id).await?.ok_or_else(message_not_found)?;
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         return Ok(m);
     }
     let r = lock_member_room(&mut tx, cmd.room_id, caller.user_id).await?;
@@ -354,7 +354,7 @@ pub async fn send_message(state: &AppState, caller: &Caller, cmd: SendMessage) -
         .await?;
     remember(&mut tx, "SendMessage", caller, cmd.request_id.as_ref(), &id).await?;
     let m = store::get_message(&mut *tx, id).await?.ok_or_else(message_not_found)?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     metrics::counter!("maru_chat_messages_sent_total").increment(1);
     publish(state, m.room_id, seq, &[]).await;
     Ok(m)
@@ -382,7 +382,7 @@ pub async fn edit_message(state: &AppState, caller: &Caller, id: Uuid, text: Str
     }
     let seq = append(&mut tx, m.room_id, NewEvent::new(EventKind::MessageEdited, caller.user_id).message(id)).await?;
     let m = store::get_message(&mut *tx, id).await?.ok_or_else(message_not_found)?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     publish(state, m.room_id, seq, &[]).await;
     Ok(m)
 }
@@ -394,7 +394,7 @@ pub async fn delete_message(state: &AppState, caller: &Caller, id: Uuid) -> AppR
     if store::tombstone_message(&mut tx, id).await? {
         let seq =
             append(&mut tx, m.room_id, NewEvent::new(EventKind::MessageDeleted, caller.user_id).message(id)).await?;
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         publish(state, m.room_id, seq, &[]).await;
     }
     Ok(())
@@ -414,7 +414,7 @@ pub async fn mark_read(state: &AppState, caller: &Caller, room: Uuid, seq: i64) 
     if store::advance_read(&mut tx, room, caller.user_id, to).await? {
         let e = NewEvent::new(EventKind::Read, caller.user_id).user(caller.user_id).read_seq(to);
         let seq = append(&mut tx, room, e).await?;
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         publish(state, room, seq, &[]).await;
         return Ok(to);
     }

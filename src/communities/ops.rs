@@ -120,7 +120,7 @@ pub async fn create_community(state: &AppState, caller: &Caller, cmd: NewCommuni
     }
     let community = store::insert_community(&mut tx, &cmd, caller.user_id).await?;
     remember(&mut tx, "CreateCommunity", caller, cmd.request_id.as_ref(), &community).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     home::community_created(&state.cache).await;
     tracing::info!(community_id = %community.id, kind = community.kind.as_db(), "community created");
     Ok(community)
@@ -169,7 +169,7 @@ pub async fn request_membership(state: &AppState, caller: &Caller, req: JoinRequ
     )
     .await?;
     remember(&mut tx, "RequestMembership", caller, req.request_id.as_ref(), &membership).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     home::members_changed(&state.cache, &[caller.user_id]).await;
     tracing::info!(
         community_id = %community.id,
@@ -281,7 +281,7 @@ pub async fn set_member_role(
         return Err(last_manager());
     }
     let updated = store::set_role(&mut tx, target.id, role).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     home::members_changed(&state.cache, &[user_id]).await;
     tracing::info!(%community_id, user_id = %user_id, role = role.as_db(), "member role changed");
     Ok(updated)
@@ -296,7 +296,7 @@ pub async fn leave_community(state: &AppState, caller: &Caller, community_id: Uu
     let mine =
         store::active_membership(&mut *tx, community_id, caller.user_id).await?.ok_or_else(membership_not_found)?;
     end_membership(&mut tx, &mine).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     home::members_changed(&state.cache, &[caller.user_id]).await;
     tracing::info!(%community_id, "member left");
     Ok(())
@@ -313,7 +313,7 @@ pub async fn remove_member(state: &AppState, caller: &Caller, community_id: Uuid
         .await?
         .ok_or_else(|| AppError::not_found(Reason::MemberNotFound, "member"))?;
     end_membership(&mut tx, &target).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     home::members_changed(&state.cache, &[user_id]).await;
     tracing::info!(%community_id, user_id = %user_id, "member removed");
     Ok(())

@@ -122,7 +122,7 @@ pub async fn create_event(state: &AppState, caller: &Caller, cmd: CreateEvent) -
         }
     };
     let event = view(&mut tx, caller, event_id).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(event)
 }
 
@@ -152,7 +152,7 @@ pub async fn update_event(state: &AppState, caller: &Caller, mut cmd: UpdateEven
     }
     store::update_event(&mut tx, cmd.event_id, p).await?;
     let event = view(&mut tx, caller, cmd.event_id).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(event)
 }
 
@@ -214,7 +214,7 @@ pub async fn add_participant(
     store::insert_participant(&mut tx, cmd.event_id, cmd.user_id, caller.user_id).await?;
     let row = participant(&mut tx, cmd).await?;
     remember(&mut tx, "AddParticipant", caller, request_id, &row).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(row)
 }
 
@@ -236,7 +236,7 @@ pub async fn remove_participant(state: &AppState, caller: &Caller, cmd: EventUse
     if !store::delete_participant(&mut tx, cmd.event_id, cmd.user_id).await? {
         return Err(AppError::not_found(Reason::ParticipantNotFound, "participant"));
     }
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(())
 }
 
@@ -354,7 +354,7 @@ pub async fn check_in(state: &AppState, caller: &Caller, cmd: CheckIn) -> AppRes
         other => other?,
     }
     remember(&mut tx, "CheckIn", caller, cmd.request_id.as_ref(), &(attendance, distance)).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     count_check_in(match attendance {
         Attendance::Late => "late",
         _ => "attend",
@@ -379,7 +379,7 @@ pub async fn force_attend(state: &AppState, caller: &Caller, cmd: EventUser) -> 
     }
     store::force_attend(&mut tx, cmd.event_id, cmd.user_id, caller.user_id, state.clock.now()).await?;
     let row = participant(&mut tx, cmd).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     count_check_in("forced");
     Ok(row)
 }
@@ -404,7 +404,7 @@ async fn transition(
         if let Some((method, caller, rid)) = key {
             remember(&mut tx, method, caller, rid, &to).await?;
         }
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         metrics::counter!("maru_event_fee_transitions_total", "to" => to.label()).increment(1);
         return Ok(to);
     }

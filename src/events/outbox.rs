@@ -98,7 +98,7 @@ pub async fn deliver_due(state: &AppState) -> AppResult<usize> {
                 tracing::warn!(outbox_id = %id, attempt = attempts + 1, error, "settlement webhook not delivered");
             }
         }
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
     }
 }
 

@@ -63,7 +63,7 @@ async fn settle_one(state: &AppState, skip: &[Uuid]) -> Result<Option<Settled>, 
             .await
             .map_err(|e| (Some(event_id), e))?;
     }
-    tx.commit().await.map_err(|e| (Some(event_id), e.into()))?;
+    crate::db::commit(&state.db, tx).await.map_err(|e| (Some(event_id), e))?;
 
     let lag_s = (now - ends_at).num_milliseconds().max(0) as f64 / 1000.0;
     metrics::counter!("maru_event_settlements_total").increment(1);

@@ -156,7 +156,7 @@ pub async fn create_post(state: &AppState, caller: &Caller, cmd: CreatePost) -> 
         };
     let post = store::get_post(&mut *tx, id).await?.ok_or_else(post_not_found)?;
     let liked_by_me = !created && !store::liked_posts(&mut *tx, caller.user_id, &[id]).await?.is_empty();
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if created {
         metrics::counter!("maru_posts_created_total").increment(1);
         super::cache::post_listed(state, cmd.community_id).await;
@@ -195,7 +195,7 @@ pub async fn update_post(state: &AppState, caller: &Caller, cmd: UpdatePost) -> 
     }
     let updated = store::get_post(&mut *tx, post.id).await?.ok_or_else(post_not_found)?;
     let liked_by_me = !store::liked_posts(&mut *tx, caller.user_id, &[post.id]).await?.is_empty();
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     super::cache::post_changed(state, &post).await;
     Ok(PostView { post: updated, liked_by_me })
 }
@@ -326,7 +326,7 @@ pub async fn create_comment(state: &AppState, caller: &Caller, mut cmd: CreateCo
             }
         };
     let c = store::get_comment(&mut *tx, id).await?.ok_or_else(comment_not_found)?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if created {
         metrics::counter!("maru_comments_created_total").increment(1);
         super::cache::post_changed(state, &post).await;
@@ -396,7 +396,7 @@ pub async fn update_comment(state: &AppState, caller: &Caller, id: Uuid, text: S
     }
     let comment = store::get_comment(&mut *tx, id).await?.ok_or_else(comment_not_found)?;
     let liked_by_me = !store::liked_comments(&mut *tx, caller.user_id, &[id]).await?.is_empty();
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     super::cache::post_changed(state, &post).await;
     Ok(CommentView { comment, liked_by_me })
 }
@@ -455,7 +455,7 @@ pub async fn like(
         let created = store::insert_like(&mut *tx, target, caller.user_id).await?;
         let count = store::count_likes(&mut *tx, target).await?;
         remember(&mut tx, "Like", caller, request_id, &(created, count)).await?;
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         (created, count)
     } else {
         // Without a key, no transaction: the insert is one statement (the unique row decides).

@@ -134,7 +134,7 @@ pub async fn finish_external_login(
                 return Err(e);
             }
         };
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         accounts_ext::session_opened(state, &opened, method).await;
         tracing::info!(provider = %p.name, user_id = %opened.user.id, "external login");
         return Ok(Finished::SignedIn(opened));
@@ -216,7 +216,7 @@ pub async fn complete_registration(
     .await?;
     store::insert_identity(&mut tx, user.id, &t.provider, &t.subject, &t.email, now).await?;
     let opened = accounts_ext::open_session(state, &mut tx, user.id, device).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     accounts_ext::registered(method);
     accounts_ext::session_opened(state, &opened, method).await;
     tracing::info!(provider = %t.provider, user_id = %user.id, "account created from an external identity");
@@ -275,7 +275,7 @@ pub async fn link_identity(
     };
     store::insert_identity(&mut tx, user_id, &t.provider, &t.subject, &t.email, now).await?;
     let opened = accounts_ext::open_session(state, &mut tx, user_id, device).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     let method = providers.get(&t.provider).map_or("oidc", method_of);
     accounts_ext::auth_event(EVENT, "ok");
     accounts_ext::session_opened(state, &opened, method).await;
@@ -303,7 +303,7 @@ pub async fn unlink_identity(state: &AppState, caller: &Caller, provider: &str) 
         ));
     }
     store::delete_identity(&mut tx, caller.user_id, provider).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     accounts_ext::auth_event("unlink_identity", "ok");
     tracing::info!(provider, user_id = %caller.user_id, "external identity unlinked");
     Ok(())

@@ -87,7 +87,7 @@ pub async fn deliver_due(state: &AppState, sender: &Sender) -> AppResult<usize> 
         match outcome {
             Ok(()) => {
                 store::mark_sent(&mut tx, mail.id).await?;
-                tx.commit().await?;
+                crate::db::commit(&state.db, tx).await?;
                 metrics::counter!("maru_emails_sent_total", "kind" => kind).increment(1);
                 sent += 1;
             }
@@ -96,7 +96,7 @@ pub async fn deliver_due(state: &AppState, sender: &Sender) -> AppResult<usize> 
                 let give_up = !retry || attempt >= cfg.max_attempts;
                 let backoff = next_attempt_in(Duration::from_millis(cfg.backoff_ms), attempt);
                 store::mark_failed(&mut tx, mail.id, error, backoff.as_millis() as f64, give_up).await?;
-                tx.commit().await?;
+                crate::db::commit(&state.db, tx).await?;
                 metrics::counter!("maru_emails_failed_total", "kind" => kind).increment(1);
                 tracing::warn!(outbox_id = %mail.id, kind, attempt, error, given_up = give_up, "mail not delivered");
                 if retry {

@@ -118,7 +118,7 @@ pub async fn create_product(state: &AppState, caller: &Caller, cmd: CreateProduc
         };
     let product = store::get_product(&mut *tx, id).await?.ok_or_else(product_not_found)?;
     let liked_by_me = !created && !store::liked_products(&mut *tx, caller.user_id, &[id]).await?.is_empty();
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if created {
         metrics::counter!("maru_products_created_total").increment(1);
     }
@@ -194,7 +194,7 @@ pub async fn update_product(state: &AppState, caller: &Caller, cmd: UpdateProduc
     }
     let updated = store::get_product(&mut *tx, p.id).await?.ok_or_else(product_not_found)?;
     let liked_by_me = !store::liked_products(&mut *tx, caller.user_id, &[p.id]).await?.is_empty();
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     super::cache::product_changed(state, p.id).await;
     Ok(ProductView { product: updated, liked_by_me })
 }
@@ -292,7 +292,7 @@ pub async fn like_product(
         let created = store::insert_like(&mut *tx, id, caller.user_id).await?;
         let count = store::count_likes(&mut *tx, id).await?;
         remember(&mut tx, "LikeProduct", caller, request_id, &(created, count)).await?;
-        tx.commit().await?;
+        crate::db::commit(&state.db, tx).await?;
         (created, count)
     } else {
         let created = store::insert_like(&state.db, id, caller.user_id).await?;

@@ -210,7 +210,7 @@ pub async fn create_upload(
         expires_at,
     };
     idempotency::remember(&mut tx, "CreateUpload", caller, cmd.request_id.as_ref(), &ticket).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     counted(cmd.purpose, "created");
     Ok(ticket)
 }
@@ -273,7 +273,7 @@ pub async fn complete_upload(state: &AppState, storage: &Storage, caller: &Calle
     if fresh {
         store::complete(&mut tx, id, kind.mime(), now).await?;
     }
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if fresh {
         counted(m.purpose, "completed");
         metrics::counter!("maru_media_upload_bytes_total", "purpose" => m.purpose.as_str()).increment(size);

@@ -268,7 +268,7 @@ pub async fn finish(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
+    crate::db::commit(db, tx).await?;
     Ok(true)
 }
 

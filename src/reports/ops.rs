@@ -165,7 +165,7 @@ pub async fn create_report(state: &AppState, caller: &Caller, cmd: CreateReport)
             }
         };
     let report = store::get_report(&mut *tx, id).await?.ok_or_else(report_not_found)?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if created {
         metrics::counter!("maru_reports_created_total", "reason" => cmd.reason.as_db()).increment(1);
         if hidden {
@@ -265,7 +265,7 @@ pub async fn resolve_report(state: &AppState, caller: &Caller, cmd: ResolveRepor
     store::clear_target(&mut tx, kind, id).await?;
     store::set_action_reports(&mut tx, action_id, resolved as i64).await?;
     let action = store::get_action(&mut *tx, action_id).await?.ok_or_else(report_not_found)?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     metrics::counter!("maru_reports_resolved_total", "action" => cmd.action.as_db()).increment(resolved);
     moderated(state, kind, id, account).await;
     Ok(action)
@@ -302,7 +302,7 @@ pub async fn reinstate_user(
     store::insert_action(&mut tx, action_id, Some(caller.user_id), Action::ReinstateUser, kind, user, owner, note)
         .await?;
     let action = store::get_action(&mut *tx, action_id).await?.ok_or_else(report_not_found)?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     account_changed(state, user).await;
     Ok(action)
 }

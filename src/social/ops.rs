@@ -190,7 +190,7 @@ pub async fn update_profile(state: &AppState, caller: &Caller, patch: ProfilePat
         attach::set(&mut tx, caller.user_id, attach::Kind::Profile, caller.user_id, ids, "media_id").await?;
     }
     let profile = store::get_profile(&mut *tx, caller.user_id, caller.user_id).await?.ok_or_else(user_not_found)?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     // WhoAmI caches the user with its display name; cached posts show it too, and so do the
     // caller's memberships on their home screen.
     state.cache.invalidate(&[user_cache_key(caller.user_id)]).await;
@@ -208,7 +208,7 @@ pub async fn delete_account(state: &AppState, caller: &Caller, confirm_handle: &
     }
     let mut tx = crate::db::begin(&state.db).await?;
     let deleted = store::delete_account(&mut tx, caller.user_id).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if !deleted {
         return Err(user_not_found());
     }
@@ -248,7 +248,7 @@ pub async fn follow(
     // Read in the transaction: what was committed is what the caller is told.
     let profile = store::get_profile(&mut *tx, target, caller.user_id).await?.ok_or_else(user_not_found)?;
     remember(&mut tx, "Follow", caller, request_id, &(created, &profile)).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     if created {
         metrics::counter!("maru_follows_total").increment(1);
         follows_changed(state, caller.user_id, target).await;

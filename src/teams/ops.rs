@@ -132,7 +132,7 @@ pub async fn propose_team(state: &AppState, caller: &Caller, cmd: ProposeTeam) -
             let id = store::insert_team(&mut tx, &cmd, caller.user_id).await?;
             attach::set(&mut tx, caller.user_id, attach::Kind::Team, id, &cmd.media_ids, "media_id").await?;
             remember(&mut tx, "ProposeTeam", caller, cmd.request_id.as_ref(), &id).await?;
-            tx.commit().await?;
+            crate::db::commit(&state.db, tx).await?;
             metrics::counter!("maru_teams_proposed_total").increment(1);
             super::cache::team_listed(state, cmd.community_id).await;
             id
@@ -238,7 +238,7 @@ pub async fn update_team(state: &AppState, caller: &Caller, cmd: UpdateTeam) -> 
     if let Some(ids) = &cmd.patch.media_ids {
         attach::set(&mut tx, caller.user_id, attach::Kind::Team, team.id, ids, "media_id").await?;
     }
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     super::cache::team_changed(state, &team).await;
     one_with_likes(state, caller, reload(state, team.id).await?).await
 }
@@ -301,7 +301,7 @@ pub async fn apply(state: &AppState, caller: &Caller, cmd: Apply) -> AppResult<A
         None => {
             let id = store::insert_application(&mut tx, &cmd, caller.user_id).await?;
             remember(&mut tx, "Apply", caller, cmd.request_id.as_ref(), &id).await?;
-            tx.commit().await?;
+            crate::db::commit(&state.db, tx).await?;
             super::activity::member_changed(state, caller.user_id).await;
             metrics::counter!("maru_team_applications_total", "outcome" => "submitted").increment(1);
             id
@@ -400,7 +400,7 @@ pub async fn decide_application(
             ));
         }
     }
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     super::activity::member_changed(state, a.user_id).await;
     if approve {
         super::cache::team_changed(state, &team).await;
@@ -422,7 +422,7 @@ async fn unseat(state: &AppState, team: &Team, user: Uuid) -> AppResult<()> {
     if !store::delete_team_member(&mut tx, team.id, user).await? {
         return Err(AppError::failed_precondition(Reason::NotTeamMember, "not a member of this team"));
     }
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     super::cache::team_changed(state, team).await;
     Ok(())
 }

@@ -234,7 +234,7 @@ async fn write(
         failed: count(row_errors.len()),
     };
     let run = store::finish_run(&mut tx, run_id, &counts, &row_errors).await?;
-    tx.commit().await.map_err(AppError::from)?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(run)
 }
 

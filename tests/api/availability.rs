@@ -314,3 +314,40 @@ async fn a_search_flood_leaves_the_cheap_calls_of_other_users_ok(pool: PgPool) {
     }
     assert!(flood.searches.contains_key("ResourceExhausted CAPACITY_EXCEEDED"), "{:?}", flood.searches);
 }
+
+/// A COMMIT whose connection broke is answered by what PostgreSQL says of its transaction
+/// (`maru::db::commit`): `resolve_commit` reads `txid_status` — committed, aborted, or not known
+/// in time while the transaction is still open.
+#[sqlx::test]
+async fn a_broken_commit_is_resolved_from_the_transaction_status(pool: PgPool) {
+    let until = || std::time::Instant::now() + Duration::from_secs(2);
+    sqlx::query("create table resolve_probe (x int)").execute(&pool).await.unwrap();
+    const XID: &str = "insert into resolve_probe values (1) returning txid_current()";
+
+    let mut tx = pool.begin().await.unwrap();
+    let committed = sqlx::query_scalar::<_, i64>(XID).fetch_one(&mut *tx).await.unwrap();
+    maru::db::commit(&pool, tx).await.unwrap();
+    assert_eq!(maru::db::resolve_commit(&pool, committed, until()).await, Some(true));
+
+    let mut tx = pool.begin().await.unwrap();
+    let aborted = sqlx::query_scalar::<_, i64>(XID).fetch_one(&mut *tx).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(maru::db::resolve_commit(&pool, aborted, until()).await, Some(false));
+
+    // Still in progress: not known before the deadline.
+    let mut open = pool.begin().await.unwrap();
+    let running = sqlx::query_scalar::<_, i64>(XID).fetch_one(&mut *open).await.unwrap();
+    let short = std::time::Instant::now() + Duration::from_millis(300);
+    assert_eq!(maru::db::resolve_commit(&pool, running, short).await, None);
+    open.rollback().await.unwrap();
+
+    // A transaction whose backend was terminated before COMMIT wrote nothing: UNAVAILABLE.
+    let mut tx = pool.begin().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()").fetch_one(&mut *tx).await.unwrap();
+    sqlx::query_scalar::<_, i64>(XID).fetch_one(&mut *tx).await.unwrap();
+    sqlx::query("select pg_terminate_backend($1)").bind(pid).execute(&pool).await.unwrap();
+    let err = maru::db::commit(&pool, tx).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let rows: i64 = sqlx::query_scalar("select count(*) from resolve_probe").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 1);
+}

@@ -268,6 +268,10 @@ fn allowed_labels() -> HashMap<&'static str, BTreeSet<String>> {
                 "role_full",
                 // a suspended account's login or refresh
                 "suspended",
+                // a COMMIT whose connection broke (maru_db_commit_outcome_resolved_total)
+                "committed",
+                "aborted",
+                "unknown",
                 // email verification and password reset
                 "already_verified",
                 "rate_limited",

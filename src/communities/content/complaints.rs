@@ -240,7 +240,7 @@ pub async fn file_complaint(state: &AppState, caller: &Caller, cmd: FileComplain
     let complaint = store::insert_complaint(&mut tx, &cmd, caller.user_id).await?;
     attach::set(&mut tx, caller.user_id, attach::Kind::Complaint, complaint.id, &cmd.media_ids, "media_ids").await?;
     remember(&mut tx, "FileComplaint", caller, cmd.request_id.as_ref(), &complaint).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     transition(Status::Received);
     tracing::info!(complaint_id = %complaint.id, community_id = %complaint.community_id, "complaint filed");
     Ok(complaint)

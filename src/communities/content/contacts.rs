@@ -158,7 +158,7 @@ pub async fn create_contact(state: &AppState, caller: &Caller, cmd: CreateContac
     }
     let contact = store::insert_contact(&mut tx, &cmd).await?;
     remember(&mut tx, "CreateContact", caller, cmd.request_id.as_ref(), &contact).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(contact)
 }
 

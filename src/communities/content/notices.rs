@@ -129,7 +129,7 @@ pub async fn create_notice(state: &AppState, caller: &Caller, cmd: CreateNotice)
     let notice = store::insert_notice(&mut tx, &cmd, caller.user_id).await?;
     attach::set(&mut tx, caller.user_id, attach::Kind::Notice, notice.id, &cmd.media_ids, "media_ids").await?;
     remember(&mut tx, "CreateNotice", caller, cmd.request_id.as_ref(), &notice).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(notice)
 }
 
@@ -180,7 +180,7 @@ pub async fn update_notice(state: &AppState, caller: &Caller, cmd: UpdateNotice)
     if let Some(ids) = &cmd.patch.media_ids {
         attach::set(&mut tx, caller.user_id, attach::Kind::Notice, updated.id, ids, "media_ids").await?;
     }
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(updated)
 }
 

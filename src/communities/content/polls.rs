@@ -231,7 +231,7 @@ pub async fn create_poll(state: &AppState, caller: &Caller, cmd: CreatePoll) -> 
         }
     };
     let poll = view(&mut tx, caller, poll_id).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(poll)
 }
 
@@ -264,7 +264,7 @@ pub async fn close_poll(state: &AppState, caller: &Caller, poll_id: Uuid) -> App
     let mut tx = crate::db::begin(&state.db).await?;
     store::close_poll(&mut *tx, poll_id).await?;
     let poll = view(&mut tx, caller, poll_id).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(poll)
 }
 
@@ -294,7 +294,7 @@ pub async fn cast_vote(state: &AppState, caller: &Caller, cmd: CastVote) -> AppR
     store::insert_vote(&mut tx, cmd.poll_id, cmd.option_id, caller.user_id).await?;
     remember(&mut tx, "CastVote", caller, cmd.request_id.as_ref(), &()).await?;
     let poll = view(&mut tx, caller, cmd.poll_id).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     metrics::counter!("maru_poll_votes_total").increment(1);
     Ok(poll)
 }

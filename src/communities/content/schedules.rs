@@ -207,7 +207,7 @@ pub async fn create_schedule(state: &AppState, caller: &Caller, cmd: CreateSched
     }
     let schedule = store::insert_schedule(&mut tx, cmd.community_id, &cmd.data, caller.user_id).await?;
     remember(&mut tx, "CreateSchedule", caller, cmd.request_id.as_ref(), &schedule).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(schedule)
 }
 
@@ -233,7 +233,7 @@ pub async fn update_schedule(state: &AppState, caller: &Caller, cmd: UpdateSched
         store::lock_schedule(&mut tx, cmd.schedule_id).await?.ok_or_else(|| not_found(Reason::ScheduleNotFound))?;
     let data = cmd.patch.apply(&old)?;
     let updated = store::update_schedule(&mut tx, cmd.schedule_id, &data).await?;
-    tx.commit().await?;
+    crate::db::commit(&state.db, tx).await?;
     Ok(updated)
 }
 
