@@ -30,7 +30,9 @@ if [[ "${WEB_TEST_REUSE_BUILD:-}" == 1 && -x target/debug/maru && -d web/node_mo
   echo "== reusing target/debug/maru and web/ as built (WEB_TEST_REUSE_BUILD=1)"
 else
   echo "== build maru (debug)"
-  cargo build --locked --bin maru
+  # The workspace's binaries, as loadtest/smoke.sh and .ci/run build them: one feature set, so
+  # CI compiles maru's dependencies for binaries once (`--bin maru` alone unifies differently).
+  cargo build --locked -p maru -p maru-load --bins
   echo "== build the web app (npm ci, buf generate, tsc, esbuild)"
   (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 fi
