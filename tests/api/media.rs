@@ -738,9 +738,14 @@ async fn of_two_posts_attaching_the_same_media_at_once_exactly_one_wins(pool: Pg
 
 /// A READY product image of `who`.
 async fn ready_product_image(app: &TestApp, who: &TestUser) -> String {
+    ready_for(app, who, pb::MediaPurpose::ProductImage).await
+}
+
+/// A READY media of `who` uploaded for `purpose` (CreateUpload → PUT → CompleteUpload).
+pub(crate) async fn ready_for(app: &TestApp, who: &TestUser, purpose: pb::MediaPurpose) -> String {
     let bytes = jpeg(320, 240);
     let mut req = create_req("image/jpeg", bytes.len());
-    req.purpose = pb::MediaPurpose::ProductImage as i32;
+    req.purpose = purpose as i32;
     let t = api(app).create_upload(who.req(req)).await.unwrap().into_inner();
     assert_eq!(put(&t, bytes).await.status(), 204);
     complete(app, who, &t.media_id).await.unwrap();

@@ -13,19 +13,22 @@ use sqlx::PgPool;
 use tonic::Code;
 
 use crate::helpers::*;
-use crate::media::{api, complete, create_req, error_meta, get, jpeg, processed, put, spawn};
+use crate::media::{api, create_req, error_meta, get, spawn};
 
 /// A READY media of `who` uploaded for `purpose`.
 async fn ready(app: &TestApp, who: &TestUser, purpose: pb::MediaPurpose) -> String {
-    let bytes = jpeg(320, 240);
-    let mut req = create_req("image/jpeg", bytes.len());
-    req.purpose = purpose as i32;
-    let t = api(app).create_upload(who.req(req)).await.unwrap().into_inner();
-    assert_eq!(put(&t, bytes).await.status(), 204);
-    complete(app, who, &t.media_id).await.unwrap();
-    let m = processed(app, who, &t.media_id).await;
-    assert_eq!(m.state, pb::MediaState::Ready as i32, "{}", m.failure_reason);
-    m.id
+    crate::media::ready_for(app, who, purpose).await
+}
+
+/// Rows of notices, complaints and teams.
+async fn owner_rows(app: &TestApp) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "select (select count(*) from community_notices), (select count(*) from community_complaints),
+                (select count(*) from teams)",
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap()
 }
 
 /// A media of `who` for `purpose` that is still UPLOADING.
@@ -331,13 +334,7 @@ async fn every_owner_kind_refuses_bad_media_naming_its_field(pool: PgPool) {
         assert_eq!(error_meta(&s, "field").as_deref(), Some(field), "{kind:?}");
     }
     // Refused writes wrote nothing: one notice, one complaint, one team.
-    let counts: (i64, i64, i64) = sqlx::query_as(
-        "select (select count(*) from community_notices), (select count(*) from community_complaints),
-                (select count(*) from teams)",
-    )
-    .fetch_one(&app.state.db)
-    .await
-    .unwrap();
+    let counts = owner_rows(app).await;
     assert_eq!(counts, (1, 1, 1));
     // A post cannot take an avatar either: attached elsewhere or not, the purpose decides.
     let avatar: String = sqlx::query_scalar("select id::text from media where attached_kind = 'profile'")
@@ -366,13 +363,7 @@ async fn of_two_owners_attaching_the_same_media_at_once_exactly_one_wins(pool: P
         }
     }
     // Only the winners were written.
-    let counts: (i64, i64, i64) = sqlx::query_as(
-        "select (select count(*) from community_notices), (select count(*) from community_complaints),
-                (select count(*) from teams)",
-    )
-    .fetch_one(&app.state.db)
-    .await
-    .unwrap();
+    let counts = owner_rows(app).await;
     assert_eq!(counts, (3, 3, 3));
 }
 
